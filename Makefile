@@ -1,0 +1,36 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RECSYS := $(VENV)/bin/recsys
+DEMO_DIR ?= demo_data
+
+.PHONY: setup demo test test-all lint clean bench-ingest fetch-movielens
+
+$(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
+	VENV=$(VENV) ./scripts/setup_venv.sh
+	touch $@
+
+setup: $(VENV)/.installed
+
+## Generate the default synthetic shop, ingest it into a lake, print the summary.
+demo: setup
+	$(RECSYS) datasets synth --out $(DEMO_DIR)/raw/synth
+	$(RECSYS) ingest data=synth paths.raw_dir=$(DEMO_DIR)/raw paths.lake_dir=$(DEMO_DIR)/lake
+	$(RECSYS) lake describe $(DEMO_DIR)/lake/synth
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "not gpu"
+
+lint: setup
+	$(VENV)/bin/ruff check recsys_cli tests scripts
+
+fetch-movielens: setup
+	./scripts/fetch_movielens100k.sh
+
+bench-ingest: setup
+	$(PY) scripts/bench_ingest.py
+
+clean:
+	rm -rf $(DEMO_DIR) runs .pytest_cache

@@ -1,0 +1,33 @@
+"""Hydra compose, wrapped: the only module that imports hydra's initialisation API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose(name: str, overrides: list[str] | None = None, config_dir: Path | str | None = None) -> DictConfig:
+    """Compose primary config `name` from `config_dir` with Hydra-style overrides.
+
+    Errors in overrides (unknown group option, bad syntax) become `ConfigError`,
+    so the CLI reports them as one line.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from recsys_cli.errors import ConfigError
+
+    conf_dir = Path(config_dir or DEFAULT_CONF_DIR).resolve()
+    if not conf_dir.is_dir():
+        raise ConfigError(f"config directory not found: {conf_dir}")
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            return hydra_compose(config_name=name, overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config '{name}': {first}") from exc

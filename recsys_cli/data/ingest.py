@@ -1,0 +1,317 @@
+"""The ingest pipeline: raw source files -> a validated, pseudonymised lake.
+
+    hash inputs -> (no-op if unchanged) -> stage each file (one streaming pass)
+    -> threshold check -> dedupe + pseudonymise day by day -> items, users
+    -> manifest -> atomic publish
+
+Nothing is visible in the lake folder until the last step succeeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+from recsys_cli import __version__
+from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data import events as ev
+from recsys_cli.data.lake import MANIFEST, file_digests, link_tree, read_manifest, sha256_file, staged_version, write_json
+from recsys_cli.data.pseudonymise import PiiKey, apply_pseudonyms, pseudonym_table
+from recsys_cli.data.schema import EVENTS_SCHEMA, Col
+from recsys_cli.data.sources.base import TableSpec, TimestampSpec
+from recsys_cli.data.tables import ITEM_RULES, USER_RULES, TableRules, prepare_table
+from recsys_cli.errors import ValidationThresholdError
+
+FORMAT_VERSION = 1
+
+
+class Source(Protocol):
+    name: str
+    events: TableSpec
+
+    def event_files(self) -> list[Path]: ...
+
+    def table_files(self) -> dict[str, list[Path]]: ...
+
+    def scan_events(self, path: Path) -> pl.LazyFrame: ...
+
+    def items(self) -> tuple[pl.DataFrame, str] | None: ...
+
+    def users(self) -> tuple[pl.DataFrame, str] | None: ...
+
+    def table_timestamp(self, table: str) -> TimestampSpec: ...
+
+
+@dataclass(frozen=True)
+class Rules:
+    max_bad_fraction: float = 0.05
+    min_ts: str = "1990-01-01T00:00:00+00:00"
+    max_future_days: float = 1.0
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        low = datetime.fromisoformat(self.min_ts)
+        low = low if low.tzinfo else low.replace(tzinfo=UTC)
+        return low, now + timedelta(days=self.max_future_days)
+
+
+@dataclass
+class IngestResult:
+    lake: Path
+    manifest: dict[str, Any]
+    no_op: bool = False
+    message: str = ""
+    files: list[ev.FileCounts] = field(default_factory=list)
+
+
+def ingest(
+    source: Source,
+    lake: Path,
+    key: PiiKey,
+    personal: ev.Personal,
+    rules: Rules,
+    config: dict[str, Any],
+    append: bool = False,
+    reporter: Reporter | None = None,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Ingest `source` into `lake`; see the module docstring for the steps."""
+    reporter = reporter or NullReporter()
+    now = now or datetime.now(UTC)
+    files = source.event_files()
+    tables = source.table_files()
+    previous = read_manifest(lake) if (lake / MANIFEST).is_file() else None
+    digests = _hash_inputs([*files, *(f for fs in tables.values() for f in fs)], reporter)
+    fingerprint = _fingerprint(digests, config, key)
+    if previous and previous.get("fingerprint") == fingerprint:
+        return IngestResult(lake, previous, no_op=True, message="inputs and config unchanged: lake already up to date")
+    known = {i["sha256"] for i in previous.get("inputs", [])} if (previous and append) else set()
+    new_files = [f for f in files if digests[str(f)] not in known]
+    if append and previous and not new_files:
+        return IngestResult(lake, previous, no_op=True, message="no new event files to append")
+    for f in new_files:  # fail on unreadable files before any work
+        source.scan_events(f)
+
+    with staged_version(lake) as tmp:
+        staging = tmp / "_staging"
+        counts = _stage(source, new_files, digests, staging, personal, rules, now, reporter)
+        _check_threshold(counts, rules)
+        run = (previous or {}).get("run", 0) + 1 if append and previous else 1
+        if append and previous:
+            link_tree(lake, tmp, skip={MANIFEST})
+        user_ids = _user_table(staging, source, key)
+        hashes = _hash_tables(staging, personal, key)
+        _write_days(tmp, staging, counts, user_ids, hashes, run, reporter)
+        table_counts = _write_tables(tmp, staging, source, user_ids, key, personal, run)
+        _write_quarantine(tmp, staging, run, user_ids)
+        shutil.rmtree(staging)
+        inputs = _inputs(previous if append else None, counts, tables, digests, table_counts)
+        manifest = _manifest(tmp, source, config, fingerprint, key, inputs, run, now)
+        write_json(tmp / MANIFEST, manifest)
+    return IngestResult(lake, manifest, files=counts, message=f"wrote {manifest['rows']['events']:,} events")
+
+
+def _hash_inputs(paths: list[Path], reporter: Reporter) -> dict[str, str]:
+    reporter.start("hashing inputs", total=len(paths))
+    out = {}
+    for p in paths:
+        out[str(p)] = sha256_file(p)
+        reporter.advance()
+    return out
+
+
+def _fingerprint(digests: dict[str, str], config: dict[str, Any], key: PiiKey) -> str:
+    payload = json.dumps(
+        {"inputs": sorted(digests.values()), "config": config, "key": key.fingerprint, "format": FORMAT_VERSION},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _stage(source: Source, files: list[Path], digests: dict[str, str], staging: Path, personal: ev.Personal,
+           rules: Rules, now: datetime, reporter: Reporter) -> list[ev.FileCounts]:
+    low, high = rules.window(now)
+    counts = []
+    for src, path in enumerate(files):
+        reporter.start(f"validating {path.name}", total=1)
+        lf = ev.parse_events(source.scan_events(path), source.events, low, high)
+        try:
+            ev.stage_file(lf, path, src, staging, personal, source.events.keep)
+        except pl.exceptions.ComputeError as exc:
+            from recsys_cli.errors import SourceError
+
+            raise SourceError(f"{path}: cannot be parsed: {str(exc).strip().splitlines()[0]}") from exc
+        good = _staged_rows(staging / "events" / f"f{src:05d}")
+        bad = pl.read_parquet(staging / "quarantine" / f"f{src:05d}.parquet", columns=[Col.REASON])
+        reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows())
+        counts.append(ev.FileCounts(str(path), digests[str(path)], rows_in=good + bad.height,
+                                    rows_written=good, rows_quarantined=bad.height, quarantine_by_reason=reasons))
+        reporter.advance()
+    return counts
+
+
+def _staged_rows(folder: Path) -> int:
+    files = list(folder.glob("date=*/*.parquet"))
+    return pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
+
+
+def _check_threshold(counts: list[ev.FileCounts], rules: Rules) -> None:
+    rows_in = sum(c.rows_in for c in counts)
+    bad = sum(c.rows_quarantined for c in counts)
+    if rows_in and bad / rows_in > rules.max_bad_fraction:
+        worst = max(counts, key=lambda c: c.rows_quarantined / max(c.rows_in, 1))
+        top = sorted(worst.quarantine_by_reason.items(), key=lambda kv: -kv[1])[:3]
+        raise ValidationThresholdError(
+            f"{bad:,} of {rows_in:,} rows ({bad / rows_in:.1%}) failed validation, above "
+            f"validation.max_bad_fraction={rules.max_bad_fraction:g}; worst file {worst.path}: "
+            + ", ".join(f"{r} x{n:,}" for r, n in top) + "; nothing was written"
+        )
+
+
+def _user_table(staging: Path, source: Source, key: PiiKey) -> pl.DataFrame:
+    ids = [pl.scan_parquet(list((staging / "events").glob("f*/date=*/*.parquet"))).select(Col.USER)]
+    users = source.users()
+    if users is not None:
+        ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String).str.strip_chars()))
+    for path in (staging / "quarantine").glob("f*.parquet"):
+        if Col.USER in pl.read_parquet_schema(path):
+            ids.append(pl.scan_parquet(path).select(Col.USER))
+    values = pl.concat(ids, how="vertical_relaxed").unique().collect()[Col.USER]
+    return pseudonym_table(values, key, "user_id")
+
+
+def _hash_tables(staging: Path, personal: ev.Personal, key: PiiKey) -> dict[str, pl.DataFrame]:
+    files = list((staging / "events").glob("f*/date=*/*.parquet"))
+    if not files:
+        return {}
+    names = set(pl.scan_parquet(files[0]).collect_schema().names())
+    out = {}
+    for column in sorted(personal.hash & names):
+        values = pl.scan_parquet(files, missing_columns="insert").select(column).unique().collect()[column]
+        out[column] = pseudonym_table(values, key, column)
+    return out
+
+
+def _write_days(tmp: Path, staging: Path, counts: list[ev.FileCounts], user_ids: pl.DataFrame,
+                hashes: dict[str, pl.DataFrame], run: int, reporter: Reporter) -> None:
+    days = ev.staged_days(staging)
+    reporter.start("deduplicating and writing days", total=len(days))
+    for day in days:
+        part = tmp / "events" / f"date={day}"
+        existing = sorted(part.glob("*.parquet")) if part.exists() else []
+        rows, dups = ev.dedupe_day(staging, day, existing, user_ids, hashes)
+        for src, n in dups.iter_rows():
+            counts[src].duplicates_dropped += n
+            counts[src].rows_written -= n
+        if rows.height:
+            part.mkdir(parents=True, exist_ok=True)
+            rows.write_parquet(part / f"part-{run:05d}.parquet", compression="zstd", statistics=True)
+        reporter.advance()
+
+
+def _write_tables(tmp: Path, staging: Path, source: Source, user_ids: pl.DataFrame, key: PiiKey,
+                  personal: ev.Personal, run: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, rules, loaded in (("items", ITEM_RULES, source.items()), ("users", USER_RULES, source.users())):
+        if loaded is None:
+            continue
+        df, files = loaded
+        good, bad = prepare_table(df, rules, source.table_timestamp(name), files)
+        good, bad = _protect(good, bad, rules, user_ids, key, personal)
+        target = tmp / f"{name}.parquet"
+        target.unlink(missing_ok=True)  # may be a hard link into the previous version
+        good.write_parquet(target, compression="zstd")
+        if bad.height:
+            (staging / "quarantine").mkdir(parents=True, exist_ok=True)
+            bad.write_parquet(staging / "quarantine" / f"{name}.parquet")
+        reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows()) if bad.height else {}
+        out[name] = {"path": files, "rows_in": df.height, "rows_written": good.height,
+                     "rows_quarantined": bad.height, "quarantine_by_reason": reasons}
+    return out
+
+
+def _protect(good: pl.DataFrame, bad: pl.DataFrame, rules: TableRules, user_ids: pl.DataFrame, key: PiiKey,
+             personal: ev.Personal) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Pseudonymise user ids and drop or hash personal columns in a small table."""
+    frames = []
+    for df in (good, bad):
+        if Col.USER in df.columns:
+            df = df.with_columns(apply_pseudonyms(Col.USER, user_ids))
+        for column in personal.hash & set(df.columns):
+            table = pseudonym_table(df[column].cast(pl.String), key, column)
+            df = df.with_columns(apply_pseudonyms(column, table))
+        frames.append(df.drop(*(personal.drop & set(df.columns))))
+    return frames[0], frames[1]
+
+
+def _write_quarantine(tmp: Path, staging: Path, run: int, user_ids: pl.DataFrame) -> None:
+    files = sorted((staging / "quarantine").glob("*.parquet"))
+    frames = [pl.read_parquet(f) for f in files]
+    frames = [f.with_columns(apply_pseudonyms(Col.USER, user_ids)) if Col.USER in f.columns else f
+              for f in frames if f.height]
+    if frames:
+        (tmp / "quarantine").mkdir(exist_ok=True)
+        pl.concat(frames, how="diagonal_relaxed").write_parquet(tmp / "quarantine" / f"run-{run:05d}.parquet")
+
+
+def _inputs(previous: dict[str, Any] | None, counts: list[ev.FileCounts], tables: dict[str, list[Path]],
+            digests: dict[str, str], table_counts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    old = [i for i in (previous or {}).get("inputs", []) if i.get("table") == "events"]
+    new = [{"table": "events", **c.__dict__} for c in counts]
+    for name, info in table_counts.items():
+        for f in tables.get(name, []):
+            new.append({"table": name, "path": str(f), "sha256": digests[str(f)]})
+        new[-1].update({k: v for k, v in info.items() if k != "path"})
+    return old + new
+
+
+def _manifest(lake: Path, source: Source, config: dict[str, Any], fingerprint: str, key: PiiKey,
+              inputs: list[dict[str, Any]], run: int, now: datetime) -> dict[str, Any]:
+    events = pl.scan_parquet(lake / "events", hive_partitioning=True)
+    stats = events.select(
+        pl.len().alias("rows"), pl.col(Col.USER).n_unique().alias("users"), pl.col(Col.ITEM).n_unique().alias("items"),
+        pl.col(Col.TS).min().alias("min_ts"), pl.col(Col.TS).max().alias("max_ts"),
+    ).collect().row(0, named=True)
+    by_type = events.group_by(Col.EVENT).len().sort(Col.EVENT).collect()
+    quarantine = _reason_counts(lake)
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": source.name,
+        "created_at": now.isoformat(),
+        "run": run,
+        "fingerprint": fingerprint,
+        "rows": {"events": stats["rows"], **_table_rows(lake), "quarantine": sum(quarantine.values())},
+        "events_by_type": {str(k): v for k, v in by_type.iter_rows()},
+        "distinct": {"users_in_events": stats["users"], "items_in_events": stats["items"]},
+        "time_range": {"min_ts": str(stats["min_ts"]), "max_ts": str(stats["max_ts"])},
+        "quarantine_by_reason": quarantine,
+        "schema": {"events": {k: str(v) for k, v in events.collect_schema().items()},
+                   **{t: {k: str(v) for k, v in pl.read_parquet_schema(lake / f"{t}.parquet").items()}
+                      for t in ("items", "users") if (lake / f"{t}.parquet").exists()}},
+        "inputs": inputs,
+        "outputs": file_digests(lake),
+        "pii": {"key_fingerprint": key.fingerprint, "development_key": key.is_development},
+        "versions": {"recsys": __version__, "polars": pl.__version__, "python": platform.python_version()},
+        "config": config,
+        "events_schema_contract": {k: str(v) for k, v in EVENTS_SCHEMA.items()},
+    }
+
+
+def _table_rows(lake: Path) -> dict[str, int]:
+    return {t: pl.scan_parquet(lake / f"{t}.parquet").select(pl.len()).collect().item()
+            for t in ("items", "users") if (lake / f"{t}.parquet").exists()}
+
+
+def _reason_counts(lake: Path) -> dict[str, int]:
+    files = sorted((lake / "quarantine").glob("*.parquet"))
+    if not files:
+        return {}
+    q = pl.concat([pl.scan_parquet(f).select(Col.REASON) for f in files]).group_by(Col.REASON).len()
+    return dict(q.sort(Col.REASON).collect().iter_rows())

@@ -1,0 +1,1 @@
+"""Raw data sources. Each maps its own files onto the lake's contract columns."""

@@ -1,0 +1,26 @@
+"""Domain errors. The CLI prints them as one red line and exits non-zero;
+anything else keeps its traceback."""
+
+
+class RecsysError(Exception):
+    """Base class of the errors a user can fix from the message alone."""
+
+
+class ConfigError(RecsysError):
+    """The composed configuration cannot be used as written."""
+
+
+class SourceError(RecsysError):
+    """A raw input file is missing, empty, unreadable or lacks required columns."""
+
+
+class ValidationThresholdError(RecsysError):
+    """Too many rows failed validation; nothing was written."""
+
+
+class PiiKeyError(RecsysError):
+    """No pseudonymisation key where one is required."""
+
+
+class LakeError(RecsysError):
+    """A lake folder is missing or its manifest does not match its files."""

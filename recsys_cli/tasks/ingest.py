@@ -1,0 +1,37 @@
+"""`recsys ingest` as a function of its composed config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from recsys_cli.console import Reporter
+from recsys_cli.data.events import Personal
+from recsys_cli.data.ingest import IngestResult, Rules, ingest
+from recsys_cli.data.pseudonymise import load_key
+from recsys_cli.errors import ConfigError
+
+
+def run(cfg: DictConfig, append: bool = False, reporter: Reporter | None = None) -> IngestResult:
+    from hydra.utils import instantiate
+
+    source = instantiate(cfg.data, _convert_="all")
+    pii = cfg.pii
+    key = load_key(pii.key_env, pii.allow_development_key, pii.min_key_length)
+    personal = personal_policy(OmegaConf.to_container(pii.personal_columns) or {})
+    rules = Rules(**OmegaConf.to_container(cfg.validation))  # type: ignore[arg-type]
+    snapshot = OmegaConf.to_container(cfg, resolve=True)
+    return ingest(source, Path(cfg.lake_dir), key, personal, rules, snapshot, append=append,  # type: ignore[arg-type]
+                  reporter=reporter)
+
+
+def personal_policy(columns: dict[str, Any]) -> Personal:
+    bad = {c: a for c, a in columns.items() if a not in ("drop", "hash")}
+    if bad:
+        raise ConfigError(f"pii.personal_columns: actions must be 'drop' or 'hash', got {bad}")
+    return Personal(
+        drop=frozenset(c for c, a in columns.items() if a == "drop"),
+        hash=frozenset(c for c, a in columns.items() if a == "hash"),
+    )

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create .venv and install recsys with the right PyTorch build for this machine.
+# Without an NVIDIA GPU the CPU build is installed (a local wheel when one is on
+# pip's find-links, otherwise PyTorch's CPU index); with one, PyPI's CUDA build.
+set -euo pipefail
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=2.13.0
+
+"$PYTHON" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+
+if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    echo "torch already present: $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
+elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "NVIDIA GPU found: installing the CUDA build of torch==$TORCH_VERSION"
+    $PIP install "torch==$TORCH_VERSION"
+else
+    echo "No GPU: installing the CPU build of torch==$TORCH_VERSION"
+    # A CPU wheel on pip's find-links (as on our CI machines) is taken as is;
+    # otherwise PyTorch's CPU index. Its dependencies then come from PyPI.
+    if ! $PIP install --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null; then
+        $PIP install --no-deps "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+    fi
+    $PIP install "torch==$TORCH_VERSION"
+fi
+$PIP install -e ".[dev]"
+echo "ready: $VENV"
