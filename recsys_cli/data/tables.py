@@ -69,7 +69,7 @@ def prepare_table(
         pl.col(Col.LINE).cast(pl.UInt64),
         pl.col(Col.REASON),
         pl.lit(rules.name).alias(Col.TABLE),
-        *(pl.col(c).cast(pl.String) for c in df.columns if c != Col.LINE),
+        *(_as_text(c, df.schema[c]) for c in df.columns if c != Col.LINE),
     )
     return good, bad
 
@@ -85,3 +85,9 @@ def _typed(df: pl.DataFrame, column: str, dtype: pl.DataType, ts: TimestampSpec 
         col = col.dt.replace_time_zone("UTC") if tz is None and isinstance(source, pl.Datetime) else col
         return col.cast(Timestamp, strict=False)
     return pl.col(column).cast(dtype, strict=False)
+
+
+def _as_text(column: str, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.List):
+        return pl.col(column).cast(pl.List(pl.String)).list.join("|")
+    return pl.col(column).cast(pl.String)

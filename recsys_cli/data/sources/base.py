@@ -42,6 +42,7 @@ class TableSpec:
     files: Sequence[str] = ()
     format: Format = "csv"
     separator: str = ","
+    quote_char: str | None = '"'
     has_header: bool = True
     raw_columns: Sequence[str] | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -75,7 +76,7 @@ def scan_raw(path: Path, spec: TableSpec) -> pl.LazyFrame:
             empty_string_is_null=False,
             row_index_name=Col.LINE,
             row_index_offset=2 if spec.has_header else 1,
-            quote_char='"',
+            quote_char=spec.quote_char,
         )
     elif spec.format == "jsonl":
         lf = pl.scan_ndjson(path, infer_schema_length=1000, row_index_name=Col.LINE, row_index_offset=1)

@@ -1,0 +1,47 @@
+"""The `recsys` command: one file per command group, assembled here.
+
+Heavy libraries (polars, torch, hydra's instantiate) are imported inside command
+bodies so that `recsys --help` answers at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from recsys_cli import __version__
+from recsys_cli.cli import datasets, ingest, lake
+from recsys_cli.cli._errors import state
+
+app = typer.Typer(
+    name="recsys",
+    help="From a shop's raw logs to a validated lake (and, step by step, to a served recommender).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("ingest")(ingest.ingest)
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(lake.app, name="lake")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"recsys {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for known errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    if debug:
+        state["debug"] = True
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,62 @@
+"""`recsys datasets`: the data sources we ship configs for, and the synthetic shop."""
+
+from __future__ import annotations
+
+import typer
+
+from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+
+app = typer.Typer(help="List data sources; generate the synthetic shop.", no_args_is_help=True)
+
+
+@app.command("list")
+@friendly_errors
+def list_(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+    """Every data source config in conf/data/, whether its raw files are present, and its lake."""
+    from pathlib import Path
+
+    from recsys_cli.config import compose
+    from recsys_cli.console import console, rows_table
+
+    rows = []
+    for path in sorted((Path(config_dir) / "data").glob("*.yaml")):
+        cfg = compose("ingest", [f"data={path.stem}", *(overrides or [])], config_dir)
+        raw = Path(cfg.data.path)
+        lake = Path(cfg.lake_dir)
+        rows.append((path.stem, cfg.data.get("description", ""), _state(raw), _lake_state(lake)))
+    console.print(rows_table("Data sources (recsys ingest data=NAME)", ["name", "description", "raw files", "lake"],
+                             rows))
+
+
+@app.command("synth")
+@friendly_errors
+def synth(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+    """Generate the synthetic shop's raw logs (users.csv, items.csv, events.csv).
+
+    Size and seed are config keys: `recsys datasets synth data.generator.n_events=1000000 data.generator.seed=7`.
+    """
+    from hydra.utils import instantiate
+
+    from recsys_cli.config import compose
+    from recsys_cli.console import console, kv_table, rich_progress
+
+    cfg = compose("ingest", ["data=synth", *(overrides or [])], config_dir)
+    source = instantiate(cfg.data, _convert_="all")
+    with rich_progress() as reporter:
+        counts = source.generate(reporter=reporter)
+    console.print(kv_table(f"Synthetic shop written to {source.path}", counts))
+
+
+def _state(path: object) -> str:
+    from pathlib import Path
+
+    p = Path(str(path))
+    return f"present ({p})" if p.exists() and any(p.iterdir()) else f"missing ({p})"
+
+
+def _lake_state(path: object) -> str:
+    from pathlib import Path
+
+    p = Path(str(path)) / "manifest.json"
+    return f"yes ({p.parent})" if p.is_file() else "no"

@@ -1,0 +1,40 @@
+"""`recsys ingest`: raw source files -> validated, pseudonymised Parquet lake."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+
+
+@friendly_errors
+def ingest(
+    overrides: Overrides = None,
+    append: Annotated[
+        bool, typer.Option("--append", help="Add new event files to the existing lake; old partitions stay as they are.")
+    ] = False,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
+) -> None:
+    """Validate, deduplicate and pseudonymise a data source into a Parquet lake.
+
+    Re-running on unchanged input is a no-op. Rejected rows go to quarantine/ with a reason.
+    """
+    from recsys_cli.cli.render import ingest_summary
+    from recsys_cli.config import compose
+    from recsys_cli.console import console, rich_progress
+    from recsys_cli.tasks import ingest as task
+
+    cfg = compose("ingest", overrides, config_dir)
+    with rich_progress() as reporter:
+        result = task.run(cfg, append=append, reporter=reporter)
+    if result.no_op:
+        console.print(f"[yellow]no-op:[/] {result.message} ({result.lake})")
+        return
+    if result.manifest["pii"]["development_key"]:
+        console.print("[yellow]warning:[/] user ids pseudonymised with the public DEVELOPMENT key; "
+                      "set $RECSYS_PII_KEY for real data")
+    ingest_summary(result.manifest, console)
+    console.print(f"[green]lake written:[/] {result.lake} (manifest.json)")

@@ -1,0 +1,99 @@
+"""MovieLens-100K in either layout: RecBole's atomic files (`ml-100k.inter`, as
+shipped in the recbole wheel, see scripts/fetch_movielens100k.sh) or GroupLens'
+original `u.data`/`u.user`/`u.item`.
+
+Ratings become `rating` events whose `value` is the star rating.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recsys_cli.data.schema import Col
+from recsys_cli.data.sources.base import TableSpec, TimestampSpec
+from recsys_cli.data.sources.tabular import TabularSource
+from recsys_cli.errors import SourceError
+
+GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+AGE_EDGES = (18, 25, 35, 45, 55)
+AGE_LABELS = ("<18", "18-24", "25-34", "35-44", "45-54", "55+")
+
+RECBOLE_EVENTS = TableSpec(
+    files=("ml-100k.inter",), separator="\t", quote_char=None,
+    columns={Col.USER: "user_id:token", Col.ITEM: "item_id:token", Col.VALUE: "rating:float", Col.TS: "timestamp:float"},
+    constants={Col.EVENT: "rating"}, timestamp=TimestampSpec(unit="s"),
+)
+ORIGINAL_EVENTS = TableSpec(
+    files=("u.data",), separator="\t", quote_char=None, has_header=False,
+    raw_columns=(Col.USER, Col.ITEM, Col.VALUE, Col.TS), constants={Col.EVENT: "rating"},
+    timestamp=TimestampSpec(unit="s"),
+)
+
+
+class MovieLensSource(TabularSource):
+    def __init__(self, name: str, path: str | Path, description: str = "", **_: Any) -> None:
+        super().__init__(name, path, events=RECBOLE_EVENTS, description=description)
+        if (self.path / "u.data").exists() and not (self.path / "ml-100k.inter").exists():
+            self.events = ORIGINAL_EVENTS
+
+    @property
+    def original(self) -> bool:
+        return self.events is ORIGINAL_EVENTS
+
+    def table_files(self) -> dict[str, list[Path]]:
+        names = {"items": "u.item", "users": "u.user"} if self.original else {
+            "items": "ml-100k.item", "users": "ml-100k.user"}
+        return {t: [self.path / n] for t, n in names.items() if (self.path / n).exists()}
+
+    def items(self) -> tuple[pl.DataFrame, str] | None:
+        files = self.table_files().get("items")
+        if not files:
+            return None
+        path = files[0]
+        if self.original:
+            # u.item is Latin-1 and pipe-separated, with one 0/1 flag column per genre.
+            text = path.read_bytes().decode("latin-1")
+            cols = ["item_id", "title", "release_date", "video_release", "url", *GENRES]
+            raw = pl.read_csv(io.StringIO(text), separator="|", has_header=False, new_columns=cols,
+                              infer_schema=False, quote_char=None)
+            genres = pl.concat_list(pl.when(pl.col(g) == "1").then(pl.lit(g)) for g in GENRES).list.drop_nulls()
+            df = raw.select("item_id", "title", genres.alias("genres"),
+                            pl.col("release_date").str.slice(-4).cast(pl.Int32, strict=False).alias("release_year"))
+        else:
+            raw = _read_tsv(path)
+            df = raw.select(
+                pl.col("item_id:token").alias("item_id"), pl.col("movie_title:token_seq").alias("title"),
+                pl.col("class:token_seq").str.split(" ").alias("genres"),
+                pl.col("release_year:token").cast(pl.Int32, strict=False).alias("release_year"),
+            )
+        df = df.with_columns(pl.col("genres").list.first().alias(Col.CATEGORY))
+        return df.with_row_index(Col.LINE, offset=1 if self.original else 2), str(path)
+
+    def users(self) -> tuple[pl.DataFrame, str] | None:
+        files = self.table_files().get("users")
+        if not files:
+            return None
+        path = files[0]
+        if self.original:
+            cols = ["user_id", "age", "gender", "occupation", "zip_code"]
+            df = pl.read_csv(path, separator="|", has_header=False, new_columns=cols, infer_schema=False)
+        else:
+            df = _read_tsv(path).rename(lambda c: c.split(":")[0])
+        age = pl.col("age").cast(pl.Int32, strict=False)
+        df = df.with_columns(age, age.cut(list(AGE_EDGES), labels=list(AGE_LABELS), left_closed=True)
+                             .cast(pl.String).alias("age_bucket"))
+        return df.with_row_index(Col.LINE, offset=1 if self.original else 2), str(path)
+
+
+def _read_tsv(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
+    except pl.exceptions.PolarsError as exc:
+        raise SourceError(f"{path}: cannot be read as tab-separated text: {exc}") from exc
