@@ -14,6 +14,7 @@ from recsys_cli.data.sources.base import RAGGED, TimestampSpec
 EPOCH_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
 NUMERIC_EVENT_COLUMNS: dict[str, pl.DataType] = {Col.VALUE: pl.Float64(), Col.PRICE: pl.Float64(),
                                                   Col.QUANTITY: pl.Int32()}
+ISO_8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 REPLACEMENT_CHAR = "\ufffd"  # what utf8-lossy decoding puts where bytes were not UTF-8
 
 
@@ -27,6 +28,9 @@ def parse_timestamp(expr: pl.Expr, spec: TimestampSpec) -> pl.Expr:
     """Raw text -> UTC microsecond datetime; null where the text does not parse."""
     if spec.unit == "iso":
         parsed = expr.str.to_datetime(format=spec.format, time_unit="us", strict=False, time_zone="UTC")
+        if spec.format is None:
+            # Without a format Polars would also guess day/month orders; accept ISO 8601 only.
+            parsed = pl.when(expr.str.contains(ISO_8601)).then(parsed)
         return parsed.cast(Timestamp)
     micros = (expr.cast(pl.Float64, strict=False) * EPOCH_FACTOR[spec.unit]).round(0).cast(pl.Int64, strict=False)
     return pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC")

@@ -23,7 +23,16 @@ import polars as pl
 from recsys_cli import __version__
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import events as ev
-from recsys_cli.data.lake import MANIFEST, file_digests, link_tree, read_manifest, sha256_file, staged_version, write_json
+from recsys_cli.data.lake import (
+    MANIFEST,
+    file_digests,
+    link_tree,
+    read_manifest,
+    recover,
+    sha256_file,
+    staged_version,
+    write_json,
+)
 from recsys_cli.data.pseudonymise import PiiKey, apply_pseudonyms, pseudonym_table
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
@@ -85,6 +94,7 @@ def ingest(
     """Ingest `source` into `lake`; see the module docstring for the steps."""
     reporter = reporter or NullReporter()
     now = now or datetime.now(UTC)
+    recover(lake)
     files = source.event_files()
     tables = source.table_files()
     previous = read_manifest(lake) if (lake / MANIFEST).is_file() else None
@@ -176,13 +186,16 @@ def _check_threshold(counts: list[ev.FileCounts], rules: Rules) -> None:
 
 
 def _user_table(staging: Path, source: Source, key: PiiKey) -> pl.DataFrame:
-    ids = [pl.scan_parquet(list((staging / "events").glob("f*/date=*/*.parquet"))).select(Col.USER)]
+    staged = list((staging / "events").glob("f*/date=*/*.parquet"))
+    ids = [pl.scan_parquet(staged).select(Col.USER)] if staged else []
     users = source.users()
     if users is not None:
         ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String).str.strip_chars()))
     for path in (staging / "quarantine").glob("f*.parquet"):
         if Col.USER in pl.read_parquet_schema(path):
             ids.append(pl.scan_parquet(path).select(Col.USER))
+    if not ids:
+        return pseudonym_table(pl.Series(Col.USER, [], dtype=pl.String), key, "user_id")
     values = pl.concat(ids, how="vertical_relaxed").unique().collect()[Col.USER]
     return pseudonym_table(values, key, "user_id")
 
@@ -274,7 +287,12 @@ def _inputs(previous: dict[str, Any] | None, counts: list[ev.FileCounts], tables
 
 def _manifest(lake: Path, source: Source, config: dict[str, Any], fingerprint: str, key: PiiKey,
               inputs: list[dict[str, Any]], run: int, now: datetime) -> dict[str, Any]:
-    events = pl.scan_parquet(lake / "events", hive_partitioning=True)
+    event_files = sorted((lake / "events").glob("date=*/*.parquet"))
+    events = (
+        pl.scan_parquet(lake / "events", hive_partitioning=True)
+        if event_files
+        else pl.LazyFrame(schema={**EVENTS_SCHEMA, Col.DATE: pl.Date})
+    )
     stats = events.select(
         pl.len().alias("rows"), pl.col(Col.USER).n_unique().alias("users"), pl.col(Col.ITEM).n_unique().alias("items"),
         pl.col(Col.TS).min().alias("min_ts"), pl.col(Col.TS).max().alias("max_ts"),

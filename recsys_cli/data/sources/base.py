@@ -8,6 +8,7 @@ source gets the same rules and the same quarantine reasons.
 
 from __future__ import annotations
 
+import csv
 import glob
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import SourceError
 
 Format = Literal["csv", "jsonl", "parquet"]
-RAGGED = "_ragged"  # set when a CSV row has fewer fields than its header
+RAGGED = "_ragged"  # set on a last row cut short by a truncated file
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,7 @@ class TableSpec:
 def scan_raw(path: Path, spec: TableSpec) -> pl.LazyFrame:
     """Scan one raw file with every column as a string and a 1-based `_line`.
 
-    Empty fields stay empty strings here so that a missing field (a short,
-    truncated row) is distinguishable from an empty one: only the former is null.
+    Empty fields stay empty strings; `blank_to_null` makes them missing later.
     """
     _check_readable(path)
     if spec.format == "csv":
@@ -117,13 +117,33 @@ def map_columns(lf: pl.LazyFrame, spec: TableSpec, path: Path, required: Sequenc
     exprs += [pl.col(c) for c in names if c not in mapping and c not in mapping.values()]
     consts = [pl.lit(str(v) if v is not None else None, dtype=pl.String).alias(k) for k, v in spec.constants.items()]
     lf = lf.select(pl.col(Col.LINE), *exprs)
-    if spec.format == "csv" and names:
-        # The last column is null only when the row stopped before reaching it.
-        last = next((c for c, r in mapping.items() if r == names[-1]), names[-1])
-        lf = lf.with_columns(pl.col(last).is_null().alias(RAGGED))
-    else:
-        lf = lf.with_columns(pl.lit(False).alias(RAGGED))
+    truncated = _truncated_last_line(path, spec, len(names)) if spec.format == "csv" else None
+    lf = lf.with_columns((pl.col(Col.LINE) == truncated if truncated else pl.lit(False)).alias(RAGGED))
     return lf.with_columns(*consts) if consts else lf
+
+
+def _truncated_last_line(path: Path, spec: TableSpec, n_columns: int) -> int | None:
+    """Line number of the file's last line when it was cut short (no final newline
+    and fewer fields than the header), else None.
+
+    Polars pads short rows with empty fields, so a file truncated mid-row would
+    otherwise load its last row with silently shortened values.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 65_536))
+        tail = fh.read()
+    if not tail or tail.endswith(b"\n"):
+        return None
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    fields = next(csv.reader([last], delimiter=spec.separator, quotechar=spec.quote_char or '"'), [])
+    if len(fields) >= n_columns:
+        return None
+    newlines = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            newlines += chunk.count(b"\n")
+    return newlines + 1
 
 
 def read_small_table(path: Path, spec: TableSpec) -> pl.DataFrame:

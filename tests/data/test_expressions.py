@@ -1,0 +1,76 @@
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from recsys_cli.data.expressions import event_reason, map_event_type, parse_number, parse_timestamp
+from recsys_cli.data.sources.base import RAGGED, TimestampSpec
+
+UTC_DT = pl.Datetime("us", "UTC")
+
+
+@pytest.mark.parametrize(
+    ("unit", "raw", "expected"),
+    [
+        ("s", "881250949", datetime(1997, 12, 4, 15, 55, 49, tzinfo=UTC)),
+        ("s", "881250949.0", datetime(1997, 12, 4, 15, 55, 49, tzinfo=UTC)),
+        ("ms", "1433221332117", datetime(2015, 6, 2, 5, 2, 12, 117000, tzinfo=UTC)),
+        ("iso", "2026-01-01T10:00:00Z", datetime(2026, 1, 1, 10, tzinfo=UTC)),
+        ("iso", "2026-01-01T10:00:00+02:00", datetime(2026, 1, 1, 8, tzinfo=UTC)),
+        ("iso", "yesterday", None),
+        ("s", "12abc", None),
+    ],
+)
+def test_parse_timestamp_units(unit: str, raw: str, expected: datetime | None) -> None:
+    out = pl.select(parse_timestamp(pl.lit(raw), TimestampSpec(unit=unit)).alias("t"))["t"]
+    assert out.dtype == UTC_DT
+    assert out[0] == expected
+
+
+def test_event_types_map_case_insensitively_and_unknown_become_null() -> None:
+    raw = pl.Series(["view", "AddToCart", "transaction", "wishlist"])
+    out = pl.select(map_event_type(pl.lit(raw), {"addtocart": "add_to_cart", "transaction": "purchase"}))
+    assert out.to_series().cast(pl.String).to_list() == ["view", "add_to_cart", "purchase", None]
+
+
+def test_integers_reject_fractions() -> None:
+    out = pl.select(parse_number(pl.lit(pl.Series(["2", "2.0", "2.5", "x"])), pl.Int32()))
+    assert out.to_series().to_list() == [2, 2, None, None]
+
+
+def _row(**kw: object) -> dict[str, object]:
+    base = {"user_id": "u", "item_id": "i", "event_type": "view", "ts": "2026-01-01T00:00:00Z", "price": None,
+            RAGGED: False}
+    return base | kw
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (_row(), None),
+        (_row(**{RAGGED: True}), "too_few_fields"),
+        (_row(item_id="caf\ufffd"), "invalid_utf8"),
+        (_row(user_id=None), "missing:user_id"),
+        (_row(item_id=None), "missing:item_id"),
+        (_row(event_type=None), "missing:event_type"),
+        (_row(event_type="wishlist"), "unknown_event_type"),
+        (_row(ts=None), "missing:ts"),
+        (_row(ts="01/02/2026"), "bad_timestamp"),
+        (_row(ts="1970-01-01T00:00:00Z"), "timestamp_out_of_range"),
+        (_row(ts="2099-01-01T00:00:00Z"), "timestamp_out_of_range"),
+        (_row(price="cheap"), "bad_number:price"),
+        (_row(price="-1.5"), "negative:price"),
+        (_row(user_id=None, ts="bad"), "missing:user_id"),  # the first broken rule is reported
+    ],
+)
+def test_event_reason_names_the_first_broken_rule(row: dict[str, object], reason: str | None) -> None:
+    df = pl.DataFrame([row], schema={k: (pl.Boolean if k == RAGGED else pl.String) for k in row})
+    df = df.with_columns(
+        parse_timestamp(pl.col("ts"), TimestampSpec()).alias("ts__p"),
+        map_event_type(pl.col("event_type"), None).alias("event_type__p"),
+        parse_number(pl.col("price"), pl.Float64()).alias("price__p"),
+    )
+    raw = ["user_id", "item_id", "event_type", "ts", "price"]
+    low, high = datetime(1990, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)
+    out = df.select(event_reason(raw, low, high).alias("r"))["r"][0]
+    assert out == reason
