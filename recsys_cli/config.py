@@ -29,5 +29,5 @@ def compose(name: str, overrides: list[str] | None = None, config_dir: Path | st
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             return hydra_compose(config_name=name, overrides=list(overrides or []))
     except (HydraException, OmegaConfBaseException) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"config '{name}': {first}") from exc
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        raise ConfigError(f"config '{name}': " + (" ".join(lines[:3]) or type(exc).__name__)) from exc

@@ -48,8 +48,8 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
 MIB = 1 << 20
 KINDS = ("pipeline", "polars", "pandas")
-LABELS = {"pipeline": "recsys ingest (ours)", "polars": "bare Polars scan_csv→sink_parquet",
-          "pandas": "pandas read_csv→to_parquet"}
+LABELS = {"pipeline": "ours: recsys ingest", "polars": "bare polars: scan_csv→sink_parquet",
+          "pandas": "pandas: read_csv→to_parquet"}
 # Pipeline steps timed in the child, by module; nested calls are charged to the innermost step.
 STEPS = {
     "recsys_cli.data.ingest": ("_hash_inputs", "_stage", "_user_table", "_hash_tables", "_write_days",
@@ -60,6 +60,7 @@ STEPS = {
 }
 
 Json = dict[str, Any]
+Setup = tuple[Callable[[], None], Callable[[], Json]]  # (the timed work, details reported after it)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -106,7 +107,8 @@ def ensure_dataset(ds: Dataset, workdir: Path, console: Any) -> Json:
     out = run_child({"kind": "generate", "params": params, "out": str(ds.raw_dir(workdir))})
     if "error" in out:
         raise SystemExit(f"generating {ds.name} failed:\n{out['error']}")
-    info = {"params": params, "rows": out["rows"], "csv_bytes": (ds.raw_dir(workdir) / "events.csv").stat().st_size,
+    csv_bytes = (ds.raw_dir(workdir) / "events.csv").stat().st_size
+    info = {"params": params, "rows": out["rows"], "csv_bytes": csv_bytes,
             "generate_s": out["wall_s"], "generate_peak_rss_mib": out["peak_rss_mib"]}
     marker.write_text(json.dumps(info, indent=2) + "\n")
     console.print(f"[dim]  {out['rows']['events']:,} events, {info['csv_bytes'] / MIB:,.0f} MiB of CSV, "
@@ -192,15 +194,18 @@ class StageProfiler:
             self._sample()
 
 
-def _setup_generate(spec: Json) -> tuple[Callable[[], Json], Callable[[], Json]]:
+def _setup_generate(spec: Json) -> Setup:
     from recsys_cli.data.synth import SynthConfig, generate
 
     rows: Json = {}
-    return (lambda: rows.update(generate(SynthConfig(**spec["params"]), spec["out"])) or {},
-            lambda: {"rows": rows})
+
+    def work() -> None:
+        rows.update(generate(SynthConfig(**spec["params"]), spec["out"]))
+
+    return work, lambda: {"rows": rows}
 
 
-def _setup_pipeline(spec: Json) -> tuple[Callable[[], Json], Callable[[], Json]]:
+def _setup_pipeline(spec: Json) -> Setup:
     from recsys_cli.config import compose
     from recsys_cli.tasks.ingest import run
 
@@ -209,10 +214,9 @@ def _setup_pipeline(spec: Json) -> tuple[Callable[[], Json], Callable[[], Json]]
     profiler.install()
     box: Json = {}
 
-    def work() -> Json:
+    def work() -> None:
         box["result"] = run(cfg)
         profiler.stop()
-        return {}
 
     def details() -> Json:
         import polars as pl
@@ -221,35 +225,38 @@ def _setup_pipeline(spec: Json) -> tuple[Callable[[], Json], Callable[[], Json]]
         days = sorted((result.lake / "events").glob("date=*"))
         per_day = [pl.scan_parquet(d / "*.parquet").select(pl.len()).collect().item() for d in days]
         files = result.files
+        stages = {k: {"seconds": profiler.seconds.get(k, 0.0), "peak_rss_mib": profiler.peak_mib.get(k)}
+                  for k in dict.fromkeys([*profiler.seconds, *profiler.peak_mib])}
         return {"lake": str(result.lake), "no_op": result.no_op, "message": result.message,
                 "rows_written": sum(f.rows_written for f in files),
                 "rows_quarantined": sum(f.rows_quarantined for f in files),
                 "duplicates_dropped": sum(f.duplicates_dropped for f in files),
                 "days": len(days), "largest_day_rows": max(per_day, default=0),
-                "output_mib": tree_mib(result.lake),
-                "stages": {k: {"seconds": profiler.seconds.get(k, 0.0), "peak_rss_mib": profiler.peak_mib.get(k)}
-                           for k in dict.fromkeys([*profiler.seconds, *profiler.peak_mib])}}
+                "output_mib": tree_mib(result.lake), "stages": stages}
 
     return work, details
 
 
-def _setup_polars(spec: Json) -> tuple[Callable[[], Json], Callable[[], Json]]:
+def _setup_polars(spec: Json) -> Setup:
     import polars as pl
 
     out = Path(spec["out"])
-    return (lambda: pl.scan_csv(spec["csv"]).sink_parquet(out) or {}), (lambda: {"output_mib": tree_mib(out)})
+
+    def work() -> None:
+        pl.scan_csv(spec["csv"]).sink_parquet(out)
+
+    return work, lambda: {"output_mib": tree_mib(out)}
 
 
-def _setup_pandas(spec: Json) -> tuple[Callable[[], Json], Callable[[], Json]]:
+def _setup_pandas(spec: Json) -> Setup:
     import pandas as pd
     import pyarrow  # noqa: F401  (the engine; imported before the clock starts)
 
     out = Path(spec["out"])
 
-    def work() -> Json:
+    def work() -> None:
         df = pd.read_csv(spec["csv"])
         df.to_parquet(out, engine="pyarrow")
-        return {}
 
     return work, lambda: {"output_mib": tree_mib(out)}
 
@@ -305,12 +312,13 @@ def summarise(runs: list[Json], rows: int) -> Json:
     median = statistics.median(walls)
     out = {"runs": len(runs), "failed": len(runs) - len(ok), "rows": rows, "median_wall_s": median,
            "min_wall_s": min(walls), "max_wall_s": max(walls), "events_per_s": rows / median,
-           "peak_rss_mib": max(r["peak_rss_mib"] for r in ok), "rss_ready_mib": max(r["rss_ready_mib"] for r in ok),
-           "output_mib": ok[-1].get("output_mib")}
+           "peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
+           "rss_ready_mib": max(r["rss_ready_mib"] for r in ok), "output_mib": ok[-1].get("output_mib")}
     if "stages" in ok[-1]:
         names = list(dict.fromkeys(k for r in ok for k in r["stages"]))
-        out["stages"] = {k: {"median_s": statistics.median(r["stages"].get(k, {}).get("seconds", 0.0) for r in ok),
-                             "peak_rss_mib": max((r["stages"].get(k, {}).get("peak_rss_mib") or 0.0) for r in ok)}
+        steps = [{k: r["stages"].get(k, {}) for k in names} for r in ok]
+        out["stages"] = {k: {"median_s": statistics.median(st[k].get("seconds", 0.0) for st in steps),
+                             "peak_rss_mib": max(st[k].get("peak_rss_mib") or 0.0 for st in steps)}
                          for k in names}
         for key in ("rows_written", "rows_quarantined", "duplicates_dropped", "days", "largest_day_rows"):
             out[key] = ok[-1][key]
@@ -364,22 +372,24 @@ def _read_lines(path: str) -> list[str]:
 
 
 def print_report(console: Any, results: Json) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"Ingest benchmark ({results['machine']['cpus_usable']} CPUs, "
                         f"{results['machine']['total_ram_gib']:.0f} GiB RAM)")
     for col in ("measurement", "input rows", "runs", "median s", "min–max s", "events/s", "peak RSS MiB",
-                "RSS before work MiB", "output MiB"):
+                "RSS before work", "output MiB"):
         table.add_column(col, justify="left" if col == "measurement" else "right")
     for scope, by_kind in results["summary"].items():
         for kind, s in by_kind.items():
-            label = f"{LABELS[kind]} [{scope}]"
+            label = escape(f"{LABELS[kind]} [{scope}]")
             if "median_wall_s" not in s:
                 table.add_row(label, "", str(s["runs"]), "[red]failed[/]", *[""] * 5)
                 continue
             table.add_row(label, f"{s['rows']:,}", str(s["runs"]), f"{s['median_wall_s']:.1f}",
                           f"{s['min_wall_s']:.1f}–{s['max_wall_s']:.1f}", f"{s['events_per_s']:,.0f}",
-                          f"{s['peak_rss_mib']:,.0f}", f"{s['rss_ready_mib']:,.0f}", f"{s['output_mib'] or 0:,.0f}")
+                          f"{s['peak_rss_mib']:,.0f}", f"{s['rss_ready_mib']:,.0f}",
+                          f"{s['output_mib'] or 0:,.0f}")
     console.print(table)
     for key, value in results["ratios"].items():
         console.print(f"  {key.replace('_', ' ')}: [bold]{value:.2f}x[/]")
@@ -408,8 +418,8 @@ def print_stages(console: Any, summary: Json) -> None:
         table.add_row(name, *cells)
     console.print(table)
     for scope, p in pipes.items():
-        console.print(f"  {scope}: {p['rows_written']:,} rows written, {p['rows_quarantined']:,} quarantined, "
-                      f"{p['duplicates_dropped']:,} duplicates dropped; {p['days']} days, "
+        console.print(f"  {scope}: {p['rows_written']:,} rows written, {p['rows_quarantined']:,} "
+                      f"quarantined, {p['duplicates_dropped']:,} duplicates dropped; {p['days']} days, "
                       f"largest {p['largest_day_rows']:,} rows")
 
 
@@ -421,13 +431,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--events", type=int, default=10_000_000, help="events in the base input")
     p.add_argument("--days", type=int, default=180, help="days the base input spans")
-    p.add_argument("--scale-factor", type=int, default=5, help="scale input: this many times the events and days")
+    p.add_argument("--scale-factor", type=int, default=5, help="scale step: times the events and days")
     p.add_argument("--skip-scale", action="store_true", help="do not run the scale measurement")
     p.add_argument("--repeats", type=int, default=3, help="runs of each measurement (median wall, max RSS)")
-    p.add_argument("--scale-repeats", type=int, default=None, help="runs of the scale measurement [--repeats]")
-    p.add_argument("--start", default=None, help="first day of the logs [1 Jan early enough to end before today]")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--workdir", type=Path, default=REPO / "bench_data" / "ingest")
+    p.add_argument("--scale-repeats", type=int, default=None, help="runs of the scale step [--repeats]")
+    p.add_argument("--start", default=None, help="first day of the logs [a 1 Jan so all ends before today]")
+    p.add_argument("--seed", type=int, default=42, help="generator seed")
+    p.add_argument("--workdir", type=Path, default=REPO / "bench_data" / "ingest",
+                   help="generated data (reused when its .done marker matches) and outputs")
     p.add_argument("--out", type=Path, default=None, help="results JSON [WORKDIR/results.json]")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -440,41 +451,43 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # log files get the full table
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     out_path = (args.out or workdir / "results.json").resolve()
-    start = args.start or default_start(args.days, 1 if args.skip_scale else args.scale_factor)
+    start = args.start or default_start(args.days, args.scale_factor)  # same with --skip-scale: data reused
     plan = [("base", Dataset(args.events, args.days, start, args.seed), KINDS, args.repeats)]
     if not args.skip_scale:
         big = Dataset(args.events * args.scale_factor, args.days * args.scale_factor, start, args.seed)
         plan.append(("scale", big, ("pipeline",), args.scale_repeats or args.repeats))
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"}
     results: Json = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                      "command": shlex.join([sys.executable, *sys.argv]), "machine": machine_info(),
-                     "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
-                     "datasets": {}, "runs": [], "summary": {}, "ratios": {}}
-    failed = False
+                     "args": settings, "datasets": {}, "runs": [], "summary": {}, "ratios": {}}
     for scope, ds, kinds, repeats in plan:
         info = ensure_dataset(ds, workdir, console)
         results["datasets"][scope] = {"name": ds.name, **info}
         for repeat in range(repeats):
             for kind in kinds:  # interleaved, so drift (page cache, thermals) hits all alike
-                console.print(f"[{scope}] {LABELS[kind]}, run {repeat + 1}/{repeats} ...", end=" ")
+                console.print(f"\\[{scope}] {LABELS[kind]}, run {repeat + 1}/{repeats} ...", end=" ")
                 run = {"scope": scope, "kind": kind, "repeat": repeat, **measure(kind, ds, workdir)}
-                failed |= "error" in run
                 console.print(f"[red]failed[/]\n{run['error']}" if "error" in run else
                               f"{run['wall_s']:.1f} s, peak {run['peak_rss_mib']:,.0f} MiB")
                 results["runs"].append(run)
-                scoped = [r for r in results["runs"] if r["scope"] == scope]
-                results["summary"][scope] = {k: summarise([r for r in scoped if r["kind"] == k],
-                                                          info["rows"]["events"])
-                                             for k in kinds if any(r["kind"] == k for r in scoped)}
-                results["ratios"] = ratios(results["summary"])
-                out_path.parent.mkdir(parents=True, exist_ok=True)
-                out_path.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive a kill
+                record(results, scope, kinds, info["rows"]["events"], out_path)
     print_report(console, results)
     console.print(f"[dim]results: {out_path}[/]")
-    return 1 if failed else 0
+    return 1 if any("error" in r for r in results["runs"]) else 0
+
+
+def record(results: Json, scope: str, kinds: tuple[str, ...], rows: int, out_path: Path) -> None:
+    """Refresh the summaries and rewrite the JSON, so partial results survive an interrupted run."""
+    scoped = [r for r in results["runs"] if r["scope"] == scope]
+    results["summary"][scope] = {k: summarise([r for r in scoped if r["kind"] == k], rows)
+                                 for k in kinds if any(r["kind"] == k for r in scoped)}
+    results["ratios"] = ratios(results["summary"])
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

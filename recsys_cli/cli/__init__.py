@@ -12,7 +12,7 @@ import typer
 
 from recsys_cli import __version__
 from recsys_cli.cli import datasets, ingest, lake
-from recsys_cli.cli._errors import state
+from recsys_cli.cli._errors import debug_from_env, state
 
 app = typer.Typer(
     name="recsys",
@@ -39,8 +39,7 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    if debug:
-        state["debug"] = True
+    state["debug"] = debug or debug_from_env()
 
 
 def main() -> None:

@@ -13,7 +13,13 @@ from recsys_cli.console import err_console
 from recsys_cli.errors import RecsysError
 
 F = TypeVar("F", bound=Callable[..., Any])
-state = {"debug": os.environ.get("RECSYS_DEBUG", "") not in ("", "0")}
+
+
+def debug_from_env() -> bool:
+    return os.environ.get("RECSYS_DEBUG", "") not in ("", "0")
+
+
+state = {"debug": debug_from_env()}
 
 
 def friendly_errors(fn: F) -> F:

@@ -87,9 +87,16 @@ class MovieLensSource(TabularSource):
         else:
             df = _read_tsv(path).rename(lambda c: c.split(":")[0])
         age = pl.col("age").cast(pl.Int32, strict=False)
-        df = df.with_columns(age, age.cut(list(AGE_EDGES), labels=list(AGE_LABELS), left_closed=True)
-                             .cast(pl.String).alias("age_bucket"))
+        df = df.with_columns(age, age_bucket(age).alias("age_bucket"))
         return df.with_row_index(Col.LINE, offset=1 if self.original else 2), str(path)
+
+
+def age_bucket(age: pl.Expr) -> pl.Expr:
+    """Age in years -> the bucket labels the synthetic shop uses too (under 18 apart)."""
+    expr = pl.when(age < AGE_EDGES[0]).then(pl.lit(AGE_LABELS[0]))
+    for edge, label in zip(AGE_EDGES[1:], AGE_LABELS[1:-1], strict=True):
+        expr = expr.when(age < edge).then(pl.lit(label))
+    return expr.when(age.is_not_null()).then(pl.lit(AGE_LABELS[-1]))
 
 
 def _read_tsv(path: Path) -> pl.DataFrame:
