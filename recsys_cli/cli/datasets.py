@@ -25,8 +25,9 @@ def list_(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
         raw = Path(cfg.data.path)
         lake = Path(cfg.lake_dir)
         rows.append((path.stem, cfg.data.get("description", ""), _state(raw), _lake_state(lake)))
-    console.print(rows_table("Data sources (recsys ingest data=NAME)", ["name", "description", "raw files", "lake"],
-                             rows))
+    console.print(
+        rows_table("Data sources (recsys ingest data=NAME)", ["name", "description", "raw files", "lake"], rows)
+    )
 
 
 @app.command("synth")

@@ -14,7 +14,8 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
 def ingest(
     overrides: Overrides = None,
     append: Annotated[
-        bool, typer.Option("--append", help="Add new event files to the existing lake; old partitions stay as they are.")
+        bool,
+        typer.Option("--append", help="Add new event files to the existing lake; old partitions stay as they are."),
     ] = False,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
@@ -34,7 +35,9 @@ def ingest(
         console.print(f"[yellow]no-op:[/] {result.message} ({result.lake})")
         return
     if result.manifest["pii"]["development_key"]:
-        console.print("[yellow]warning:[/] user ids pseudonymised with the public DEVELOPMENT key; "
-                      "set $RECSYS_PII_KEY for real data")
+        console.print(
+            "[yellow]warning:[/] user ids pseudonymised with the public DEVELOPMENT key; "
+            "set $RECSYS_PII_KEY for real data"
+        )
     ingest_summary(result.manifest, console)
     console.print(f"[green]lake written:[/] {result.lake} (manifest.json)")

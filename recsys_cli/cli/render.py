@@ -31,8 +31,13 @@ def ingest_summary(manifest: dict[str, Any], console: Console) -> None:
     by_type = [(k, v, f"{v / total:.1%}") for k, v in manifest["events_by_type"].items()]
     console.print(rows_table("Events by type", ["event_type", "rows", "share"], by_type))
     files = [
-        (i["path"], i.get("rows_in", 0), i.get("rows_written", 0), i.get("rows_quarantined", 0),
-         i.get("duplicates_dropped", 0))
+        (
+            i["path"],
+            i.get("rows_in", 0),
+            i.get("rows_written", 0),
+            i.get("rows_quarantined", 0),
+            i.get("duplicates_dropped", 0),
+        )
         for i in manifest["inputs"]
     ]
     console.print(rows_table("Inputs", ["file", "rows in", "written", "quarantined", "duplicates"], files))

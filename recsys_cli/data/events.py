@@ -107,12 +107,19 @@ def rejected_rows(lf: pl.LazyFrame, path: Path, personal: Personal) -> pl.LazyFr
 
 
 def stage_file(
-    lf: pl.LazyFrame, path: Path, src: int, staging: Path, personal: Personal, keep: Sequence[str],
+    lf: pl.LazyFrame,
+    path: Path,
+    src: int,
+    staging: Path,
+    personal: Personal,
+    keep: Sequence[str],
 ) -> None:
     """One streaming pass over a raw file: valid rows by day, rejected rows aside."""
     good = valid_rows(lf, src, personal, keep).sink_parquet(
         pl.PartitionBy(staging / "events" / f"f{src:05d}", key=Col.DATE, include_key=False),
-        mkdir=True, lazy=True, compression="lz4",
+        mkdir=True,
+        lazy=True,
+        compression="lz4",
     )
     bad = rejected_rows(lf, path, personal).sink_parquet(
         staging / "quarantine" / f"f{src:05d}.parquet", mkdir=True, lazy=True, compression="zstd"

@@ -12,8 +12,11 @@ from recsys_cli.data.schema import EVENT_TYPES, Col, EventType, Timestamp
 from recsys_cli.data.sources.base import RAGGED, TimestampSpec
 
 EPOCH_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
-NUMERIC_EVENT_COLUMNS: dict[str, pl.DataType] = {Col.VALUE: pl.Float64(), Col.PRICE: pl.Float64(),
-                                                  Col.QUANTITY: pl.Int32()}
+NUMERIC_EVENT_COLUMNS: dict[str, pl.DataType] = {
+    Col.VALUE: pl.Float64(),
+    Col.PRICE: pl.Float64(),
+    Col.QUANTITY: pl.Int32(),
+}
 ISO_8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 REPLACEMENT_CHAR = "\ufffd"  # what utf8-lossy decoding puts where bytes were not UTF-8
 
@@ -51,14 +54,10 @@ def map_event_type(expr: pl.Expr, mapping: Mapping[str, str] | None) -> pl.Expr:
 
 
 def has_invalid_utf8(columns: Sequence[str]) -> pl.Expr:
-    return pl.any_horizontal([pl.col(c).str.contains(REPLACEMENT_CHAR, literal=True) for c in columns]).fill_null(
-        False
-    )
+    return pl.any_horizontal([pl.col(c).str.contains(REPLACEMENT_CHAR, literal=True) for c in columns]).fill_null(False)
 
 
-def event_reason(
-    raw: Sequence[str], min_ts: datetime, max_ts: datetime, parsed_suffix: str = "__p"
-) -> pl.Expr:
+def event_reason(raw: Sequence[str], min_ts: datetime, max_ts: datetime, parsed_suffix: str = "__p") -> pl.Expr:
     """The first rule an event row breaks, as a short code; null when the row is valid.
 
     Expects raw text columns (`user_id`, ...) and their parsed twins (`ts__p`, ...).

@@ -140,13 +140,22 @@ def _hash_inputs(paths: list[Path], reporter: Reporter) -> dict[str, str]:
 def _fingerprint(digests: dict[str, str], config: dict[str, Any], key: PiiKey) -> str:
     payload = json.dumps(
         {"inputs": sorted(digests.values()), "config": config, "key": key.fingerprint, "format": FORMAT_VERSION},
-        sort_keys=True, default=str,
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _stage(source: Source, files: list[Path], digests: dict[str, str], staging: Path, personal: ev.Personal,
-           rules: Rules, now: datetime, reporter: Reporter) -> list[ev.FileCounts]:
+def _stage(
+    source: Source,
+    files: list[Path],
+    digests: dict[str, str],
+    staging: Path,
+    personal: ev.Personal,
+    rules: Rules,
+    now: datetime,
+    reporter: Reporter,
+) -> list[ev.FileCounts]:
     low, high = rules.window(now)
     counts = []
     for src, path in enumerate(files):
@@ -161,8 +170,16 @@ def _stage(source: Source, files: list[Path], digests: dict[str, str], staging: 
         good = _staged_rows(staging / "events" / f"f{src:05d}")
         bad = pl.read_parquet(staging / "quarantine" / f"f{src:05d}.parquet", columns=[Col.REASON])
         reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows())
-        counts.append(ev.FileCounts(str(path), digests[str(path)], rows_in=good + bad.height,
-                                    rows_written=good, rows_quarantined=bad.height, quarantine_by_reason=reasons))
+        counts.append(
+            ev.FileCounts(
+                str(path),
+                digests[str(path)],
+                rows_in=good + bad.height,
+                rows_written=good,
+                rows_quarantined=bad.height,
+                quarantine_by_reason=reasons,
+            )
+        )
         reporter.advance()
     return counts
 
@@ -181,7 +198,8 @@ def _check_threshold(counts: list[ev.FileCounts], rules: Rules) -> None:
         raise ValidationThresholdError(
             f"{bad:,} of {rows_in:,} rows ({bad / rows_in:.1%}) failed validation, above "
             f"validation.max_bad_fraction={rules.max_bad_fraction:g}; worst file {worst.path}: "
-            + ", ".join(f"{r} x{n:,}" for r, n in top) + "; nothing was written"
+            + ", ".join(f"{r} x{n:,}" for r, n in top)
+            + "; nothing was written"
         )
 
 
@@ -212,8 +230,15 @@ def _hash_tables(staging: Path, personal: ev.Personal, key: PiiKey) -> dict[str,
     return out
 
 
-def _write_days(tmp: Path, staging: Path, counts: list[ev.FileCounts], user_ids: pl.DataFrame,
-                hashes: dict[str, pl.DataFrame], run: int, reporter: Reporter) -> None:
+def _write_days(
+    tmp: Path,
+    staging: Path,
+    counts: list[ev.FileCounts],
+    user_ids: pl.DataFrame,
+    hashes: dict[str, pl.DataFrame],
+    run: int,
+    reporter: Reporter,
+) -> None:
     days = ev.staged_days(staging)
     reporter.start("deduplicating and writing days", total=len(days))
     for day in days:
@@ -229,8 +254,9 @@ def _write_days(tmp: Path, staging: Path, counts: list[ev.FileCounts], user_ids:
         reporter.advance()
 
 
-def _write_tables(tmp: Path, staging: Path, source: Source, user_ids: pl.DataFrame, key: PiiKey,
-                  personal: ev.Personal, run: int) -> dict[str, dict[str, Any]]:
+def _write_tables(
+    tmp: Path, staging: Path, source: Source, user_ids: pl.DataFrame, key: PiiKey, personal: ev.Personal, run: int
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, rules, loaded in (("items", ITEM_RULES, source.items()), ("users", USER_RULES, source.users())):
         if loaded is None:
@@ -245,13 +271,19 @@ def _write_tables(tmp: Path, staging: Path, source: Source, user_ids: pl.DataFra
             (staging / "quarantine").mkdir(parents=True, exist_ok=True)
             bad.write_parquet(staging / "quarantine" / f"{name}.parquet")
         reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows()) if bad.height else {}
-        out[name] = {"path": files, "rows_in": df.height, "rows_written": good.height,
-                     "rows_quarantined": bad.height, "quarantine_by_reason": reasons}
+        out[name] = {
+            "path": files,
+            "rows_in": df.height,
+            "rows_written": good.height,
+            "rows_quarantined": bad.height,
+            "quarantine_by_reason": reasons,
+        }
     return out
 
 
-def _protect(good: pl.DataFrame, bad: pl.DataFrame, rules: TableRules, user_ids: pl.DataFrame, key: PiiKey,
-             personal: ev.Personal) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _protect(
+    good: pl.DataFrame, bad: pl.DataFrame, rules: TableRules, user_ids: pl.DataFrame, key: PiiKey, personal: ev.Personal
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Pseudonymise user ids and drop or hash personal columns in a small table."""
     frames = []
     for df in (good, bad):
@@ -267,15 +299,21 @@ def _protect(good: pl.DataFrame, bad: pl.DataFrame, rules: TableRules, user_ids:
 def _write_quarantine(tmp: Path, staging: Path, run: int, user_ids: pl.DataFrame) -> None:
     files = sorted((staging / "quarantine").glob("*.parquet"))
     frames = [pl.read_parquet(f) for f in files]
-    frames = [f.with_columns(apply_pseudonyms(Col.USER, user_ids)) if Col.USER in f.columns else f
-              for f in frames if f.height]
+    frames = [
+        f.with_columns(apply_pseudonyms(Col.USER, user_ids)) if Col.USER in f.columns else f for f in frames if f.height
+    ]
     if frames:
         (tmp / "quarantine").mkdir(exist_ok=True)
         pl.concat(frames, how="diagonal_relaxed").write_parquet(tmp / "quarantine" / f"run-{run:05d}.parquet")
 
 
-def _inputs(previous: dict[str, Any] | None, counts: list[ev.FileCounts], tables: dict[str, list[Path]],
-            digests: dict[str, str], table_counts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _inputs(
+    previous: dict[str, Any] | None,
+    counts: list[ev.FileCounts],
+    tables: dict[str, list[Path]],
+    digests: dict[str, str],
+    table_counts: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
     old = [i for i in (previous or {}).get("inputs", []) if i.get("table") == "events"]
     new = [{"table": "events", **c.__dict__} for c in counts]
     for name, info in table_counts.items():
@@ -285,18 +323,33 @@ def _inputs(previous: dict[str, Any] | None, counts: list[ev.FileCounts], tables
     return old + new
 
 
-def _manifest(lake: Path, source: Source, config: dict[str, Any], fingerprint: str, key: PiiKey,
-              inputs: list[dict[str, Any]], run: int, now: datetime) -> dict[str, Any]:
+def _manifest(
+    lake: Path,
+    source: Source,
+    config: dict[str, Any],
+    fingerprint: str,
+    key: PiiKey,
+    inputs: list[dict[str, Any]],
+    run: int,
+    now: datetime,
+) -> dict[str, Any]:
     event_files = sorted((lake / "events").glob("date=*/*.parquet"))
     events = (
         pl.scan_parquet(lake / "events", hive_partitioning=True)
         if event_files
         else pl.LazyFrame(schema={**EVENTS_SCHEMA, Col.DATE: pl.Date})
     )
-    stats = events.select(
-        pl.len().alias("rows"), pl.col(Col.USER).n_unique().alias("users"), pl.col(Col.ITEM).n_unique().alias("items"),
-        pl.col(Col.TS).min().alias("min_ts"), pl.col(Col.TS).max().alias("max_ts"),
-    ).collect().row(0, named=True)
+    stats = (
+        events.select(
+            pl.len().alias("rows"),
+            pl.col(Col.USER).n_unique().alias("users"),
+            pl.col(Col.ITEM).n_unique().alias("items"),
+            pl.col(Col.TS).min().alias("min_ts"),
+            pl.col(Col.TS).max().alias("max_ts"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
     by_type = events.group_by(Col.EVENT).len().sort(Col.EVENT).collect()
     quarantine = _reason_counts(lake)
     return {
@@ -310,9 +363,14 @@ def _manifest(lake: Path, source: Source, config: dict[str, Any], fingerprint: s
         "distinct": {"users_in_events": stats["users"], "items_in_events": stats["items"]},
         "time_range": {"min_ts": str(stats["min_ts"]), "max_ts": str(stats["max_ts"])},
         "quarantine_by_reason": quarantine,
-        "schema": {"events": {k: str(v) for k, v in events.collect_schema().items()},
-                   **{t: {k: str(v) for k, v in pl.read_parquet_schema(lake / f"{t}.parquet").items()}
-                      for t in ("items", "users") if (lake / f"{t}.parquet").exists()}},
+        "schema": {
+            "events": {k: str(v) for k, v in events.collect_schema().items()},
+            **{
+                t: {k: str(v) for k, v in pl.read_parquet_schema(lake / f"{t}.parquet").items()}
+                for t in ("items", "users")
+                if (lake / f"{t}.parquet").exists()
+            },
+        },
         "inputs": inputs,
         "outputs": file_digests(lake),
         "pii": {"key_fingerprint": key.fingerprint, "development_key": key.is_development},
@@ -323,8 +381,11 @@ def _manifest(lake: Path, source: Source, config: dict[str, Any], fingerprint: s
 
 
 def _table_rows(lake: Path) -> dict[str, int]:
-    return {t: pl.scan_parquet(lake / f"{t}.parquet").select(pl.len()).collect().item()
-            for t in ("items", "users") if (lake / f"{t}.parquet").exists()}
+    return {
+        t: pl.scan_parquet(lake / f"{t}.parquet").select(pl.len()).collect().item()
+        for t in ("items", "users")
+        if (lake / f"{t}.parquet").exists()
+    }
 
 
 def _reason_counts(lake: Path) -> dict[str, int]:

@@ -108,8 +108,9 @@ def file_digests(lake: Path) -> list[dict[str, Any]]:
     """sha256 and size of every data file, relative to the lake root."""
     out = []
     for path in sorted(p for p in lake.rglob("*") if p.is_file() and p.name != MANIFEST):
-        out.append({"path": path.relative_to(lake).as_posix(), "bytes": path.stat().st_size,
-                    "sha256": sha256_file(path)})
+        out.append(
+            {"path": path.relative_to(lake).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        )
     return out
 
 

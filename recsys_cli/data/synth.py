@@ -34,9 +34,7 @@ CHANNELS = ("web", "app")
 # Monday..Sunday: weekends shop more.
 WEEKDAY_FACTOR = np.array([0.92, 0.9, 0.94, 1.0, 1.08, 1.22, 1.18])
 # Sessions by hour of day (UTC): a night trough and an evening peak.
-HOUR_WEIGHT = np.array(
-    [2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 6, 7, 7, 6, 6, 6, 7, 9, 11, 12, 11, 8, 4], dtype=float
-)
+HOUR_WEIGHT = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 6, 7, 7, 6, 6, 6, 7, 9, 11, 12, 11, 8, 4], dtype=float)
 EVENTS_PER_SESSION = 3.1  # measured mean of the funnel below; sizes the number of sessions
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
 
@@ -147,9 +145,7 @@ def _build_world(cfg: SynthConfig) -> _World:
     user_weight = rng.pareto(1.6, n_users) + 0.05
     # 60% signed up in the year before the log starts, the rest during it.
     before = rng.random(n_users) < 0.6
-    signup_day = np.where(
-        before, -rng.integers(1, 366, n_users), rng.integers(0, max(cfg.n_days, 1), n_users)
-    )
+    signup_day = np.where(before, -rng.integers(1, 366, n_users), rng.integers(0, max(cfg.n_days, 1), n_users))
     signup_at = _day_offsets_to_ts(start, signup_day, rng.integers(0, 86_400, n_users))
     user_app = rng.random(n_users) < 0.35 + 0.3 * (age < 2)
 
@@ -249,19 +245,34 @@ def _day_events(cfg: SynthConfig, w: _World, day: int, target: int) -> pl.DataFr
         _part(v_sess, v_item, v_ts, "view"),
         _part(v_sess[k_idx], v_item[k_idx], v_ts[k_idx] - rng.integers(1, 4, k_idx.size), "click"),
         _part(v_sess[c_idx], v_item[c_idx], c_ts, "add_to_cart", qty=np.ones(c_idx.size, np.int64)),
-        _part(v_sess[c_idx[removed]], v_item[c_idx[removed]], c_ts[removed] + rng.integers(20, 600, removed.sum()),
-              "remove_from_cart"),
+        _part(
+            v_sess[c_idx[removed]],
+            v_item[c_idx[removed]],
+            c_ts[removed] + rng.integers(20, 600, removed.sum()),
+            "remove_from_cart",
+        ),
         _part(v_sess[b_idx], v_item[b_idx], b_ts, "purchase", qty=1 + rng.poisson(0.25, b_idx.size)),
-        _part(v_sess[r_idx], v_item[r_idx], b_ts[np.isin(b_idx, r_idx)] + rng.integers(600, 4 * 3600, r_idx.size),
-              "rating", value=r_val),
+        _part(
+            v_sess[r_idx],
+            v_item[r_idx],
+            b_ts[np.isin(b_idx, r_idx)] + rng.integers(600, 4 * 3600, r_idx.size),
+            "rating",
+            value=r_val,
+        ),
     ]
     n_dup = int(rng.binomial(target, cfg.duplicate_share))
     events = _assemble(cfg, w, rng, parts, s_user, day, target - n_dup)
     return _with_dirt(cfg, rng, events, n_dup)
 
 
-def _part(sess: np.ndarray, item: np.ndarray, ts: np.ndarray, kind: str,
-          qty: np.ndarray | None = None, value: np.ndarray | None = None) -> dict[str, np.ndarray | str]:
+def _part(
+    sess: np.ndarray,
+    item: np.ndarray,
+    ts: np.ndarray,
+    kind: str,
+    qty: np.ndarray | None = None,
+    value: np.ndarray | None = None,
+) -> dict[str, np.ndarray | str]:
     n = sess.size
     return {
         "sess": sess,
@@ -273,8 +284,9 @@ def _part(sess: np.ndarray, item: np.ndarray, ts: np.ndarray, kind: str,
     }
 
 
-def _assemble(cfg: SynthConfig, w: _World, rng: np.random.Generator, parts: list[dict], s_user: np.ndarray,
-              day: int, target: int) -> pl.DataFrame:
+def _assemble(
+    cfg: SynthConfig, w: _World, rng: np.random.Generator, parts: list[dict], s_user: np.ndarray, day: int, target: int
+) -> pl.DataFrame:
     sess = np.concatenate([p["sess"] for p in parts])
     item = np.concatenate([p["item"] for p in parts])
     kind = np.concatenate([np.full(p["sess"].size, p["kind"]) for p in parts])
@@ -319,7 +331,9 @@ def _with_dirt(cfg: SynthConfig, rng: np.random.Generator, events: pl.DataFrame,
     rows = rows.join(fix, on="_i", how="left").with_columns(
         pl.when(pl.col("_k") == 0).then(None).otherwise(pl.col("customer_id")).alias("customer_id"),
         pl.when(pl.col("_k") == 1).then(pl.lit("unknown_action")).otherwise(pl.col("event")).alias("event"),
-        pl.when(pl.col("_k") == 2).then(-pl.col("unit_price").fill_null(9.99)).otherwise(pl.col("unit_price"))
+        pl.when(pl.col("_k") == 2)
+        .then(-pl.col("unit_price").fill_null(9.99))
+        .otherwise(pl.col("unit_price"))
         .alias("unit_price"),
         pl.when(pl.col("_k") == 3).then(pl.lit(None, dtype=pl.String)).otherwise(pl.col("sku")).alias("sku"),
     )
@@ -381,6 +395,10 @@ def _day_offsets_to_ts(start: datetime, days: np.ndarray, seconds: np.ndarray) -
 def _fake_ips(user: np.ndarray) -> pl.Series:
     u = pl.Series(user.astype(np.int64))
     return (
-        "10." + (u // 65_536 % 256).cast(pl.String) + "." + (u // 256 % 256).cast(pl.String) + "."
+        "10."
+        + (u // 65_536 % 256).cast(pl.String)
+        + "."
+        + (u // 256 % 256).cast(pl.String)
+        + "."
         + (u % 256).cast(pl.String)
     )

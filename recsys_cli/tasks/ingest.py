@@ -23,8 +23,16 @@ def run(cfg: DictConfig, append: bool = False, reporter: Reporter | None = None)
     personal = personal_policy(OmegaConf.to_container(pii.personal_columns) or {})
     rules = Rules(**OmegaConf.to_container(cfg.validation))  # type: ignore[arg-type]
     snapshot = OmegaConf.to_container(cfg, resolve=True)
-    return ingest(source, Path(cfg.lake_dir), key, personal, rules, snapshot, append=append,  # type: ignore[arg-type]
-                  reporter=reporter)
+    return ingest(
+        source,
+        Path(cfg.lake_dir),
+        key,
+        personal,
+        rules,
+        snapshot,
+        append=append,  # type: ignore[arg-type]
+        reporter=reporter,
+    )
 
 
 def personal_policy(columns: dict[str, Any]) -> Personal:

@@ -22,8 +22,9 @@ def invoke(*args: str) -> object:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Path:
-    result = invoke("datasets", "synth", f"paths.data_dir={tmp_path}", "data.generator.n_events=3000",
-                    "data.generator.n_days=7")
+    result = invoke(
+        "datasets", "synth", f"paths.data_dir={tmp_path}", "data.generator.n_events=3000", "data.generator.n_days=7"
+    )
     assert result.exit_code == 0, result.output
     return tmp_path
 

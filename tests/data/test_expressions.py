@@ -39,8 +39,14 @@ def test_integers_reject_fractions() -> None:
 
 
 def _row(**kw: object) -> dict[str, object]:
-    base = {"user_id": "u", "item_id": "i", "event_type": "view", "ts": "2026-01-01T00:00:00Z", "price": None,
-            RAGGED: False}
+    base = {
+        "user_id": "u",
+        "item_id": "i",
+        "event_type": "view",
+        "ts": "2026-01-01T00:00:00Z",
+        "price": None,
+        RAGGED: False,
+    }
     return base | kw
 
 

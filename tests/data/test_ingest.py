@@ -37,7 +37,10 @@ def test_valid_log_lands_partitioned_with_exact_counts(write_events: Writer, ing
     assert m["rows"]["events"] == 5
     assert m["events_by_type"] == {"view": 3, "add_to_cart": 1, "purchase": 1}
     assert sorted(p.name for p in (lake_dir / "events").iterdir()) == [
-        "date=2026-01-01", "date=2026-01-02", "date=2026-01-03"]
+        "date=2026-01-01",
+        "date=2026-01-02",
+        "date=2026-01-03",
+    ]
     df = events(lake_dir)
     assert df["item_id"].to_list() == ["i1", "i2", "i1", "i3", "i2"]
     assert df.schema["ts"] == pl.Datetime("us", "UTC")
@@ -49,14 +52,24 @@ def test_valid_log_lands_partitioned_with_exact_counts(write_events: Writer, ing
 def test_bad_rows_are_quarantined_with_reason_file_and_line(
     write_events: Writer, ingest_cfg: Cfg, lake_dir: Path
 ) -> None:
-    rows = [*GOOD_ROWS, ",i1,view,2026-01-01T10:00:00Z,,,", "u4,i1,teleport,2026-01-01T10:00:00Z,,,",
-            "u4,i1,view,31/12/2025,,,", "u4,i1,purchase,2026-01-01T12:00:00Z,-3,1,", "u4,i1,view,2150-01-01T00:00:00Z,,,"]
+    rows = [
+        *GOOD_ROWS,
+        ",i1,view,2026-01-01T10:00:00Z,,,",
+        "u4,i1,teleport,2026-01-01T10:00:00Z,,,",
+        "u4,i1,view,31/12/2025,,,",
+        "u4,i1,purchase,2026-01-01T12:00:00Z,-3,1,",
+        "u4,i1,view,2150-01-01T00:00:00Z,,,",
+    ]
     path = write_events(rows)
     m = run(ingest_cfg("validation.max_bad_fraction=0.6")).manifest
     q = quarantine(lake_dir)
     assert q.select("_line", "reason").rows() == [
-        (7, "missing:user_id"), (8, "unknown_event_type"), (9, "bad_timestamp"), (10, "negative:price"),
-        (11, "timestamp_out_of_range")]
+        (7, "missing:user_id"),
+        (8, "unknown_event_type"),
+        (9, "bad_timestamp"),
+        (10, "negative:price"),
+        (11, "timestamp_out_of_range"),
+    ]
     assert set(q["_file"]) == {str(path)}
     assert "email" not in q.columns
     (entry,) = [i for i in m["inputs"] if i["table"] == "events"]
@@ -101,15 +114,18 @@ def test_append_adds_a_day_without_rewriting_old_partitions(
     run(ingest_cfg())
     old = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (lake_dir / "events").rglob("*.parquet")}
     # Day 4 is new; the repeated day-3 row is a duplicate of what the lake holds.
-    write_events([GOOD_ROWS[4], "u9,i9,view,2026-01-04T08:00:00Z,,,", "u9,i3,view,2026-01-03T09:00:00Z,,,"],
-                 name="events-2.csv")
+    write_events(
+        [GOOD_ROWS[4], "u9,i9,view,2026-01-04T08:00:00Z,,,", "u9,i3,view,2026-01-03T09:00:00Z,,,"], name="events-2.csv"
+    )
     result = run(ingest_cfg(), append=True)
     m = result.manifest
     assert m["run"] == 2 and m["rows"]["events"] == 7
     for path, stamp in old.items():
         assert (path.stat().st_ino, path.stat().st_mtime_ns) == stamp
     assert sorted(p.name for p in (lake_dir / "events" / "date=2026-01-03").iterdir()) == [
-        "part-00001.parquet", "part-00002.parquet"]
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
     new = [i for i in m["inputs"] if i["path"].endswith("events-2.csv")][0]
     assert (new["rows_in"], new["rows_written"], new["duplicates_dropped"]) == (3, 2, 1)
     assert run(ingest_cfg(), append=True).no_op
@@ -118,7 +134,9 @@ def test_append_adds_a_day_without_rewriting_old_partitions(
 
 def test_too_many_bad_rows_fail_and_write_nothing(write_events: Writer, ingest_cfg: Cfg, lake_dir: Path) -> None:
     write_events([*GOOD_ROWS, ",i1,view,2026-01-01T10:00:00Z,,,", ",i2,view,2026-01-01T10:00:00Z,,,"])
-    with pytest.raises(ValidationThresholdError, match=r"2 of 7 rows \(28.6%\).*missing:user_id x2.*nothing was written"):
+    with pytest.raises(
+        ValidationThresholdError, match=r"2 of 7 rows \(28.6%\).*missing:user_id x2.*nothing was written"
+    ):
         run(ingest_cfg("validation.max_bad_fraction=0.1"))
     assert not lake_dir.exists()
     assert not list(lake_dir.parent.glob(".*"))

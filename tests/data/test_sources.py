@@ -27,7 +27,9 @@ def original_movielens(tmp_path: Path) -> Path:
     (d / "u.item").write_bytes(
         ("242|Kolya (1996)|24-Jan-1997||http://x|" + "|".join(comedy) + "\n").encode("latin-1")
         + ("302|L.A. Confidential (1997)|01-Jan-1997||http://x|" + "|".join(flags) + "\n").encode("latin-1")
-        + "303|Café au lait (1994)|01-Jan-1994||http://x|".encode("latin-1") + "|".join(flags).encode() + b"\n"
+        + "303|Café au lait (1994)|01-Jan-1994||http://x|".encode("latin-1")
+        + "|".join(flags).encode()
+        + b"\n"
     )
     return tmp_path
 
@@ -42,7 +44,12 @@ def test_movielens_original_layout(original_movielens: Path) -> None:
     assert str(df["ts"][0]) == "1997-11-07 07:18:36+00:00"
     items = pl.read_parquet(original_movielens / "lake" / "movielens100k" / "items.parquet").sort("item_id")
     assert items.row(0, named=True) | {"genres": None} == {
-        "item_id": "242", "title": "Kolya (1996)", "genres": None, "release_year": 1997, "category": "Animation"}
+        "item_id": "242",
+        "title": "Kolya (1996)",
+        "genres": None,
+        "release_year": 1997,
+        "category": "Animation",
+    }
     assert items["title"][2] == "Café au lait (1994)"
     users = pl.read_parquet(original_movielens / "lake" / "movielens100k" / "users.parquet")
     assert set(users.columns) >= {"user_id", "age", "age_bucket", "gender", "occupation", "zip_code"}
@@ -54,11 +61,14 @@ def test_movielens_recbole_layout(tmp_path: Path) -> None:
     d = tmp_path / "raw" / "ml-100k"
     d.mkdir(parents=True)
     (d / "ml-100k.inter").write_text(
-        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n")
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n"
+    )
     (d / "ml-100k.item").write_text(
-        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n242\tKolya\t1996\tComedy Drama\n")
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n242\tKolya\t1996\tComedy Drama\n"
+    )
     (d / "ml-100k.user").write_text(
-        "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n196\t49\tM\twriter\t55105\n")
+        "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n196\t49\tM\twriter\t55105\n"
+    )
     run(compose("ingest", ["data=movielens100k", f"paths.data_dir={tmp_path}"]))
     items = pl.read_parquet(tmp_path / "lake" / "movielens100k" / "items.parquet")
     assert items["genres"].to_list() == [["Comedy", "Drama"]]
@@ -82,15 +92,18 @@ def test_retailrocket_layout(tmp_path: Path) -> None:
         "1431226800000,248676,available,1\n1431226800000,355908,790,n277200.000\n"
     )
     (d / "category_tree.csv").write_text("categoryid,parentid\n1338,1000\n")
-    m = run(compose("ingest", ["data=retailrocket", f"paths.data_dir={tmp_path}",
-                               "validation.max_bad_fraction=0.5"])).manifest
+    m = run(
+        compose("ingest", ["data=retailrocket", f"paths.data_dir={tmp_path}", "validation.max_bad_fraction=0.5"])
+    ).manifest
     assert m["events_by_type"] == {"view": 1, "add_to_cart": 1, "purchase": 1}
     assert m["quarantine_by_reason"] == {"unknown_event_type": 1}
     df = events(tmp_path / "lake" / "retailrocket")
     assert df.filter(pl.col("event_type") == "purchase")["transaction_id"].to_list() == ["4000"]
     items = pl.read_parquet(tmp_path / "lake" / "retailrocket" / "items.parquet").sort("item_id")
     assert items.select("item_id", "category", "available", "parent_category").rows() == [
-        ("248676", "1338", 1, "1000"), ("355908", None, None, None)]
+        ("248676", "1338", 1, "1000"),
+        ("355908", None, None, None),
+    ]
 
 
 def test_generic_jsonl_with_mapping(tmp_path: Path) -> None:
@@ -100,10 +113,17 @@ def test_generic_jsonl_with_mapping(tmp_path: Path) -> None:
         '{"who": "a", "what": "i1", "action": "buy", "when": 1767261600}\n'
         '{"who": "b", "what": "i2", "action": "look", "when": 1767261601}\n'
     )
-    cfg = compose("ingest", [
-        "data=generic", f"paths.data_dir={tmp_path}", "data.events.format=jsonl", "data.events.files=[log.jsonl]",
-        "data.events.columns={user_id: who, item_id: what, event_type: action, ts: when}",
-        "data.events.event_types={buy: purchase, look: view}", "data.events.timestamp.unit=s",
-    ])
+    cfg = compose(
+        "ingest",
+        [
+            "data=generic",
+            f"paths.data_dir={tmp_path}",
+            "data.events.format=jsonl",
+            "data.events.files=[log.jsonl]",
+            "data.events.columns={user_id: who, item_id: what, event_type: action, ts: when}",
+            "data.events.event_types={buy: purchase, look: view}",
+            "data.events.timestamp.unit=s",
+        ],
+    )
     m = run(cfg).manifest
     assert m["events_by_type"] == {"view": 1, "purchase": 1}

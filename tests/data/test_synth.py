@@ -40,7 +40,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes(shop: Path, tmp_path: Path)
 
 def test_funnel_order_within_sessions(shop: Path) -> None:
     ev = pl.read_csv(shop / "events.csv")
-    broken = ev.filter(pl.col("customer_id").is_null() | pl.col("sku").is_null() | (pl.col("event") == "unknown_action"))
+    broken = ev.filter(
+        pl.col("customer_id").is_null() | pl.col("sku").is_null() | (pl.col("event") == "unknown_action")
+    )
     ev = ev.join(broken.select("session").unique(), on="session", how="anti")
     first = ev.group_by("session", "sku", "event").agg(pl.col("event_time").min())
     wide = first.pivot(on="event", index=["session", "sku"], values="event_time")
@@ -71,19 +73,24 @@ def test_tastes_are_personal_not_just_popular(shop: Path) -> None:
     ev = ev.join(items, on="sku")
     global_top = ev["category"].value_counts(normalize=True)["proportion"].max()
     per_user = (
-        ev.group_by("customer_id", "category").len()
-        .with_columns((pl.col("len") / pl.col("len").sum().over("customer_id")).alias("share"),
-                      pl.col("len").sum().over("customer_id").alias("n"))
+        ev.group_by("customer_id", "category")
+        .len()
+        .with_columns(
+            (pl.col("len") / pl.col("len").sum().over("customer_id")).alias("share"),
+            pl.col("len").sum().over("customer_id").alias("n"),
+        )
         .filter(pl.col("n") >= 20)
-        .group_by("customer_id").agg(pl.col("share").max())
+        .group_by("customer_id")
+        .agg(pl.col("share").max())
     )
     assert per_user["share"].median() > 2 * global_top
 
 
 def test_weekends_are_busier(shop: Path) -> None:
     ev = pl.read_csv(shop / "events.csv", try_parse_dates=True)
-    per_day = ev.group_by(pl.col("event_time").dt.date().alias("d")).len().with_columns(
-        pl.col("d").dt.weekday().alias("wd"))
+    per_day = (
+        ev.group_by(pl.col("event_time").dt.date().alias("d")).len().with_columns(pl.col("d").dt.weekday().alias("wd"))
+    )
     weekend = per_day.filter(pl.col("wd") >= 6)["len"].mean()
     weekday = per_day.filter(pl.col("wd") <= 4)["len"].mean()
     assert weekend > weekday

@@ -19,20 +19,49 @@ from recsys_cli.data.sources.tabular import TabularSource
 from recsys_cli.errors import SourceError
 
 GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 AGE_EDGES = (18, 25, 35, 45, 55)
 AGE_LABELS = ("<18", "18-24", "25-34", "35-44", "45-54", "55+")
 
 RECBOLE_EVENTS = TableSpec(
-    files=("ml-100k.inter",), separator="\t", quote_char=None,
-    columns={Col.USER: "user_id:token", Col.ITEM: "item_id:token", Col.VALUE: "rating:float", Col.TS: "timestamp:float"},
-    constants={Col.EVENT: "rating"}, timestamp=TimestampSpec(unit="s"),
+    files=("ml-100k.inter",),
+    separator="\t",
+    quote_char=None,
+    columns={
+        Col.USER: "user_id:token",
+        Col.ITEM: "item_id:token",
+        Col.VALUE: "rating:float",
+        Col.TS: "timestamp:float",
+    },
+    constants={Col.EVENT: "rating"},
+    timestamp=TimestampSpec(unit="s"),
 )
 ORIGINAL_EVENTS = TableSpec(
-    files=("u.data",), separator="\t", quote_char=None, has_header=False,
-    raw_columns=(Col.USER, Col.ITEM, Col.VALUE, Col.TS), constants={Col.EVENT: "rating"},
+    files=("u.data",),
+    separator="\t",
+    quote_char=None,
+    has_header=False,
+    raw_columns=(Col.USER, Col.ITEM, Col.VALUE, Col.TS),
+    constants={Col.EVENT: "rating"},
     timestamp=TimestampSpec(unit="s"),
 )
 
@@ -48,8 +77,11 @@ class MovieLensSource(TabularSource):
         return self.events is ORIGINAL_EVENTS
 
     def table_files(self) -> dict[str, list[Path]]:
-        names = {"items": "u.item", "users": "u.user"} if self.original else {
-            "items": "ml-100k.item", "users": "ml-100k.user"}
+        names = (
+            {"items": "u.item", "users": "u.user"}
+            if self.original
+            else {"items": "ml-100k.item", "users": "ml-100k.user"}
+        )
         return {t: [self.path / n] for t, n in names.items() if (self.path / n).exists()}
 
     def items(self) -> tuple[pl.DataFrame, str] | None:
@@ -61,15 +93,26 @@ class MovieLensSource(TabularSource):
             # u.item is Latin-1 and pipe-separated, with one 0/1 flag column per genre.
             text = path.read_bytes().decode("latin-1")
             cols = ["item_id", "title", "release_date", "video_release", "url", *GENRES]
-            raw = pl.read_csv(io.StringIO(text), separator="|", has_header=False, new_columns=cols,
-                              infer_schema=False, quote_char=None)
+            raw = pl.read_csv(
+                io.StringIO(text),
+                separator="|",
+                has_header=False,
+                new_columns=cols,
+                infer_schema=False,
+                quote_char=None,
+            )
             genres = pl.concat_list(pl.when(pl.col(g) == "1").then(pl.lit(g)) for g in GENRES).list.drop_nulls()
-            df = raw.select("item_id", "title", genres.alias("genres"),
-                            pl.col("release_date").str.slice(-4).cast(pl.Int32, strict=False).alias("release_year"))
+            df = raw.select(
+                "item_id",
+                "title",
+                genres.alias("genres"),
+                pl.col("release_date").str.slice(-4).cast(pl.Int32, strict=False).alias("release_year"),
+            )
         else:
             raw = _read_tsv(path)
             df = raw.select(
-                pl.col("item_id:token").alias("item_id"), pl.col("movie_title:token_seq").alias("title"),
+                pl.col("item_id:token").alias("item_id"),
+                pl.col("movie_title:token_seq").alias("title"),
                 pl.col("class:token_seq").str.split(" ").alias("genres"),
                 pl.col("release_year:token").cast(pl.Int32, strict=False).alias("release_year"),
             )

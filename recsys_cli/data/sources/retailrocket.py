@@ -20,8 +20,13 @@ from recsys_cli.data.sources.tabular import TabularSource
 
 EVENTS = TableSpec(
     files=("events.csv",),
-    columns={Col.TS: "timestamp", Col.USER: "visitorid", Col.EVENT: "event", Col.ITEM: "itemid",
-             "transaction_id": "transactionid"},
+    columns={
+        Col.TS: "timestamp",
+        Col.USER: "visitorid",
+        Col.EVENT: "event",
+        Col.ITEM: "itemid",
+        "transaction_id": "transactionid",
+    },
     event_types={"addtocart": "add_to_cart", "transaction": "purchase"},
     timestamp=TimestampSpec(unit="ms"),
     keep=("transaction_id",),
@@ -54,15 +59,20 @@ class RetailRocketSource(TabularSource):
         )
         for missing in {"categoryid", "available"} - set(latest.columns):
             latest = latest.with_columns(pl.lit(None, dtype=pl.String).alias(missing))
-        df = first_seen.collect().join(latest, on="itemid", how="left").select(
-            pl.col("itemid").alias(Col.ITEM),
-            pl.col("categoryid").alias(Col.CATEGORY),
-            pl.col("available").cast(pl.Int64, strict=False).alias("available"),
-            pl.from_epoch("first_ms", time_unit="ms").dt.replace_time_zone("UTC").alias(Col.LAUNCHED_AT),
+        df = (
+            first_seen.collect()
+            .join(latest, on="itemid", how="left")
+            .select(
+                pl.col("itemid").alias(Col.ITEM),
+                pl.col("categoryid").alias(Col.CATEGORY),
+                pl.col("available").cast(pl.Int64, strict=False).alias("available"),
+                pl.from_epoch("first_ms", time_unit="ms").dt.replace_time_zone("UTC").alias(Col.LAUNCHED_AT),
+            )
         )
         tree_path = self.path / "category_tree.csv"
         if tree_path.exists():
             tree = pl.read_csv(tree_path, infer_schema=False).select(
-                pl.col("categoryid").alias(Col.CATEGORY), pl.col("parentid").alias("parent_category"))
+                pl.col("categoryid").alias(Col.CATEGORY), pl.col("parentid").alias("parent_category")
+            )
             df = df.join(tree, on=Col.CATEGORY, how="left")
         return df.sort(Col.ITEM), ",".join(str(p) for p in props)
