@@ -1,7 +1,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RECSYS := $(VENV)/bin/recsys
-DEMO_DIR ?= demo_data
 
 .PHONY: setup demo test test-all lint clean bench-ingest fetch-movielens
 
@@ -13,9 +12,9 @@ setup: $(VENV)/.installed
 
 ## Generate the default synthetic shop, ingest it into a lake, print the summary.
 demo: setup
-	$(RECSYS) datasets synth --out $(DEMO_DIR)/raw/synth
-	$(RECSYS) ingest data=synth paths.raw_dir=$(DEMO_DIR)/raw paths.lake_dir=$(DEMO_DIR)/lake
-	$(RECSYS) lake describe $(DEMO_DIR)/lake/synth
+	$(RECSYS) datasets synth
+	$(RECSYS) ingest
+	$(RECSYS) lake describe data/lake/synth --verify --brief
 
 test: setup
 	$(PY) -m pytest -q
@@ -33,4 +32,4 @@ bench-ingest: setup
 	$(PY) scripts/bench_ingest.py
 
 clean:
-	rm -rf $(DEMO_DIR) runs .pytest_cache
+	rm -rf data/raw/synth data/lake/synth .pytest_cache

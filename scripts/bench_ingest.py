@@ -48,13 +48,25 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
 MIB = 1 << 20
 KINDS = ("pipeline", "polars", "pandas")
-LABELS = {"pipeline": "ours: recsys ingest", "polars": "bare polars: scan_csv→sink_parquet",
-          "pandas": "pandas: read_csv→to_parquet"}
+LABELS = {
+    "pipeline": "ours: recsys ingest",
+    "polars": "bare polars: scan_csv→sink_parquet",
+    "pandas": "pandas: read_csv→to_parquet",
+}
 # Pipeline steps timed in the child, by module; nested calls are charged to the innermost step.
 STEPS = {
-    "recsys_cli.data.ingest": ("_hash_inputs", "_stage", "_user_table", "_hash_tables", "_write_days",
-                               "_write_tables", "_write_quarantine", "_manifest", "pseudonym_table",
-                               "file_digests"),
+    "recsys_cli.data.ingest": (
+        "_hash_inputs",
+        "_stage",
+        "_user_table",
+        "_hash_tables",
+        "_write_days",
+        "_write_tables",
+        "_write_quarantine",
+        "_manifest",
+        "pseudonym_table",
+        "file_digests",
+    ),
     "recsys_cli.data.events": ("stage_file", "dedupe_day"),
     "recsys_cli.data.lake": ("publish",),
 }
@@ -108,11 +120,17 @@ def ensure_dataset(ds: Dataset, workdir: Path, console: Any) -> Json:
     if "error" in out:
         raise SystemExit(f"generating {ds.name} failed:\n{out['error']}")
     csv_bytes = (ds.raw_dir(workdir) / "events.csv").stat().st_size
-    info = {"params": params, "rows": out["rows"], "csv_bytes": csv_bytes,
-            "generate_s": out["wall_s"], "generate_peak_rss_mib": out["peak_rss_mib"]}
+    info = {
+        "params": params,
+        "rows": out["rows"],
+        "csv_bytes": csv_bytes,
+        "generate_s": out["wall_s"],
+        "generate_peak_rss_mib": out["peak_rss_mib"],
+    }
     marker.write_text(json.dumps(info, indent=2) + "\n")
-    console.print(f"[dim]  {out['rows']['events']:,} events, {info['csv_bytes'] / MIB:,.0f} MiB of CSV, "
-                  f"{out['wall_s']:.0f} s[/]")
+    console.print(
+        f"[dim]  {out['rows']['events']:,} events, {info['csv_bytes'] / MIB:,.0f} MiB of CSV, {out['wall_s']:.0f} s[/]"
+    )
     return info
 
 
@@ -225,14 +243,22 @@ def _setup_pipeline(spec: Json) -> Setup:
         days = sorted((result.lake / "events").glob("date=*"))
         per_day = [pl.scan_parquet(d / "*.parquet").select(pl.len()).collect().item() for d in days]
         files = result.files
-        stages = {k: {"seconds": profiler.seconds.get(k, 0.0), "peak_rss_mib": profiler.peak_mib.get(k)}
-                  for k in dict.fromkeys([*profiler.seconds, *profiler.peak_mib])}
-        return {"lake": str(result.lake), "no_op": result.no_op, "message": result.message,
-                "rows_written": sum(f.rows_written for f in files),
-                "rows_quarantined": sum(f.rows_quarantined for f in files),
-                "duplicates_dropped": sum(f.duplicates_dropped for f in files),
-                "days": len(days), "largest_day_rows": max(per_day, default=0),
-                "output_mib": tree_mib(result.lake), "stages": stages}
+        stages = {
+            k: {"seconds": profiler.seconds.get(k, 0.0), "peak_rss_mib": profiler.peak_mib.get(k)}
+            for k in dict.fromkeys([*profiler.seconds, *profiler.peak_mib])
+        }
+        return {
+            "lake": str(result.lake),
+            "no_op": result.no_op,
+            "message": result.message,
+            "rows_written": sum(f.rows_written for f in files),
+            "rows_quarantined": sum(f.rows_quarantined for f in files),
+            "duplicates_dropped": sum(f.duplicates_dropped for f in files),
+            "days": len(days),
+            "largest_day_rows": max(per_day, default=0),
+            "output_mib": tree_mib(result.lake),
+            "stages": stages,
+        }
 
     return work, details
 
@@ -261,8 +287,7 @@ def _setup_pandas(spec: Json) -> Setup:
     return work, lambda: {"output_mib": tree_mib(out)}
 
 
-SETUPS = {"generate": _setup_generate, "pipeline": _setup_pipeline, "polars": _setup_polars,
-          "pandas": _setup_pandas}
+SETUPS = {"generate": _setup_generate, "pipeline": _setup_pipeline, "polars": _setup_polars, "pandas": _setup_pandas}
 
 
 def child_main(spec: Json) -> None:
@@ -281,8 +306,9 @@ def child_main(spec: Json) -> None:
 
 def run_child(spec: Json) -> Json:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--child", json.dumps(spec)],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--child", json.dumps(spec)], capture_output=True, text=True, cwd=REPO
+    )
     process_s = time.perf_counter() - start
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -310,16 +336,28 @@ def summarise(runs: list[Json], rows: int) -> Json:
         return {"runs": len(runs), "failed": len(runs)}
     walls = [r["wall_s"] for r in ok]
     median = statistics.median(walls)
-    out = {"runs": len(runs), "failed": len(runs) - len(ok), "rows": rows, "median_wall_s": median,
-           "min_wall_s": min(walls), "max_wall_s": max(walls), "events_per_s": rows / median,
-           "peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
-           "rss_ready_mib": max(r["rss_ready_mib"] for r in ok), "output_mib": ok[-1].get("output_mib")}
+    out = {
+        "runs": len(runs),
+        "failed": len(runs) - len(ok),
+        "rows": rows,
+        "median_wall_s": median,
+        "min_wall_s": min(walls),
+        "max_wall_s": max(walls),
+        "events_per_s": rows / median,
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
+        "rss_ready_mib": max(r["rss_ready_mib"] for r in ok),
+        "output_mib": ok[-1].get("output_mib"),
+    }
     if "stages" in ok[-1]:
         names = list(dict.fromkeys(k for r in ok for k in r["stages"]))
         steps = [{k: r["stages"].get(k, {}) for k in names} for r in ok]
-        out["stages"] = {k: {"median_s": statistics.median(st[k].get("seconds", 0.0) for st in steps),
-                             "peak_rss_mib": max(st[k].get("peak_rss_mib") or 0.0 for st in steps)}
-                         for k in names}
+        out["stages"] = {
+            k: {
+                "median_s": statistics.median(st[k].get("seconds", 0.0) for st in steps),
+                "peak_rss_mib": max(st[k].get("peak_rss_mib") or 0.0 for st in steps),
+            }
+            for k in names
+        }
         for key in ("rows_written", "rows_quarantined", "duplicates_dropped", "days", "largest_day_rows"):
             out[key] = ok[-1][key]
     return out
@@ -351,14 +389,21 @@ def machine_info() -> Json:
         except metadata.PackageNotFoundError:
             return None
 
-    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": cpu,
-            "total_ram_gib": psutil.virtual_memory().total / (1 << 30), "platform": platform.platform(),
-            "python": platform.python_version(),
-            **{pkg: version(pkg) for pkg in ("polars", "pandas", "pyarrow", "numpy", "recsys-cli")},
-            "git_commit": commit.stdout.strip() or None}
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu,
+        "total_ram_gib": psutil.virtual_memory().total / (1 << 30),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **{pkg: version(pkg) for pkg in ("polars", "pandas", "pyarrow", "numpy", "recsys-cli")},
+        "git_commit": commit.stdout.strip() or None,
+    }
 
 
 def _read_lines(path: str) -> list[str]:
@@ -375,10 +420,21 @@ def print_report(console: Any, results: Json) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"Ingest benchmark ({results['machine']['cpus_usable']} CPUs, "
-                        f"{results['machine']['total_ram_gib']:.0f} GiB RAM)")
-    for col in ("measurement", "input rows", "runs", "median s", "min–max s", "events/s", "peak RSS MiB",
-                "RSS before work", "output MiB"):
+    table = Table(
+        title=f"Ingest benchmark ({results['machine']['cpus_usable']} CPUs, "
+        f"{results['machine']['total_ram_gib']:.0f} GiB RAM)"
+    )
+    for col in (
+        "measurement",
+        "input rows",
+        "runs",
+        "median s",
+        "min–max s",
+        "events/s",
+        "peak RSS MiB",
+        "RSS before work",
+        "output MiB",
+    ):
         table.add_column(col, justify="left" if col == "measurement" else "right")
     for scope, by_kind in results["summary"].items():
         for kind, s in by_kind.items():
@@ -386,10 +442,17 @@ def print_report(console: Any, results: Json) -> None:
             if "median_wall_s" not in s:
                 table.add_row(label, "", str(s["runs"]), "[red]failed[/]", *[""] * 5)
                 continue
-            table.add_row(label, f"{s['rows']:,}", str(s["runs"]), f"{s['median_wall_s']:.1f}",
-                          f"{s['min_wall_s']:.1f}–{s['max_wall_s']:.1f}", f"{s['events_per_s']:,.0f}",
-                          f"{s['peak_rss_mib']:,.0f}", f"{s['rss_ready_mib']:,.0f}",
-                          f"{s['output_mib'] or 0:,.0f}")
+            table.add_row(
+                label,
+                f"{s['rows']:,}",
+                str(s["runs"]),
+                f"{s['median_wall_s']:.1f}",
+                f"{s['min_wall_s']:.1f}–{s['max_wall_s']:.1f}",
+                f"{s['events_per_s']:,.0f}",
+                f"{s['peak_rss_mib']:,.0f}",
+                f"{s['rss_ready_mib']:,.0f}",
+                f"{s['output_mib'] or 0:,.0f}",
+            )
     console.print(table)
     for key, value in results["ratios"].items():
         console.print(f"  {key.replace('_', ' ')}: [bold]{value:.2f}x[/]")
@@ -399,8 +462,9 @@ def print_report(console: Any, results: Json) -> None:
 def print_stages(console: Any, summary: Json) -> None:
     from rich.table import Table
 
-    pipes = {scope: by_kind["pipeline"] for scope, by_kind in summary.items()
-             if "stages" in by_kind.get("pipeline", {})}
+    pipes = {
+        scope: by_kind["pipeline"] for scope, by_kind in summary.items() if "stages" in by_kind.get("pipeline", {})
+    }
     if not pipes:
         return
     table = Table(title="recsys ingest by step (median s, share of wall, peak RSS during the step)")
@@ -413,22 +477,28 @@ def print_stages(console: Any, summary: Json) -> None:
         cells = []
         for p in pipes.values():
             st = p["stages"].get(name, {"median_s": 0.0, "peak_rss_mib": 0.0})
-            cells += [f"{st['median_s']:.1f}", f"{100 * st['median_s'] / p['median_wall_s']:.0f}",
-                      f"{st['peak_rss_mib']:,.0f}"]
+            cells += [
+                f"{st['median_s']:.1f}",
+                f"{100 * st['median_s'] / p['median_wall_s']:.0f}",
+                f"{st['peak_rss_mib']:,.0f}",
+            ]
         table.add_row(name, *cells)
     console.print(table)
     for scope, p in pipes.items():
-        console.print(f"  {scope}: {p['rows_written']:,} rows written, {p['rows_quarantined']:,} "
-                      f"quarantined, {p['duplicates_dropped']:,} duplicates dropped; {p['days']} days, "
-                      f"largest {p['largest_day_rows']:,} rows")
+        console.print(
+            f"  {scope}: {p['rows_written']:,} rows written, {p['rows_quarantined']:,} "
+            f"quarantined, {p['duplicates_dropped']:,} duplicates dropped; {p['days']} days, "
+            f"largest {p['largest_day_rows']:,} rows"
+        )
 
 
 # --------------------------------------------------------------------------- main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--events", type=int, default=10_000_000, help="events in the base input")
     p.add_argument("--days", type=int, default=180, help="days the base input spans")
     p.add_argument("--scale-factor", type=int, default=5, help="scale step: times the events and days")
@@ -437,8 +507,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scale-repeats", type=int, default=None, help="runs of the scale step [--repeats]")
     p.add_argument("--start", default=None, help="first day of the logs [a 1 Jan so all ends before today]")
     p.add_argument("--seed", type=int, default=42, help="generator seed")
-    p.add_argument("--workdir", type=Path, default=REPO / "bench_data" / "ingest",
-                   help="generated data (reused when its .done marker matches) and outputs")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / "bench_data" / "ingest",
+        help="generated data (reused when its .done marker matches) and outputs",
+    )
     p.add_argument("--out", type=Path, default=None, help="results JSON [WORKDIR/results.json]")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -461,9 +535,16 @@ def main(argv: list[str] | None = None) -> int:
         big = Dataset(args.events * args.scale_factor, args.days * args.scale_factor, start, args.seed)
         plan.append(("scale", big, ("pipeline",), args.scale_repeats or args.repeats))
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"}
-    results: Json = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "command": shlex.join([sys.executable, *sys.argv]), "machine": machine_info(),
-                     "args": settings, "datasets": {}, "runs": [], "summary": {}, "ratios": {}}
+    results: Json = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "machine": machine_info(),
+        "args": settings,
+        "datasets": {},
+        "runs": [],
+        "summary": {},
+        "ratios": {},
+    }
     for scope, ds, kinds, repeats in plan:
         info = ensure_dataset(ds, workdir, console)
         results["datasets"][scope] = {"name": ds.name, **info}
@@ -471,8 +552,11 @@ def main(argv: list[str] | None = None) -> int:
             for kind in kinds:  # interleaved, so drift (page cache, thermals) hits all alike
                 console.print(f"\\[{scope}] {LABELS[kind]}, run {repeat + 1}/{repeats} ...", end=" ")
                 run = {"scope": scope, "kind": kind, "repeat": repeat, **measure(kind, ds, workdir)}
-                console.print(f"[red]failed[/]\n{run['error']}" if "error" in run else
-                              f"{run['wall_s']:.1f} s, peak {run['peak_rss_mib']:,.0f} MiB")
+                console.print(
+                    f"[red]failed[/]\n{run['error']}"
+                    if "error" in run
+                    else f"{run['wall_s']:.1f} s, peak {run['peak_rss_mib']:,.0f} MiB"
+                )
                 results["runs"].append(run)
                 record(results, scope, kinds, info["rows"]["events"], out_path)
     print_report(console, results)
@@ -483,8 +567,9 @@ def main(argv: list[str] | None = None) -> int:
 def record(results: Json, scope: str, kinds: tuple[str, ...], rows: int, out_path: Path) -> None:
     """Refresh the summaries and rewrite the JSON, so partial results survive an interrupted run."""
     scoped = [r for r in results["runs"] if r["scope"] == scope]
-    results["summary"][scope] = {k: summarise([r for r in scoped if r["kind"] == k], rows)
-                                 for k in kinds if any(r["kind"] == k for r in scoped)}
+    results["summary"][scope] = {
+        k: summarise([r for r in scoped if r["kind"] == k], rows) for k in kinds if any(r["kind"] == k for r in scoped)
+    }
     results["ratios"] = ratios(results["summary"])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2) + "\n")

@@ -32,6 +32,7 @@ def ingest(
     with rich_progress() as reporter:
         result = task.run(cfg, append=append, reporter=reporter)
     if result.no_op:
+        ingest_summary(result.manifest, console)
         console.print(f"[yellow]no-op:[/] {result.message} ({result.lake})")
         return
     if result.manifest["pii"]["development_key"]:

@@ -17,6 +17,7 @@ app = typer.Typer(help="Inspect lakes written by `recsys ingest`.", no_args_is_h
 def describe(
     path: Annotated[Path, typer.Argument(help="Lake folder (contains manifest.json).")],
     verify: Annotated[bool, typer.Option("--verify", help="Re-hash every file against the manifest.")] = False,
+    brief: Annotated[bool, typer.Option("--brief", help="Skip the summary tables.")] = False,
 ) -> None:
     """Summarise a lake from its manifest; with --verify, check every file's sha256."""
     from recsys_cli.cli.render import ingest_summary
@@ -26,7 +27,8 @@ def describe(
     from recsys_cli.errors import LakeError
 
     manifest = read_manifest(path)
-    ingest_summary(manifest, console)
+    if not brief:
+        ingest_summary(manifest, console)
     if verify:
         problems = verify_lake(path)
         if problems:

@@ -1,5 +1,10 @@
 """Column logic of ingest as Polars expressions: parsing raw strings and naming
-why a row is rejected. Pure functions, so every source shares one set of rules."""
+why a row is rejected. Pure functions, so every source shares one set of rules.
+
+Why not pandera: on a LazyFrame it checks only the schema, and checking values
+means collecting the whole input, which breaks the streaming, bounded-memory
+pass. Each rule here is one expression evaluated inside that pass.
+"""
 
 from __future__ import annotations
 

@@ -229,3 +229,10 @@ def test_manifest_records_lineage(write_events: Writer, ingest_cfg: Cfg, lake_di
     assert m["versions"]["polars"] == pl.__version__
     assert m["pii"]["development_key"] in (True, False)
     assert m["config"]["validation"]["max_bad_fraction"] == 0.05
+
+
+def test_same_input_same_lake_bytes(write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, tmp_path: Path) -> None:
+    write_events([*GOOD_ROWS, GOOD_ROWS[0], ",i1,view,2026-01-01T10:00:00Z,,,"])
+    a = run(ingest_cfg("validation.max_bad_fraction=0.5")).manifest["outputs"]
+    b = run(ingest_cfg("validation.max_bad_fraction=0.5", f"paths.lake_dir={tmp_path / 'b'}")).manifest["outputs"]
+    assert a == b
