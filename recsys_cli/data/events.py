@@ -18,7 +18,6 @@ import polars as pl
 
 from recsys_cli.data.expressions import (
     NUMERIC_EVENT_COLUMNS,
-    blank_to_null,
     event_reason,
     map_event_type,
     parse_number,
@@ -64,8 +63,7 @@ def parse_events(lf: pl.LazyFrame, spec: TableSpec, min_ts: datetime, max_ts: da
         *(parse_number(pl.col(c), t).alias(c + P) for c, t in NUMERIC_EVENT_COLUMNS.items() if c in raw),
     ]
     return (
-        lf.with_columns(blank_to_null(c) for c in raw)
-        .with_columns(e for e in parsed if e is not None)
+        lf.with_columns(e for e in parsed if e is not None)
         .with_columns(event_reason(raw, min_ts, max_ts, P).alias(Col.REASON))
     )
 

@@ -26,10 +26,9 @@ ISO_8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?
 REPLACEMENT_CHAR = "\ufffd"  # what utf8-lossy decoding puts where bytes were not UTF-8
 
 
-def blank_to_null(name: str) -> pl.Expr:
-    """Raw text with surrounding spaces removed; empty text is missing."""
-    stripped = pl.col(name).str.strip_chars()
-    return pl.when(stripped == "").then(None).otherwise(stripped).alias(name)
+def missing(name: str) -> pl.Expr:
+    """Null or empty text (JSON and Parquet sources can carry empty strings)."""
+    return pl.col(name).is_null() | (pl.col(name).str.len_bytes() == 0)
 
 
 def parse_timestamp(expr: pl.Expr, spec: TimestampSpec) -> pl.Expr:
@@ -53,9 +52,23 @@ def parse_number(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 
 def map_event_type(expr: pl.Expr, mapping: Mapping[str, str] | None) -> pl.Expr:
-    """Raw event names -> the contract's enum; unknown names become null."""
-    table = {t: t for t in EVENT_TYPES} | dict(mapping or {})
-    return expr.str.to_lowercase().replace_strict(table, default=None, return_dtype=pl.String).cast(EventType)
+    """Raw event names -> the contract's enum; unknown names become null.
+
+    A when-chain, not `replace`: in Polars 2.1 `replace` makes the streaming
+    engine hold the whole input (2.2 GiB instead of 0.4 GiB on 10M rows).
+    """
+    name = expr.str.strip_chars().str.to_lowercase()
+    renames = {raw.lower(): target for raw, target in (mapping or {}).items() if raw.lower() != target}
+    unknown = sorted(set(renames.values()) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"event type mapping targets unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+    mapped: pl.Expr = name
+    if renames:
+        chain = pl.when(name == next(iter(renames))).then(pl.lit(renames[next(iter(renames))]))
+        for raw, target in list(renames.items())[1:]:
+            chain = chain.when(name == raw).then(pl.lit(target))
+        mapped = chain.otherwise(name)
+    return mapped.cast(EventType, strict=False)
 
 
 def has_invalid_utf8(columns: Sequence[str]) -> pl.Expr:
@@ -74,12 +87,14 @@ def event_reason(raw: Sequence[str], min_ts: datetime, max_ts: datetime, parsed_
 
     rules: list[tuple[pl.Expr, str]] = [
         (pl.col(RAGGED), "too_few_fields"),
+        # Every column, dropped ones too: a bad byte anywhere marks a corrupt row, and
+        # reading every field lets the CSV reader notice rows with too many fields.
         (has_invalid_utf8(raw), "invalid_utf8"),
-        (pl.col(Col.USER).is_null(), "missing:user_id"),
-        (pl.col(Col.ITEM).is_null(), "missing:item_id"),
-        (pl.col(Col.EVENT).is_null(), "missing:event_type"),
+        (missing(Col.USER), "missing:user_id"),
+        (missing(Col.ITEM), "missing:item_id"),
+        (missing(Col.EVENT), "missing:event_type"),
         (p(Col.EVENT).is_null(), "unknown_event_type"),
-        (pl.col(Col.TS).is_null(), "missing:ts"),
+        (missing(Col.TS), "missing:ts"),
         (p(Col.TS).is_null(), "bad_timestamp"),
         (~p(Col.TS).is_between(pl.lit(min_ts, Timestamp), pl.lit(max_ts, Timestamp)), "timestamp_out_of_range"),
     ]

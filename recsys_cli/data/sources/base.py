@@ -62,7 +62,7 @@ class TableSpec:
 def scan_raw(path: Path, spec: TableSpec) -> pl.LazyFrame:
     """Scan one raw file with every column as a string and a 1-based `_line`.
 
-    Empty fields stay empty strings; `blank_to_null` makes them missing later.
+    Empty fields are missing (null).
     """
     _check_readable(path)
     if spec.format == "csv":
@@ -73,7 +73,7 @@ def scan_raw(path: Path, spec: TableSpec) -> pl.LazyFrame:
             new_columns=list(spec.raw_columns) if spec.raw_columns else None,
             infer_schema=False,
             encoding="utf8-lossy",
-            empty_string_is_null=False,
+            empty_string_is_null=True,
             row_index_name=Col.LINE,
             row_index_offset=2 if spec.has_header else 1,
             quote_char=spec.quote_char,
