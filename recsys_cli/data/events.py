@@ -1,17 +1,17 @@
-"""Events through ingest: parse and validate one raw file into a staging area,
-then deduplicate one day at a time into the lake.
+"""Events through ingest: parse and validate each raw file into a staging area,
+then deduplicate a window of whole days at a time into the lake.
 
 Why two passes: exact duplicates share a timestamp, hence a day, so deduplicating
-per day is exact while memory stays bounded by the largest day, not the input.
-The first pass is a single streaming scan of the raw file that sinks valid rows
-(partitioned by day) and rejected rows (with their reason) together.
+per window of days is exact while memory stays bounded by the window (or the
+largest day), not the input. The first pass is a single streaming scan of the
+raw file that sinks valid rows and rejected rows (with their reason) together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -29,6 +29,7 @@ from recsys_cli.data.sources.base import RAGGED, TableSpec
 
 SRC = "_src"  # index of the raw file a staged row came from
 P = "__p"  # suffix of parsed columns beside their raw text
+STAGING_ROW_GROUP = 32_768
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,19 @@ def stage_file(
     personal: Personal,
     keep: Sequence[str],
 ) -> None:
-    """One streaming pass over a raw file: valid rows by day, rejected rows aside."""
+    """One streaming pass over a raw file: valid rows to one staging file, rejected
+    rows aside.
+
+    Not partitioned by day here: Polars' partitioned sink keeps a buffer per open
+    day, so its memory grows with the number of days (4 GiB for 900 days).
+    Small row groups keep the later day-window reads selective.
+    """
     good = valid_rows(lf, src, personal, keep).sink_parquet(
-        pl.PartitionBy(staging / "events" / f"f{src:05d}", key=Col.DATE, include_key=False),
+        staging / "events" / f"f{src:05d}.parquet",
         mkdir=True,
         lazy=True,
         compression="lz4",
+        row_group_size=STAGING_ROW_GROUP,
     )
     bad = rejected_rows(lf, path, personal).sink_parquet(
         staging / "quarantine" / f"f{src:05d}.parquet", mkdir=True, lazy=True, compression="zstd"
@@ -125,38 +133,64 @@ def stage_file(
     pl.collect_all([good, bad], engine="streaming")
 
 
-def staged_days(staging: Path) -> list[str]:
-    """Day partitions present in the staging area (`YYYY-MM-DD`), sorted."""
-    return sorted({p.name.split("=", 1)[1] for p in (staging / "events").glob("f*/date=*")})
+def staged_files(staging: Path) -> list[Path]:
+    return sorted((staging / "events").glob("f*.parquet"))
 
 
-def dedupe_day(
+def day_windows(staging: Path, max_rows: int) -> list[tuple[date, date]]:
+    """Consecutive days grouped so each window holds at most `max_rows` rows (a
+    larger single day gets a window of its own): the unit of the second pass,
+    whose memory is therefore bounded by max(max_rows, largest day)."""
+    files = staged_files(staging)
+    if not files:
+        return []
+    days = pl.scan_parquet(files).group_by(Col.DATE).len().sort(Col.DATE).collect(engine="streaming")
+    windows: list[tuple[date, date]] = []
+    start, rows = None, 0
+    for day, n in days.iter_rows():  # one iteration per day, not per row
+        if start is not None and rows + n > max_rows:
+            windows.append((start, previous))
+            start, rows = None, 0
+        start = day if start is None else start
+        rows += n
+        previous = day
+    if start is not None:
+        windows.append((start, previous))
+    return windows
+
+
+def dedupe_window(
     staging: Path,
-    day: str,
+    window: tuple[date, date],
     existing: list[Path],
     user_ids: pl.DataFrame,
     hash_tables: dict[str, pl.DataFrame],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """One day's new rows, pseudonymised and without exact duplicates.
+    """A window's new rows, pseudonymised and without exact duplicates.
 
     A row is a duplicate when every contract column equals an earlier row's (in
-    file, then line order) or a row already in the lake. Returns the rows to
-    write and the duplicate count per source file.
+    file, then line order) or a row already in the lake. Duplicates share their
+    timestamp, so deduplicating within a window of whole days is exact. Returns
+    the rows to write (with their `date`) and the duplicate count per source file.
     """
-    day_files = sorted((staging / "events").glob(f"f*/date={day}/*.parquet"))
-    frame = pl.concat([pl.scan_parquet(f) for f in day_files], how="diagonal_relaxed")
-    frame = frame.sort(SRC, Col.LINE).with_columns(
+    key = list(EVENTS_SCHEMA.names())
+    frame = (
+        pl.scan_parquet(staged_files(staging), missing_columns="insert", extra_columns="ignore")
+        .filter(pl.col(Col.DATE).is_between(pl.lit(window[0]), pl.lit(window[1])))
+        .collect()
+        .sort(SRC, Col.LINE)
+    )
+    first = frame.select(pl.struct(key).is_first_distinct()).to_series()
+    kept = frame.filter(first).with_columns(
         apply_pseudonyms(Col.USER, user_ids),
         *(apply_pseudonyms(c, t) for c, t in hash_tables.items()),
     )
-    key = list(EVENTS_SCHEMA.names())
-    frame = frame.with_columns((~pl.struct(key).is_first_distinct()).alias("_dup"))
+    dropped = [frame.filter(~first).select(SRC)]
     if existing:
-        seen = pl.concat([pl.scan_parquet(p).select(key) for p in existing]).unique()
-        seen = seen.with_columns(pl.lit(True).alias("_seen"))
-        frame = frame.join(seen, on=key, how="left", nulls_equal=True, maintain_order="left")
-        frame = frame.with_columns(pl.col("_dup") | pl.col("_seen").fill_null(False)).drop("_seen")
-    marked = frame.collect()
-    dups = marked.filter(pl.col("_dup")).group_by(SRC).len()
-    rows = marked.filter(~pl.col("_dup")).drop("_dup", SRC, Col.LINE).sort(Col.TS, Col.USER, maintain_order=True)
+        seen = pl.concat([pl.scan_parquet(p).select(key) for p in existing]).unique().collect()
+        in_lake = kept.join(seen, on=key, how="semi", nulls_equal=True)
+        dropped.append(in_lake.select(SRC))
+        kept = kept.join(seen, on=key, how="anti", nulls_equal=True, maintain_order="left")
+    dups = pl.concat(dropped).group_by(SRC).len()
+    rows = kept.drop(SRC, Col.LINE).sort(Col.DATE, Col.TS, Col.USER, maintain_order=True)
     return rows, dups

@@ -14,7 +14,7 @@ import json
 import platform
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +64,7 @@ class Rules:
     max_bad_fraction: float = 0.05
     min_ts: str = "1990-01-01T00:00:00+00:00"
     max_future_days: float = 1.0
+    window_rows: int = 2_000_000
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         low = datetime.fromisoformat(self.min_ts)
@@ -118,7 +119,7 @@ def ingest(
             link_tree(lake, tmp, skip={MANIFEST})
         user_ids = _user_table(staging, source, key)
         hashes = _hash_tables(staging, personal, key)
-        _write_days(tmp, staging, counts, user_ids, hashes, run, reporter)
+        _write_days(tmp, staging, counts, user_ids, hashes, run, rules.window_rows, reporter)
         table_counts = _write_tables(tmp, staging, source, user_ids, key, personal, run)
         _write_quarantine(tmp, staging, run, user_ids)
         shutil.rmtree(staging)
@@ -167,7 +168,7 @@ def _stage(
             from recsys_cli.errors import SourceError
 
             raise SourceError(f"{path}: cannot be parsed: {str(exc).strip().splitlines()[0]}") from exc
-        good = _staged_rows(staging / "events" / f"f{src:05d}")
+        good = pl.scan_parquet(staging / "events" / f"f{src:05d}.parquet").select(pl.len()).collect().item()
         bad = pl.read_parquet(staging / "quarantine" / f"f{src:05d}.parquet", columns=[Col.REASON])
         reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows())
         counts.append(
@@ -182,11 +183,6 @@ def _stage(
         )
         reporter.advance()
     return counts
-
-
-def _staged_rows(folder: Path) -> int:
-    files = list(folder.glob("date=*/*.parquet"))
-    return pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
 
 
 def _check_threshold(counts: list[ev.FileCounts], rules: Rules) -> None:
@@ -204,7 +200,7 @@ def _check_threshold(counts: list[ev.FileCounts], rules: Rules) -> None:
 
 
 def _user_table(staging: Path, source: Source, key: PiiKey) -> pl.DataFrame:
-    staged = list((staging / "events").glob("f*/date=*/*.parquet"))
+    staged = ev.staged_files(staging)
     ids = [pl.scan_parquet(staged).select(Col.USER)] if staged else []
     users = source.users()
     if users is not None:
@@ -219,7 +215,7 @@ def _user_table(staging: Path, source: Source, key: PiiKey) -> pl.DataFrame:
 
 
 def _hash_tables(staging: Path, personal: ev.Personal, key: PiiKey) -> dict[str, pl.DataFrame]:
-    files = list((staging / "events").glob("f*/date=*/*.parquet"))
+    files = ev.staged_files(staging)
     if not files:
         return {}
     names = set(pl.scan_parquet(files[0]).collect_schema().names())
@@ -237,21 +233,31 @@ def _write_days(
     user_ids: pl.DataFrame,
     hashes: dict[str, pl.DataFrame],
     run: int,
+    window_rows: int,
     reporter: Reporter,
 ) -> None:
-    days = ev.staged_days(staging)
-    reporter.start("deduplicating and writing days", total=len(days))
-    for day in days:
-        part = tmp / "events" / f"date={day}"
-        existing = sorted(part.glob("*.parquet")) if part.exists() else []
-        rows, dups = ev.dedupe_day(staging, day, existing, user_ids, hashes)
+    windows = ev.day_windows(staging, window_rows)
+    reporter.start("deduplicating and writing days", total=len(windows))
+    for window in windows:
+        existing = [
+            f
+            for d in _dates(window)
+            if (tmp / "events" / f"date={d}").exists()
+            for f in sorted((tmp / "events" / f"date={d}").glob("*.parquet"))
+        ]
+        rows, dups = ev.dedupe_window(staging, window, existing, user_ids, hashes)
         for src, n in dups.iter_rows():
             counts[src].duplicates_dropped += n
             counts[src].rows_written -= n
-        if rows.height:
-            part.mkdir(parents=True, exist_ok=True)
-            rows.write_parquet(part / f"part-{run:05d}.parquet", compression="zstd", statistics=True)
+        for (day,), part in rows.partition_by(Col.DATE, as_dict=True, include_key=False, maintain_order=True).items():
+            folder = tmp / "events" / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            part.write_parquet(folder / f"part-{run:05d}.parquet", compression="zstd", statistics=True)
         reporter.advance()
+
+
+def _dates(window: tuple[date, date]) -> list[date]:
+    return [window[0] + timedelta(days=i) for i in range((window[1] - window[0]).days + 1)]
 
 
 def _write_tables(

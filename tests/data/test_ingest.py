@@ -194,17 +194,18 @@ def test_crash_mid_write_keeps_the_previous_lake(
     before = {p.relative_to(lake_dir): p.read_bytes() for p in lake_dir.rglob("*") if p.is_file()}
     write_events([*GOOD_ROWS, "u7,i7,view,2026-01-05T10:00:00Z,,,"])
     calls = {"n": 0}
-    real = ingest_mod.ev.dedupe_day
+    real = ingest_mod.ev.dedupe_window
 
-    def crash_on_second_day(*args: object, **kwargs: object) -> object:
+    def crash_on_second_window(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk full (simulated)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_mod.ev, "dedupe_day", crash_on_second_day)
+    monkeypatch.setattr(ingest_mod.ev, "dedupe_window", crash_on_second_window)
     with pytest.raises(RuntimeError, match="simulated"):
-        run(ingest_cfg())
+        run(ingest_cfg("validation.window_rows=2"))
+    assert calls["n"] == 2
     after = {p.relative_to(lake_dir): p.read_bytes() for p in lake_dir.rglob("*") if p.is_file()}
     assert after == before
     assert not list(lake_dir.parent.glob(".generic.*"))
@@ -236,3 +237,13 @@ def test_same_input_same_lake_bytes(write_events: Writer, ingest_cfg: Cfg, lake_
     a = run(ingest_cfg("validation.max_bad_fraction=0.5")).manifest["outputs"]
     b = run(ingest_cfg("validation.max_bad_fraction=0.5", f"paths.lake_dir={tmp_path / 'b'}")).manifest["outputs"]
     assert a == b
+
+
+def test_day_windows_do_not_change_the_result(
+    write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, tmp_path: Path
+) -> None:
+    write_events([*GOOD_ROWS, GOOD_ROWS[0], GOOD_ROWS[4], GOOD_ROWS[4]])
+    whole = run(ingest_cfg()).manifest
+    split = run(ingest_cfg("validation.window_rows=1", f"paths.lake_dir={tmp_path / 'w'}")).manifest
+    assert whole["outputs"] == split["outputs"]
+    assert whole["inputs"][0]["duplicates_dropped"] == split["inputs"][0]["duplicates_dropped"] == 3
