@@ -67,7 +67,7 @@ STEPS = {
         "pseudonym_table",
         "file_digests",
     ),
-    "recsys_cli.data.events": ("stage_file", "dedupe_day"),
+    "recsys_cli.data.events": ("stage_file", "day_windows", "dedupe_window"),
     "recsys_cli.data.lake": ("publish",),
 }
 

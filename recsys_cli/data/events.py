@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from recsys_cli.data.expressions import (
@@ -23,7 +24,7 @@ from recsys_cli.data.expressions import (
     parse_number,
     parse_timestamp,
 )
-from recsys_cli.data.pseudonymise import apply_pseudonyms
+from recsys_cli.data.pseudonymise import pseudonymise
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.data.sources.base import RAGGED, TableSpec
 
@@ -166,31 +167,42 @@ def dedupe_window(
     user_ids: pl.DataFrame,
     hash_tables: dict[str, pl.DataFrame],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A window's new rows, pseudonymised and without exact duplicates.
+    """A window's new rows in time order, pseudonymised, without exact duplicates.
 
     A row is a duplicate when every contract column equals an earlier row's (in
     file, then line order) or a row already in the lake. Duplicates share their
-    timestamp, so deduplicating within a window of whole days is exact. Returns
-    the rows to write (with their `date`) and the duplicate count per source file.
+    timestamp, so deduplicating within a window of whole days is exact, and after
+    a stable sort by time only rows in runs of equal timestamps need comparing.
+    Returns the rows to write (with their `date`) and duplicates per source file.
     """
-    key = list(EVENTS_SCHEMA.names())
     frame = (
         pl.scan_parquet(staged_files(staging), missing_columns="insert", extra_columns="ignore")
         .filter(pl.col(Col.DATE).is_between(pl.lit(window[0]), pl.lit(window[1])))
         .collect()
-        .sort(SRC, Col.LINE)
+        .sort(Col.TS, maintain_order=True)
     )
-    first = frame.select(pl.struct(key).is_first_distinct()).to_series()
-    kept = frame.filter(first).with_columns(
-        apply_pseudonyms(Col.USER, user_ids),
-        *(apply_pseudonyms(c, t) for c, t in hash_tables.items()),
-    )
-    dropped = [frame.filter(~first).select(SRC)]
+    dup = duplicate_mask(frame)
+    kept = frame.filter(~dup)
+    dropped = [frame.filter(dup).select(SRC)]
+    kept = pseudonymise(kept, Col.USER, user_ids)
+    for column, table in hash_tables.items():
+        kept = pseudonymise(kept, column, table)
     if existing:
+        key = list(EVENTS_SCHEMA.names())
         seen = pl.concat([pl.scan_parquet(p).select(key) for p in existing]).unique().collect()
-        in_lake = kept.join(seen, on=key, how="semi", nulls_equal=True)
-        dropped.append(in_lake.select(SRC))
+        dropped.append(kept.join(seen, on=key, how="semi", nulls_equal=True).select(SRC))
         kept = kept.join(seen, on=key, how="anti", nulls_equal=True, maintain_order="left")
     dups = pl.concat(dropped).group_by(SRC).len()
-    rows = kept.drop(SRC, Col.LINE).sort(Col.DATE, Col.TS, Col.USER, maintain_order=True)
-    return rows, dups
+    return kept.drop(SRC, Col.LINE), dups
+
+
+def duplicate_mask(frame: pl.DataFrame) -> pl.Series:
+    """True for rows equal on every contract column to an earlier row; `frame` is
+    sorted by time (stably, so "earlier" keeps file order among equal times)."""
+    ts = pl.col(Col.TS)
+    shared = (ts == ts.shift(1)) | (ts == ts.shift(-1))
+    candidates = frame.with_row_index("__i").filter(shared.fill_null(False))
+    later = candidates.filter(~pl.struct(list(EVENTS_SCHEMA.names())).is_first_distinct())["__i"]
+    mask = np.zeros(frame.height, dtype=bool)
+    mask[later.to_numpy()] = True
+    return pl.Series("dup", mask)

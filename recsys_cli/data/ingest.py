@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from concurrent.futures import ThreadPoolExecutor
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -33,13 +34,14 @@ from recsys_cli.data.lake import (
     staged_version,
     write_json,
 )
-from recsys_cli.data.pseudonymise import PiiKey, apply_pseudonyms, pseudonym_table
+from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
 from recsys_cli.data.tables import ITEM_RULES, USER_RULES, TableRules, prepare_table
 from recsys_cli.errors import ValidationThresholdError
 
 FORMAT_VERSION = 1
+WINDOW_WORKERS = 2
 
 
 class Source(Protocol):
@@ -64,7 +66,7 @@ class Rules:
     max_bad_fraction: float = 0.05
     min_ts: str = "1990-01-01T00:00:00+00:00"
     max_future_days: float = 1.0
-    window_rows: int = 2_000_000
+    window_rows: int = 1_000_000
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         low = datetime.fromisoformat(self.min_ts)
@@ -238,22 +240,25 @@ def _write_days(
 ) -> None:
     windows = ev.day_windows(staging, window_rows)
     reporter.start("deduplicating and writing days", total=len(windows))
-    for window in windows:
-        existing = [
-            f
-            for d in _dates(window)
-            if (tmp / "events" / f"date={d}").exists()
-            for f in sorted((tmp / "events" / f"date={d}").glob("*.parquet"))
-        ]
+
+    def process(window: tuple[date, date]) -> pl.DataFrame:
+        folders = [tmp / "events" / f"date={d}" for d in _dates(window)]
+        existing = [f for folder in folders if folder.exists() for f in sorted(folder.glob("*.parquet"))]
         rows, dups = ev.dedupe_window(staging, window, existing, user_ids, hashes)
-        for src, n in dups.iter_rows():
-            counts[src].duplicates_dropped += n
-            counts[src].rows_written -= n
         for (day,), part in rows.partition_by(Col.DATE, as_dict=True, include_key=False, maintain_order=True).items():
             folder = tmp / "events" / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
             part.write_parquet(folder / f"part-{run:05d}.parquet", compression="zstd", statistics=True)
-        reporter.advance()
+        return dups
+
+    # Two windows in flight: Polars releases the GIL, so one window's compression
+    # overlaps the next one's sort and join. Results are consumed in order.
+    with ThreadPoolExecutor(max_workers=WINDOW_WORKERS) as pool:
+        for dups in pool.map(process, windows):
+            for src, n in dups.iter_rows():
+                counts[src].duplicates_dropped += n
+                counts[src].rows_written -= n
+            reporter.advance()
 
 
 def _dates(window: tuple[date, date]) -> list[date]:
@@ -294,10 +299,10 @@ def _protect(
     frames = []
     for df in (good, bad):
         if Col.USER in df.columns:
-            df = df.with_columns(apply_pseudonyms(Col.USER, user_ids))
+            df = pseudonymise(df, Col.USER, user_ids)
         for column in personal.hash & set(df.columns):
             table = pseudonym_table(df[column].cast(pl.String), key, column)
-            df = df.with_columns(apply_pseudonyms(column, table))
+            df = pseudonymise(df, column, table)
         frames.append(df.drop(*(personal.drop & set(df.columns))))
     return frames[0], frames[1]
 
@@ -306,7 +311,7 @@ def _write_quarantine(tmp: Path, staging: Path, run: int, user_ids: pl.DataFrame
     files = sorted((staging / "quarantine").glob("*.parquet"))
     frames = [pl.read_parquet(f) for f in files]
     frames = [
-        f.with_columns(apply_pseudonyms(Col.USER, user_ids)) if Col.USER in f.columns else f for f in frames if f.height
+        pseudonymise(f, Col.USER, user_ids) if Col.USER in f.columns else f for f in frames if f.height
     ]
     if frames:
         (tmp / "quarantine").mkdir(exist_ok=True)

@@ -205,7 +205,7 @@ def test_crash_mid_write_keeps_the_previous_lake(
     monkeypatch.setattr(ingest_mod.ev, "dedupe_window", crash_on_second_window)
     with pytest.raises(RuntimeError, match="simulated"):
         run(ingest_cfg("validation.window_rows=2"))
-    assert calls["n"] == 2
+    assert calls["n"] >= 2
     after = {p.relative_to(lake_dir): p.read_bytes() for p in lake_dir.rglob("*") if p.is_file()}
     assert after == before
     assert not list(lake_dir.parent.glob(".generic.*"))

@@ -3,10 +3,10 @@ import pytest
 
 from recsys_cli.data.pseudonymise import (
     DEVELOPMENT_KEY,
-    apply_pseudonyms,
     load_key,
     pseudonym,
     pseudonym_table,
+    pseudonymise,
 )
 from recsys_cli.errors import PiiKeyError
 
@@ -49,6 +49,8 @@ def test_pseudonyms_are_stable_keyed_and_domain_separated(monkeypatch: pytest.Mo
 def test_unmapped_values_become_null_never_raw() -> None:
     key = load_key(allow_development_key=True)
     table = pseudonym_table(pl.Series(["u1", "u2", None]), key, "user_id")
-    out = pl.DataFrame({"user_id": ["u1", "u3"]}).select(apply_pseudonyms("user_id", table))["user_id"]
+    out = pseudonymise(pl.DataFrame({"user_id": ["u1", "u3"], "n": [1, 2]}), "user_id", table)
+    assert out["n"].to_list() == [1, 2]
+    out = out["user_id"]
     assert out[0] == pseudonym("u1", key, "user_id")
     assert out[1] is None
