@@ -64,9 +64,8 @@ def parse_events(lf: pl.LazyFrame, spec: TableSpec, min_ts: datetime, max_ts: da
         map_event_type(pl.col(Col.EVENT), spec.event_types).alias(Col.EVENT + P) if Col.EVENT in raw else None,
         *(parse_number(pl.col(c), t).alias(c + P) for c, t in NUMERIC_EVENT_COLUMNS.items() if c in raw),
     ]
-    return (
-        lf.with_columns(e for e in parsed if e is not None)
-        .with_columns(event_reason(raw, min_ts, max_ts, P).alias(Col.REASON))
+    return lf.with_columns(e for e in parsed if e is not None).with_columns(
+        event_reason(raw, min_ts, max_ts, P).alias(Col.REASON)
     )
 
 
@@ -146,18 +145,15 @@ def day_windows(staging: Path, max_rows: int) -> list[tuple[date, date]]:
     if not files:
         return []
     days = pl.scan_parquet(files).group_by(Col.DATE).len().sort(Col.DATE).collect(engine="streaming")
-    windows: list[tuple[date, date]] = []
-    start, rows = None, 0
+    windows: list[list[date]] = []
+    rows = 0
     for day, n in days.iter_rows():  # one iteration per day, not per row
-        if start is not None and rows + n > max_rows:
-            windows.append((start, previous))
-            start, rows = None, 0
-        start = day if start is None else start
+        if not windows or rows + n > max_rows:
+            windows.append([day, day])
+            rows = 0
+        windows[-1][1] = day
         rows += n
-        previous = day
-    if start is not None:
-        windows.append((start, previous))
-    return windows
+    return [(first, last) for first, last in windows]
 
 
 def dedupe_window(

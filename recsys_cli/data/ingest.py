@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from concurrent.futures import ThreadPoolExecutor
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -310,9 +310,7 @@ def _protect(
 def _write_quarantine(tmp: Path, staging: Path, run: int, user_ids: pl.DataFrame) -> None:
     files = sorted((staging / "quarantine").glob("*.parquet"))
     frames = [pl.read_parquet(f) for f in files]
-    frames = [
-        pseudonymise(f, Col.USER, user_ids) if Col.USER in f.columns else f for f in frames if f.height
-    ]
+    frames = [pseudonymise(f, Col.USER, user_ids) if Col.USER in f.columns else f for f in frames if f.height]
     if frames:
         (tmp / "quarantine").mkdir(exist_ok=True)
         pl.concat(frames, how="diagonal_relaxed").write_parquet(tmp / "quarantine" / f"run-{run:05d}.parquet")

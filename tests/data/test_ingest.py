@@ -247,3 +247,32 @@ def test_day_windows_do_not_change_the_result(
     split = run(ingest_cfg("validation.window_rows=1", f"paths.lake_dir={tmp_path / 'w'}")).manifest
     assert whole["outputs"] == split["outputs"]
     assert whole["inputs"][0]["duplicates_dropped"] == split["inputs"][0]["duplicates_dropped"] == 3
+
+
+def test_binary_file_is_a_clear_error_naming_the_file(write_events: Writer, ingest_cfg: Cfg) -> None:
+    path = write_events(bytes(range(256)) * 40)
+    with pytest.raises(SourceError, match=f"{path}: "):
+        run(ingest_cfg())
+
+
+def test_parquet_source(tmp_path: Path, ingest_cfg: Cfg, lake_dir: Path) -> None:
+    raw = tmp_path / "raw" / "generic"
+    raw.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "item_id": ["i1", None],
+            "event_type": ["view", "view"],
+            "ts": [1767261600, 1767261601],
+        }
+    ).write_parquet(raw / "events.parquet")
+    m = run(
+        ingest_cfg(
+            "data.events.format=parquet",
+            "data.events.files=[events.parquet]",
+            "data.events.timestamp.unit=s",
+            "validation.max_bad_fraction=0.5",
+        )
+    ).manifest
+    assert m["rows"]["events"] == 1
+    assert m["quarantine_by_reason"] == {"missing:item_id": 1}
