@@ -24,6 +24,7 @@ test-all: setup
 
 lint: setup
 	$(VENV)/bin/ruff check recsys_cli tests scripts
+	$(VENV)/bin/mypy
 
 fetch-movielens: setup
 	./scripts/fetch_movielens100k.sh

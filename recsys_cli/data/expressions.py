@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
 from recsys_cli.data.schema import EVENT_TYPES, Col, EventType, Timestamp
 from recsys_cli.data.sources.base import RAGGED, TimestampSpec
+from recsys_cli.errors import ConfigError
 
 EPOCH_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
 NUMERIC_EVENT_COLUMNS: dict[str, pl.DataType] = {
@@ -61,10 +63,10 @@ def map_event_type(expr: pl.Expr, mapping: Mapping[str, str] | None) -> pl.Expr:
     renames = {raw.lower(): target for raw, target in (mapping or {}).items() if raw.lower() != target}
     unknown = sorted(set(renames.values()) - set(EVENT_TYPES))
     if unknown:
-        raise ValueError(f"event type mapping targets unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+        raise ConfigError(f"event type mapping targets unknown event types {unknown}; known: {list(EVENT_TYPES)}")
     mapped: pl.Expr = name
     if renames:
-        chain = pl.when(name == next(iter(renames))).then(pl.lit(renames[next(iter(renames))]))
+        chain: Any = pl.when(name == next(iter(renames))).then(pl.lit(renames[next(iter(renames))]))
         for raw, target in list(renames.items())[1:]:
             chain = chain.when(name == raw).then(pl.lit(target))
         mapped = chain.otherwise(name)

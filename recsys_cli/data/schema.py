@@ -5,6 +5,8 @@ Every module names columns through `Col`, so renaming a column is one edit here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 
@@ -37,30 +39,18 @@ EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "remove_from_car
 EventType = pl.Enum(list(EVENT_TYPES))
 Timestamp = pl.Datetime("us", "UTC")
 
-EVENTS_SCHEMA = pl.Schema(
-    {
-        Col.USER: pl.String,
-        Col.ITEM: pl.String,
-        Col.EVENT: EventType,
-        Col.TS: Timestamp,
-        Col.SESSION: pl.String,
-        Col.VALUE: pl.Float64,
-        Col.QUANTITY: pl.Int32,
-        Col.PRICE: pl.Float64,
-        Col.SOURCE: pl.String,
-    }
-)
+_EVENT_COLUMNS: dict[str, Any] = {
+    Col.USER: pl.String,
+    Col.ITEM: pl.String,
+    Col.EVENT: EventType,
+    Col.TS: Timestamp,
+    Col.SESSION: pl.String,
+    Col.VALUE: pl.Float64,
+    Col.QUANTITY: pl.Int32,
+    Col.PRICE: pl.Float64,
+    Col.SOURCE: pl.String,
+}
+EVENTS_SCHEMA = pl.Schema(_EVENT_COLUMNS)
 EVENTS_REQUIRED: tuple[str, ...] = (Col.USER, Col.ITEM, Col.EVENT, Col.TS)
-
-# Items and users have a fixed core and keep any further attributes as they come.
-ITEMS_CORE = pl.Schema(
-    {
-        Col.ITEM: pl.String,
-        Col.CATEGORY: pl.String,
-        Col.BRAND: pl.String,
-        Col.PRICE: pl.Float64,
-        Col.STOCK: pl.Int64,
-        Col.LAUNCHED_AT: Timestamp,
-    }
-)
-USERS_CORE = pl.Schema({Col.USER: pl.String, Col.SIGNUP_AT: Timestamp})
+# Items and users have a small typed core (see data/tables.py) and keep any further
+# attributes (demographics, genres, ...) as the source gives them.

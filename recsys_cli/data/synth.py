@@ -349,7 +349,7 @@ def _sample(rng: np.random.Generator, weight: np.ndarray, n: int) -> np.ndarray:
 def _sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """One categorical draw per row of a (n, k) probability matrix, vectorised."""
     cdf = np.cumsum(probs, axis=1)
-    u = rng.random(probs.shape[0])[:, None] * cdf[:, -1:]
+    u = np.asarray(rng.random(probs.shape[0]))[:, None] * cdf[:, -1:]
     return np.minimum((cdf < u).sum(axis=1), probs.shape[1] - 1)
 
 

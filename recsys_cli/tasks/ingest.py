@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,19 +20,10 @@ def run(cfg: DictConfig, append: bool = False, reporter: Reporter | None = None)
     source = instantiate(cfg.data, _convert_="all")
     pii = cfg.pii
     key = load_key(pii.key_env, pii.allow_development_key, pii.min_key_length)
-    personal = personal_policy(OmegaConf.to_container(pii.personal_columns) or {})
-    rules = Rules(**OmegaConf.to_container(cfg.validation))  # type: ignore[arg-type]
-    snapshot = OmegaConf.to_container(cfg, resolve=True)
-    return ingest(
-        source,
-        Path(cfg.lake_dir),
-        key,
-        personal,
-        rules,
-        snapshot,
-        append=append,  # type: ignore[arg-type]
-        reporter=reporter,
-    )
+    personal = personal_policy(cast(dict[str, Any], OmegaConf.to_container(pii.personal_columns) or {}))
+    rules = Rules(**cast(dict[str, Any], OmegaConf.to_container(cfg.validation)))
+    snapshot = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    return ingest(source, Path(cfg.lake_dir), key, personal, rules, snapshot, append=append, reporter=reporter)
 
 
 def personal_policy(columns: dict[str, Any]) -> Personal:

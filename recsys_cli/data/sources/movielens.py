@@ -136,7 +136,7 @@ class MovieLensSource(TabularSource):
 
 def age_bucket(age: pl.Expr) -> pl.Expr:
     """Age in years -> the bucket labels the synthetic shop uses too (under 18 apart)."""
-    expr = pl.when(age < AGE_EDGES[0]).then(pl.lit(AGE_LABELS[0]))
+    expr: Any = pl.when(age < AGE_EDGES[0]).then(pl.lit(AGE_LABELS[0]))
     for edge, label in zip(AGE_EDGES[1:], AGE_LABELS[1:-1], strict=True):
         expr = expr.when(age < edge).then(pl.lit(label))
     return expr.when(age.is_not_null()).then(pl.lit(AGE_LABELS[-1]))

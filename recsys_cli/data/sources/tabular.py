@@ -40,7 +40,10 @@ class TabularSource:
     ) -> None:
         self.name = name
         self.path = Path(path)
-        self.events = as_spec(events)
+        spec = as_spec(events)
+        if spec is None:
+            raise SourceError(f"source '{name}': no events table configured")
+        self.events: TableSpec = spec
         self.items_spec = as_spec(items)
         self.users_spec = as_spec(users)
         self.description = description
