@@ -64,7 +64,14 @@ def pseudonym(value: str, key: PiiKey, domain: str) -> str:
 def pseudonym_table(values: pl.Series, key: PiiKey, domain: str) -> pl.DataFrame:
     """Distinct raw values and their pseudonyms (`raw`, `pseudonym`)."""
     unique = values.drop_nulls().unique().sort()
-    hashed = [pseudonym(v, key, domain) for v in unique.to_list()]
+    # Keyed once, copied per value: half the cost of a fresh HMAC per id.
+    keyed = hmac.new(key.secret, digestmod=hashlib.sha256)
+    prefix = f"{domain}\x00".encode()
+    hashed = []
+    for value in unique.to_list():  # one per distinct id, not per row
+        mac = keyed.copy()
+        mac.update(prefix + value.encode())
+        hashed.append(mac.hexdigest()[:DIGEST_CHARS])
     return pl.DataFrame({"raw": unique, "pseudonym": pl.Series(hashed, dtype=pl.String)})
 
 

@@ -54,3 +54,9 @@ def test_unmapped_values_become_null_never_raw() -> None:
     out = out["user_id"]
     assert out[0] == pseudonym("u1", key, "user_id")
     assert out[1] is None
+
+
+def test_table_matches_single_pseudonyms() -> None:
+    key = load_key(allow_development_key=True)
+    table = pseudonym_table(pl.Series(["b", "a", "a"]), key, "ip")
+    assert table.rows() == [("a", pseudonym("a", key, "ip")), ("b", pseudonym("b", key, "ip"))]
