@@ -212,7 +212,7 @@ def _user_table(staging: Path, source: Source, key: PiiKey) -> pl.DataFrame:
             ids.append(pl.scan_parquet(path).select(Col.USER))
     if not ids:
         return pseudonym_table(pl.Series(Col.USER, [], dtype=pl.String), key, "user_id")
-    values = pl.concat(ids, how="vertical_relaxed").unique().collect()[Col.USER]
+    values = pl.concat(ids, how="vertical_relaxed").unique().collect(engine="streaming")[Col.USER]
     return pseudonym_table(values, key, "user_id")
 
 
@@ -223,7 +223,9 @@ def _hash_tables(staging: Path, personal: ev.Personal, key: PiiKey) -> dict[str,
     names = set(pl.scan_parquet(files[0]).collect_schema().names())
     out = {}
     for column in sorted(personal.hash & names):
-        values = pl.scan_parquet(files, missing_columns="insert").select(column).unique().collect()[column]
+        values = (
+            pl.scan_parquet(files, missing_columns="insert").select(column).unique().collect(engine="streaming")[column]
+        )
         out[column] = pseudonym_table(values, key, column)
     return out
 
@@ -356,10 +358,10 @@ def _manifest(
             pl.col(Col.TS).min().alias("min_ts"),
             pl.col(Col.TS).max().alias("max_ts"),
         )
-        .collect()
+        .collect(engine="streaming")
         .row(0, named=True)
     )
-    by_type = events.group_by(Col.EVENT).len().sort(Col.EVENT).collect()
+    by_type = events.group_by(Col.EVENT).len().sort(Col.EVENT).collect(engine="streaming")
     quarantine = _reason_counts(lake)
     return {
         "format_version": FORMAT_VERSION,

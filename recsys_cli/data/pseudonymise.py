@@ -21,7 +21,8 @@ import polars as pl
 from recsys_cli.errors import PiiKeyError
 
 DEVELOPMENT_KEY = "recsys-DEVELOPMENT-key-not-for-production"
-DIGEST_CHARS = 20  # 80 bits: collision odds ~1e-12 for 10 million ids
+DIGEST_CHARS = 20
+_SLICE = 100_000  # 80 bits: collision odds ~1e-12 for 10 million ids
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,20 @@ def pseudonym(value: str, key: PiiKey, domain: str) -> str:
 def pseudonym_table(values: pl.Series, key: PiiKey, domain: str) -> pl.DataFrame:
     """Distinct raw values and their pseudonyms (`raw`, `pseudonym`)."""
     unique = values.drop_nulls().unique().sort()
-    # Keyed once, copied per value: half the cost of a fresh HMAC per id.
+    # Keyed once, copied per value: half the cost of a fresh HMAC per id. Built in
+    # slices so no more than one slice of Python strings is alive at a time.
     keyed = hmac.new(key.secret, digestmod=hashlib.sha256)
     prefix = f"{domain}\x00".encode()
-    hashed = []
-    for value in unique.to_list():  # one per distinct id, not per row
-        mac = keyed.copy()
-        mac.update(prefix + value.encode())
-        hashed.append(mac.hexdigest()[:DIGEST_CHARS])
-    return pl.DataFrame({"raw": unique, "pseudonym": pl.Series(hashed, dtype=pl.String)})
+    parts = []
+    for offset in range(0, unique.len(), _SLICE):
+        hashed = []
+        for value in unique.slice(offset, _SLICE).to_list():  # one per distinct id, not per row
+            mac = keyed.copy()
+            mac.update(prefix + value.encode())
+            hashed.append(mac.hexdigest()[:DIGEST_CHARS])
+        parts.append(pl.Series(hashed, dtype=pl.String))
+    hashed_all = pl.concat(parts) if parts else pl.Series([], dtype=pl.String)
+    return pl.DataFrame({"raw": unique, "pseudonym": hashed_all})
 
 
 def pseudonymise(frame: pl.DataFrame, column: str, table: pl.DataFrame) -> pl.DataFrame:
