@@ -127,8 +127,10 @@ def stage_file(
         compression="lz4",
         row_group_size=STAGING_ROW_GROUP,
     )
+    # Rejected rows are sparse: with the default row group the sink keeps the source
+    # chunks' buffers alive while it fills one, and memory grows with the input.
     bad = rejected_rows(lf, path, personal).sink_parquet(
-        staging / "quarantine" / f"f{src:05d}.parquet", mkdir=True, lazy=True, compression="zstd"
+        staging / "quarantine" / f"f{src:05d}.parquet", mkdir=True, lazy=True, compression="zstd", row_group_size=1024
     )
     pl.collect_all([good, bad], engine="streaming")
 
