@@ -156,12 +156,18 @@ def tree_mib(path: Path) -> float:
 
 class StageProfiler:
     """Wall time and peak RSS of each pipeline step, by wrapping the step functions at
-    their module level (the pipeline code is not changed). RSS is sampled by a thread."""
+    their module level (the pipeline code is not changed). RSS is sampled by a thread.
+
+    Time is charged to the innermost step of the calling thread. Steps called from worker
+    threads are labelled so and summed over threads: they overlap the main thread's step
+    that waits for them, so the shares can add up to more than 100%. An RSS sample counts
+    towards every step running at that moment."""
 
     def __init__(self, interval_s: float = 0.05) -> None:
         self.seconds: dict[str, float] = {}
         self.peak_mib: dict[str, float] = {}
-        self._stack: list[list[Any]] = []  # [label, start, seconds spent in nested steps]
+        # per thread: [label, start, seconds spent in nested steps] for each open step
+        self._stacks: dict[int, list[list[Any]]] = {}
         self._interval = interval_s
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -182,30 +188,33 @@ class StageProfiler:
         self._stop.set()
         self._thread.join()
 
-    def _wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            main = threading.current_thread() is threading.main_thread()
+            label = name if main else f"{name} (worker threads)"
             self._sample()
             with self._lock:
-                self._stack.append([label, time.perf_counter(), 0.0])
+                stack = self._stacks.setdefault(threading.get_ident(), [])
+                stack.append([label, time.perf_counter(), 0.0])
             try:
                 return fn(*args, **kwargs)
             finally:
                 self._sample()
                 with self._lock:
-                    _, start, nested = self._stack.pop()
+                    _, start, nested = stack.pop()
                     spent = time.perf_counter() - start
                     self.seconds[label] = self.seconds.get(label, 0.0) + spent - nested
-                    if self._stack:
-                        self._stack[-1][2] += spent
+                    if stack:
+                        stack[-1][2] += spent
 
         return timed
 
     def _sample(self) -> None:
         rss = current_rss_mib()
         with self._lock:
-            label = self._stack[-1][0] if self._stack else "other"
-            self.peak_mib[label] = max(self.peak_mib.get(label, 0.0), rss)
+            for label in {stack[-1][0] for stack in self._stacks.values() if stack} or {"other"}:
+                self.peak_mib[label] = max(self.peak_mib.get(label, 0.0), rss)
 
     def _sample_loop(self) -> None:
         while not self._stop.wait(self._interval):
@@ -304,16 +313,29 @@ def child_main(spec: Json) -> None:
 # --------------------------------------------------------------------------- parent side
 
 
+def code_version() -> str | None:
+    """The commit the child runs, with `+dirty` when the package differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "recsys_cli", "conf"], capture_output=True, text=True, cwd=REPO
+    )
+    return (head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) or None
+
+
 def run_child(spec: Json) -> Json:
+    """Run one child; `load_before` (1-minute load average) flags a machine busy with other work,
+    `code` records the pipeline version it ran (the tree may change during a long benchmark)."""
+    load, code = os.getloadavg()[0], code_version()
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--child", json.dumps(spec)], capture_output=True, text=True, cwd=REPO
     )
     process_s = time.perf_counter() - start
     lines = proc.stdout.strip().splitlines()
+    context = {"process_s": process_s, "load_before": load, "code": code}
     if proc.returncode != 0 or not lines:
-        return {"error": f"exit {proc.returncode}\n{proc.stderr[-4000:]}", "process_s": process_s}
-    return {**json.loads(lines[-1]), "process_s": process_s}
+        return {"error": f"exit {proc.returncode}\n{proc.stderr[-4000:]}", **context}
+    return {**json.loads(lines[-1]), **context}
 
 
 def measure(kind: str, ds: Dataset, workdir: Path) -> Json:
@@ -347,6 +369,7 @@ def summarise(runs: list[Json], rows: int) -> Json:
         "peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
         "rss_ready_mib": max(r["rss_ready_mib"] for r in ok),
         "output_mib": ok[-1].get("output_mib"),
+        "code": ", ".join(sorted({str(r.get("code")) for r in ok})),  # more than one: the tree changed mid-run
     }
     if "stages" in ok[-1]:
         names = list(dict.fromkeys(k for r in ok for k in r["stages"]))
@@ -393,7 +416,6 @@ def machine_info() -> Json:
         (line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo") if line.startswith("model name")),
         platform.processor(),
     )
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     return {
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
@@ -402,7 +424,7 @@ def machine_info() -> Json:
         "platform": platform.platform(),
         "python": platform.python_version(),
         **{pkg: version(pkg) for pkg in ("polars", "pandas", "pyarrow", "numpy", "recsys-cli")},
-        "git_commit": commit.stdout.strip() or None,
+        "code": code_version(),
     }
 
 
@@ -434,13 +456,14 @@ def print_report(console: Any, results: Json) -> None:
         "peak RSS MiB",
         "RSS before work",
         "output MiB",
+        "code",
     ):
         table.add_column(col, justify="left" if col == "measurement" else "right")
     for scope, by_kind in results["summary"].items():
         for kind, s in by_kind.items():
             label = escape(f"{LABELS[kind]} [{scope}]")
             if "median_wall_s" not in s:
-                table.add_row(label, "", str(s["runs"]), "[red]failed[/]", *[""] * 5)
+                table.add_row(label, "", str(s["runs"]), "[red]failed[/]", *[""] * 6)
                 continue
             table.add_row(
                 label,
@@ -452,6 +475,7 @@ def print_report(console: Any, results: Json) -> None:
                 f"{s['peak_rss_mib']:,.0f}",
                 f"{s['rss_ready_mib']:,.0f}",
                 f"{s['output_mib'] or 0:,.0f}",
+                s["code"],
             )
     console.print(table)
     for key, value in results["ratios"].items():
@@ -530,7 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     out_path = (args.out or workdir / "results.json").resolve()
     start = args.start or default_start(args.days, args.scale_factor)  # same with --skip-scale: data reused
-    plan = [("base", Dataset(args.events, args.days, start, args.seed), KINDS, args.repeats)]
+    plan: list[tuple[str, Dataset, tuple[str, ...], int]] = [
+        ("base", Dataset(args.events, args.days, start, args.seed), KINDS, args.repeats)
+    ]
     if not args.skip_scale:
         big = Dataset(args.events * args.scale_factor, args.days * args.scale_factor, start, args.seed)
         plan.append(("scale", big, ("pipeline",), args.scale_repeats or args.repeats))
@@ -555,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(
                     f"[red]failed[/]\n{run['error']}"
                     if "error" in run
-                    else f"{run['wall_s']:.1f} s, peak {run['peak_rss_mib']:,.0f} MiB"
+                    else f"{run['wall_s']:.1f} s, peak {run['peak_rss_mib']:,.0f} MiB (load {run['load_before']:.1f})"
                 )
                 results["runs"].append(run)
                 record(results, scope, kinds, info["rows"]["events"], out_path)
