@@ -89,5 +89,8 @@ def pseudonymise(frame: pl.DataFrame, column: str, table: pl.DataFrame) -> pl.Da
     five times faster on millions of rows.
     """
     lookup = table.rename({"raw": column, "pseudonym": "__pseudonym"})
+    # Narrow the table to the values present first: the join then hashes a table the
+    # size of this frame's distinct values, not of every user ever seen.
+    lookup = lookup.join(frame.select(column).unique(), on=column, how="semi")
     joined = frame.join(lookup, on=column, how="left", maintain_order="left")
     return joined.with_columns(pl.col("__pseudonym").alias(column)).drop("__pseudonym")
