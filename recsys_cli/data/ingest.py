@@ -38,7 +38,7 @@ from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
 from recsys_cli.data.tables import ITEM_RULES, USER_RULES, TableRules, prepare_table
-from recsys_cli.errors import ValidationThresholdError
+from recsys_cli.errors import PiiKeyError, SourceError, ValidationThresholdError
 
 FORMAT_VERSION = 1
 WINDOW_WORKERS = 2
@@ -105,6 +105,12 @@ def ingest(
     fingerprint = _fingerprint(digests, config, key)
     if previous and previous.get("fingerprint") == fingerprint:
         return IngestResult(lake, previous, no_op=True, message="inputs and config unchanged: lake already up to date")
+    if append and previous and previous["pii"]["key_fingerprint"] != key.fingerprint:
+        raise PiiKeyError(
+            f"{lake} was written with another pseudonymisation key (fingerprint "
+            f"{previous['pii']['key_fingerprint']}, now {key.fingerprint}): appended user ids would not "
+            "join; re-ingest everything without --append, or use the original key"
+        )
     known = {i["sha256"] for i in previous.get("inputs", [])} if (previous and append) else set()
     new_files = [f for f in files if digests[str(f)] not in known]
     if append and previous and not new_files:
@@ -167,8 +173,6 @@ def _stage(
         try:
             ev.stage_file(lf, path, src, staging, personal, source.events.keep)
         except pl.exceptions.ComputeError as exc:
-            from recsys_cli.errors import SourceError
-
             raise SourceError(f"{path}: cannot be parsed: {str(exc).strip().splitlines()[0]}") from exc
         good = pl.scan_parquet(staging / "events" / f"f{src:05d}.parquet").select(pl.len()).collect().item()
         bad = pl.read_parquet(staging / "quarantine" / f"f{src:05d}.parquet", columns=[Col.REASON])

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from recsys_cli.data import ingest as ingest_mod
 from recsys_cli.data.lake import read_manifest, verify
-from recsys_cli.errors import SourceError, ValidationThresholdError
+from recsys_cli.errors import PiiKeyError, SourceError, ValidationThresholdError
 from recsys_cli.tasks.ingest import run
 from tests.conftest import GOOD_ROWS
 
@@ -276,3 +276,13 @@ def test_parquet_source(tmp_path: Path, ingest_cfg: Cfg, lake_dir: Path) -> None
     ).manifest
     assert m["rows"]["events"] == 1
     assert m["quarantine_by_reason"] == {"missing:item_id": 1}
+
+
+def test_append_refuses_a_different_key(write_events: Writer, ingest_cfg: Cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_PII_KEY", "a" * 32)
+    write_events(GOOD_ROWS, name="events-1.csv")
+    run(ingest_cfg())
+    write_events(["u9,i9,view,2026-01-04T08:00:00Z,,,"], name="events-2.csv")
+    monkeypatch.setenv("RECSYS_PII_KEY", "b" * 32)
+    with pytest.raises(PiiKeyError, match="written with another pseudonymisation key"):
+        run(ingest_cfg(), append=True)
