@@ -10,11 +10,12 @@ $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 
 setup: $(VENV)/.installed
 
-## Generate the default synthetic shop, ingest it into a lake, print the summary.
+## Generate the default synthetic shop, ingest it into a lake, print the summary, split it by time.
 demo: setup
 	$(RECSYS) datasets synth
 	$(RECSYS) ingest
 	$(RECSYS) lake describe data/lake/synth --verify --brief
+	$(RECSYS) split
 
 test: setup
 	$(PY) -m pytest -q

@@ -24,3 +24,7 @@ class PiiKeyError(RecsysError):
 
 class LakeError(RecsysError):
     """A lake folder is missing or its manifest does not match its files."""
+
+
+class SplitError(RecsysError):
+    """A split cannot be made as configured (no events, cutoffs out of order...)."""

@@ -44,7 +44,7 @@ class SynthConfig:
     """Size and behaviour of the synthetic shop. Sizes of 0 are derived from n_events."""
 
     n_events: int = 50_000
-    n_days: int = 60
+    n_days: int = 90
     start: str = "2026-01-01"
     n_users: int = 0
     n_items: int = 0

@@ -1,0 +1,48 @@
+"""`recsys split`: time cutoffs and evaluation targets over a lake."""
+
+from __future__ import annotations
+
+from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+
+
+@friendly_errors
+def split(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+    """Split a lake by time (split=global_temporal|rolling_origin|leave_last_n) and
+    write each fold's validation and test targets (target=engagement|purchases|ratings|ratings4)."""
+    from recsys_cli.config import compose
+    from recsys_cli.console import console, rich_progress, rows_table
+    from recsys_cli.tasks import split as task
+
+    cfg = compose("split", overrides, config_dir)
+    with rich_progress() as reporter:
+        result = task.run(cfg, reporter=reporter)
+    rows = []
+    for f in result.manifest["folds"]:
+        p, t = f["parts"], f["targets"]["test"]
+        rows.append(
+            (
+                f["name"],
+                f["val_start"] or "per user",
+                f["test_start"] or "per user",
+                p["train"]["rows"],
+                p["val"]["rows"],
+                p["test"]["rows"],
+                t["evaluated_users"],
+                t["pairs"],
+                t["cold_users"],
+            )
+        )
+    header = [
+        "fold",
+        "val from",
+        "test from",
+        "train rows",
+        "val rows",
+        "test rows",
+        "test users",
+        "test pairs",
+        "cold users",
+    ]
+    console.print(rows_table(f"Split {result.manifest['protocol']['name']}", header, rows))
+    console.print(f"[green]split written:[/] {result.path} (manifest.json)")

@@ -1,0 +1,76 @@
+"""What counts as a correct recommendation in a period, and for whom.
+
+The user chooses which events are positives (purchases and carts; for
+MovieLens all ratings, or ratings of 4 and up), whether items the user already
+interacted with before the period are excluded from the ground truth, and the
+evaluated users: those with history before the period ("warm"); users without
+any are cold-start and reported apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from recsys_cli.data.schema import EVENT_TYPES, Col
+from recsys_cli.errors import ConfigError
+from recsys_cli.splits.base import PART, TEST, TRAIN, VAL
+
+COLD = "cold"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str = "purchases"
+    positive_events: Sequence[str] = field(default_factory=lambda: ["purchase"])
+    min_value: float | None = None
+    exclude_seen: bool = True
+    seen_events: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted((set(self.positive_events) | set(self.seen_events or [])) - set(EVENT_TYPES))
+        if unknown or not self.positive_events:
+            raise ConfigError(f"target: unknown or empty event types {unknown}; known: {list(EVENT_TYPES)}")
+
+    def is_seen(self) -> pl.Expr:
+        """Events that make an item "already seen": by default the positive event
+        types, so a purchase after a view of the same item still counts."""
+        return pl.col(Col.EVENT).cast(pl.String).is_in(list(self.seen_events or self.positive_events))
+
+    def is_positive(self) -> pl.Expr:
+        expr = pl.col(Col.EVENT).cast(pl.String).is_in(list(self.positive_events))
+        if self.min_value is not None:
+            expr = expr & (pl.col(Col.VALUE) >= self.min_value)
+        return expr
+
+
+def history_parts(part: str) -> list[str]:
+    """The parts a model may have seen before being scored on `part`: val is
+    scored after training on train; test after refitting on train and val."""
+    return [TRAIN] if part == VAL else [TRAIN, VAL]
+
+
+def ground_truth(assigned: pl.LazyFrame, spec: TargetSpec, part: str = TEST) -> pl.LazyFrame:
+    """Distinct (user, item) positives of `part`, each flagged `cold` when the user
+    has no event at all in its history parts.
+
+    With `exclude_seen`, items the user already had a `seen_events` event with in
+    the history are dropped: recommending them again is not a discovery.
+    """
+    history = assigned.filter(pl.col(PART).is_in(history_parts(part)))
+    positives = (
+        assigned.filter((pl.col(PART) == part) & spec.is_positive())
+        .select(Col.USER, Col.ITEM)
+        .unique(maintain_order=True)
+    )
+    if spec.exclude_seen:
+        seen = history.filter(spec.is_seen()).select(Col.USER, Col.ITEM).unique()
+        positives = positives.join(seen, on=[Col.USER, Col.ITEM], how="anti", maintain_order="left")
+    warm = history.select(Col.USER).unique().with_columns(pl.lit(False).alias(COLD))
+    return (
+        positives.join(warm, on=Col.USER, how="left", maintain_order="left")
+        .with_columns(pl.col(COLD).fill_null(True))
+        .sort(Col.USER, Col.ITEM)
+    )

@@ -1,0 +1,80 @@
+"""`recsys split` as a function of its composed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import polars as pl
+from omegaconf import DictConfig, OmegaConf
+
+from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data.lake import MANIFEST, read_manifest, sha256_file, staged_version, write_json
+from recsys_cli.data.schema import Col
+from recsys_cli.splits.base import PART, PARTS, TEST, VAL, Fold, Splitter
+from recsys_cli.splits.targets import COLD, TargetSpec, ground_truth
+
+
+@dataclass
+class SplitResult:
+    path: Path
+    manifest: dict[str, Any]
+
+
+def run(cfg: DictConfig, reporter: Reporter | None = None) -> SplitResult:
+    from hydra.utils import instantiate
+
+    reporter = reporter or NullReporter()
+    lake = Path(cfg.lake_dir)
+    lake_manifest = read_manifest(lake)
+    splitter: Splitter = instantiate(cfg.split, _convert_="all")
+    spec = TargetSpec(**cast(dict[str, Any], OmegaConf.to_container(cfg.target)))
+    events = pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE)
+    folds = splitter.folds(events)
+    out = Path(cfg.split_dir)
+    reporter.start(f"splitting ({splitter.name})", total=len(folds))
+    with staged_version(out) as tmp:
+        summaries = []
+        for fold in folds:
+            summaries.append(_write_fold(tmp / fold.name, splitter.assign(events, fold), fold, spec))
+            reporter.advance()
+        manifest = {
+            "protocol": {"splitter": type(splitter).__name__, **splitter.describe()},
+            "target": {**spec.__dict__, "positive_events": list(spec.positive_events)},
+            "lake": {
+                "path": str(lake),
+                "manifest_sha256": sha256_file(lake / MANIFEST),
+                "fingerprint": lake_manifest.get("fingerprint"),
+            },
+            "created_at": datetime.now(UTC).isoformat(),
+            "folds": summaries,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        write_json(tmp / MANIFEST, manifest)
+    return SplitResult(out, manifest)
+
+
+def _write_fold(folder: Path, assigned: pl.LazyFrame, fold: Fold, spec: TargetSpec) -> dict[str, Any]:
+    folder.mkdir(parents=True)
+    counts_q = assigned.group_by(PART).agg(pl.len().alias("rows"), pl.col(Col.USER).n_unique().alias("users"))
+    val_q, test_q = ground_truth(assigned, spec, VAL), ground_truth(assigned, spec, TEST)
+    counts, val, test = pl.collect_all([counts_q, val_q, test_q], engine="streaming")
+    for name, targets in (("val", val), ("test", test)):
+        targets.write_parquet(folder / f"{name}_targets.parquet")
+    by_part = {p: {"rows": 0, "users": 0} for p in PARTS} | {
+        r[PART]: {"rows": r["rows"], "users": r["users"]} for r in counts.iter_rows(named=True)
+    }
+    return {**fold.to_json(), "parts": by_part, "targets": {"val": _target_counts(val), "test": _target_counts(test)}}
+
+
+def _target_counts(targets: pl.DataFrame) -> dict[str, int]:
+    warm = targets.filter(~pl.col(COLD))
+    cold = targets.filter(pl.col(COLD))
+    return {
+        "evaluated_users": warm[Col.USER].n_unique(),
+        "pairs": warm.height,
+        "cold_users": cold[Col.USER].n_unique(),
+        "cold_pairs": cold.height,
+    }
