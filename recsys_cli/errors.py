@@ -28,3 +28,7 @@ class LakeError(RecsysError):
 
 class SplitError(RecsysError):
     """A split cannot be made as configured (no events, cutoffs out of order...)."""
+
+
+class LeakageError(RecsysError):
+    """A feature depends on events at or after its cutoff."""

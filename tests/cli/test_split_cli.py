@@ -42,3 +42,31 @@ def test_split_writes_manifest_and_targets(lake: Path, split: str) -> None:
         assert fold["targets"]["test"]["evaluated_users"] > 0
         total = sum(p["rows"] for p in fold["parts"].values())
         assert total <= lake_rows and (split == "rolling_origin" or total == lake_rows)
+
+
+def test_features_and_leakage_check(lake: Path) -> None:
+    args = [f"paths.data_dir={lake}", "split=rolling_origin", "split.n_folds=2"]
+    for command in (["split"], ["features"], ["check-leakage"]):
+        result = runner.invoke(app, command + args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    assert "no leakage" in result.output
+    out = lake / "features" / "synth" / "rolling_origin-engagement" / "default"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["name"] for f in manifest["folds"]] == ["fold-0", "fold-1"]
+    vocab = json.loads((out / "fold-1" / "test" / "vocab.json").read_text())
+    assert vocab["item_id"]["tokens"][0] == "<oov>" and vocab["region"]["size"] > 1
+    seq = pl.read_parquet(out / "fold-1" / "test" / "sequences.parquet")
+    cutoff = manifest["folds"][1]["parts"]["test"]["cutoff"]
+    assert str(seq.select(pl.col("ts").list.max().max()).item()) < cutoff.replace("T", " ")
+
+
+def test_leave_last_n_is_reported_as_leaking(lake: Path) -> None:
+    args = [f"paths.data_dir={lake}", "split=leave_last_n"]
+    assert runner.invoke(app, ["split", *args]).exit_code == 0
+    result = runner.invoke(app, ["check-leakage", *args])
+    assert result.exit_code == 1 and "leaks global time by design" in result.output
+
+
+def test_features_need_a_split(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["features", f"paths.data_dir={tmp_path}"])
+    assert result.exit_code == 1 and "error:" in result.output

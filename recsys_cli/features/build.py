@@ -1,0 +1,115 @@
+"""One prepared feature set: everything a model may know when asked to predict
+a part (validation or test) of one fold, computed from the events before it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from recsys_cli.data.schema import Col, Timestamp
+from recsys_cli.features.aggregates import item_aggregates, user_aggregates
+from recsys_cli.features.interactions import Dedup, interactions
+from recsys_cli.features.sequences import sequences
+from recsys_cli.features.vocab import Vocabulary
+from recsys_cli.splits.base import PART
+from recsys_cli.splits.targets import history_parts
+
+TABLES = ("interactions", "sequences", "user_features", "item_features")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    weights: Mapping[str, float | str] = field(
+        default_factory=lambda: {"view": 1.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": "value"}
+    )
+    half_life_days: float | None = None
+    dedup: Dedup = "sum"
+    max_len: int = 50
+    windows_days: Sequence[float] = (1, 7, 30)
+    vocab_min_count: int = 1
+    vocab_columns: Sequence[str] = (
+        Col.USER,
+        Col.ITEM,
+        Col.CATEGORY,
+        Col.BRAND,
+        "region",
+        "age_bucket",
+        "gender",
+        "occupation",
+    )
+
+
+@dataclass
+class FeatureSet:
+    cutoff: datetime
+    frames: dict[str, pl.DataFrame]
+    vocab: dict[str, Vocabulary]
+
+    def write(self, folder: Path) -> dict[str, int]:
+        import json
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, frame in self.frames.items():
+            frame.write_parquet(folder / f"{name}.parquet")
+        (folder / "vocab.json").write_text(json.dumps({k: v.to_json() for k, v in self.vocab.items()}, indent=1))
+        return {name: frame.height for name, frame in self.frames.items()}
+
+
+def cutoff_of(assigned: pl.LazyFrame, part: str, fold_cutoff: datetime | None) -> datetime:
+    """The fold's cutoff; per-user protocols have none, so the last history event + 1 µs."""
+    if fold_cutoff is not None:
+        return fold_cutoff
+    last = assigned.filter(pl.col(PART).is_in(history_parts(part))).select(pl.col(Col.TS).max()).collect().item()
+    from datetime import timedelta
+
+    return last + timedelta(microseconds=1)
+
+
+def build(
+    assigned: pl.LazyFrame,
+    part: str,
+    cutoff: datetime,
+    cfg: FeatureConfig,
+    items: pl.LazyFrame | None = None,
+    users: pl.LazyFrame | None = None,
+) -> FeatureSet:
+    """Features for predicting `part`, from the events of its history parts only."""
+    history = assigned.filter(pl.col(PART).is_in(history_parts(part))).drop(PART)
+    windows = list(cfg.windows_days)
+    user_feats = user_aggregates(history, items, cutoff, windows)
+    if users is not None:
+        known = (
+            users.filter(pl.col(Col.SIGNUP_AT).is_null() | (pl.col(Col.SIGNUP_AT) < pl.lit(cutoff, dtype=Timestamp)))
+            if Col.SIGNUP_AT in users.collect_schema().names()
+            else users
+        )
+        user_feats = known.join(user_feats, on=Col.USER, how="full", coalesce=True).sort(Col.USER)
+    lazies = [
+        interactions(history, cutoff, cfg.weights, cfg.half_life_days, cfg.dedup),
+        sequences(history, cfg.max_len),
+        user_feats,
+        item_aggregates(history, items, cutoff, windows),
+        history.select(Col.USER, Col.ITEM),
+    ]
+    *frames, ids = pl.collect_all(lazies, engine="streaming")
+    collected = dict(zip(TABLES, frames, strict=True))
+    return FeatureSet(cutoff, collected, _vocabularies(ids, collected, cfg))
+
+
+def _vocabularies(ids: pl.DataFrame, frames: dict[str, pl.DataFrame], cfg: FeatureConfig) -> dict[str, Vocabulary]:
+    """Ids by how often they occur in the history; attributes by how many users
+    or items carry them."""
+    vocab = {}
+    for column in cfg.vocab_columns:
+        if column in (Col.USER, Col.ITEM):
+            vocab[column] = Vocabulary.fit(ids[column], cfg.vocab_min_count)
+            continue
+        for table in ("item_features", "user_features"):
+            if column in frames[table].columns:
+                vocab[column] = Vocabulary.fit(frames[table][column], cfg.vocab_min_count)
+                break
+    return vocab

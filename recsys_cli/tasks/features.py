@@ -1,0 +1,120 @@
+"""`recsys features` and `recsys check-leakage` as functions of their config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+import polars as pl
+from omegaconf import DictConfig, OmegaConf
+
+from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data.lake import MANIFEST, read_manifest, sha256_file, staged_version, write_json
+from recsys_cli.data.schema import Col
+from recsys_cli.errors import SplitError
+from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
+from recsys_cli.features.leakage import Leak, check_leakage
+from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
+from recsys_cli.splits.global_temporal import parse_instant
+
+
+@dataclass
+class FeaturesResult:
+    path: Path
+    manifest: dict[str, Any]
+
+
+@dataclass
+class Inputs:
+    events: pl.LazyFrame
+    items: pl.LazyFrame | None
+    users: pl.LazyFrame | None
+    splitter: Splitter
+    folds: list[Fold]
+    features: FeatureConfig
+    split_manifest: Path
+
+
+def load(cfg: DictConfig) -> Inputs:
+    """Lake tables, the split's folds (from its manifest) and the feature config."""
+    from hydra.utils import instantiate
+
+    lake, split_dir = Path(cfg.lake_dir), Path(cfg.split_dir)
+    split = read_manifest(split_dir) if (split_dir / MANIFEST).is_file() else None
+    if split is None:
+        raise SplitError(f"{split_dir}: no split here; run `recsys split` with the same overrides first")
+    if split["lake"]["manifest_sha256"] != sha256_file(lake / MANIFEST):
+        raise SplitError(f"{split_dir}: the lake changed since this split was made; rerun `recsys split`")
+    folds = [_fold(f) for f in split["folds"]]
+    params = {k: v for k, v in cast(dict[str, Any], OmegaConf.to_container(cfg.features)).items() if k != "name"}
+    return Inputs(
+        events=pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE),
+        items=pl.scan_parquet(lake / "items.parquet") if (lake / "items.parquet").exists() else None,
+        users=pl.scan_parquet(lake / "users.parquet") if (lake / "users.parquet").exists() else None,
+        splitter=instantiate(cfg.split, _convert_="all"),
+        folds=folds,
+        features=FeatureConfig(**params),
+        split_manifest=split_dir / MANIFEST,
+    )
+
+
+def _fold(entry: dict[str, Any]) -> Fold:
+    def at(key: str) -> datetime | None:
+        return parse_instant(entry[key]) if entry.get(key) else None
+
+    return Fold(entry["name"], at("train_start"), at("val_start"), at("test_start"), at("test_end"))
+
+
+def builder(inputs: Inputs) -> partial[FeatureSet]:
+    return partial(_build, cfg=inputs.features, items=inputs.items, users=inputs.users)
+
+
+def _build(
+    assigned: pl.LazyFrame,
+    part: str,
+    cutoff: datetime,
+    cfg: FeatureConfig,
+    items: pl.LazyFrame | None,
+    users: pl.LazyFrame | None,
+) -> FeatureSet:
+    return build(assigned, part, cutoff, cfg, items, users)
+
+
+def run(cfg: DictConfig, reporter: Reporter | None = None) -> FeaturesResult:
+    reporter = reporter or NullReporter()
+    inputs = load(cfg)
+    make = builder(inputs)
+    out = Path(cfg.features_dir)
+    reporter.start("building features", total=2 * len(inputs.folds))
+    folds = []
+    with staged_version(out) as tmp:
+        for fold in inputs.folds:
+            assigned = inputs.splitter.assign(inputs.events, fold)
+            parts = {}
+            for part, fold_cutoff in ((VAL, fold.val_start), (TEST, fold.test_start)):
+                cutoff = cutoff_of(assigned, part, fold_cutoff)
+                features = make(assigned, part, cutoff)
+                rows = features.write(tmp / fold.name / part)
+                parts[part] = {
+                    "cutoff": cutoff.isoformat(),
+                    "rows": rows,
+                    "vocab_sizes": {k: len(v) for k, v in features.vocab.items()},
+                }
+                reporter.advance()
+            folds.append({"name": fold.name, "parts": parts})
+        manifest = {
+            "split_manifest_sha256": sha256_file(inputs.split_manifest),
+            "created_at": datetime.now(UTC).isoformat(),
+            "folds": folds,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        write_json(tmp / MANIFEST, manifest)
+    return FeaturesResult(out, manifest)
+
+
+def leakage(cfg: DictConfig) -> list[Leak]:
+    inputs = load(cfg)
+    return check_leakage(inputs.events, inputs.splitter, inputs.folds, builder(inputs))

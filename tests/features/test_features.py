@@ -1,0 +1,88 @@
+"""Exact features on the 15-event log (see tests/splits/conftest.py): validation
+is predicted from the 9 events before day 7 noon."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from recsys_cli.data.schema import EVENTS_SCHEMA, Col
+from recsys_cli.features.build import FeatureConfig, build
+from recsys_cli.features.context import context
+from recsys_cli.features.interactions import interactions
+from recsys_cli.features.sequences import sequences
+from recsys_cli.features.vocab import OOV, Vocabulary
+from recsys_cli.splits.base import PART, TRAIN
+from tests.splits.conftest import day
+
+CUTOFF = day(7)
+
+
+def full(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Add the contract columns the hand-written log leaves out."""
+    names = lf.collect_schema().names()
+    return lf.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in EVENTS_SCHEMA.items() if c not in names)
+
+
+@pytest.fixture
+def history(assigned: pl.LazyFrame) -> pl.LazyFrame:
+    return full(assigned).filter(pl.col(PART) == TRAIN).drop(PART)
+
+
+def test_interactions_weight_events_by_type(history: pl.LazyFrame) -> None:
+    out = interactions(history, CUTOFF, {"view": 1, "add_to_cart": 3, "purchase": 5}).collect()
+    assert out.select(Col.USER, Col.ITEM, "weight", "events").rows() == [
+        ("a", "i1", 6.0, 2),
+        ("a", "i2", 1.0, 1),
+        ("a", "i3", 1.0, 1),
+        ("b", "i1", 1.0, 1),
+        ("b", "i2", 4.0, 2),
+        ("c", "i3", 6.0, 2),
+    ]
+
+
+def test_interaction_dedup_and_decay(history: pl.LazyFrame) -> None:
+    strongest = interactions(history, CUTOFF, {"view": 1, "purchase": 5}, dedup="max").collect()
+    assert strongest.filter(pl.col(Col.USER) == "a")["weight"].to_list() == [5.0, 1.0, 1.0]
+    decayed = interactions(history, CUTOFF, {"view": 1}, half_life_days=2).collect()
+    # b viewed i1 on day 6, one day before the cutoff: 0.5 ** (1 / 2)
+    assert decayed.filter((pl.col(Col.USER) == "b") & (pl.col(Col.ITEM) == "i1"))["weight"].item() == pytest.approx(
+        0.5**0.5
+    )
+    # zero-weight pairs (b's add_to_cart weighs nothing here) keep only what counts
+    assert decayed.filter(pl.col(Col.USER) == "b")[Col.ITEM].to_list() == ["i1", "i2"]
+
+
+def test_sequences_keep_the_most_recent_events_oldest_first(history: pl.LazyFrame) -> None:
+    out = sequences(history, max_len=3).collect()
+    a = out.filter(pl.col(Col.USER) == "a").row(0, named=True)
+    assert a["items"] == ["i1", "i2", "i3"] and a["event_types"] == ["purchase", "view", "view"]
+    assert a["gaps_s"] == [0, 2 * 86_400, 2 * 86_400] and a["length_total"] == 4
+    assert all(t < CUTOFF for t in a["ts"])
+
+
+def test_aggregates_over_trailing_windows(assigned: pl.LazyFrame) -> None:
+    fs = build(full(assigned), "val", CUTOFF, FeatureConfig(windows_days=(1, 3)))
+    users = {r[Col.USER]: r for r in fs.frames["user_features"].iter_rows(named=True)}
+    assert (users["b"]["n_view_1d"], users["b"]["n_view_3d"], users["b"]["events_total"]) == (1, 1, 3)
+    assert users["c"]["n_purchase_1d"] == 1 and users["c"]["conversion_3d"] == 1.0
+    assert users["a"]["recency_days"] == 2.0 and users["a"]["activity_level"] == "new"
+    items = {r[Col.ITEM]: r for r in fs.frames["item_features"].iter_rows(named=True)}
+    assert items["i3"]["n_view_3d"] == 2 and items["i3"]["conversion"] == 0.5
+    assert "i4" not in items  # first seen after the cutoff
+
+
+def test_context_features() -> None:
+    df = pl.DataFrame({Col.TS: [datetime(2026, 1, 3, 21, 5, tzinfo=UTC)]}).select(context())
+    assert df.row(0) == (21, 6)
+
+
+def test_vocabulary_round_trip_and_unseen_ids() -> None:
+    vocab = Vocabulary.fit(pl.Series(["u2", "u1", "u2", "u3", "u1", "u2"]), min_count=2)
+    assert vocab.tokens == (OOV, "u2", "u1")
+    again = Vocabulary.from_json(vocab.to_json())
+    assert again == vocab
+    encoded = pl.DataFrame({"u": ["u1", "u3", "new", None]}).select(again.encode("u"))["u"].to_list()
+    assert encoded == [2, 0, 0, 0]
