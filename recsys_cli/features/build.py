@@ -88,25 +88,28 @@ def build(
             else users
         )
         user_feats = known.join(user_feats, on=Col.USER, how="full", coalesce=True).sort(Col.USER)
-    lazies = [
-        interactions(history, cutoff, cfg.weights, cfg.half_life_days, cfg.dedup),
-        sequences(history, cfg.max_len),
-        user_feats,
-        item_aggregates(history, items, cutoff, windows),
-        history.select(Col.USER, Col.ITEM),
-    ]
-    *frames, ids = pl.collect_all(lazies, engine="streaming")
-    collected = dict(zip(TABLES, frames, strict=True))
-    return FeatureSet(cutoff, collected, _vocabularies(ids, collected, cfg))
+    lazies = {
+        "interactions": interactions(history, cutoff, cfg.weights, cfg.half_life_days, cfg.dedup),
+        "sequences": sequences(history, cfg.max_len),
+        "user_features": user_feats,
+        "item_features": item_aggregates(history, items, cutoff, windows),
+    }
+    # One table at a time: collecting them together runs the four group-bys over
+    # the history at once and multiplies peak memory.
+    collected = {name: lf.collect(engine="streaming") for name, lf in lazies.items()}
+    counts = {c: history.group_by(c).len().collect(engine="streaming") for c in (Col.USER, Col.ITEM)}
+    return FeatureSet(cutoff, collected, _vocabularies(counts, collected, cfg))
 
 
-def _vocabularies(ids: pl.DataFrame, frames: dict[str, pl.DataFrame], cfg: FeatureConfig) -> dict[str, Vocabulary]:
+def _vocabularies(
+    counts: dict[str, pl.DataFrame], frames: dict[str, pl.DataFrame], cfg: FeatureConfig
+) -> dict[str, Vocabulary]:
     """Ids by how often they occur in the history; attributes by how many users
     or items carry them."""
     vocab = {}
     for column in cfg.vocab_columns:
-        if column in (Col.USER, Col.ITEM):
-            vocab[column] = Vocabulary.fit(ids[column], cfg.vocab_min_count)
+        if column in counts:
+            vocab[column] = Vocabulary.from_counts(counts[column], cfg.vocab_min_count)
             continue
         for table in ("item_features", "user_features"):
             if column in frames[table].columns:

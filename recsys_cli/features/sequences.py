@@ -9,17 +9,23 @@ from recsys_cli.data.schema import Col
 
 def sequences(history: pl.LazyFrame, max_len: int = 50) -> pl.LazyFrame:
     """Each user's `max_len` most recent events, oldest first: items, event
-    types, timestamps and the gap in seconds since the previous event (0 first)."""
-    ordered = history.sort(Col.USER, Col.TS, Col.ITEM)
-    gap = (pl.col(Col.TS) - pl.col(Col.TS).shift(1).over(Col.USER)).dt.total_seconds().fill_null(0)
+    types, timestamps and the gap in seconds since the previous kept event (0 for
+    the first). Ties in time are ordered by item, then event type (funnel order),
+    so sequences are reproducible.
+
+    Sorted within each user's group rather than globally: a global sort of the
+    history would hold all of it in memory at once.
+    """
+    order = [Col.TS, Col.ITEM, Col.EVENT]
     return (
-        ordered.with_columns(gap.alias("gap_s"))
-        .group_by(Col.USER, maintain_order=True)
+        history.group_by(Col.USER)
         .agg(
-            pl.col(Col.ITEM).tail(max_len).alias("items"),
-            pl.col(Col.EVENT).cast(pl.String).tail(max_len).alias("event_types"),
-            pl.col(Col.TS).tail(max_len).alias("ts"),
-            pl.col("gap_s").tail(max_len).alias("gaps_s"),
+            pl.col(Col.ITEM).sort_by(order).tail(max_len).alias("items"),
+            pl.col(Col.EVENT).cast(pl.String).sort_by(order).tail(max_len).alias("event_types"),
+            pl.col(Col.TS).sort_by(order).tail(max_len).alias("ts"),
             pl.len().alias("length_total"),
         )
+        .with_columns(pl.col("ts").list.eval(pl.element().diff().dt.total_seconds().fill_null(0)).alias("gaps_s"))
+        .select(Col.USER, "items", "event_types", "ts", "gaps_s", "length_total")
+        .sort(Col.USER)
     )

@@ -21,9 +21,15 @@ class Vocabulary:
 
     @classmethod
     def fit(cls, values: pl.Series, min_count: int = 1) -> Vocabulary:
-        counts = values.drop_nulls().cast(pl.String).value_counts(name="n")
-        kept = counts.filter(pl.col("n") >= min_count).sort(["n", counts.columns[0]], descending=[True, False])
-        return cls((OOV, *kept[counts.columns[0]].to_list()))
+        return cls.from_counts(values.drop_nulls().cast(pl.String).value_counts(name="n"), min_count)
+
+    @classmethod
+    def from_counts(cls, counts: pl.DataFrame, min_count: int = 1) -> Vocabulary:
+        """From a (value, count) frame, as a group-by gives it."""
+        value, n = counts.columns[0], counts.columns[1]
+        counts = counts.filter(pl.col(value).is_not_null()).with_columns(pl.col(value).cast(pl.String))
+        kept = counts.filter(pl.col(n) >= min_count).sort([n, value], descending=[True, False])
+        return cls((OOV, *kept[value].to_list()))
 
     def __len__(self) -> int:
         return len(self.tokens)
