@@ -10,12 +10,14 @@ $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 
 setup: $(VENV)/.installed
 
-## Generate the default synthetic shop, ingest it into a lake, print the summary, split it by time.
+## Synthetic shop -> lake -> time split -> point-in-time features -> leakage proof.
 demo: setup
 	$(RECSYS) datasets synth
 	$(RECSYS) ingest
 	$(RECSYS) lake describe data/lake/synth --verify --brief
 	$(RECSYS) split
+	$(RECSYS) features
+	$(RECSYS) check-leakage
 
 test: setup
 	$(PY) -m pytest -q

@@ -3,10 +3,12 @@ is predicted from the 9 events before day 7 noon."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.features.build import FeatureConfig, build
@@ -14,7 +16,8 @@ from recsys_cli.features.context import context
 from recsys_cli.features.interactions import interactions
 from recsys_cli.features.sequences import sequences
 from recsys_cli.features.vocab import OOV, Vocabulary
-from recsys_cli.splits.base import PART, TRAIN
+from recsys_cli.splits.base import PART, TRAIN, Fold
+from recsys_cli.splits.global_temporal import GlobalTemporalSplitter
 from tests.splits.conftest import day
 
 CUTOFF = day(7)
@@ -86,3 +89,34 @@ def test_vocabulary_round_trip_and_unseen_ids() -> None:
     assert again == vocab
     encoded = pl.DataFrame({"u": ["u1", "u3", "new", None]}).select(again.encode("u"))["u"].to_list()
     assert encoded == [2, 0, 0, 0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seconds=st.lists(st.integers(0, 30 * 86_400), min_size=4, max_size=50),
+    cut=st.integers(86_400, 29 * 86_400),
+)
+def test_nothing_at_or_after_the_cutoff_reaches_features(seconds: list[int], cut: int) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    cutoff = t0 + timedelta(seconds=cut)
+    kinds = ["view", "add_to_cart", "purchase"]
+    events = full(
+        pl.LazyFrame(
+            {
+                Col.USER: [f"u{s % 5}" for s in seconds],
+                Col.ITEM: [f"i{s % 13}" for s in seconds],
+                Col.EVENT: pl.Series([kinds[s % 3] for s in seconds]).cast(EVENTS_SCHEMA[Col.EVENT]),
+                Col.TS: [t0 + timedelta(seconds=s) for s in seconds],
+            }
+        )
+    )
+    fold = Fold("f", None, cutoff, cutoff + timedelta(days=1), cutoff + timedelta(days=400))
+    assigned = GlobalTemporalSplitter().assign(events, fold)
+    fs = build(assigned, "val", cutoff, FeatureConfig(windows_days=(1, 7)))
+    before = events.filter(pl.col(Col.TS) < cutoff).collect()
+    assert fs.frames["interactions"]["last_ts"].max() is None or fs.frames["interactions"]["last_ts"].max() < cutoff
+    seq_ts = (
+        fs.frames["sequences"].select(pl.col("ts").list.max().max()).item() if fs.frames["sequences"].height else None
+    )
+    assert seq_ts is None or seq_ts < cutoff
+    assert fs.frames["interactions"]["events"].sum() == before.height
