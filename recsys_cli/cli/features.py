@@ -18,7 +18,7 @@ def features(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG
     with rich_progress() as reporter:
         result = task.run(cfg, reporter=reporter)
     rows = [
-        (f["name"], part, info["cutoff"], *info["rows"].values())
+        (f["name"], part, info["cutoff"][:16].replace("T", " "), *info["rows"].values())
         for f in result.manifest["folds"]
         for part, info in f["parts"].items()
     ]

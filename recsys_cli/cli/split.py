@@ -23,8 +23,8 @@ def split(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
         rows.append(
             (
                 f["name"],
-                f["val_start"] or "per user",
-                f["test_start"] or "per user",
+                _short(f["val_start"]),
+                _short(f["test_start"]),
                 p["train"]["rows"],
                 p["val"]["rows"],
                 p["test"]["rows"],
@@ -46,3 +46,7 @@ def split(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
     ]
     console.print(rows_table(f"Split {result.manifest['protocol']['name']}", header, rows))
     console.print(f"[green]split written:[/] {result.path} (manifest.json)")
+
+
+def _short(instant: str | None) -> str:
+    return instant[:16].replace("T", " ") if instant else "per user"
