@@ -16,6 +16,7 @@ import polars as pl
 
 from recsys_cli.data.schema import EVENT_TYPES, Col
 from recsys_cli.errors import ConfigError
+from recsys_cli.features.context import context
 from recsys_cli.splits.base import PART, TEST, TRAIN, VAL
 
 COLD = "cold"
@@ -54,7 +55,8 @@ def history_parts(part: str) -> list[str]:
 
 def ground_truth(assigned: pl.LazyFrame, spec: TargetSpec, part: str = TEST) -> pl.LazyFrame:
     """Distinct (user, item) positives of `part`, each flagged `cold` when the user
-    has no event at all in its history parts.
+    has no event at all in its history parts, with the time of the first positive
+    and its context (hour of day, day of week): what a ranker knows when asked.
 
     With `exclude_seen`, items the user already had a `seen_events` event with in
     the history are dropped: recommending them again is not a discovery.
@@ -62,8 +64,9 @@ def ground_truth(assigned: pl.LazyFrame, spec: TargetSpec, part: str = TEST) -> 
     history = assigned.filter(pl.col(PART).is_in(history_parts(part)))
     positives = (
         assigned.filter((pl.col(PART) == part) & spec.is_positive())
-        .select(Col.USER, Col.ITEM)
-        .unique(maintain_order=True)
+        .group_by(Col.USER, Col.ITEM)
+        .agg(pl.col(Col.TS).min())
+        .with_columns(context(Col.TS))
     )
     if spec.exclude_seen:
         seen = history.filter(spec.is_seen()).select(Col.USER, Col.ITEM).unique()

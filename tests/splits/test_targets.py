@@ -59,3 +59,11 @@ def test_min_value_filters_ratings() -> None:
 def test_unknown_positive_event_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="wishlist"):
         TargetSpec(positive_events=["wishlist"])
+
+
+def test_targets_carry_the_time_and_context_of_the_first_positive(assigned: pl.LazyFrame) -> None:
+    from tests.splits.conftest import day
+
+    spec = TargetSpec(positive_events=["add_to_cart", "purchase"])
+    row = ground_truth(assigned, spec, "test").collect().row(0, named=True)
+    assert (row[Col.USER], row[Col.TS], row["hour_of_day"], row["day_of_week"]) == ("a", day(9), 12, 5)
