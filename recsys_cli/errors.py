@@ -32,3 +32,7 @@ class SplitError(RecsysError):
 
 class LeakageError(RecsysError):
     """A feature depends on events at or after its cutoff."""
+
+
+class NotFittedError(RecsysError):
+    """A model was asked to score before it was fitted."""

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from recsys_cli import __version__
-from recsys_cli.cli import datasets, features, ingest, lake, split
+from recsys_cli.cli import datasets, features, ingest, lake, split, train
 from recsys_cli.cli._errors import debug_from_env, state
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command("ingest")(ingest.ingest)
 app.command("split")(split.split)
 app.command("features")(features.features)
 app.command("check-leakage")(features.check_leakage)
+app.command("train")(train.train)
+app.command("recommend")(train.recommend)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(lake.app, name="lake")
 

@@ -14,18 +14,6 @@ from recsys_cli.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shop")
-    for args in (
-        ["datasets", "synth", f"paths.data_dir={root}", "data.generator.n_events=6000", "data.generator.n_days=90"],
-        ["ingest", f"paths.data_dir={root}"],
-    ):
-        result = runner.invoke(app, args, catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    return root
-
-
 @pytest.mark.parametrize("split", ["global_temporal", "rolling_origin", "leave_last_n"])
 def test_split_writes_manifest_and_targets(lake: Path, split: str) -> None:
     result = runner.invoke(app, ["split", f"paths.data_dir={lake}", f"split={split}"], catch_exceptions=False)

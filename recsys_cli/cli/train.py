@@ -1,0 +1,44 @@
+"""`recsys train` and `recsys recommend`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+
+
+@friendly_errors
+def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+    """Fit a model (model=popularity|recent_popularity|segment_popularity|item_knn|ease) on a
+    fold's features and report validation metrics; writes runs/<model>/<timestamp>/."""
+    from recsys_cli.config import compose
+    from recsys_cli.console import console, rich_progress, rows_table
+    from recsys_cli.tasks import train as task
+
+    cfg = compose("train", overrides, config_dir)
+    with rich_progress() as reporter:
+        result = task.run(cfg, reporter=reporter)
+    rows = [(k, v) for k, v in result.metrics.items()]
+    console.print(rows_table("Validation metrics", ["metric", "value"], rows))
+    console.print(f"[green]run written:[/] {result.run}")
+
+
+@friendly_errors
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `recsys train`.")],
+    k: Annotated[int, typer.Option("--k", help="Items per user.")] = 10,
+    users: Annotated[Path | None, typer.Option("--users", help="Parquet or CSV with a user_id column.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output Parquet [RUN/recommendations.parquet].")] = None,
+    include_seen: Annotated[bool, typer.Option("--include-seen", help="Do not exclude already-seen items.")] = False,
+) -> None:
+    """Top-K for a list of users (default: the evaluated users of the run's validation
+    window) as Parquet: user_id, item_id, rank, score."""
+    from recsys_cli.console import console
+    from recsys_cli.tasks import recommend as task
+
+    path, n_users = task.run(run, k, users, out, exclude_seen=not include_seen)
+    console.print(f"[green]recommendations written:[/] {path} ({n_users:,} users x {k})")

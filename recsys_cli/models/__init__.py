@@ -1,0 +1,1 @@
+"""Recommenders behind one interface (fit, score, recommend, save/load)."""

@@ -1,0 +1,72 @@
+"""What a model is trained on: a prepared feature set turned into index space.
+
+Users and items are indexed by the feature set's vocabularies (index 0 is the
+out-of-vocabulary bucket), so a model trained here maps unseen ids at serving
+time to a known row: the cold-start fallback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys_cli.data.schema import Col
+from recsys_cli.features.vocab import Vocabulary
+
+
+@dataclass
+class TrainData:
+    users: Vocabulary
+    items: Vocabulary
+    matrix: sp.csr_matrix  # (n_users, n_items) interaction weights, row/column 0 empty
+    user_features: pl.DataFrame | None = None
+    item_features: pl.DataFrame | None = None
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @classmethod
+    def from_features(cls, folder: Path | str) -> TrainData:
+        """Load `interactions.parquet`, `vocab.json` and the aggregates of one feature set."""
+        folder = Path(folder)
+        vocab = json.loads((folder / "vocab.json").read_text())
+        users, items = Vocabulary.from_json(vocab[Col.USER]), Vocabulary.from_json(vocab[Col.ITEM])
+        inter = pl.read_parquet(folder / "interactions.parquet")
+        return cls(
+            users,
+            items,
+            interaction_matrix(inter, users, items),
+            _maybe(folder / "user_features.parquet"),
+            _maybe(folder / "item_features.parquet"),
+        )
+
+    def user_index(self, ids: pl.Series) -> np.ndarray:
+        return pl.DataFrame({"u": ids}).select(self.users.encode("u"))["u"].to_numpy().astype(np.int64)
+
+    def item_index(self, ids: pl.Series) -> np.ndarray:
+        return pl.DataFrame({"i": ids}).select(self.items.encode("i"))["i"].to_numpy().astype(np.int64)
+
+
+def interaction_matrix(inter: pl.DataFrame, users: Vocabulary, items: Vocabulary) -> sp.csr_matrix:
+    coded = inter.select(users.encode(Col.USER).alias("u"), items.encode(Col.ITEM).alias("i"), pl.col("weight"))
+    coded = coded.filter((pl.col("u") > 0) & (pl.col("i") > 0))
+    matrix = sp.csr_matrix(
+        (coded["weight"].to_numpy().astype(np.float32), (coded["u"].to_numpy(), coded["i"].to_numpy())),
+        shape=(len(users), len(items)),
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _maybe(path: Path) -> pl.DataFrame | None:
+    return pl.read_parquet(path) if path.exists() else None

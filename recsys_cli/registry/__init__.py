@@ -1,0 +1,1 @@
+"""Run folders (and, later, model packages and the registry)."""

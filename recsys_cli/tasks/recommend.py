@@ -1,0 +1,58 @@
+"""`recsys recommend`: batch top-K from a trained run, with the lake's ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from recsys_cli.data.schema import Col
+from recsys_cli.errors import SourceError
+from recsys_cli.models.base import Recommender
+from recsys_cli.registry.run_dir import MODEL, load_run_config
+from recsys_cli.splits.targets import COLD
+
+BATCH = 4096
+
+
+def run(
+    run_dir: Path, k: int, users_file: Path | None, out: Path | None, exclude_seen: bool = True
+) -> tuple[Path, int]:
+    cfg = load_run_config(run_dir)
+    model = Recommender.load(run_dir / MODEL)
+    users = _users(users_file) if users_file else _evaluated_users(cfg.split_dir, cfg.fold)
+    assert model.users is not None and model.items is not None
+    index = pl.DataFrame({Col.USER: users}).select(model.users.encode(Col.USER))[Col.USER].to_numpy().astype(np.int64)
+    items, scores = [], []
+    for i in range(0, index.size, BATCH):
+        top, score = model.recommend(index[i : i + BATCH], k, exclude_seen=exclude_seen)
+        items.append(top)
+        scores.append(score)
+    top = np.concatenate(items) if items else np.zeros((0, k), np.int64)
+    tokens = pl.Series(model.items.tokens)
+    frame = pl.DataFrame(
+        {
+            Col.USER: np.repeat(users.to_numpy(), top.shape[1]),
+            Col.ITEM: tokens.gather(top.ravel()),
+            "rank": np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), top.shape[0]),
+            "score": np.concatenate(scores).ravel() if scores else np.zeros(0, np.float32),
+        }
+    )
+    path = out or run_dir / "recommendations.parquet"
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(tmp)
+    tmp.replace(path)
+    return path, users.len()
+
+
+def _users(path: Path) -> pl.Series:
+    frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema=False)
+    if Col.USER not in frame.columns:
+        raise SourceError(f"{path}: missing required column(s) {Col.USER}; found {frame.columns}")
+    return frame[Col.USER].cast(pl.String).unique(maintain_order=True)
+
+
+def _evaluated_users(split_dir: str, fold: str) -> pl.Series:
+    targets = pl.read_parquet(Path(split_dir) / fold / "val_targets.parquet")
+    return targets.filter(~pl.col(COLD))[Col.USER].unique().sort()

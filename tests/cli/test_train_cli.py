@@ -1,0 +1,51 @@
+"""recsys train and recsys recommend end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from recsys_cli.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def prepared(lake: Path) -> Path:
+    for command in ("split", "features"):
+        result = runner.invoke(app, [command, f"paths.data_dir={lake}"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return lake
+
+
+def test_train_writes_a_reproducible_run_and_recommend_uses_it(prepared: Path, tmp_path: Path) -> None:
+    args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=item_knn"]
+    result = runner.invoke(app, ["train", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs" / "itemknn").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 < metrics["val/ndcg@10"] <= 1 and metrics["val/users"] > 0
+    assert "model=item_knn" not in (run / "config.yaml").read_text()  # resolved values, not overrides
+    assert "ItemKNN" in (run / "config.yaml").read_text()
+
+    rec = runner.invoke(app, ["recommend", str(run), "--k", "5"], catch_exceptions=False)
+    assert rec.exit_code == 0, rec.output
+    recs = pl.read_parquet(run / "recommendations.parquet")
+    assert recs.columns == ["user_id", "item_id", "rank", "score"]
+    assert recs.group_by("user_id").len()["len"].unique().to_list() == [5]
+    assert recs["user_id"].n_unique() == metrics["val/users"]
+
+    users = tmp_path / "users.csv"
+    users.write_text("user_id\n" + recs["user_id"][0] + "\nsomeone-new\n")
+    rec = runner.invoke(app, ["recommend", str(run), "--users", str(users), "--out", str(tmp_path / "r.parquet")])
+    assert rec.exit_code == 0, rec.output
+    assert pl.read_parquet(tmp_path / "r.parquet")["user_id"].n_unique() == 2  # the new user gets popularity
+
+
+def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", f"paths.data_dir={tmp_path}"])
+    assert result.exit_code == 1 and "no features here" in result.output
