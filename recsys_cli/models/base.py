@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from recsys_cli.errors import NotFittedError
 from recsys_cli.features.vocab import Vocabulary
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.validation import Targets
 
 WEIGHTS = "weights.safetensors"
 META = "model.json"
@@ -38,11 +39,13 @@ class Recommender(ABC):
         self.popularity: np.ndarray | None = None
         self.seen: sp.csr_matrix | None = None
 
-    def fit(self, data: TrainData) -> Recommender:
+    def fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> Recommender:
+        """Fit on `data`; models trained by gradient steps use `validation` for early
+        stopping and `workdir` for checkpoints and logs; closed-form ones ignore both."""
         self.users, self.items = data.users, data.items
         self.seen = (data.matrix > 0).astype(np.float32).tocsr()
         self.popularity = np.asarray(self.seen.sum(axis=0)).ravel().astype(np.float32)
-        self._fit(data)
+        self._fit(data, validation, workdir)
         return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
@@ -110,7 +113,7 @@ class Recommender(ABC):
         return model
 
     @abstractmethod
-    def _fit(self, data: TrainData) -> None: ...
+    def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None: ...
 
     @abstractmethod
     def _score(self, users: np.ndarray) -> np.ndarray: ...

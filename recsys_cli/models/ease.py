@@ -6,11 +6,14 @@ so refused above `max_items`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.validation import Targets
 
 
 class EASE(Recommender):
@@ -18,7 +21,7 @@ class EASE(Recommender):
         super().__init__(l2=l2, max_items=max_items)
         self.l2, self.max_items = l2, max_items
 
-    def _fit(self, data: TrainData) -> None:
+    def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
         if data.n_items > self.max_items:
             raise ConfigError(f"EASE needs a dense {data.n_items:,}^2 matrix; above model.max_items={self.max_items:,}")
         x = data.matrix

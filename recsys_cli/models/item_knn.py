@@ -3,11 +3,14 @@ of their interaction columns with shrinkage, keeping the `k` nearest per item.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.validation import Targets
 
 
 class ItemKNN(Recommender):
@@ -15,7 +18,7 @@ class ItemKNN(Recommender):
         super().__init__(k=k, shrink=shrink)
         self.k, self.shrink = k, shrink
 
-    def _fit(self, data: TrainData) -> None:
+    def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
         x = data.matrix.tocsc().astype(np.float32)
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
         sim = (x.T @ x).tocsr().astype(np.float32)

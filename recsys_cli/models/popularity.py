@@ -7,6 +7,7 @@ model must be measured against them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -16,12 +17,13 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.validation import Targets
 
 
 class Popularity(Recommender):
     """Items by how many users interacted with them before the cutoff."""
 
-    def _fit(self, data: TrainData) -> None:
+    def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
         assert self.popularity is not None
         self.item_scores = self.popularity.copy()
 
@@ -43,7 +45,7 @@ class RecentPopularity(Popularity):
         super().__init__(window_days=window_days, events=list(events))
         self.window_days, self.events = window_days, list(events)
 
-    def _fit(self, data: TrainData) -> None:
+    def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
         assert self.popularity is not None and data.item_features is not None
         columns = [f"n_{e}_{self.window_days:g}d" for e in self.events]
         missing = [c for c in columns if c not in data.item_features.columns]
@@ -68,7 +70,7 @@ class SegmentPopularity(Popularity):
         super().__init__(attribute=attribute)
         self.attribute = attribute
 
-    def _fit(self, data: TrainData) -> None:
+    def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
         assert self.popularity is not None and self.seen is not None
         if data.user_features is None or self.attribute not in data.user_features.columns:
             raise ConfigError(f"segment popularity: the users table has no '{self.attribute}' column")
