@@ -14,16 +14,22 @@ from recsys_cli.models.data import TrainData
 from tests.models.conftest import GROUPS, user_rows
 
 MODELS = sorted(p.stem for p in (DEFAULT_CONF_DIR / "model").glob("*.yaml"))
-PERSONAL = {"item_knn", "ease", "segment_popularity"}
+PERSONAL = {"item_knn", "ease", "segment_popularity", "bpr_mf"}
+# Settings that suit the 12-user board (the shipped defaults suit real data).
+SMALL = {
+    "ease": ["model.l2=1.0"],
+    "item_knn": ["model.shrink=0.0"],
+    "bpr_mf": ["model.dim=8", "model.lr=0.05", "model.batch_size=16", "trainer.max_epochs=60"],
+}
 
 
-def make(name: str, **overrides: object) -> Recommender:
-    cfg = compose("train", [f"model={name}", *(f"model.{k}={v}" for k, v in overrides.items())])
+def make(name: str, *overrides: str) -> Recommender:
+    cfg = compose("train", [f"model={name}", "trainer=smoke", *overrides])
     return instantiate(cfg.model, _convert_="all")
 
 
 def small(name: str) -> Recommender:
-    return make(name, l2=1.0) if name == "ease" else make(name, shrink=0.0) if name == "item_knn" else make(name)
+    return make(name, *SMALL.get(name, []))
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -1,0 +1,150 @@
+"""The one training loop for every neural model, written once.
+
+`RecModule` is a LightningModule that implements training and validation steps
+and optimisers; a model supplies `loss(batch)`, `score_users(users)` and its
+training dataset. Validation ranks all items for the validation users on the
+device, masks what they already saw and logs `val/ndcg@10`, which early stopping
+and checkpointing follow. `NeuralRecommender` wraps a module in the common
+`Recommender` interface.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from recsys_cli.models.base import Recommender
+from recsys_cli.models.data import TrainData
+from recsys_cli.models.validation import Targets
+
+MONITOR = "val/ndcg@10"
+
+
+class RecModule(L.LightningModule):
+    def __init__(self, n_users: int, n_items: int, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.lr, self.weight_decay = n_users, n_items, lr, weight_decay
+        self.seen: sp.csr_matrix | None = None
+        self.truth: sp.csr_matrix | None = None
+        self._ndcg: list[torch.Tensor] = []
+
+    @abstractmethod
+    def loss(self, batch: Any) -> torch.Tensor: ...
+
+    @abstractmethod
+    def score_users(self, users: torch.Tensor) -> torch.Tensor:
+        """(len(users), n_items) scores."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        users, rows = batch
+        scores = self.score_users(users).float()
+        scores[:, 0] = -torch.inf
+        assert self.seen is not None and self.truth is not None
+        r, c = self.seen[users.cpu().numpy()].nonzero()
+        scores[torch.as_tensor(r, device=self.device), torch.as_tensor(c, device=self.device)] = -torch.inf
+        top = scores.topk(10, dim=1).indices.cpu().numpy()
+        truth = self.truth[rows.cpu().numpy()]
+        hits = np.asarray(truth[np.repeat(np.arange(top.shape[0]), 10), top.ravel()]).reshape(top.shape) > 0
+        discounts = 1.0 / np.log2(np.arange(2, 12))
+        relevant = np.clip(truth.getnnz(axis=1), 1, 10)
+        ndcg = (hits * discounts).sum(axis=1) / np.cumsum(discounts)[relevant - 1]
+        self._ndcg.append(torch.as_tensor(ndcg))
+
+    def on_validation_epoch_end(self) -> None:
+        if self._ndcg:
+            self.log(MONITOR, torch.cat(self._ndcg).mean().float(), prog_bar=True)
+        self._ndcg = []
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+class NeuralRecommender(Recommender):
+    """A `Recommender` trained by the shared Lightning loop.
+
+    `trainer` holds Trainer keywords (from conf/trainer/); `patience` is early
+    stopping on validation NDCG@10, whose best checkpoint is restored at the end.
+    """
+
+    def __init__(
+        self,
+        trainer: Mapping[str, Any] | None = None,
+        batch_size: int = 1024,
+        patience: int = 3,
+        seed: int = 42,
+        **params: Any,
+    ) -> None:
+        super().__init__(trainer=dict(trainer or {}), batch_size=batch_size, patience=patience, seed=seed, **params)
+        self.module: RecModule | None = None
+
+    @abstractmethod
+    def build_module(self, data: TrainData) -> RecModule: ...
+
+    @abstractmethod
+    def train_dataset(self, data: TrainData) -> Dataset[Any]: ...
+
+    def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None:
+        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+        L.seed_everything(self.params["seed"], workers=True, verbose=False)
+        self.module = self.build_module(data)
+        self.module.seen = self.seen
+        loader = DataLoader(self.train_dataset(data), batch_size=self.params["batch_size"], shuffle=True)
+        callbacks: list[Any] = []
+        val_loader = None
+        if validation is not None and validation.users.size:
+            self.module.truth = validation.truth
+            pairs = TensorDataset(torch.as_tensor(validation.users), torch.arange(validation.users.size))
+            val_loader = DataLoader(pairs, batch_size=512)
+            checkpoint = ModelCheckpoint(
+                dirpath=workdir / "checkpoints" if workdir else None,
+                monitor=MONITOR,
+                mode="max",
+                save_top_k=1,
+                filename="best",
+            )
+            callbacks += [EarlyStopping(MONITOR, mode="max", patience=self.params["patience"]), checkpoint]
+        options = {"logger": False, "enable_model_summary": False, "deterministic": True} | self.params["trainer"]
+        if workdir is not None and options.get("logger") is not False:
+            options.setdefault("default_root_dir", str(workdir))
+        trainer = L.Trainer(callbacks=callbacks, enable_checkpointing=bool(callbacks), **options)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # inside Lightning itself
+            warnings.filterwarnings("ignore", message=".*does not have many workers")  # in-memory tensors
+            trainer.fit(self.module, loader, val_loader)
+        if callbacks and checkpoint.best_model_path:
+            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+            self.module.load_state_dict(state)
+        self.module.eval()
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        assert self.module is not None
+        with torch.no_grad():
+            return self.module.score_users(torch.as_tensor(users, device=self.module.device)).float().cpu().numpy()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.module is not None
+        return {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.module = self.module_from_state(state)
+        self.module.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        self.module.eval()
+
+    @abstractmethod
+    def module_from_state(self, state: dict[str, np.ndarray]) -> RecModule:
+        """An untrained module shaped like the saved one (sizes read off the tensors)."""
