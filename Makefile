@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 
 setup: $(VENV)/.installed
 
-## Synthetic shop -> lake -> time split -> point-in-time features -> leakage proof.
+## Synthetic shop -> lake -> time split -> point-in-time features -> leakage proof -> EASE -> top-10.
 demo: setup
 	$(RECSYS) datasets synth
 	$(RECSYS) ingest
@@ -18,6 +18,8 @@ demo: setup
 	$(RECSYS) split
 	$(RECSYS) features
 	$(RECSYS) check-leakage
+	$(RECSYS) train model=ease
+	$(RECSYS) recommend $$(ls -d runs/ease/* | tail -1) --k 10
 
 test: setup
 	$(PY) -m pytest -q
@@ -36,4 +38,4 @@ bench-ingest: setup
 	$(PY) scripts/bench_ingest.py
 
 clean:
-	rm -rf data/raw/synth data/lake/synth .pytest_cache
+	rm -rf data/raw/synth data/lake/synth data/splits/synth data/features/synth runs .pytest_cache

@@ -26,6 +26,7 @@ class TrainData:
     matrix: sp.csr_matrix  # (n_users, n_items) interaction weights, row/column 0 empty
     user_features: pl.DataFrame | None = None
     item_features: pl.DataFrame | None = None
+    sequences: pl.DataFrame | None = None
 
     @property
     def n_users(self) -> int:
@@ -48,7 +49,23 @@ class TrainData:
             interaction_matrix(inter, users, items),
             _maybe(folder / "user_features.parquet"),
             _maybe(folder / "item_features.parquet"),
+            _maybe(folder / "sequences.parquet"),
         )
+
+    def sequence_matrix(self, max_len: int) -> np.ndarray:
+        """(n_users, max_len) item indices of each user's recent items, right-aligned,
+        left-padded with -1; users without a sequence are all padding."""
+        out = np.full((self.n_users, max_len), -1, dtype=np.int64)
+        if self.sequences is None or self.sequences.height == 0:
+            return out
+        seqs = self.sequences.select(Col.USER, pl.col("items").list.tail(max_len))
+        lengths = seqs["items"].list.len().to_numpy().astype(np.int64)
+        flat = self.item_index(seqs["items"].explode())
+        rows = np.repeat(self.user_index(seqs[Col.USER]), lengths)
+        ends = np.cumsum(lengths)
+        position = np.arange(flat.size) - np.repeat(ends - lengths, lengths) + np.repeat(max_len - lengths, lengths)
+        out[rows, position] = flat
+        return out
 
     def user_index(self, ids: pl.Series) -> np.ndarray:
         return pl.DataFrame({"u": ids}).select(self.users.encode("u"))["u"].to_numpy().astype(np.int64)

@@ -90,6 +90,7 @@ class NeuralRecommender(Recommender):
     ) -> None:
         super().__init__(trainer=dict(trainer or {}), batch_size=batch_size, patience=patience, seed=seed, **params)
         self.module: RecModule | None = None
+        self.best_score: float | None = None
 
     @abstractmethod
     def build_module(self, data: TrainData) -> RecModule: ...
@@ -129,6 +130,7 @@ class NeuralRecommender(Recommender):
         if callbacks and checkpoint.best_model_path:
             state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
             self.module.load_state_dict(state)
+            self.best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
         self.module.eval()
 
     def _score(self, users: np.ndarray) -> np.ndarray:

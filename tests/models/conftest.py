@@ -1,6 +1,6 @@
 """A checkerboard shop whose right answers are known.
 
-Users u0..u11 in two taste groups of six: group A buys items a0..a4, group B
+Users u0..u39 in two taste groups of twenty: group A buys items a0..a4, group B
 items b0..b4, each user all but one item of their group. The held-out item of a
 user is the one a personalised model must put first; popularity cannot tell
 the groups apart. Group B has one more interaction per item, so popularity
@@ -17,14 +17,15 @@ from recsys_cli.data.schema import Col
 from recsys_cli.features.vocab import Vocabulary
 from recsys_cli.models.data import TrainData, interaction_matrix
 
+PER_GROUP = 20
 GROUPS = {"A": [f"a{i}" for i in range(5)], "B": [f"b{i}" for i in range(5)]}
 
 
 def checkerboard() -> tuple[TrainData, dict[str, str]]:
     rows, held_out, regions = [], {}, {}
     for g, (group, items) in enumerate(GROUPS.items()):
-        for j in range(6):
-            user = f"u{g * 6 + j}"
+        for j in range(PER_GROUP):
+            user = f"u{g * PER_GROUP + j}"
             held_out[user] = items[j % 5]
             regions[user] = "north" if group == "A" else "south"
             rows += [(user, item, 1.0) for item in items if item != held_out[user]]
@@ -37,7 +38,10 @@ def checkerboard() -> tuple[TrainData, dict[str, str]]:
         pl.lit(1, dtype=pl.UInt32).alias(f"n_{e}_7d") for e in ("view", "add_to_cart", "purchase", "rating")
     )
     user_features = pl.DataFrame({Col.USER: list(regions), "region": list(regions.values())})
-    data = TrainData(users, items, interaction_matrix(inter, users, items), user_features, item_features)
+    # Each user met their items in a different order, so every item is sometimes next.
+    order = np.random.default_rng(7).permutation(inter.height)
+    sequences = inter[order].group_by(Col.USER, maintain_order=True).agg(pl.col(Col.ITEM).alias("items"))
+    data = TrainData(users, items, interaction_matrix(inter, users, items), user_features, item_features, sequences)
     return data, held_out
 
 

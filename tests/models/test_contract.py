@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from hydra.utils import instantiate
 
@@ -14,12 +15,22 @@ from recsys_cli.models.data import TrainData
 from tests.models.conftest import GROUPS, user_rows
 
 MODELS = sorted(p.stem for p in (DEFAULT_CONF_DIR / "model").glob("*.yaml"))
-PERSONAL = {"item_knn", "ease", "segment_popularity", "bpr_mf"}
+PERSONAL = {"item_knn", "ease", "segment_popularity", "bpr_mf", "sasrec"}
 # Settings that suit the 12-user board (the shipped defaults suit real data).
 SMALL = {
     "ease": ["model.l2=1.0"],
     "item_knn": ["model.shrink=0.0"],
     "bpr_mf": ["model.dim=8", "model.lr=0.05", "model.batch_size=16", "trainer.max_epochs=60"],
+    "sasrec": [
+        "model.dim=16",
+        "model.heads=1",
+        "model.layers=1",
+        "model.max_len=8",
+        "model.dropout=0.0",
+        "model.lr=0.01",
+        "model.batch_size=16",
+        "trainer.max_epochs=60",
+    ],
 }
 
 
@@ -39,6 +50,7 @@ def test_scores_shapes_and_masks(name: str, board: tuple[TrainData, dict[str, st
     users = user_rows(data, ["u0", "u7", "never-seen"])
     assert users[-1] == 0
     assert model.score(users).shape == (3, data.n_items)
+    assert np.isfinite(model.score(np.arange(data.n_users))).all()
     assert model.score(users, np.array([1, 2])).shape == (3, 2)
     top, scores = model.recommend(users, k=4)
     assert top.shape == scores.shape == (3, 4)
@@ -84,3 +96,19 @@ def test_popularity_cannot_tell_the_groups_apart(board: tuple[TrainData, dict[st
     group_a = [u for u, item in held_out.items() if item in GROUPS["A"]]
     top, _ = make("popularity").fit(data).recommend(user_rows(data, group_a), k=1)
     assert all(data.items.tokens[i] in GROUPS["B"] for i in top[:, 0])
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m in SMALL and m not in ("ease", "item_knn")])
+def test_early_stopping_keeps_the_best_validation_score(
+    name: str, board: tuple[TrainData, dict[str, str]], tmp_path: Path
+) -> None:
+    """The restored checkpoint scores exactly what training logged as its best."""
+    from recsys_cli.models.validation import Targets
+    from recsys_cli.tasks.train import evaluate
+
+    data, held_out = board
+    frame = pl.DataFrame({"user_id": list(held_out), "item_id": list(held_out.values())})
+    targets = Targets.from_frame(frame, data)
+    model = small(name).fit(data, validation=targets, workdir=tmp_path)
+    measured = evaluate(model, targets, data.n_items, [10], 64, "")["ndcg@10"]
+    assert model.best_score == pytest.approx(measured, abs=1e-6)
