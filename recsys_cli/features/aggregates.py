@@ -46,16 +46,8 @@ def user_aggregates(
 ) -> pl.LazyFrame:
     """Behaviour of each user with history: volume per event type and window,
     funnel rates, spend, price and category affinity, recency, sessions, activity."""
-    if items is not None:
-        history = history.join(
-            items.select(Col.ITEM, pl.col(Col.CATEGORY), pl.col(Col.PRICE).alias("_list_price")),
-            on=Col.ITEM,
-            how="left",
-        )
-    else:
-        history = history.with_columns(
-            pl.lit(None, pl.String).alias(Col.CATEGORY), pl.lit(None, pl.Float64).alias("_list_price")
-        )
+    catalog = _columns(items, {Col.CATEGORY: pl.String(), Col.PRICE: pl.Float64()})
+    history = history.join(catalog.rename({Col.PRICE: "_list_price"}), on=Col.ITEM, how="left")
     price = pl.coalesce(pl.col(Col.PRICE), pl.col("_list_price"))
     bought = is_event("purchase")
     engaged = is_event("add_to_cart") | bought
@@ -118,8 +110,21 @@ def item_aggregates(
     )
     if items is None:
         return counts.sort(Col.ITEM)
-    launched = pl.col(Col.LAUNCHED_AT)
-    catalog = items.filter(launched.is_null() | (launched < pl.lit(cutoff, dtype=Timestamp))).with_columns(
-        days_before(cutoff, launched).alias("age_days")
-    )
+    if Col.LAUNCHED_AT in items.collect_schema().names():
+        launched = pl.col(Col.LAUNCHED_AT)
+        items = items.filter(launched.is_null() | (launched < pl.lit(cutoff, dtype=Timestamp))).with_columns(
+            days_before(cutoff, launched).alias("age_days")
+        )
+    catalog = items
     return catalog.join(counts, on=Col.ITEM, how="full", coalesce=True).sort(Col.ITEM)
+
+
+def _columns(items: pl.LazyFrame | None, wanted: dict[str, pl.DataType]) -> pl.LazyFrame:
+    """The item id and `wanted` columns of the catalogue, null where a source has none
+    (MovieLens has no prices)."""
+    if items is None:
+        return pl.LazyFrame(schema={Col.ITEM: pl.String, **wanted})
+    names = items.collect_schema().names()
+    return items.select(
+        Col.ITEM, *(pl.col(c).cast(t) if c in names else pl.lit(None, dtype=t).alias(c) for c, t in wanted.items())
+    )

@@ -21,6 +21,7 @@ from recsys_cli.models.lightning import NeuralRecommender, RecModule
 class SASRecModule(RecModule):
     sequences: torch.Tensor  # (n_users, max_len) buffer: each user's recent items, saved with the weights
     causal: torch.Tensor
+
     def __init__(
         self,
         n_users: int,

@@ -120,3 +120,13 @@ def test_nothing_at_or_after_the_cutoff_reaches_features(seconds: list[int], cut
     )
     assert seq_ts is None or seq_ts < cutoff
     assert fs.frames["interactions"]["events"].sum() == before.height
+
+
+def test_catalogues_without_prices_or_launch_dates(assigned: pl.LazyFrame) -> None:
+    """MovieLens has genres but no prices: aggregates leave those features empty."""
+    items = pl.LazyFrame({Col.ITEM: ["i1", "i2", "i3"], Col.CATEGORY: ["x", "y", "x"]})
+    fs = build(full(assigned), "val", CUTOFF, FeatureConfig(windows_days=(1, 3)), items=items)
+    users = fs.frames["user_features"]
+    assert users["price_affinity"].null_count() == users.height
+    assert users.filter(pl.col(Col.USER) == "c")["top_category"].item() == "x"
+    assert set(fs.frames["item_features"][Col.ITEM]) == {"i1", "i2", "i3"}
