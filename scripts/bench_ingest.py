@@ -63,7 +63,7 @@ STEPS = {
         "_write_days",
         "_write_tables",
         "_write_quarantine",
-        "_manifest",
+        "build_manifest",
         "pseudonym_table",
         "file_digests",
     ),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,12 +20,10 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from recsys_cli import __version__
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import events as ev
 from recsys_cli.data.lake import (
     MANIFEST,
-    file_digests,
     link_tree,
     read_manifest,
     recover,
@@ -34,13 +31,13 @@ from recsys_cli.data.lake import (
     staged_version,
     write_json,
 )
+from recsys_cli.data.manifest import FORMAT_VERSION, build_manifest, inputs_section
 from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
-from recsys_cli.data.schema import EVENTS_SCHEMA, Col
+from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
 from recsys_cli.data.tables import ITEM_RULES, USER_RULES, TableRules, prepare_table
 from recsys_cli.errors import PiiKeyError, SourceError, ValidationThresholdError
 
-FORMAT_VERSION = 1
 WINDOW_WORKERS = 2
 
 
@@ -131,8 +128,8 @@ def ingest(
         table_counts = _write_tables(tmp, staging, source, user_ids, key, personal, run)
         _write_quarantine(tmp, staging, run, user_ids)
         shutil.rmtree(staging)
-        inputs = _inputs(previous if append else None, counts, tables, digests, table_counts)
-        manifest = _manifest(tmp, source, config, fingerprint, key, inputs, run, now)
+        inputs = inputs_section(previous if append else None, counts, tables, digests, table_counts)
+        manifest = build_manifest(tmp, source.name, config, fingerprint, key, inputs, run, now)
         write_json(tmp / MANIFEST, manifest)
     return IngestResult(lake, manifest, files=counts, message=f"wrote {manifest['rows']['events']:,} events")
 
@@ -320,94 +317,3 @@ def _write_quarantine(tmp: Path, staging: Path, run: int, user_ids: pl.DataFrame
     if frames:
         (tmp / "quarantine").mkdir(exist_ok=True)
         pl.concat(frames, how="diagonal_relaxed").write_parquet(tmp / "quarantine" / f"run-{run:05d}.parquet")
-
-
-def _inputs(
-    previous: dict[str, Any] | None,
-    counts: list[ev.FileCounts],
-    tables: dict[str, list[Path]],
-    digests: dict[str, str],
-    table_counts: dict[str, dict[str, Any]],
-) -> list[dict[str, Any]]:
-    old = [i for i in (previous or {}).get("inputs", []) if i.get("table") == "events"]
-    new = [{"table": "events", **c.__dict__} for c in counts]
-    for name, info in table_counts.items():
-        for f in tables.get(name, []):
-            new.append({"table": name, "path": str(f), "sha256": digests[str(f)]})
-        new[-1].update({k: v for k, v in info.items() if k != "path"})
-    return old + new
-
-
-def _manifest(
-    lake: Path,
-    source: Source,
-    config: dict[str, Any],
-    fingerprint: str,
-    key: PiiKey,
-    inputs: list[dict[str, Any]],
-    run: int,
-    now: datetime,
-) -> dict[str, Any]:
-    event_files = sorted((lake / "events").glob("date=*/*.parquet"))
-    events = (
-        pl.scan_parquet(lake / "events", hive_partitioning=True)
-        if event_files
-        else pl.LazyFrame(schema={**EVENTS_SCHEMA, Col.DATE: pl.Date})
-    )
-    # Separate queries: one select with two n_unique() holds whole columns even on
-    # the streaming engine (2.3 GiB at 50M events); unique().len() does not.
-    totals, users, items, by_type = pl.collect_all(
-        [
-            events.select(
-                pl.len().alias("rows"), pl.col(Col.TS).min().alias("min_ts"), pl.col(Col.TS).max().alias("max_ts")
-            ),
-            events.select(Col.USER).unique().select(pl.len()),
-            events.select(Col.ITEM).unique().select(pl.len()),
-            events.group_by(Col.EVENT).len().sort(Col.EVENT),
-        ],
-        engine="streaming",
-    )
-    stats = totals.row(0, named=True) | {"users": users.item(), "items": items.item()}
-    quarantine = _reason_counts(lake)
-    return {
-        "format_version": FORMAT_VERSION,
-        "source": source.name,
-        "created_at": now.isoformat(),
-        "run": run,
-        "fingerprint": fingerprint,
-        "rows": {"events": stats["rows"], **_table_rows(lake), "quarantine": sum(quarantine.values())},
-        "events_by_type": {str(k): v for k, v in by_type.iter_rows()},
-        "distinct": {"users_in_events": stats["users"], "items_in_events": stats["items"]},
-        "time_range": {"min_ts": str(stats["min_ts"]), "max_ts": str(stats["max_ts"])},
-        "quarantine_by_reason": quarantine,
-        "schema": {
-            "events": {k: str(v) for k, v in events.collect_schema().items()},
-            **{
-                t: {k: str(v) for k, v in pl.read_parquet_schema(lake / f"{t}.parquet").items()}
-                for t in ("items", "users")
-                if (lake / f"{t}.parquet").exists()
-            },
-        },
-        "inputs": inputs,
-        "outputs": file_digests(lake),
-        "pii": {"key_fingerprint": key.fingerprint, "development_key": key.is_development},
-        "versions": {"recsys": __version__, "polars": pl.__version__, "python": platform.python_version()},
-        "config": config,
-        "events_schema_contract": {k: str(v) for k, v in EVENTS_SCHEMA.items()},
-    }
-
-
-def _table_rows(lake: Path) -> dict[str, int]:
-    return {
-        t: pl.scan_parquet(lake / f"{t}.parquet").select(pl.len()).collect().item()
-        for t in ("items", "users")
-        if (lake / f"{t}.parquet").exists()
-    }
-
-
-def _reason_counts(lake: Path) -> dict[str, int]:
-    files = sorted((lake / "quarantine").glob("*.parquet"))
-    if not files:
-        return {}
-    q = pl.concat([pl.scan_parquet(f).select(Col.REASON) for f in files]).group_by(Col.REASON).len()
-    return dict(q.sort(Col.REASON).collect().iter_rows())
