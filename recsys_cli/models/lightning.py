@@ -10,6 +10,7 @@ and checkpointing follow. `NeuralRecommender` wraps a module in the common
 
 from __future__ import annotations
 
+import logging
 import warnings
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -101,6 +102,8 @@ class NeuralRecommender(Recommender):
     def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None:
         from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+        # Lightning's start-up banner (accelerators found, tips) is noise in our output.
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
         self.module = self.build_module(data)
         self.module.seen = self.seen
