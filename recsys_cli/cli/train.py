@@ -23,7 +23,7 @@ def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
     with rich_progress() as reporter:
         result = task.run(cfg, reporter=reporter)
     rows = [(k, v) for k, v in result.metrics.items()]
-    console.print(rows_table("Validation metrics", ["metric", "value"], rows))
+    console.print(rows_table(f"Metrics ({cfg.part})", ["metric", "value"], rows))
     console.print(f"[green]run written:[/] {result.run}")
 
 

@@ -92,6 +92,7 @@ class NeuralRecommender(Recommender):
         super().__init__(trainer=dict(trainer or {}), batch_size=batch_size, patience=patience, seed=seed, **params)
         self.module: RecModule | None = None
         self.best_score: float | None = None
+        self.best_epoch: int | None = None
 
     @abstractmethod
     def build_module(self, data: TrainData) -> RecModule: ...
@@ -131,8 +132,9 @@ class NeuralRecommender(Recommender):
             warnings.filterwarnings("ignore", message=".*does not have many workers")  # in-memory tensors
             trainer.fit(self.module, loader, val_loader)
         if callbacks and checkpoint.best_model_path:
-            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-            self.module.load_state_dict(state)
+            saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+            self.module.load_state_dict(saved["state_dict"])
+            self.best_epoch = int(saved["epoch"]) + 1  # epochs trained, for a refit without validation
             self.best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
         self.module.eval()
 

@@ -1,4 +1,5 @@
-"""`recsys train`: fit one model on a fold's features, score the validation window."""
+"""`recsys train`: fit one model on a fold's features and score one window of it:
+validation (fit on train) or test (refit on train + validation)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import polars as pl
 from omegaconf import DictConfig
 
 from recsys_cli.console import NullReporter, Reporter
-from recsys_cli.errors import SplitError
+from recsys_cli.errors import ConfigError, SplitError
 from recsys_cli.evaluation.metrics import summarise
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
 from recsys_cli.registry.run_dir import METRICS, MODEL, new_run
+from recsys_cli.splits.base import TEST, VAL
 from recsys_cli.splits.targets import COLD
 
 
@@ -30,21 +32,30 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     from hydra.utils import instantiate
 
     reporter = reporter or NullReporter()
-    folder = Path(cfg.features_dir) / cfg.fold / "val"
+    part = str(cfg.part)
+    if part not in (VAL, TEST):
+        raise ConfigError(f"part must be val or test, got {part!r}")
+    folder = Path(cfg.features_dir) / cfg.fold / part
     if not (folder / "vocab.json").is_file():
         raise SplitError(
             f"{folder}: no features here; run `recsys split` and `recsys features` with the same overrides"
         )
     data = TrainData.from_features(folder)
     model: Recommender = instantiate(cfg.model, _convert_="all")
-    frame = pl.read_parquet(Path(cfg.split_dir) / cfg.fold / "val_targets.parquet").filter(~pl.col(COLD))
+    frame = pl.read_parquet(Path(cfg.split_dir) / cfg.fold / f"{part}_targets.parquet").filter(~pl.col(COLD))
     targets = Targets.from_frame(frame, data)
     out = new_run(cfg.runs_dir, cfg.model._target_.rsplit(".", 1)[-1].lower(), cfg)
     reporter.start(f"fitting {type(model).__name__}", total=1)
-    model.fit(data, validation=targets, workdir=out)
+    # Test scores come from a refit on train + validation; the test window never
+    # steers training (no early stopping on it: set trainer.max_epochs from the
+    # validation run's best_epoch).
+    model.fit(data, validation=targets if part == VAL else None, workdir=out)
     reporter.advance()
-    metrics = evaluate(model, targets, data.n_items, list(cfg.eval.ks), int(cfg.eval.batch_users), "val/")
-    metrics["val/users"] = float(targets.users.size)
+    metrics = evaluate(model, targets, data.n_items, list(cfg.eval.ks), int(cfg.eval.batch_users), f"{part}/")
+    metrics[f"{part}/users"] = float(targets.users.size)
+    best_epoch = getattr(model, "best_epoch", None)
+    if best_epoch is not None:
+        metrics["best_epoch"] = float(best_epoch)
     model.save(out / MODEL)
     (out / METRICS).write_text(json.dumps(metrics, indent=2))
     return TrainResult(out, metrics)

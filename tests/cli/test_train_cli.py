@@ -49,3 +49,17 @@ def test_train_writes_a_reproducible_run_and_recommend_uses_it(prepared: Path, t
 def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", f"paths.data_dir={tmp_path}"])
     assert result.exit_code == 1 and "no features here" in result.output
+
+
+def test_test_part_refits_on_train_and_validation(prepared: Path, tmp_path: Path) -> None:
+    args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=bpr_mf", "trainer=smoke"]
+    assert runner.invoke(app, ["train", *args], catch_exceptions=False).exit_code == 0
+    (val_run,) = (tmp_path / "runs" / "bprmf").iterdir()
+    best = json.loads((val_run / "metrics.json").read_text())["best_epoch"]
+    result = runner.invoke(
+        app, ["train", *args, "part=test", f"trainer.max_epochs={int(best)}"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    test_run = max((tmp_path / "runs" / "bprmf").iterdir())
+    metrics = json.loads((test_run / "metrics.json").read_text())
+    assert "test/ndcg@10" in metrics and "val/ndcg@10" not in metrics and "best_epoch" not in metrics
