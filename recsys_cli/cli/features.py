@@ -8,8 +8,11 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
 
 @friendly_errors
 def features(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
-    """Build point-in-time features (interactions, sequences, user and item aggregates,
-    vocabularies) for every fold of a split, from events strictly before each cutoff."""
+    """Build point-in-time features for every fold of a split.
+
+    Interactions, sequences, user and item aggregates and vocabularies, each from
+    events strictly before its cutoff.
+    """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress, rows_table
     from recsys_cli.tasks import features as task
@@ -29,8 +32,11 @@ def features(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG
 
 @friendly_errors
 def check_leakage(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
-    """Prove the features are point-in-time: perturb, delete and add events at or after
-    each cutoff and check that no training feature changes. Exits 1 naming each leak."""
+    """Prove the features are point-in-time; exit 1 naming each leak.
+
+    Perturbs, deletes and adds events at or after each cutoff and checks that no
+    training feature changes.
+    """
     from recsys_cli.config import compose
     from recsys_cli.console import console
     from recsys_cli.errors import LeakageError

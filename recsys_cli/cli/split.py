@@ -8,8 +8,10 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
 
 @friendly_errors
 def split(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
-    """Split a lake by time (split=global_temporal|rolling_origin|leave_last_n) and
-    write each fold's validation and test targets (target=engagement|purchases|ratings|ratings4)."""
+    """Split a lake by time and write each fold's evaluation targets.
+
+    split=global_temporal|rolling_origin|leave_last_n; target=engagement|purchases|ratings|ratings4.
+    """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress, rows_table
     from recsys_cli.tasks import split as task

@@ -13,8 +13,11 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
 
 @friendly_errors
 def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
-    """Fit a model (model=popularity|recent_popularity|segment_popularity|item_knn|ease) on a
-    fold's features and report validation metrics; writes runs/<model>/<timestamp>/."""
+    """Fit a model on a fold's features and report its metrics.
+
+    model=popularity|recent_popularity|segment_popularity|item_knn|ease|bpr_mf|sasrec;
+    part=val (fit on train) or part=test (refit on train + validation). Writes runs/<model>/<timestamp>/.
+    """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress, rows_table
     from recsys_cli.tasks import train as task
@@ -35,8 +38,10 @@ def recommend(
     out: Annotated[Path | None, typer.Option("--out", help="Output Parquet [RUN/recommendations.parquet].")] = None,
     include_seen: Annotated[bool, typer.Option("--include-seen", help="Do not exclude already-seen items.")] = False,
 ) -> None:
-    """Top-K for a list of users (default: the evaluated users of the run's validation
-    window) as Parquet: user_id, item_id, rank, score."""
+    """Write top-K recommendations of a run as Parquet (user_id, item_id, rank, score).
+
+    Users come from --users, or default to the evaluated users of the run's window.
+    """
     from recsys_cli.console import console
     from recsys_cli.tasks import recommend as task
 

@@ -21,7 +21,7 @@ def run(
 ) -> tuple[Path, int]:
     cfg = load_run_config(run_dir)
     model = Recommender.load(run_dir / MODEL)
-    users = _users(users_file) if users_file else _evaluated_users(cfg.split_dir, cfg.fold)
+    users = _users(users_file) if users_file else _evaluated_users(cfg.split_dir, cfg.fold, cfg.get("part", "val"))
     assert model.users is not None and model.items is not None
     index = pl.DataFrame({Col.USER: users}).select(model.users.encode(Col.USER))[Col.USER].to_numpy().astype(np.int64)
     items, scores = [], []
@@ -53,6 +53,6 @@ def _users(path: Path) -> pl.Series:
     return frame[Col.USER].cast(pl.String).unique(maintain_order=True)
 
 
-def _evaluated_users(split_dir: str, fold: str) -> pl.Series:
-    targets = pl.read_parquet(Path(split_dir) / fold / "val_targets.parquet")
+def _evaluated_users(split_dir: str, fold: str, part: str) -> pl.Series:
+    targets = pl.read_parquet(Path(split_dir) / fold / f"{part}_targets.parquet")
     return targets.filter(~pl.col(COLD))[Col.USER].unique().sort()
