@@ -35,7 +35,7 @@ from recsys_cli.data.manifest import FORMAT_VERSION, build_manifest, inputs_sect
 from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
 from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
-from recsys_cli.data.tables import ITEM_RULES, USER_RULES, TableRules, prepare_table
+from recsys_cli.data.tables import ITEM_RULES, USER_RULES, prepare_table
 from recsys_cli.errors import PiiKeyError, SourceError, ValidationThresholdError
 
 WINDOW_WORKERS = 2
@@ -114,6 +114,7 @@ def ingest(
         return IngestResult(lake, previous, no_op=True, message="no new event files to append")
     for f in new_files:  # fail on unreadable files before any work
         source.scan_events(f)
+    loaded = {"items": source.items(), "users": source.users()}  # read once, used twice
 
     with staged_version(lake) as tmp:
         staging = tmp / "_staging"
@@ -122,10 +123,10 @@ def ingest(
         run = (previous or {}).get("run", 0) + 1 if append and previous else 1
         if append and previous:
             link_tree(lake, tmp, skip={MANIFEST})
-        user_ids = _user_table(staging, source, key)
+        user_ids = _user_table(staging, loaded["users"], key)
         hashes = _hash_tables(staging, personal, key)
         _write_days(tmp, staging, counts, user_ids, hashes, run, rules.window_rows, reporter)
-        table_counts = _write_tables(tmp, staging, source, user_ids, key, personal, run)
+        table_counts = _write_tables(tmp, staging, source, loaded, user_ids, key, personal)
         _write_quarantine(tmp, staging, run, user_ids)
         shutil.rmtree(staging)
         inputs = inputs_section(previous if append else None, counts, tables, digests, table_counts)
@@ -202,12 +203,16 @@ def _check_threshold(counts: list[ev.FileCounts], rules: Rules) -> None:
         )
 
 
-def _user_table(staging: Path, source: Source, key: PiiKey) -> pl.DataFrame:
+def _user_table(staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiKey) -> pl.DataFrame:
+    """Pseudonyms for every raw user id in events, the users table and quarantined rows.
+
+    Ids are taken exactly as they are replaced later (no trimming): a table keyed on
+    altered values would leave the original ids without a pseudonym.
+    """
     staged = ev.staged_files(staging)
     ids = [pl.scan_parquet(staged).select(Col.USER)] if staged else []
-    users = source.users()
     if users is not None:
-        ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String).str.strip_chars()))
+        ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String)))
     for path in (staging / "quarantine").glob("f*.parquet"):
         if Col.USER in pl.read_parquet_schema(path):
             ids.append(pl.scan_parquet(path).select(Col.USER))
@@ -269,15 +274,22 @@ def _dates(window: tuple[date, date]) -> list[date]:
 
 
 def _write_tables(
-    tmp: Path, staging: Path, source: Source, user_ids: pl.DataFrame, key: PiiKey, personal: ev.Personal, run: int
+    tmp: Path,
+    staging: Path,
+    source: Source,
+    loaded: dict[str, tuple[pl.DataFrame, str] | None],
+    user_ids: pl.DataFrame,
+    key: PiiKey,
+    personal: ev.Personal,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for name, rules, loaded in (("items", ITEM_RULES, source.items()), ("users", USER_RULES, source.users())):
-        if loaded is None:
+    for name, rules in (("items", ITEM_RULES), ("users", USER_RULES)):
+        table = loaded[name]
+        if table is None:
             continue
-        df, files = loaded
+        df, files = table
         good, bad = prepare_table(df, rules, source.table_timestamp(name), files)
-        good, bad = _protect(good, bad, rules, user_ids, key, personal)
+        good, bad = _protect(good, bad, user_ids, key, personal)
         target = tmp / f"{name}.parquet"
         target.unlink(missing_ok=True)  # may be a hard link into the previous version
         good.write_parquet(target, compression="zstd")
@@ -296,7 +308,7 @@ def _write_tables(
 
 
 def _protect(
-    good: pl.DataFrame, bad: pl.DataFrame, rules: TableRules, user_ids: pl.DataFrame, key: PiiKey, personal: ev.Personal
+    good: pl.DataFrame, bad: pl.DataFrame, user_ids: pl.DataFrame, key: PiiKey, personal: ev.Personal
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Pseudonymise user ids and drop or hash personal columns in a small table."""
     frames = []
