@@ -23,11 +23,13 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from recsys_cli.evaluation.metrics import per_user
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
 
-MONITOR = "val/ndcg@10"
+MONITOR_K = 10
+MONITOR = f"val/ndcg@{MONITOR_K}"
 
 
 class RecModule(L.LightningModule):
@@ -57,12 +59,8 @@ class RecModule(L.LightningModule):
         assert self.seen is not None and self.truth is not None
         r, c = self.seen[users.cpu().numpy()].nonzero()
         scores[torch.as_tensor(r, device=self.device), torch.as_tensor(c, device=self.device)] = -torch.inf
-        top = scores.topk(10, dim=1).indices.cpu().numpy()
-        truth = self.truth[rows.cpu().numpy()]
-        hits = np.asarray(truth[np.repeat(np.arange(top.shape[0]), 10), top.ravel()]).reshape(top.shape) > 0
-        discounts = 1.0 / np.log2(np.arange(2, 12))
-        relevant = np.clip(truth.getnnz(axis=1), 1, 10)
-        ndcg = (hits * discounts).sum(axis=1) / np.cumsum(discounts)[relevant - 1]
+        top = scores.topk(MONITOR_K, dim=1).indices.cpu().numpy()
+        ndcg = per_user(top, self.truth[rows.cpu().numpy()], MONITOR_K)["ndcg"]
         self._ndcg.append(torch.as_tensor(ndcg))
 
     def on_validation_epoch_end(self) -> None:
