@@ -3,9 +3,10 @@ a part (validation or test) of one fold, computed from the events before it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -50,8 +51,6 @@ class FeatureSet:
     vocab: dict[str, Vocabulary]
 
     def write(self, folder: Path) -> dict[str, int]:
-        import json
-
         folder.mkdir(parents=True, exist_ok=True)
         for name, frame in self.frames.items():
             frame.write_parquet(folder / f"{name}.parquet")
@@ -64,8 +63,6 @@ def cutoff_of(assigned: pl.LazyFrame, part: str, fold_cutoff: datetime | None) -
     if fold_cutoff is not None:
         return fold_cutoff
     last = assigned.filter(pl.col(PART).is_in(history_parts(part))).select(pl.col(Col.TS).max()).collect().item()
-    from datetime import timedelta
-
     return last + timedelta(microseconds=1)
 
 

@@ -18,7 +18,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from recsys_cli.data.schema import Col, Timestamp
-from recsys_cli.features.build import FeatureSet
+from recsys_cli.features.build import FeatureSet, cutoff_of
 from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
 
 BuildFn = Callable[[pl.LazyFrame, str, datetime], FeatureSet]
@@ -62,21 +62,15 @@ def check_leakage(events: pl.LazyFrame, splitter: Splitter, folds: list[Fold], b
     """Every leak found (empty when the features are point-in-time)."""
     leaks: list[Leak] = []
     for fold in folds:
-        for part, cutoff in ((VAL, fold.val_start), (TEST, fold.test_start)):
-            if cutoff is None:  # per-user protocols: the user's own cutoff is unknown here
-                cutoff = _first_event_of(splitter.assign(events, fold), part)
-            reference = build(splitter.assign(events, fold), part, cutoff)
+        assigned = splitter.assign(events, fold)
+        for part, fold_cutoff in ((VAL, fold.val_start), (TEST, fold.test_start)):
+            cutoff = cutoff_of(assigned, part, fold_cutoff)  # the cutoff `recsys features` uses
+            reference = build(assigned, part, cutoff)
             leaks += _sequence_leaks(reference, fold, part)
             for name, perturbed in perturbations(events, cutoff).items():
                 other = build(splitter.assign(perturbed, fold), part, cutoff)
                 leaks += [Leak(fold.name, part, name, where) for where in _differences(reference, other)]
     return leaks
-
-
-def _first_event_of(assigned: pl.LazyFrame, part: str) -> datetime:
-    from recsys_cli.splits.base import PART
-
-    return assigned.filter(pl.col(PART) == part).select(pl.col(Col.TS).min()).collect().item()
 
 
 def _sequence_leaks(features: FeatureSet, fold: Fold, part: str) -> list[Leak]:
