@@ -12,6 +12,8 @@ from recsys_cli.errors import ConfigError
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
+# Per-user metrics of the scored window, for paired comparisons and intervals.
+PER_USER = "per_user.parquet"
 MODEL = "model"
 
 

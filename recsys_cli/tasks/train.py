@@ -1,5 +1,9 @@
 """`recsys train`: fit one model on a fold's features and score one window of it:
-validation (fit on train) or test (refit on train + validation)."""
+validation (fit on train) or test (refit on train + validation).
+
+The run folder holds the mean metrics (metrics.json) and the per-user values
+behind them (per_user.parquet), so two runs on the same window can be compared
+user by user (paired bootstrap) rather than by their means alone."""
 
 from __future__ import annotations
 
@@ -12,12 +16,13 @@ import polars as pl
 from omegaconf import DictConfig
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError, SplitError
-from recsys_cli.evaluation.metrics import summarise
+from recsys_cli.evaluation.metrics import per_user, summarise
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
-from recsys_cli.registry.run_dir import METRICS, MODEL, new_run
+from recsys_cli.registry.run_dir import METRICS, MODEL, PER_USER, new_run
 from recsys_cli.splits.base import TEST, VAL
 from recsys_cli.splits.targets import COLD
 
@@ -51,13 +56,19 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     # validation run's best_epoch).
     model.fit(data, validation=targets if part == VAL else None, workdir=out)
     reporter.advance()
-    metrics = evaluate(model, targets, data.n_items, list(cfg.eval.ks), int(cfg.eval.batch_users), f"{part}/")
+    ks = list(cfg.eval.ks)
+    recs = rank(model, targets, max(ks), int(cfg.eval.batch_users))
+    metrics = summarise(recs, targets.truth, ks, data.n_items, f"{part}/")
     metrics[f"{part}/users"] = float(targets.users.size)
     best_epoch = getattr(model, "best_epoch", None)
     if best_epoch is not None:
         metrics["best_epoch"] = float(best_epoch)
     model.save(out / MODEL)
     (out / METRICS).write_text(json.dumps(metrics, indent=2))
+    # Same row order as `targets` (users sorted, as Targets.from_frame builds them),
+    # keyed on the original ids so runs on different vocabularies can be paired.
+    user_ids = frame[Col.USER].unique().sort()
+    per_user_frame(recs, targets, ks, user_ids).write_parquet(out / PER_USER)
     return TrainResult(out, metrics)
 
 
@@ -65,8 +76,26 @@ def evaluate(
     model: Recommender, targets: Targets, n_items: int, ks: list[int], batch: int, prefix: str
 ) -> dict[str, float]:
     """Full ranking over all items for every evaluated user, in batches of users."""
-    k = max(ks)
+    return summarise(rank(model, targets, max(ks), batch), targets.truth, ks, n_items, prefix)
+
+
+def rank(model: Recommender, targets: Targets, k: int, batch: int) -> np.ndarray:
+    """Top-k items of every evaluated user over the whole catalogue (seen items
+    excluded), in batches of users so the score matrix stays small."""
     index = targets.users
     chunks = [model.recommend(index[i : i + batch], k)[0] for i in range(0, index.size, batch)]
-    recs = np.concatenate(chunks) if chunks else np.zeros((0, k), dtype=np.int64)
-    return summarise(recs, targets.truth, ks, n_items, prefix)
+    return np.concatenate(chunks) if chunks else np.zeros((0, k), dtype=np.int64)
+
+
+PER_USER_METRICS = ("ndcg", "recall", "hitrate", "mrr")
+
+
+def per_user_frame(recs: np.ndarray, targets: Targets, ks: list[int], user_ids: pl.Series) -> pl.DataFrame:
+    """One row per evaluated user: the original user_id and each metric at each k
+    (`ndcg@10`...), whose column means are the run's metrics. Paired tests and
+    bootstrap intervals over users are built on these rows."""
+    columns: dict[str, np.ndarray] = {}
+    for k in ks:
+        values = per_user(recs, targets.truth, k)
+        columns |= {f"{name}@{k}": values[name] for name in PER_USER_METRICS}
+    return pl.DataFrame({Col.USER: user_ids, **columns})

@@ -63,3 +63,20 @@ def test_test_part_refits_on_train_and_validation(prepared: Path, tmp_path: Path
     test_run = max((tmp_path / "runs" / "bprmf").iterdir())
     metrics = json.loads((test_run / "metrics.json").read_text())
     assert "test/ndcg@10" in metrics and "val/ndcg@10" not in metrics and "best_epoch" not in metrics
+
+
+def test_train_writes_per_user_metrics_whose_means_are_the_run_metrics(prepared: Path, tmp_path: Path) -> None:
+    args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=item_knn", "eval.ks=[5,10]"]
+    assert runner.invoke(app, ["train", *args], catch_exceptions=False).exit_code == 0
+    (run,) = (tmp_path / "runs" / "itemknn").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    per_user = pl.read_parquet(run / "per_user.parquet")
+    targets = pl.read_parquet(
+        prepared / "splits" / "synth" / "global_temporal-engagement" / "fold-0" / "val_targets.parquet"
+    )
+    evaluated = targets.filter(~pl.col("cold"))["user_id"].unique().sort()
+    assert per_user.height == metrics["val/users"] == evaluated.len()
+    assert per_user["user_id"].to_list() == evaluated.to_list()  # original ids, one row each
+    for k in (5, 10):
+        for name in ("ndcg", "recall", "hitrate", "mrr"):
+            assert per_user[f"{name}@{k}"].mean() == pytest.approx(metrics[f"val/{name}@{k}"], abs=1e-9)
