@@ -1,0 +1,107 @@
+"""Paired bootstrap over users: is model A better than model B on the same users?
+
+Two models scored on one window share their evaluated users, so the question is
+about the per-user differences, not two independent means: pairing removes the
+(large) spread between easy and hard users and gives a much tighter interval.
+Users are resampled with replacement; the percentile interval of the resampled
+mean differences is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Resampled indices are drawn in blocks of at most this many values, so memory
+# stays bounded (about 120 MB) whatever the number of users and resamples.
+_BLOCK_VALUES = 5_000_000
+
+
+@dataclass(frozen=True)
+class PairedBootstrap:
+    """mean(a) - mean(b) and mean(a) / mean(b) - 1, each with its percentile interval."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    difference: float
+    low: float
+    high: float
+    relative: float
+    relative_low: float
+    relative_high: float
+    confidence: float
+    n_resamples: int
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def paired_bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> PairedBootstrap:
+    """Bootstrap the mean of a - b over paired values (one per user, same order).
+
+    The relative difference is mean(a) / mean(b) - 1 (NaN when mean(b) is 0); its
+    interval comes from the same resamples as the difference's.
+
+    >>> r = paired_bootstrap(np.array([0.2, 0.4, 0.6]), np.array([0.1, 0.2, 0.3]), n_resamples=200)
+    >>> round(r.difference, 3), round(r.relative, 3), r.low <= r.difference <= r.high
+    (0.2, 1.0, True)
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"paired_bootstrap needs two non-empty 1-d arrays of one length, got {a.shape} and {b.shape}")
+    if not 0 < confidence < 1 or n_resamples < 1:
+        raise ValueError("confidence must be in (0, 1) and n_resamples >= 1")
+    means_a, means_b = _resampled_means(a, b, n_resamples, seed)
+    tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
+    low, high = np.percentile(means_a - means_b, tails)
+    rel_low, rel_high = _percentiles(_relative(means_a, means_b), tails)
+    return PairedBootstrap(
+        n=int(a.size),
+        mean_a=float(a.mean()),
+        mean_b=float(b.mean()),
+        difference=float(a.mean() - b.mean()),
+        low=float(low),
+        high=float(high),
+        relative=float(_relative(np.array([a.mean()]), np.array([b.mean()]))[0]),
+        relative_low=float(rel_low),
+        relative_high=float(rel_high),
+        confidence=confidence,
+        n_resamples=n_resamples,
+    )
+
+
+def _resampled_means(a: np.ndarray, b: np.ndarray, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means of `a` and of `b` over the same resampled users, one per resample: the
+    pairing is kept because both are indexed by one draw. Vectorised per block of
+    resamples; the same seed gives the same resamples."""
+    rng = np.random.default_rng(seed)
+    n = a.size
+    block = max(1, _BLOCK_VALUES // n)
+    out_a, out_b = np.empty(n_resamples), np.empty(n_resamples)
+    for start in range(0, n_resamples, block):
+        stop = min(start + block, n_resamples)
+        index = rng.integers(0, n, size=(stop - start, n))
+        out_a[start:stop], out_b[start:stop] = a[index].mean(axis=1), b[index].mean(axis=1)
+    return out_a, out_b
+
+
+def _percentiles(values: np.ndarray, tails: np.ndarray) -> tuple[float, float]:
+    """Percentiles ignoring undefined resamples (mean(b) = 0); NaN when all are."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(finite, tails)
+    return float(low), float(high)
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b != 0, a / np.where(b != 0, b, 1.0) - 1.0, np.nan)
