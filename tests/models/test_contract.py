@@ -15,11 +15,13 @@ from recsys_cli.models.data import TrainData
 from tests.models.conftest import GROUPS, user_rows
 
 MODELS = sorted(p.stem for p in (DEFAULT_CONF_DIR / "model").glob("*.yaml"))
-PERSONAL = {"item_knn", "ease", "segment_popularity", "bpr_mf", "sasrec"}
+PERSONAL = {"item_knn", "ease", "segment_popularity", "bpr_mf", "sasrec", "als", "implicit_bpr"}
 # Settings that suit the 12-user board (the shipped defaults suit real data).
 SMALL = {
     "ease": ["model.l2=1.0"],
     "item_knn": ["model.shrink=0.0"],
+    "als": ["model.factors=2"],
+    "implicit_bpr": ["model.factors=4", "model.learning_rate=0.05"],
     "bpr_mf": ["model.dim=8", "model.lr=0.05", "model.batch_size=16", "trainer.max_epochs=60"],
     "sasrec": [
         "model.dim=16",
@@ -98,7 +100,9 @@ def test_popularity_cannot_tell_the_groups_apart(board: tuple[TrainData, dict[st
     assert all(data.items.tokens[i] in GROUPS["B"] for i in top[:, 0])
 
 
-@pytest.mark.parametrize("name", [m for m in MODELS if m in SMALL and m not in ("ease", "item_knn")])
+@pytest.mark.parametrize(
+    "name", [m for m in MODELS if m in SMALL and m not in ("ease", "item_knn", "als", "implicit_bpr")]
+)
 def test_early_stopping_keeps_the_best_validation_score(
     name: str, board: tuple[TrainData, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -1,0 +1,122 @@
+"""Matrix factorisation baselines from the `implicit` library: ALS (Hu, Koren and
+Volinsky, 2008) and BPR (Rendle et al., 2009).
+
+The CPU classes are named explicitly: implicit's factories would pick a CUDA
+build when one is installed and silently change results. Both fits run under a
+one-thread BLAS limit, as implicit recommends: its solvers parallelise over users
+themselves, and a threaded BLAS both slows them down and makes the shared Gram
+matrix depend on the machine's thread count. implicit is imported at the top
+because the limit reaches only the BLAS libraries already loaded when it is set,
+and importing implicit loads one more.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+from threadpoolctl import threadpool_limits
+
+from recsys_cli.models.base import Recommender
+from recsys_cli.models.data import TrainData
+from recsys_cli.models.validation import Targets
+
+
+class _ImplicitMF(Recommender):
+    """Scores are user_factors @ item_factors.T; the state is the two factor arrays."""
+
+    def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
+        with threadpool_limits(1, "blas"):  # also covers implicit's BLAS check in the constructor
+            model = self._model()
+            model.fit(self._user_items(data.matrix), show_progress=False)
+        self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+
+    @abstractmethod
+    def _model(self) -> Any: ...
+
+    def _user_items(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        return matrix.astype(np.float32).tocsr()
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors[users] @ self.item_factors.T
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.user_factors, self.item_factors = state["user_factors"], state["item_factors"]
+
+
+class ALS(_ImplicitMF):
+    """Weighted least squares on a binary preference with confidence 1 + alpha * weight.
+
+    implicit reads a matrix value as the whole confidence (unobserved cells count 1),
+    and its own `alpha` only multiplies the values; passing 1 + alpha * weight keeps a
+    small (decayed) weight from trusting an observed item less than an unobserved one.
+    """
+
+    def __init__(
+        self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0, iterations: int = 15, seed: int = 0
+    ) -> None:
+        super().__init__(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations, seed=seed)
+        self.factors, self.regularization, self.alpha = factors, regularization, alpha
+        self.iterations, self.seed = iterations, seed
+
+    def _model(self) -> Any:
+        # Each user's (and item's) solve is independent of the others, so several
+        # threads give the same factors as one.
+        return AlternatingLeastSquares(
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=1.0,
+            iterations=self.iterations,
+            random_state=self.seed,
+        )
+
+    def _user_items(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        confidence = super()._user_items(matrix)
+        confidence.eliminate_zeros()
+        confidence.data = (1.0 + self.alpha * confidence.data).astype(np.float32)
+        return confidence
+
+
+class ImplicitBPR(_ImplicitMF):
+    """Pairwise ranking by SGD; interaction weights are read as binary. implicit
+    appends an item-bias column to the factors (the user's is fixed at 1), so the
+    dot product carries the bias."""
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            factors=factors,
+            learning_rate=learning_rate,
+            regularization=regularization,
+            iterations=iterations,
+            seed=seed,
+        )
+        self.factors, self.learning_rate, self.regularization = factors, learning_rate, regularization
+        self.iterations, self.seed = iterations, seed
+
+    def _model(self) -> Any:
+        # implicit's BPR updates shared factors from several threads without locks
+        # (hogwild), so results depend on thread timing; one thread makes them repeatable.
+        return BayesianPersonalizedRanking(
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            num_threads=1,
+            random_state=self.seed,
+        )
