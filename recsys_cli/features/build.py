@@ -16,8 +16,8 @@ from recsys_cli.features.aggregates import item_aggregates, user_aggregates
 from recsys_cli.features.interactions import Dedup, interactions
 from recsys_cli.features.sequences import sequences
 from recsys_cli.features.vocab import Vocabulary
-from recsys_cli.splits.base import PART
-from recsys_cli.splits.targets import history_parts
+from recsys_cli.splits.base import PART, TRAIN, VAL
+from recsys_cli.splits.targets import COLD, TargetSpec, ground_truth, history_parts
 
 TABLES = ("interactions", "sequences", "user_features", "item_features")
 
@@ -42,6 +42,12 @@ class FeatureConfig:
         "gender",
         "occupation",
     )
+    # Labelled windows for a second-stage ranker: window j holds the features as of
+    # cutoff - label_days - j * stride_days and, as labels, the target positives of
+    # the label_days after that; all of it before the cutoff. 0 = none.
+    ranker_windows: int = 0
+    ranker_label_days: float = 14.0
+    ranker_stride_days: float = 7.0
 
 
 @dataclass
@@ -51,8 +57,8 @@ class FeatureSet:
     vocab: dict[str, Vocabulary]
 
     def write(self, folder: Path) -> dict[str, int]:
-        folder.mkdir(parents=True, exist_ok=True)
         for name, frame in self.frames.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
             frame.write_parquet(folder / f"{name}.parquet")
         (folder / "vocab.json").write_text(json.dumps({k: v.to_json() for k, v in self.vocab.items()}, indent=1))
         return {name: frame.height for name, frame in self.frames.items()}
@@ -73,9 +79,30 @@ def build(
     cfg: FeatureConfig,
     items: pl.LazyFrame | None = None,
     users: pl.LazyFrame | None = None,
+    target: TargetSpec | None = None,
 ) -> FeatureSet:
-    """Features for predicting `part`, from the events of its history parts only."""
+    """Features for predicting `part`, from the events of its history parts only;
+    with `cfg.ranker_windows`, also the ranker's labelled windows (`target` then
+    says what a positive is)."""
     history = assigned.filter(pl.col(PART).is_in(history_parts(part))).drop(PART)
+    # One table at a time: collecting them together runs the four group-bys over
+    # the history at once and multiplies peak memory.
+    collected = {
+        name: lf.collect(engine="streaming") for name, lf in _tables(history, cutoff, cfg, items, users).items()
+    }
+    for j, (_, frames) in enumerate(ranker_windows(history, cutoff, cfg, target, items, users)):
+        collected |= {f"ranker/{j}/{name}": frame for name, frame in frames.items()}
+    counts = {c: history.group_by(c).len().collect(engine="streaming") for c in (Col.USER, Col.ITEM)}
+    return FeatureSet(cutoff, collected, _vocabularies(counts, collected, cfg))
+
+
+def _tables(
+    history: pl.LazyFrame,
+    cutoff: datetime,
+    cfg: FeatureConfig,
+    items: pl.LazyFrame | None,
+    users: pl.LazyFrame | None,
+) -> dict[str, pl.LazyFrame]:
     windows = list(cfg.windows_days)
     user_feats = user_aggregates(history, items, cutoff, windows)
     if users is not None:
@@ -85,17 +112,45 @@ def build(
             else users
         )
         user_feats = known.join(user_feats, on=Col.USER, how="full", coalesce=True).sort(Col.USER)
-    lazies = {
+    return {
         "interactions": interactions(history, cutoff, cfg.weights, cfg.half_life_days, cfg.dedup),
         "sequences": sequences(history, cfg.max_len),
         "user_features": user_feats,
         "item_features": item_aggregates(history, items, cutoff, windows),
     }
-    # One table at a time: collecting them together runs the four group-bys over
-    # the history at once and multiplies peak memory.
-    collected = {name: lf.collect(engine="streaming") for name, lf in lazies.items()}
-    counts = {c: history.group_by(c).len().collect(engine="streaming") for c in (Col.USER, Col.ITEM)}
-    return FeatureSet(cutoff, collected, _vocabularies(counts, collected, cfg))
+
+
+def ranker_windows(
+    history: pl.LazyFrame,
+    cutoff: datetime,
+    cfg: FeatureConfig,
+    target: TargetSpec | None,
+    items: pl.LazyFrame | None,
+    users: pl.LazyFrame | None,
+) -> list[tuple[datetime, dict[str, pl.DataFrame]]]:
+    """Each earlier cutoff's tables plus `labels`: warm users' positives in the
+    window after it. A ranker learns from these what the next window brings, the
+    question it is asked at `cutoff`, without touching anything after `cutoff`."""
+    if cfg.ranker_windows <= 0:
+        return []
+    spec = target or TargetSpec()
+    out = []
+    for j in range(cfg.ranker_windows):
+        start = cutoff - timedelta(days=cfg.ranker_label_days + j * cfg.ranker_stride_days)
+        end = start + timedelta(days=cfg.ranker_label_days)
+        ts = pl.col(Col.TS)
+        inner = history.filter(ts < pl.lit(end, dtype=Timestamp)).with_columns(
+            pl.when(ts < pl.lit(start, dtype=Timestamp)).then(pl.lit(TRAIN)).otherwise(pl.lit(VAL)).alias(PART)
+        )
+        before = inner.filter(pl.col(PART) == TRAIN).drop(PART)
+        frames = {
+            name: lf.collect(engine="streaming") for name, lf in _tables(before, start, cfg, items, users).items()
+        }
+        frames["labels"] = (
+            ground_truth(inner, spec, VAL).filter(~pl.col(COLD)).select(Col.USER, Col.ITEM).collect(engine="streaming")
+        )
+        out.append((start, frames))
+    return out
 
 
 def _vocabularies(

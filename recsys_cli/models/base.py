@@ -62,7 +62,13 @@ class Recommender(ABC):
 
     def recommend(self, users: np.ndarray, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores per user, best first."""
-        scores = self.score(users)
+        return self.top_k(self.score(users), users, k, exclude_seen)
+
+    def top_k(
+        self, scores: np.ndarray, users: np.ndarray, k: int, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of a (len(users), n_items) score matrix, never the unknown item nor,
+        with `exclude_seen`, what the user already had; `scores` is overwritten."""
         scores[:, 0] = -np.inf
         if exclude_seen and self.seen is not None:
             rows, cols = self.seen[np.asarray(users)].nonzero()

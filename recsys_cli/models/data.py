@@ -8,7 +8,7 @@ time to a known row: the cold-start fallback.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,12 @@ class TrainData:
     user_features: pl.DataFrame | None = None
     item_features: pl.DataFrame | None = None
     sequences: pl.DataFrame | None = None
+    # Every vocabulary of the feature set (user and item ids, categories, brands,
+    # demographics), so models encode side features the same way as the ids.
+    vocabularies: dict[str, Vocabulary] = field(default_factory=dict)
+    # Earlier cutoffs with the positives that followed them (features.ranker_windows):
+    # what a second-stage ranker learns from. Indexed with this set's vocabularies.
+    windows: list[LabelledWindow] = field(default_factory=list)
 
     @property
     def n_users(self) -> int:
@@ -40,8 +46,18 @@ class TrainData:
     def from_features(cls, folder: Path | str) -> TrainData:
         """Load `interactions.parquet`, `vocab.json` and the aggregates of one feature set."""
         folder = Path(folder)
-        vocab = json.loads((folder / "vocab.json").read_text())
-        users, items = Vocabulary.from_json(vocab[Col.USER]), Vocabulary.from_json(vocab[Col.ITEM])
+        vocab = {k: Vocabulary.from_json(v) for k, v in json.loads((folder / "vocab.json").read_text()).items()}
+        users, items = vocab[Col.USER], vocab[Col.ITEM]
+        data = cls._tables(folder, users, items, vocab)
+        ranker = folder / "ranker"
+        if ranker.is_dir():
+            for sub in sorted((p for p in ranker.iterdir() if p.is_dir()), key=lambda p: int(p.name)):
+                window = cls._tables(sub, users, items, vocab)
+                data.windows.append(LabelledWindow(window, pl.read_parquet(sub / "labels.parquet")))
+        return data
+
+    @classmethod
+    def _tables(cls, folder: Path, users: Vocabulary, items: Vocabulary, vocab: dict[str, Vocabulary]) -> TrainData:
         inter = pl.read_parquet(folder / "interactions.parquet")
         return cls(
             users,
@@ -50,6 +66,7 @@ class TrainData:
             _maybe(folder / "user_features.parquet"),
             _maybe(folder / "item_features.parquet"),
             _maybe(folder / "sequences.parquet"),
+            vocab,
         )
 
     def sequence_matrix(self, max_len: int) -> np.ndarray:
@@ -72,6 +89,19 @@ class TrainData:
 
     def item_index(self, ids: pl.Series) -> np.ndarray:
         return pl.DataFrame({"i": ids}).select(self.items.encode("i"))["i"].to_numpy().astype(np.int64)
+
+
+@dataclass
+class LabelledWindow:
+    data: TrainData  # features as of the window's cutoff
+    labels: pl.DataFrame  # (user_id, item_id) target positives in the days after it
+
+    def label_matrix(self) -> sp.csr_matrix:
+        """(n_users, n_items) 1 where the user engaged with the item in the window."""
+        labels = self.labels.with_columns(pl.lit(1.0).alias("weight"))
+        matrix = interaction_matrix(labels, self.data.users, self.data.items)
+        matrix.data[:] = 1.0
+        return matrix
 
 
 def interaction_matrix(inter: pl.DataFrame, users: Vocabulary, items: Vocabulary) -> sp.csr_matrix:

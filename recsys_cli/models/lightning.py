@@ -72,6 +72,52 @@ class RecModule(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
+def fit_module(
+    module: L.LightningModule,
+    loader: DataLoader[Any],
+    val_loader: DataLoader[Any] | None,
+    monitor: str,
+    mode: str,
+    params: Mapping[str, Any],
+    workdir: Path | None,
+) -> tuple[int, float | None] | None:
+    """The one Lightning fit: early stopping on `monitor` when there is validation,
+    then the best checkpoint restored into `module`. Returns (epochs trained to the
+    best checkpoint, its score): what a refit without validation should train for."""
+    import tempfile
+
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    if workdir is None:  # checkpoints still need a home; never the current directory
+        with tempfile.TemporaryDirectory(prefix="recsys-fit-") as tmp:
+            return fit_module(module, loader, val_loader, monitor, mode, params, Path(tmp))
+    # Lightning's start-up banner (accelerators found, tips) is noise in our output.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    callbacks: list[Any] = []
+    checkpoint = ModelCheckpoint(
+        dirpath=workdir / "checkpoints", monitor=monitor, mode=mode, save_top_k=1, filename="best"
+    )
+    if val_loader is not None:
+        callbacks += [EarlyStopping(monitor, mode=mode, patience=params["patience"]), checkpoint]
+    options: dict[str, Any] = {"logger": False, "enable_model_summary": False, "deterministic": True}
+    options |= params["trainer"]
+    if workdir is not None and options.get("logger") is not False:
+        options.setdefault("default_root_dir", str(workdir))
+    trainer = L.Trainer(callbacks=callbacks, enable_checkpointing=bool(callbacks), **options)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # inside Lightning itself
+        warnings.filterwarnings("ignore", message=".*does not have many workers")  # in-memory tensors
+        trainer.fit(module, loader, val_loader)
+    best = None
+    if callbacks and checkpoint.best_model_path:
+        saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(saved["state_dict"])
+        score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+        best = (int(saved["epoch"]) + 1, score)
+    module.eval()
+    return best
+
+
 class NeuralRecommender(Recommender):
     """A `Recommender` trained by the shared Lightning loop.
 
@@ -99,42 +145,18 @@ class NeuralRecommender(Recommender):
     def train_dataset(self, data: TrainData) -> Dataset[Any]: ...
 
     def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None:
-        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-        # Lightning's start-up banner (accelerators found, tips) is noise in our output.
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
         self.module = self.build_module(data)
         self.module.seen = self.seen
         loader = DataLoader(self.train_dataset(data), batch_size=self.params["batch_size"], shuffle=True)
-        callbacks: list[Any] = []
         val_loader = None
         if validation is not None and validation.users.size:
             self.module.truth = validation.truth
             pairs = TensorDataset(torch.as_tensor(validation.users), torch.arange(validation.users.size))
             val_loader = DataLoader(pairs, batch_size=512)
-            checkpoint = ModelCheckpoint(
-                dirpath=workdir / "checkpoints" if workdir else None,
-                monitor=MONITOR,
-                mode="max",
-                save_top_k=1,
-                filename="best",
-            )
-            callbacks += [EarlyStopping(MONITOR, mode="max", patience=self.params["patience"]), checkpoint]
-        options = {"logger": False, "enable_model_summary": False, "deterministic": True} | self.params["trainer"]
-        if workdir is not None and options.get("logger") is not False:
-            options.setdefault("default_root_dir", str(workdir))
-        trainer = L.Trainer(callbacks=callbacks, enable_checkpointing=bool(callbacks), **options)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # inside Lightning itself
-            warnings.filterwarnings("ignore", message=".*does not have many workers")  # in-memory tensors
-            trainer.fit(self.module, loader, val_loader)
-        if callbacks and checkpoint.best_model_path:
-            saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-            self.module.load_state_dict(saved["state_dict"])
-            self.best_epoch = int(saved["epoch"]) + 1  # epochs trained, for a refit without validation
-            self.best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
-        self.module.eval()
+        best = fit_module(self.module, loader, val_loader, MONITOR, "max", self.params, workdir)
+        if best is not None:
+            self.best_epoch, self.best_score = best
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.module is not None

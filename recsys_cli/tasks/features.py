@@ -19,6 +19,7 @@ from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_o
 from recsys_cli.features.leakage import Leak, check_leakage
 from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
 from recsys_cli.splits.global_temporal import parse_instant
+from recsys_cli.splits.targets import TargetSpec
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Inputs:
     splitter: Splitter
     folds: list[Fold]
     features: FeatureConfig
+    target: TargetSpec
     split_manifest: Path
 
 
@@ -57,6 +59,7 @@ def load(cfg: DictConfig) -> Inputs:
         splitter=instantiate(cfg.split, _convert_="all"),
         folds=folds,
         features=FeatureConfig(**params),
+        target=TargetSpec(**cast(dict[str, Any], OmegaConf.to_container(cfg.target))),
         split_manifest=split_dir / MANIFEST,
     )
 
@@ -69,7 +72,7 @@ def _fold(entry: dict[str, Any]) -> Fold:
 
 
 def builder(inputs: Inputs) -> partial[FeatureSet]:
-    return partial(_build, cfg=inputs.features, items=inputs.items, users=inputs.users)
+    return partial(_build, cfg=inputs.features, items=inputs.items, users=inputs.users, target=inputs.target)
 
 
 def _build(
@@ -79,8 +82,9 @@ def _build(
     cfg: FeatureConfig,
     items: pl.LazyFrame | None,
     users: pl.LazyFrame | None,
+    target: TargetSpec,
 ) -> FeatureSet:
-    return build(assigned, part, cutoff, cfg, items, users)
+    return build(assigned, part, cutoff, cfg, items, users, target)
 
 
 def run(cfg: DictConfig, reporter: Reporter | None = None) -> FeaturesResult:

@@ -15,7 +15,7 @@ import pytest
 
 from recsys_cli.data.schema import Col
 from recsys_cli.features.vocab import Vocabulary
-from recsys_cli.models.data import TrainData, interaction_matrix
+from recsys_cli.models.data import LabelledWindow, TrainData, interaction_matrix
 
 PER_GROUP = 20
 GROUPS = {"A": [f"a{i}" for i in range(5)], "B": [f"b{i}" for i in range(5)]}
@@ -42,7 +42,18 @@ def checkerboard() -> tuple[TrainData, dict[str, str]]:
     order = np.random.default_rng(7).permutation(inter.height)
     sequences = inter[order].group_by(Col.USER, maintain_order=True).agg(pl.col(Col.ITEM).alias("items"))
     data = TrainData(users, items, interaction_matrix(inter, users, items), user_features, item_features, sequences)
+    data.windows = [_window(data, inter, shift) for shift in (1, 2)]
     return data, held_out
+
+
+def _window(data: TrainData, inter: pl.DataFrame, nth: int) -> LabelledWindow:
+    """An earlier cutoff for rankers: each user had not yet met their `nth` item
+    (in id order), and met it in the window that followed."""
+    labels = inter.group_by(Col.USER).agg(pl.col(Col.ITEM).sort().get(nth)).sort(Col.USER)
+    before = inter.join(labels, on=[Col.USER, Col.ITEM], how="anti")
+    matrix = interaction_matrix(before, data.users, data.items)
+    window = TrainData(data.users, data.items, matrix, data.user_features, data.item_features, data.sequences)
+    return LabelledWindow(window, labels)
 
 
 @pytest.fixture

@@ -15,7 +15,20 @@ from recsys_cli.models.data import TrainData
 from tests.models.conftest import GROUPS, user_rows
 
 MODELS = sorted(p.stem for p in (DEFAULT_CONF_DIR / "model").glob("*.yaml"))
-PERSONAL = {"item_knn", "ease", "segment_popularity", "bpr_mf", "sasrec", "als", "implicit_bpr"}
+PERSONAL = {
+    "item_knn",
+    "ease",
+    "segment_popularity",
+    "bpr_mf",
+    "sasrec",
+    "als",
+    "implicit_bpr",
+    "two_tower",
+    "ranker",
+    "ranker_lgbm",
+}
+# Candidate generators small enough for the board, for both ranker backends.
+GENERATORS = ["model.generators.als.factors=2", "model.generators.ease.l2=1.0", "model.generators.item_knn.shrink=0.0"]
 # Settings that suit the 12-user board (the shipped defaults suit real data).
 SMALL = {
     "ease": ["model.l2=1.0"],
@@ -23,6 +36,16 @@ SMALL = {
     "als": ["model.factors=2"],
     "implicit_bpr": ["model.factors=4", "model.learning_rate=0.05"],
     "bpr_mf": ["model.dim=8", "model.lr=0.05", "model.batch_size=16", "trainer.max_epochs=60"],
+    "two_tower": ["model.dim=16", "model.lr=0.01", "model.batch_size=16", "model.dropout=0.0", "trainer.max_epochs=60"],
+    "ranker": [
+        *GENERATORS,
+        "model.holdout=0.3",
+        "model.batch_size=32",
+        "model.lr=0.01",
+        "model.patience=10",
+        "trainer.max_epochs=30",
+    ],
+    "ranker_lgbm": [*GENERATORS, "model.holdout=0.3", "model.patience=0", "model.lightgbm.n_estimators=50"],
     "sasrec": [
         "model.dim=16",
         "model.heads=1",
@@ -39,6 +62,15 @@ SMALL = {
 def make(name: str, *overrides: str) -> Recommender:
     cfg = compose("train", [f"model={name}", "trainer=smoke", *overrides])
     return instantiate(cfg.model, _convert_="all")
+
+
+def _neural(name: str) -> bool:
+    """Trained by the shared Lightning loop (early stopping, checkpoints)."""
+    from hydra.utils import get_class
+
+    from recsys_cli.models.lightning import NeuralRecommender
+
+    return issubclass(get_class(compose("train", [f"model={name}"]).model._target_), NeuralRecommender)
 
 
 def small(name: str) -> Recommender:
@@ -100,9 +132,7 @@ def test_popularity_cannot_tell_the_groups_apart(board: tuple[TrainData, dict[st
     assert all(data.items.tokens[i] in GROUPS["B"] for i in top[:, 0])
 
 
-@pytest.mark.parametrize(
-    "name", [m for m in MODELS if m in SMALL and m not in ("ease", "item_knn", "als", "implicit_bpr")]
-)
+@pytest.mark.parametrize("name", [m for m in MODELS if _neural(m)])
 def test_early_stopping_keeps_the_best_validation_score(
     name: str, board: tuple[TrainData, dict[str, str]], tmp_path: Path
 ) -> None:
