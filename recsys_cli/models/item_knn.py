@@ -1,5 +1,9 @@
 """ItemKNN: items similar to what the user interacted with, by cosine similarity
-of their interaction columns with shrinkage, keeping the `k` nearest per item."""
+of their interaction columns with shrinkage, keeping the `k` nearest per item.
+
+With `last_n`, only the user's most recent items count ("what goes with what I
+just watched"), a strong next-item signal that the whole-history profile blurs.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,9 @@ from recsys_cli.models.validation import Targets
 
 
 class ItemKNN(Recommender):
-    def __init__(self, k: int = 100, shrink: float = 10.0) -> None:
-        super().__init__(k=k, shrink=shrink)
-        self.k, self.shrink = k, shrink
+    def __init__(self, k: int = 100, shrink: float = 10.0, last_n: int | None = None) -> None:
+        super().__init__(k=k, shrink=shrink, last_n=last_n)
+        self.k, self.shrink, self.last_n = k, shrink, last_n
 
     def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
         x = data.matrix.tocsc().astype(np.float32)
@@ -27,7 +31,7 @@ class ItemKNN(Recommender):
         coo = sim.tocoo()
         coo.data = coo.data / (norms[coo.row] * norms[coo.col] + self.shrink)
         self.sim = _top_k_per_row(coo.tocsr(), self.k)
-        self.x = data.matrix.tocsr()
+        self.x = data.matrix.tocsr() if self.last_n is None else _recent_profile(data, self.last_n)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.x[users] @ self.sim.T).todense())
@@ -50,6 +54,17 @@ class ItemKNN(Recommender):
         self.x = sp.csr_matrix(
             (state["x_data"], state["x_indices"], state["x_indptr"]), shape=(state["x_indptr"].size - 1, n_items)
         )
+
+
+def _recent_profile(data: TrainData, last_n: int) -> sp.csr_matrix:
+    """(n_users, n_items) with 1 for each of the user's last `last_n` items."""
+    recent = data.sequence_matrix(last_n)
+    rows, cols = np.nonzero(recent >= 0)
+    profile = sp.csr_matrix(
+        (np.ones(rows.size, np.float32), (rows, recent[rows, cols])), shape=(data.n_users, data.n_items)
+    )
+    profile.data[:] = 1.0
+    return profile
 
 
 def _top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
