@@ -35,7 +35,9 @@ def checkerboard() -> tuple[TrainData, dict[str, str]]:
     users = Vocabulary.fit(inter[Col.USER])
     items = Vocabulary.fit(pl.Series(sorted(GROUPS["A"] + GROUPS["B"])))
     item_features = pl.DataFrame({Col.ITEM: GROUPS["A"] + GROUPS["B"]}).with_columns(
-        pl.lit(1, dtype=pl.UInt32).alias(f"n_{e}_7d") for e in ("view", "add_to_cart", "purchase", "rating")
+        pl.lit(1, dtype=pl.UInt32).alias(f"n_{e}_{days}d")
+        for e in ("view", "add_to_cart", "purchase", "rating")
+        for days in (7, 30)
     )
     user_features = pl.DataFrame({Col.USER: list(regions), "region": list(regions.values())})
     # Each user met their items in a different order, so every item is sometimes next.
