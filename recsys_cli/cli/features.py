@@ -20,12 +20,19 @@ def features(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG
     cfg = compose("features", overrides, config_dir)
     with rich_progress() as reporter:
         result = task.run(cfg, reporter=reporter)
+    tables = ("interactions", "sequences", "user_features", "item_features")
     rows = [
-        (f["name"], part, info["cutoff"][:16].replace("T", " "), *info["rows"].values())
+        (
+            f["name"],
+            part,
+            info["cutoff"][:16].replace("T", " "),
+            *(info["rows"][t] for t in tables),
+            sum(v for k, v in info["rows"].items() if k.startswith("ranker/") and k.endswith("/labels")),
+        )
         for f in result.manifest["folds"]
         for part, info in f["parts"].items()
     ]
-    header = ["fold", "predicts", "cutoff", "interactions", "sequences", "users", "items"]
+    header = ["fold", "predicts", "cutoff", "interactions", "sequences", "users", "items", "ranker labels"]
     console.print(rows_table("Features", header, rows))
     console.print(f"[green]features written:[/] {result.path} (manifest.json)")
 

@@ -8,6 +8,7 @@ user by user (paired bootstrap) rather than by their means alone."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,11 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     # Test scores come from a refit on train + validation; the test window never
     # steers training (no early stopping on it: set trainer.max_epochs from the
     # validation run's best_epoch).
-    model.fit(data, validation=targets if part == VAL else None, workdir=out)
+    try:
+        model.fit(data, validation=targets if part == VAL else None, workdir=out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # a run folder exists only for a fitted model
+        raise
     reporter.advance()
     ks = list(cfg.eval.ks)
     recs = rank(model, targets, max(ks), int(cfg.eval.batch_users))
