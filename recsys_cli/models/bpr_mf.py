@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import TensorDataset
 
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
@@ -32,18 +32,6 @@ class BPRModule(RecModule):
         return self.user(users) @ self.item.weight.T
 
 
-class PairsDataset(Dataset[tuple[int, int]]):
-    def __init__(self, data: TrainData) -> None:
-        coo = data.matrix.tocoo()
-        self.users, self.items = coo.row.astype(np.int64), coo.col.astype(np.int64)
-
-    def __len__(self) -> int:
-        return self.users.size
-
-    def __getitem__(self, i: int) -> tuple[int, int]:
-        return int(self.users[i]), int(self.items[i])
-
-
 class BPRMF(NeuralRecommender):
     def __init__(self, dim: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, **kwargs: Any) -> None:
         super().__init__(dim=dim, lr=lr, weight_decay=weight_decay, **kwargs)
@@ -52,8 +40,10 @@ class BPRMF(NeuralRecommender):
         p = self.params
         return BPRModule(data.n_users, data.n_items, p["dim"], p["lr"], p["weight_decay"])
 
-    def train_dataset(self, data: TrainData) -> PairsDataset:
-        return PairsDataset(data)
+    def train_dataset(self, data: TrainData) -> TensorDataset:
+        """Every observed (user, item) pair once per epoch."""
+        coo = data.matrix.tocoo()
+        return TensorDataset(torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long))
 
     def module_from_state(self, state: dict[str, np.ndarray]) -> BPRModule:
         n_users, dim = state["user.weight"].shape

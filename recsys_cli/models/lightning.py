@@ -21,7 +21,7 @@ import lightning.pytorch as L
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 
 from recsys_cli.evaluation.metrics import per_user
 from recsys_cli.models.base import Recommender
@@ -70,6 +70,15 @@ class RecModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def shuffled_batches(dataset: Dataset[Any], batch_size: int) -> DataLoader[Any]:
+    """Shuffled mini-batches; in-memory tensors are sliced a batch at a time, which
+    is several times faster than collating one example at a time."""
+    if isinstance(dataset, TensorDataset):
+        sampler = BatchSampler(RandomSampler(dataset), batch_size, drop_last=False)
+        return DataLoader(dataset, sampler=sampler, batch_size=None)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True)
 
 
 def fit_module(
@@ -148,7 +157,7 @@ class NeuralRecommender(Recommender):
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
         self.module = self.build_module(data)
         self.module.seen = self.seen
-        loader = DataLoader(self.train_dataset(data), batch_size=self.params["batch_size"], shuffle=True)
+        loader = shuffled_batches(self.train_dataset(data), self.params["batch_size"])
         val_loader = None
         if validation is not None and validation.users.size:
             self.module.truth = validation.truth

@@ -33,7 +33,7 @@ from recsys_cli.models.base import Recommender
 from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration
 from recsys_cli.models.candidates import FIELDS, Pairs, SideTables, candidate_pairs
 from recsys_cli.models.data import LabelledWindow, TrainData
-from recsys_cli.models.lightning import fit_module
+from recsys_cli.models.lightning import fit_module, shuffled_batches
 from recsys_cli.models.side_features import SideFeatures
 from recsys_cli.models.validation import Targets
 
@@ -255,7 +255,7 @@ class TwoStageRanker(Recommender):
         self.network.numeric_mean.copy_(torch.as_tensor(numeric.mean(axis=0) if numeric.size else 0.0))
         std = numeric.std(axis=0) if numeric.size else np.ones(numeric.shape[1])
         self.network.numeric_std.copy_(torch.as_tensor(np.where(std > 1e-9, std, 1.0)))
-        loader = DataLoader(_tensors(*train), batch_size=p["batch_size"], shuffle=True)
+        loader = shuffled_batches(_tensors(*train), p["batch_size"])
         val_loader = DataLoader(_tensors(*held), batch_size=8192) if held[2].size else None
         best = fit_module(self.network, loader, val_loader, MONITOR, "max", p, workdir)
         if best is not None:
