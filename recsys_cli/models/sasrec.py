@@ -1,7 +1,10 @@
 """SASRec (Kang & McAuley, 2018): causal self-attention over each user's recent
 items predicts the next one. Trained with a full softmax over the catalogue at
 every position, which works best on small catalogues (MovieLens, the demo
-shop); the item table is shared between input and output.
+shop); with `negatives` > 0, a sampled softmax over the target and that many
+items drawn uniformly (shared by the batch) replaces it, so a catalogue of
+100k items costs the same per step as one of a few hundred. The item table is
+shared between input and output.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ class SASRecModule(RecModule):
         dropout: float = 0.2,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        negatives: int = 0,
     ) -> None:
         super().__init__(n_users, n_items, lr, weight_decay)
+        self.negatives = negatives
         self.pad = n_items  # an extra row: the padding item
         self.item = torch.nn.Embedding(n_items + 1, dim, padding_idx=self.pad)
         self.position = torch.nn.Embedding(max_len, dim)
@@ -63,11 +68,25 @@ class SASRecModule(RecModule):
     def loss(self, batch: Any) -> torch.Tensor:
         (seq,) = batch
         inputs, targets = seq[:, :-1], seq[:, 1:]
-        logits = self.encode(inputs) @ self.item.weight[: self.n_items].T
+        states = self.encode(inputs)
+        if self.negatives > 0:
+            return self._sampled_loss(states, targets)
+        logits = states @ self.item.weight[: self.n_items].T
         targets = targets.masked_fill(targets == self.pad, -100)
         return torch.nn.functional.cross_entropy(
             logits.reshape(-1, self.n_items), targets.reshape(-1), ignore_index=-100
         )
+
+    def _sampled_loss(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Softmax over the target and shared uniform negatives (a negative equal to
+        the target is masked); uniform sampling needs no log-q correction."""
+        keep = targets != self.pad
+        h, target = states[keep], targets[keep]
+        negatives = torch.randint(1, self.n_items, (self.negatives,), device=h.device)
+        positive = (h * self.item(target)).sum(-1, keepdim=True)
+        negative = (h @ self.item(negatives).T).masked_fill(negatives[None, :] == target[:, None], -torch.inf)
+        logits = torch.cat([positive, negative], dim=1)
+        return torch.nn.functional.cross_entropy(logits, torch.zeros_like(target))
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         states = self.encode(self.sequences[users])[:, -1]
@@ -96,6 +115,7 @@ class SASRec(NeuralRecommender):
         dropout: float = 0.2,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        negatives: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -106,13 +126,23 @@ class SASRec(NeuralRecommender):
             dropout=dropout,
             lr=lr,
             weight_decay=weight_decay,
+            negatives=negatives,
             **kwargs,
         )
 
     def _module(self, n_users: int, n_items: int) -> SASRecModule:
         p = self.params
         return SASRecModule(
-            n_users, n_items, p["max_len"], p["dim"], p["heads"], p["layers"], p["dropout"], p["lr"], p["weight_decay"]
+            n_users,
+            n_items,
+            p["max_len"],
+            p["dim"],
+            p["heads"],
+            p["layers"],
+            p["dropout"],
+            p["lr"],
+            p["weight_decay"],
+            p["negatives"],
         )
 
     def build_module(self, data: TrainData) -> SASRecModule:
