@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RECSYS := $(VENV)/bin/recsys
 
-.PHONY: setup demo test test-all lint clean bench-ingest fetch-movielens
+.PHONY: setup demo test test-all lint clean bench-ingest fetch-movielens bench-movielens
 
 $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 	VENV=$(VENV) ./scripts/setup_venv.sh
@@ -36,6 +36,11 @@ fetch-movielens: setup
 
 bench-ingest: setup
 	$(PY) scripts/bench_ingest.py
+
+## Model quality on MovieLens-100K (P1/P2/P3); resumes from bench_data/movielens/cache.json.
+## Pass options through BENCH_ARGS, e.g. BENCH_ARGS="--models baselines,bpr_mf --protocols p2".
+bench-movielens: fetch-movielens
+	$(PY) scripts/bench_movielens.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data/raw/synth data/lake/synth data/splits/synth data/features/synth runs .pytest_cache
