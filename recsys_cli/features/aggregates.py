@@ -91,8 +91,8 @@ def user_aggregates(
 def item_aggregates(
     history: pl.LazyFrame, items: pl.LazyFrame | None, cutoff: datetime, windows: Sequence[float]
 ) -> pl.LazyFrame:
-    """Popularity per window and its trend, conversion, ratings, and catalogue
-    attributes of items launched before the cutoff (or with no launch date)."""
+    """Popularity per window and its trend, conversion, ratings, first and last
+    event, and catalogue attributes of items launched before the cutoff (or with no launch date)."""
     short, long = min(windows), max(windows)
     counts = (
         history.group_by(Col.ITEM)
@@ -104,6 +104,10 @@ def item_aggregates(
             ratio(is_event("purchase").sum(), is_event("view").sum()).alias("conversion"),
             pl.col(Col.VALUE).filter(is_event("rating")).mean().alias("avg_rating"),
             is_event("rating").sum().cast(pl.UInt32).alias("n_ratings"),
+            # When the item first and last drew attention: new arrivals and fading
+            # items, where a catalogue has no launch dates (MovieLens).
+            days_before(cutoff, pl.col(Col.TS).min()).alias("first_seen_days"),
+            days_before(cutoff, pl.col(Col.TS).max()).alias("last_seen_days"),
         )
         .with_columns(ratio(pl.col("_short") / short, pl.col("_long") / long).alias(f"trend_{short:g}d_vs_{long:g}d"))
         .drop("_short", "_long")
