@@ -1,0 +1,109 @@
+"""`recsys compare`: are the differences between runs real, once the number of
+comparisons is taken into account?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from recsys_cli.cli._errors import friendly_errors
+
+_VERDICT_STYLE = {"better": "green", "worse": "red", "mixed": "yellow"}
+
+
+@friendly_errors
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(metavar="RUN...", help="Run folders of one window; the first is the control.")
+    ],
+    metric: Annotated[str, typer.Option("--metric", help="Per-user metric column, e.g. recall@20.")] = "ndcg@10",
+    resamples: Annotated[int, typer.Option("--resamples", min=1, help="Bootstrap resamples.")] = 10_000,
+    alpha: Annotated[
+        float, typer.Option("--alpha", min=0, max=1, help="Family-wise error rate; intervals are at 1 - alpha.")
+    ] = 0.05,
+    all_pairs: Annotated[
+        bool, typer.Option("--all-pairs", help="Compare every pair, not each run vs the first.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output JSON [<runs root>/comparisons/<timestamp>.json].")
+    ] = None,
+) -> None:
+    """Paired tests on the users all runs scored: bootstrap interval of the mean
+    difference, Wilcoxon signed-rank p, and Holm's correction over all comparisons.
+    """
+    from recsys_cli.console import console, rows_table
+    from recsys_cli.tasks import compare as task
+
+    result = task.run(runs, metric, resamples, seed, alpha, all_pairs, out)
+    console.print(_users_line(result), highlight=False)
+    title = f"{metric} on {result['shared_users']:,} shared users ({result['window'].get('part')})"
+    header, rows = _pairs_rows(result) if all_pairs else _control_rows(result)
+    table = rows_table(title, header, rows)
+    for column in table.columns[: 2 if all_pairs else 1]:
+        column.no_wrap, column.justify = True, "left"  # run labels stay whole and copyable; numbers wrap first
+    console.print(table)
+    console.print(result["summary"], highlight=False, soft_wrap=True)
+    console.print(f"[green]comparison written:[/] {result['output']}")
+
+
+def _users_line(result: dict[str, Any]) -> str:
+    """How many users each run scored and how many all share: only those are compared."""
+    counts = ", ".join(f"{run['label']} {run['users']:,}" for run in result["runs"])
+    return f"users per run: {counts}; shared by all: {result['shared_users']:,} (only these are compared)"
+
+
+_TESTS = ["bootstrap", "Wilcoxon p", "Holm p", "verdict"]
+
+
+def _control_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    level = f"{result['confidence']:.0%}"
+    header = ["run", "users", "mean", f"Δ vs control [{level}]", f"relative [{level}]", *_TESTS]
+    runs = result["runs"]
+    rows = [[_esc(runs[0]["label"]), f"{runs[0]['users']:,}", f"{runs[0]['mean']:.4f}", "control", "", "", "", "", ""]]
+    for run, c in zip(runs[1:], result["comparisons"], strict=True):
+        rows.append([_esc(run["label"]), f"{run['users']:,}", f"{run['mean']:.4f}", *_test_cells(c)])
+    return header, rows
+
+
+def _pairs_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    level = f"{result['confidence']:.0%}"
+    header = ["run", "vs run", "means", f"Δ [{level}]", f"relative [{level}]", *_TESTS]
+    rows = [
+        [_esc(c["candidate"]), _esc(c["reference"]), f"{c['mean_a']:.4f} vs {c['mean_b']:.4f}", *_test_cells(c)]
+        for c in result["comparisons"]
+    ]
+    return header, rows
+
+
+def _test_cells(c: dict[str, Any]) -> list[str]:
+    style = _VERDICT_STYLE.get(c["verdict"])
+    verdict = f"[{style}]{c['verdict']}[/]" if style else c["verdict"]
+    return [
+        f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]",
+        _relative(c),
+        c["interval"],
+        _p(c["wilcoxon_p"]),
+        _p(c["holm_p"]),
+        verdict,
+    ]
+
+
+def _relative(c: dict[str, Any]) -> str:
+    if c["relative"] is None:
+        return "n/a"  # the reference's mean is 0
+    low = "?" if c["relative_low"] is None else f"{c['relative_low']:+.1%}"
+    high = "?" if c["relative_high"] is None else f"{c['relative_high']:+.1%}"
+    return f"{c['relative']:+.1%} [{low}, {high}]"
+
+
+def _p(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

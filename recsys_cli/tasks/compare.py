@@ -1,0 +1,158 @@
+"""`recsys compare`: paired significance tests between runs of one window.
+
+Reads each run's per-user metrics (written by `recsys train`), keeps the users
+all runs scored, tests every run against the first (or every pair), corrects for
+the number of comparisons (Holm) and writes the result as JSON.
+
+Where the JSON goes: `--out`, or else `<runs root>/comparisons/<timestamp>.json`,
+the runs root being the folder that holds the first run's model folder (`runs/`
+for `runs/ease/<timestamp>/`), so comparisons sit beside the runs they compare and
+never inside one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import polars as pl
+from omegaconf import OmegaConf
+
+from recsys_cli.data.schema import Col
+from recsys_cli.evaluation import significance as sig
+from recsys_cli.registry.run_dir import PER_USER, load_run_config
+
+COMPARISONS = "comparisons"
+
+
+def run(
+    runs: list[Path],
+    metric: str = "ndcg@10",
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    all_pairs: bool = False,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Compare `runs` (the first is the control) on per-user `metric`; returns the
+    JSON-ready result, which is also written to `out` (see the module docstring)."""
+    if len(runs) < 2:
+        raise sig.ComparisonError(f"need at least two run folders to compare, got {len(runs)}")
+    labels = _labels(runs)
+    windows = [_window(path) for path in runs]
+    sig.check_same_window(labels, windows)
+    aligned = sig.align(labels, [_per_user(path, metric) for path in runs], metric)
+    comparisons = sig.compare(aligned, all_pairs=all_pairs, n_resamples=n_resamples, seed=seed, alpha=alpha)
+    result = _finite(_result(runs, aligned, comparisons, windows[0], metric, n_resamples, seed, alpha, all_pairs))
+    path = out or default_out(runs[0])
+    _write_json(path, result)
+    result["output"] = str(path)
+    return result
+
+
+def default_out(first_run: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return first_run.resolve().parent.parent / COMPARISONS / f"{stamp}.json"
+
+
+def _labels(runs: list[Path]) -> list[str]:
+    """`<model>/<timestamp>`, the part of a run's path that tells runs apart; a run
+    given twice (an A/A check) gets a #2 suffix so rows stay distinct."""
+    labels: list[str] = []
+    for path in runs:
+        base = "/".join(path.resolve().parts[-2:])
+        label, n = base, 1
+        while label in labels:
+            n += 1
+            label = f"{base}#{n}"
+        labels.append(label)
+    return labels
+
+
+def _window(path: Path) -> dict[str, Any]:
+    if not path.is_dir():
+        raise sig.ComparisonError(f"{path}: no such run folder")
+    container = OmegaConf.to_container(load_run_config(path), resolve=True)
+    assert isinstance(container, dict)
+    return sig.window_of(cast(dict[str, Any], container))
+
+
+def _per_user(path: Path, metric: str) -> pl.DataFrame:
+    """The run's user_id and `metric` columns, with errors that name the file."""
+    file = path / PER_USER
+    if not file.is_file():
+        raise sig.ComparisonError(f"{path}: no {PER_USER}; it is written by `recsys train` (retrain older runs)")
+    columns = pl.read_parquet_schema(file)
+    if metric not in columns:
+        found = ", ".join(c for c in columns if c != Col.USER)
+        raise sig.ComparisonError(f"{file}: no {metric!r} column (found: {found})")
+    return pl.read_parquet(file, columns=[Col.USER, metric])
+
+
+def _result(
+    runs: list[Path],
+    aligned: sig.Aligned,
+    comparisons: list[sig.Comparison],
+    window: dict[str, Any],
+    metric: str,
+    n_resamples: int,
+    seed: int,
+    alpha: float,
+    all_pairs: bool,
+) -> dict[str, Any]:
+    means = aligned.values.mean(axis=0)
+    return {
+        "metric": metric,
+        "mode": "all_pairs" if all_pairs else "control",
+        "control": None if all_pairs else aligned.labels[0],
+        "window": window,
+        "alpha": alpha,
+        "confidence": 1 - alpha,
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "correction": "holm",
+        "test": "wilcoxon signed-rank (two-sided, zero differences dropped)",
+        "shared_users": aligned.shared,
+        "runs": [
+            {"label": label, "path": str(path.resolve()), "users": users, "mean": float(mean)}
+            for label, path, users, mean in zip(aligned.labels, runs, aligned.users, means, strict=True)
+        ],
+        "comparisons": [_comparison(c) for c in comparisons],
+        "summary": sig.summary(comparisons, metric, alpha),
+    }
+
+
+def _comparison(c: sig.Comparison) -> dict[str, Any]:
+    return {
+        "candidate": c.candidate,
+        "reference": c.reference,
+        **c.bootstrap.to_json(),
+        "interval": c.interval_side,
+        "wilcoxon_statistic": c.wilcoxon_statistic,
+        "wilcoxon_p": c.wilcoxon_p,
+        "holm_p": c.holm_p,
+        "significant": c.significant,
+        "verdict": c.verdict,
+    }
+
+
+def _write_json(path: Path, result: dict[str, Any]) -> None:
+    """Written through a temporary file so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
+    tmp.replace(path)
+
+
+def _finite(value: Any) -> Any:
+    """Strict JSON: an undefined relative difference (control mean 0) becomes null, not NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
