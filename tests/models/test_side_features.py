@@ -46,7 +46,8 @@ def test_counts_are_log_compressed_then_standardised() -> None:
     known = z[:-1]
     assert abs(known.mean()) < 1e-5 and abs(known.std() - 1) < 1e-4 and z[-1] == 0  # missing -> the mean
     plain = (counts[:-1, 0] - counts[:-1, 0].mean()) / counts[:-1, 0].std()
-    assert known[-1] < plain[-1] / 2  # one best-seller does not flatten every other item
+    # One best-seller does not flatten every other item: they keep their spread.
+    assert known[:100].std() > 5 * plain[:100].std()
 
 
 def test_quantile_buckets() -> None:
