@@ -30,3 +30,14 @@ def test_grouped_ndcg_matches_scikit_learn_per_group() -> None:
         if labels[group == g].any()
     ]
     assert grouped_ndcg(group, scores, labels, k=10) == pytest.approx(np.mean(expected))
+
+
+def test_the_restored_network_scores_what_early_stopping_logged() -> None:
+    from tests.models.conftest import checkerboard
+    from tests.models.test_contract import SMALL, make
+
+    data, _ = checkerboard()
+    model = make("ranker", *SMALL["ranker"]).fit(data)
+    assert model.tables is not None and model.best_score is not None
+    _, held = model._examples(data.windows, model.tables)
+    assert grouped_ndcg(held[1], model._logits(held[0]), held[2], 10) == pytest.approx(model.best_score, abs=1e-6)
