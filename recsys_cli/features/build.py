@@ -90,7 +90,7 @@ def build(
     collected = {
         name: lf.collect(engine="streaming") for name, lf in _tables(history, cutoff, cfg, items, users).items()
     }
-    for j, (_, frames) in enumerate(ranker_windows(history, cutoff, cfg, target, items, users)):
+    for j, frames in enumerate(ranker_windows(history, cutoff, cfg, target, items, users)):
         collected |= {f"ranker/{j}/{name}": frame for name, frame in frames.items()}
     counts = {c: history.group_by(c).len().collect(engine="streaming") for c in (Col.USER, Col.ITEM)}
     return FeatureSet(cutoff, collected, _vocabularies(counts, collected, cfg))
@@ -127,7 +127,7 @@ def ranker_windows(
     target: TargetSpec | None,
     items: pl.LazyFrame | None,
     users: pl.LazyFrame | None,
-) -> list[tuple[datetime, dict[str, pl.DataFrame]]]:
+) -> list[dict[str, pl.DataFrame]]:
     """Each earlier cutoff's tables plus `labels`: warm users' positives in the
     window after it. A ranker learns from these what the next window brings, the
     question it is asked at `cutoff`, without touching anything after `cutoff`."""
@@ -149,7 +149,7 @@ def ranker_windows(
         frames["labels"] = (
             ground_truth(inner, spec, VAL).filter(~pl.col(COLD)).select(Col.USER, Col.ITEM).collect(engine="streaming")
         )
-        out.append((start, frames))
+        out.append(frames)
     return out
 
 

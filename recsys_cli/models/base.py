@@ -38,6 +38,9 @@ class Recommender(ABC):
         self.items: Vocabulary | None = None
         self.popularity: np.ndarray | None = None
         self.seen: sp.csr_matrix | None = None
+        # What a model measured about itself while fitting (a ranker's held-out
+        # calibration error); `recsys train` reports it beside the window's metrics.
+        self.diagnostics: dict[str, float] = {}
 
     def fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> Recommender:
         """Fit on `data`; models trained by gradient steps use `validation` for early

@@ -177,7 +177,6 @@ class TwoStageRanker(Recommender):
         self.network: DCNModule | None = None
         self.booster: Any = None
         self.calibration = np.zeros(0)
-        self.diagnostics: dict[str, float] = {}
         self.best_score: float | None = None
         self.best_epoch: int | None = None
 
@@ -206,7 +205,10 @@ class TwoStageRanker(Recommender):
         method: Method = self.params["calibration"]
         first = group % 2 == 0
         plain = apply_calibration("none", np.zeros(0), raw) if self.params["backend"] == "dcn" else _minmax(raw)
-        diagnostics = {"holdout_pairs": float(labels.size), "holdout_positive_rate": float(labels.mean() or 0.0)}
+        diagnostics = {
+            "holdout_pairs": float(labels.size),
+            "holdout_positive_rate": float(labels.mean()) if labels.size else 0.0,
+        }
         if first.any() and (~first).any():
             half = fit_calibration(method, raw[first], labels[first])
             diagnostics |= {
@@ -304,9 +306,10 @@ class TwoStageRanker(Recommender):
         ranker.fit(_matrix(train[0]), train[2], **fit)
         self.booster = ranker.booster_
         self.best_epoch = int(ranker.best_iteration_ or options["n_estimators"])
+        raw = self._raw(held[0])
         if held[2].size:
-            self.best_score = grouped_ndcg(held[1], self._raw(held[0]), held[2], 10)
-        return self._raw(held[0])
+            self.best_score = grouped_ndcg(held[1], raw, held[2], 10)
+        return raw
 
     # ---- scoring --------------------------------------------------------------------
 
@@ -378,9 +381,7 @@ class TwoStageRanker(Recommender):
         self.calibration = state["calibration"]
         self.best_epoch = int(state["best_epoch"][0]) or None
         if self.params["backend"] == "dcn":
-            n_numeric = 3 * len(self.params["generators"]) + 1
-            n_numeric += state["tables.item_num"].shape[1] + state["tables.user_num"].shape[1]
-            self.network = self._network(cards, n_numeric)
+            self.network = self._network(cards, state["dcn.numeric_mean"].shape[0])
             self.network.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("dcn.")})
             self.network.eval()
         else:

@@ -68,8 +68,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     best_epoch = getattr(model, "best_epoch", None)
     if best_epoch is not None:
         metrics["best_epoch"] = float(best_epoch)
-    # Whatever else a model measured while fitting (a ranker's calibration error).
-    metrics |= {f"fit/{k}": float(v) for k, v in getattr(model, "diagnostics", {}).items()}
+    metrics |= {f"fit/{k}": float(v) for k, v in model.diagnostics.items()}
     model.save(out / MODEL)
     (out / METRICS).write_text(json.dumps(metrics, indent=2))
     # Same row order as `targets` (users sorted, as Targets.from_frame builds them),
