@@ -14,6 +14,7 @@ import logging
 import warnings
 from abc import abstractmethod
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from recsys_cli.models.validation import Targets
 
 MONITOR_K = 10
 MONITOR = f"val/ndcg@{MONITOR_K}"
+# Extra Lightning callbacks for every fit in the current context: a sweep's pruning
+# callback reaches the one training loop this way, with no second training path.
+FIT_CALLBACKS: ContextVar[tuple[L.Callback, ...]] = ContextVar("fit_callbacks", default=())
 
 
 class RecModule(L.LightningModule):
@@ -112,7 +116,9 @@ def fit_module(
     options |= params["trainer"]
     if workdir is not None and options.get("logger") is not False:
         options.setdefault("default_root_dir", str(workdir))
-    trainer = L.Trainer(callbacks=callbacks, enable_checkpointing=bool(callbacks), **options)
+    # The context's callbacks join the fit but never turn checkpointing on by themselves.
+    extra = list(FIT_CALLBACKS.get())
+    trainer = L.Trainer(callbacks=[*callbacks, *extra], enable_checkpointing=bool(callbacks), **options)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # inside Lightning itself
         warnings.filterwarnings("ignore", message=".*does not have many workers")  # in-memory tensors
