@@ -1,0 +1,98 @@
+"""Bootstrap intervals over users for many metrics at once.
+
+Users are the unit of resampling: the evaluated users are one draw from the
+shop's users, and each user's values across metrics are kept together. A
+resample is a vector of multinomial counts (how often each user was drawn), so
+the resampled mean of every metric is one row of a matrix product
+W (resamples x users) @ values (users x metrics). Group means and pooled rates
+(a calibration error over a subset of users) are ratios of two such sums,
+taken from the same draws, so intervals of a gap between groups keep the
+groups' joint variation. Draws are made in blocks to bound memory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+# At most this many multinomial counts per block (about 80 MB as float64).
+_BLOCK_VALUES = 10_000_000
+
+
+@dataclass(frozen=True)
+class Resamples:
+    """Resampled means (resamples x columns) and ratios of sums (resamples x ratios)."""
+
+    means: np.ndarray
+    ratios: np.ndarray
+
+
+def resample(
+    values: np.ndarray,
+    n_resamples: int,
+    seed: int = 0,
+    numerators: sp.csr_matrix | None = None,
+    denominators: sp.csr_matrix | None = None,
+    on_block: Callable[[int], None] | None = None,
+) -> Resamples:
+    """Bootstrap the column means of `values` (users x columns) and, when given,
+    the ratios sum(numerators[:, j]) / sum(denominators[:, j]) over the same draws.
+
+    NaN values are not allowed in `values`; express a mean over a subset of users
+    as a ratio instead. `on_block(n)` is called after each block of n resamples
+    (progress). The same seed and inputs give the same resamples.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise ValueError(f"resample needs a non-empty (users, columns) matrix, got shape {values.shape}")
+    if np.isnan(values).any():
+        raise ValueError("resample: values contain NaN; pass subset means as numerators/denominators")
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be at least 1")
+    n = values.shape[0]
+    has_ratios = numerators is not None and denominators is not None
+    num_t = numerators.T.tocsr() if has_ratios else None  # type: ignore[union-attr]
+    den_t = denominators.T.tocsr() if has_ratios else None  # type: ignore[union-attr]
+    n_ratios = num_t.shape[0] if num_t is not None else 0
+    means, ratios = np.empty((n_resamples, values.shape[1])), np.empty((n_resamples, n_ratios))
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK_VALUES // n)
+    for start in range(0, n_resamples, block):
+        stop = min(start + block, n_resamples)
+        weights = _multinomial_counts(rng, stop - start, n)
+        means[start:stop] = weights @ values / n
+        if num_t is not None and den_t is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratios[start:stop] = np.asarray(num_t @ weights.T).T / np.asarray(den_t @ weights.T).T
+        if on_block is not None:
+            on_block(stop - start)
+    return Resamples(means, ratios)
+
+
+def _multinomial_counts(rng: np.random.Generator, n_resamples: int, n: int) -> np.ndarray:
+    """(n_resamples, n) counts of each user among n draws with replacement: the
+    index draws of a plain bootstrap, tallied with one bincount."""
+    draws = rng.integers(0, n, size=(n_resamples, n))
+    draws += np.arange(n_resamples)[:, None] * n
+    return np.bincount(draws.ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype(np.float64)
+
+
+def percentile_interval(resampled: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each column, ignoring undefined (NaN) resamples;
+    NaN where every resample of a column is undefined."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
+    data = np.atleast_2d(np.asarray(resampled, dtype=np.float64))
+    if data.shape[1] == 0:
+        return np.zeros(0), np.zeros(0)
+    # An all-NaN column (a group too small to appear in any resample) warns; its
+    # interval is simply undefined.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(np.where(np.isfinite(data), data, np.nan), tails, axis=0)
+    return np.asarray(low), np.asarray(high)
