@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from recsys_cli import __version__
-from recsys_cli.cli import compare, datasets, evaluate, features, ingest, lake, reproduce, split, train
+from recsys_cli.cli import compare, datasets, evaluate, features, ingest, lake, reproduce, split, sweep, train
 from recsys_cli.cli._errors import debug_from_env, state
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("reproduce")(reproduce.reproduce)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(lake.app, name="lake")
+app.add_typer(sweep.app, name="sweep")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,123 @@
+"""One worker's trial loop: join the study, then run trials one at a time until
+the study holds its budget of trials, the deadline passes, a grid is exhausted,
+or the worker is interrupted."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from recsys_cli.errors import ConfigError
+from recsys_cli.sweep.objective import Objective
+from recsys_cli.sweep.plan import SweepPlan
+from recsys_cli.sweep.storage import open_storage
+from recsys_cli.sweep.study import mark_orphans, open_study, spent
+
+BUDGET, TIMEOUT, EXHAUSTED, INTERRUPTED = "budget", "timeout", "grid exhausted", "interrupted"
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    stopped: str
+    ran: int
+
+
+def run_trials(plan: SweepPlan, worker: int = 0) -> LoopOutcome:
+    """Trials until a limit is reached. Interruption (Ctrl-C, SIGTERM) records the
+    running trial as interrupted and returns; other errors of a trial are recorded
+    on it and the loop goes on."""
+    storage = open_storage(plan.storage)
+    existing = _trial_count(storage, plan.study)
+    sampler, pruner = build_sampler(plan, worker, existing), build_pruner(plan)
+    enqueue = plan.space().check_enqueued(plan.sweep.get("enqueue") or [])
+    study = open_study(storage, plan.study, plan.spec(), sampler, pruner, enqueue)
+    mark_orphans(study, storage)
+    # Optuna takes per-epoch reports (and prunes) in single-objective studies only.
+    objective, ran = Objective(plan, report=len(plan.metrics) == 1), 0
+    with _sigterm_interrupts():
+        try:
+            while True:
+                stop = _limit_reached(plan, study)
+                if stop:
+                    return LoopOutcome(stop, ran)
+                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+                ran += 1
+        except KeyboardInterrupt:
+            return LoopOutcome(INTERRUPTED, ran)
+
+
+def _limit_reached(plan: SweepPlan, study: Any) -> str | None:
+    if spent(study.get_trials(deepcopy=False)) >= plan.trials:
+        return BUDGET
+    if plan.deadline is not None and time.time() >= plan.deadline:
+        return TIMEOUT
+    exhausted = getattr(study.sampler, "is_exhausted", None)
+    if exhausted is not None and exhausted(study):
+        return EXHAUSTED
+    return None
+
+
+def build_sampler(plan: SweepPlan, worker: int, existing: int) -> Any:
+    """The configured sampler, seeded so that a fresh one-process sweep repeats
+    exactly, while parallel workers and restarts draw different random points
+    (equal seeds would make workers propose the same startup trials)."""
+    import optuna
+    from hydra.utils import instantiate
+
+    seed = (plan.seed * 1_000_003 + worker * 10_007 + existing) % 2**31
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # TPE's `group`
+            sampler = instantiate(plan.sweep["sampler"], seed=seed)
+        if isinstance(sampler, functools.partial):  # the grid sampler: its grid is the search space
+            sampler = sampler(search_space=plan.space().grid())
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"sweep.sampler: {type(exc).__name__}: {exc}") from exc
+    return sampler
+
+
+def build_pruner(plan: SweepPlan) -> Any:
+    import optuna
+    from hydra.utils import instantiate
+
+    if len(plan.metrics) > 1:  # Optuna prunes single-objective studies only
+        return optuna.pruners.NopPruner()
+    try:
+        return instantiate(plan.sweep["pruner"])
+    except Exception as exc:
+        raise ConfigError(f"sweep.pruner: {type(exc).__name__}: {exc}") from exc
+
+
+def _trial_count(storage: Any, name: str) -> int:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the job) ends the sweep like Ctrl-C does, so the
+    running trial is recorded instead of left running."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
