@@ -64,6 +64,7 @@ class SequentialResult:
     high: np.ndarray
     naive_stop_day: int | None  # first day a daily naive test crossed alpha
     params: dict[str, Any]
+    looks: Looks
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,8 +74,18 @@ class SequentialResult:
             "naive_stop_day": self.naive_stop_day,
             "params": self.params,
             "daily": [
-                {"day": d + 1, "p_value": float(p), "difference_low": float(lo), "difference_high": float(hi)}
-                for d, (p, lo, hi) in enumerate(zip(self.p_values, self.low, self.high, strict=True))
+                {
+                    "day": d + 1,
+                    "users_control": int(self.looks.n_control[d]),
+                    "users_treatment": int(self.looks.n_treatment[d]),
+                    "control": float(self.looks.control[d]),
+                    "treatment": float(self.looks.treatment[d]),
+                    "difference": float(self.looks.difference[d]),
+                    "difference_low": float(self.low[d]),
+                    "difference_high": float(self.high[d]),
+                    "p_value": float(self.p_values[d]),
+                }
+                for d in range(self.p_values.size)
             ],
         }
 
@@ -95,8 +106,9 @@ class FixedHorizon(SequentialTest):
     def analyse(self, looks: Looks) -> SequentialResult:
         p, low, high = naive_tests(looks, self.alpha)
         decision = _decision(looks.difference[-1], p[-1] <= self.alpha)
+        naive_stop = _first(p[:-1] <= self.alpha)
         return SequentialResult(
-            "fixed_horizon", decision, p.size, p, low, high, _first(p[:-1] <= self.alpha), {"alpha": self.alpha}
+            "fixed_horizon", decision, p.size, p, low, high, naive_stop, {"alpha": self.alpha}, looks
         )
 
 
@@ -118,7 +130,7 @@ class MixtureSPRT(SequentialTest):
         decision = _decision(looks.difference[at], stop is not None)
         naive, _, _ = naive_tests(looks, self.alpha)
         params = {"alpha": self.alpha, "relative_tau": self.relative_tau, "tau": math.sqrt(tau2)}
-        return SequentialResult("msprt", decision, stop, p, low, high, _first(naive <= self.alpha), params)
+        return SequentialResult("msprt", decision, stop, p, low, high, _first(naive <= self.alpha), params, looks)
 
 
 def naive_tests(looks: Looks, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.special import expit
 
 from recsys_cli.abtest import AbTestError
 from recsys_cli.abtest.funnel import Funnel, FunnelSpec, fit_funnel
@@ -100,10 +101,19 @@ class FunnelSimulator(ResponseSimulator):
         return {
             "simulator": f"{type(self).__module__}.{type(self).__qualname__}",
             "params": self._params(),
-            "examination": self.click_probabilities(np.ones((1, slate_size)))[0].round(6).tolist(),
+            "examination": self.examination_curve(slate_size).round(6).tolist(),
             "mean_quantity": world.mean_quantity,
             "funnel": world.diagnostics,
         }
+
+    def examination_curve(self, slate_size: int) -> np.ndarray:
+        """P(a rank is looked at) when every item is as attractive as the shop's
+        typical item: r^-eta for the PBM, the chance of scanning that far for the
+        cascade (which depends on the items above)."""
+        world = self._world()
+        typical = float(expit(np.median(world.item_logit[:, 0]) + world.intercept[0]))
+        attract = np.full(slate_size, typical)
+        return self.click_probabilities(attract) / typical
 
     def _world(self) -> Funnel:
         if self.world is None:

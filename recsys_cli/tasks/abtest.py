@@ -16,7 +16,6 @@ reader never sees half of it.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_cli.abtest import AbTestError, plots
+from recsys_cli.abtest import AbTestError, plots, report
 from recsys_cli.abtest import offpolicy as ope
 from recsys_cli.abtest.assignment import ARMS, CONTROL, TREATMENT, Split, assign, sample_ratio_p
 from recsys_cli.abtest.experiment import (
@@ -47,7 +46,7 @@ from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data.lake import staged_version
 from recsys_cli.data.schema import EVENT_TYPES, Col
 from recsys_cli.errors import RecsysError
-from recsys_cli.evaluation.significance import BETTER, SAME, WORSE, check_same_window, window_of
+from recsys_cli.evaluation.significance import check_same_window, window_of
 from recsys_cli.models.base import Recommender
 from recsys_cli.registry.run_dir import CONFIG, MODEL, load_run_config
 from recsys_cli.splits.base import TEST, VAL
@@ -108,7 +107,7 @@ def run(
     reporter.start("off-policy estimates", total=1)
     offpolicy = _offpolicy(settings, logs, experiment, int(cfg.seed))
     reporter.advance()
-    result = _finite(
+    result = report.finite(
         {
             "control": _policy_json(policies[0]),
             "treatment": _policy_json(policies[1]),
@@ -120,7 +119,7 @@ def run(
             "offpolicy": offpolicy,
         }
     )
-    result["summary"] = summary(result)
+    result["summary"] = report.summary(result)
     path = out or default_out(control)
     reporter.start("writing results and plots", total=1)
     _write(path, result, cfg, looks, decision)
@@ -342,79 +341,11 @@ def _offpolicy(settings: DictConfig, logs: Logs, x: Experiment, seed: int) -> di
                 "control": c.control.to_json(),
                 "treatment": c.treatment.to_json(),
                 "lift": c.lift.to_json(),
-                "verdict": _verdict(c.lift.difference, c.lift.significant),
+                "verdict": report.verdict(c.lift.difference, c.lift.significant),
             }
             for c in comparisons
         ],
     }
-
-
-def _verdict(difference: float, significant: bool) -> str:
-    if not significant:
-        return SAME
-    return BETTER if difference > 0 else WORSE
-
-
-def summary(result: dict[str, Any]) -> str:
-    """Two sentences: the simulated verdict, then whether the logs agree."""
-    metrics = {m["metric"]: m for m in result["metrics"]}
-    primary = metrics[result["primary_metric"]]
-    sequential = result["sequential"]
-    days = result["period"]["days"]
-    if sequential["method"] == "fixed_horizon":
-        design = f"fixed horizon of {days} days"
-        valid_p = ""
-    else:
-        stop = sequential["decision_day"]
-        design = f"mSPRT, stopped on day {stop} of {days}" if stop else f"mSPRT, no stop in {days} days"
-        at = (stop or days) - 1
-        valid_p = f", always-valid p={_p(sequential['daily'][at]['p_value'])}" if sequential["daily"] else ""
-    verdict = result["verdict"]
-    said = "no significant difference" if verdict == SAME else f"the treatment is {verdict}"
-    first = (
-        f"Simulated experiment ({design}): {said} on {result['primary_metric']} "
-        f"({_pct(primary['lift'])} over the period, p={_p(primary['lift']['p_value'])}{valid_p})."
-    )
-    off = result["offpolicy"]
-    checked = metrics[off["compare_with"]]
-    sim_verdict = _verdict(checked["lift"]["difference"], checked["lift"]["significant"])
-    parts = [f"{e['estimator']} {_pct(e['lift'])}" for e in off["estimators"]]
-    agree = [e["verdict"] == sim_verdict for e in off["estimators"]]
-    word = "agree" if all(agree) else ("partly agree" if any(agree) else "disagree")
-    second = (
-        f"Off-policy on {off['actions']:,} logged actions ({'/'.join(off['reward_events'])} rate): "
-        f"{'; '.join(parts)}; they {word} with the simulated {off['compare_with']} "
-        f"({_pct(checked['lift'])}, {sim_verdict})."
-    )
-    return f"{first} {second}"
-
-
-def _p(p: float | None) -> str:
-    return "n/a" if p is None else f"{p:.3g}"
-
-
-def _pct(lift: dict[str, Any]) -> str:
-    rel, low, high = lift["relative"], lift["relative_low"], lift["relative_high"]
-    if rel is None or not math.isfinite(rel):
-        return "lift undefined"
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return f"{rel:+.1%}"
-    return f"{rel:+.1%} [{low:+.1%}, {high:+.1%}]"
-
-
-def _effects(result: dict[str, Any]) -> list[plots.Effect]:
-    rows = [plots.Effect(m["metric"], "simulated", *_rel(m["lift"])) for m in result["metrics"]]
-    reward = "/".join(result["offpolicy"]["reward_events"])
-    rows += [
-        plots.Effect(f"{e['estimator']}: {reward}", "off-policy", *_rel(e["lift"]))
-        for e in result["offpolicy"]["estimators"]
-    ]
-    return rows
-
-
-def _rel(lift: dict[str, Any]) -> tuple[float, float, float]:
-    values = (lift["relative"], lift["relative_low"], lift["relative_high"])
-    return cast(tuple[float, float, float], tuple(math.nan if v is None else float(v) for v in values))
 
 
 def _write(path: Path, result: dict[str, Any], cfg: DictConfig, looks: Looks, decision: SequentialResult) -> None:
@@ -431,7 +362,7 @@ def _write(path: Path, result: dict[str, Any], cfg: DictConfig, looks: Looks, de
             float(settings.target_lift),
             float(settings.alpha),
         )
-        plots.effects(tmp / EFFECTS_PLOT, _effects(result), 1 - float(settings.alpha))
+        plots.effects(tmp / EFFECTS_PLOT, report.effects(result), 1 - float(settings.alpha))
         OmegaConf.save(cfg, tmp / CONFIG, resolve=True)
         (tmp / RESULT).write_text(json.dumps(result, indent=2, allow_nan=False))
 
@@ -439,16 +370,3 @@ def _write(path: Path, result: dict[str, Any], cfg: DictConfig, looks: Looks, de
 def _policy_json(policy: Policy) -> dict[str, Any]:
     model = policy.config.get("model", {})
     return {"label": policy.label, "path": str(policy.path.resolve()), "model": model.get("_target_")}
-
-
-def _finite(value: Any) -> Any:
-    """Strict JSON: undefined numbers (a lift over a zero control) become null."""
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
