@@ -55,7 +55,7 @@ def run(chain: Chain, out: Path | None = None, reporter: Reporter | None = None)
 
     reporter = reporter or NullReporter()
     experiment = chain.experiment
-    started = datetime.now(UTC)
+    started, code = datetime.now(UTC), _code_version()  # the code that runs, not what is checked out by the end
     data = chain.prepare(reporter)
     runs = chain.train(data["folds"], reporter)
     measured = collect(runs)
@@ -73,7 +73,7 @@ def run(chain: Chain, out: Path | None = None, reporter: Reporter | None = None)
         "workdir": str(chain.workdir),
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
-        "code": {"recsys": __version__, "git_commit": _git_commit()},
+        "code": code,
         "versions": _versions(),
     }
     write_json(output, payload)  # temporary name, then rename: never half a verdict
@@ -301,18 +301,30 @@ def _versions() -> dict[str, str | None]:
     return {"python": platform.python_version(), "platform": platform.platform()} | {n: version(n) for n in _VERSIONED}
 
 
-def _git_commit() -> str | None:
-    """The code's commit when it runs from a git checkout: expected metrics belong
-    to a version of the code, and a failed reproduction should say which one ran."""
+def _code_version() -> dict[str, Any]:
+    """The package version and, in a git checkout, its commit and whether files
+    differ from it: expected metrics belong to a version of the code, and a failed
+    reproduction should say which one ran."""
+    code: dict[str, Any] = {"recsys": __version__, "git_commit": None, "git_dirty": None}
+    if "site-packages" in Path(__file__).parts:
+        return code  # an installed copy: a repository around it would be someone else's
+    commit = _git("rev-parse", "HEAD")
+    if commit is not None and commit.returncode == 0:
+        status = _git("status", "--porcelain", "--untracked-files=no")
+        code["git_commit"] = commit.stdout.strip()
+        code["git_dirty"] = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
+    return code
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+        return subprocess.run(
+            ["git", *args],
             cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
-            timeout=5,
+            timeout=10,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
