@@ -42,7 +42,14 @@ class SASRecModule(RecModule):
         self.negatives = negatives
         self.pad = n_items  # an extra row: the padding item
         self.item = torch.nn.Embedding(n_items + 1, dim, padding_idx=self.pad)
+        # The table is also the output layer: N(0, 1/dim) rows give logits of unit scale
+        # at the start (the default N(0, 1) starts them at std sqrt(dim) and a loss near
+        # 50, which Adam spends many epochs shrinking).
+        torch.nn.init.normal_(self.item.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.item.weight[self.pad].zero_()
         self.position = torch.nn.Embedding(max_len, dim)
+        torch.nn.init.normal_(self.position.weight, std=dim**-0.5)
         layer = torch.nn.TransformerEncoderLayer(dim, heads, dim * 4, dropout, batch_first=True, norm_first=True)
         self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = torch.nn.LayerNorm(dim)
