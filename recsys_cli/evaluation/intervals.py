@@ -7,7 +7,12 @@ the resampled mean of every metric is one row of a matrix product
 W (resamples x users) @ values (users x metrics). Group means and pooled rates
 (a calibration error over a subset of users) are ratios of two such sums,
 taken from the same draws, so intervals of a gap between groups keep the
-groups' joint variation. Draws are made in blocks to bound memory.
+groups' joint variation.
+
+Everything goes through one dense float32 product per block of resamples:
+BLAS is an order of magnitude faster there than sparse products or float64,
+and float32 sums keep about seven significant digits, far finer than the
+bootstrap's own spread. Blocks bound the memory of the count matrix.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-# At most this many multinomial counts per block (about 80 MB as float64).
+# At most this many multinomial counts per block (40 MB as float32).
 _BLOCK_VALUES = 10_000_000
 
 
@@ -53,32 +58,40 @@ def resample(
         raise ValueError("resample: values contain NaN; pass subset means as numerators/denominators")
     if n_resamples < 1:
         raise ValueError("n_resamples must be at least 1")
-    n = values.shape[0]
-    has_ratios = numerators is not None and denominators is not None
-    num_t = numerators.T.tocsr() if has_ratios else None  # type: ignore[union-attr]
-    den_t = denominators.T.tocsr() if has_ratios else None  # type: ignore[union-attr]
-    n_ratios = num_t.shape[0] if num_t is not None else 0
-    means, ratios = np.empty((n_resamples, values.shape[1])), np.empty((n_resamples, n_ratios))
+    n, n_means = values.shape
+    # Centred in float64 first (means on the column mean, numerators on the point
+    # ratio), so float32 only carries the deviations: a constant column resamples
+    # to exactly its value, and precision does not depend on the level.
+    center = values.mean(axis=0)
+    parts = [values - center]
+    ref = np.zeros(0)
+    if numerators is not None and denominators is not None:
+        num, den = numerators.toarray(), denominators.toarray()
+        totals = den.sum(axis=0)
+        ref = np.where(totals > 0, num.sum(axis=0) / np.where(totals > 0, totals, 1.0), 0.0)
+        parts += [num - ref * den, den]
+    columns = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
+    sums = np.empty((n_resamples, columns.shape[1]), dtype=np.float64)
     rng = np.random.default_rng(seed)
     block = max(1, _BLOCK_VALUES // n)
     for start in range(0, n_resamples, block):
         stop = min(start + block, n_resamples)
-        weights = _multinomial_counts(rng, stop - start, n)
-        means[start:stop] = weights @ values / n
-        if num_t is not None and den_t is not None:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ratios[start:stop] = np.asarray(num_t @ weights.T).T / np.asarray(den_t @ weights.T).T
+        sums[start:stop] = _multinomial_counts(rng, stop - start, n) @ columns
         if on_block is not None:
             on_block(stop - start)
-    return Resamples(means, ratios)
+    n_ratios = ref.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = ref + sums[:, n_means : n_means + n_ratios] / sums[:, n_means + n_ratios :]
+    return Resamples(center + sums[:, :n_means] / n, ratios)
 
 
 def _multinomial_counts(rng: np.random.Generator, n_resamples: int, n: int) -> np.ndarray:
     """(n_resamples, n) counts of each user among n draws with replacement: the
-    index draws of a plain bootstrap, tallied with one bincount."""
-    draws = rng.integers(0, n, size=(n_resamples, n))
-    draws += np.arange(n_resamples)[:, None] * n
-    return np.bincount(draws.ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype(np.float64)
+    index draws of a plain bootstrap, tallied one resample at a time."""
+    counts = np.empty((n_resamples, n), dtype=np.float32)
+    for row in counts:
+        row[:] = np.bincount(rng.integers(0, n, size=n), minlength=n)
+    return counts
 
 
 def percentile_interval(resampled: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

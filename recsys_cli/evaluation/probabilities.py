@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys_cli.evaluation.calibration import brier_score, expected_calibration_error, log_loss, reliability
+from recsys_cli.evaluation.calibration import expected_calibration_error, reliability
 
 # Per-user columns whose means over scored users are the pooled values (every
 # scored user has the same number of slots, so the mean of user means is the
@@ -34,29 +34,29 @@ def slate_calibration(
     >>> round(summary["brier"], 3), summary["pairs"]
     (0.01, 2)
     """
-    probs = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
-    labels = np.asarray(hit, dtype=np.float64)
     scored = np.asarray(scored, dtype=bool)
-    p, y = probs[scored], labels[scored]
-    clipped = np.clip(p, _EPS, 1 - _EPS)
+    p = np.clip(np.asarray(probs, dtype=np.float64)[scored], 0.0, 1.0)
+    y = np.asarray(hit, dtype=bool)[scored]
+    # The probability given to what happened: one log per slot for the log loss.
+    likelihood = np.clip(np.where(y, p, 1.0 - p), _EPS, 1.0)
     per_user = {
         "brier": ((p - y) ** 2).mean(axis=1),
-        "log_loss": -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)).mean(axis=1),
+        "log_loss": -np.log(likelihood).mean(axis=1),
         "predicted": p.mean(axis=1),
         "observed": y.mean(axis=1),
     }
     columns = {name: _spread(values, scored) for name, values in per_user.items()}
-    flat_p, flat_y = p.ravel(), y.ravel()
+    flat_p, flat_y = p.ravel(), y.ravel().astype(np.float64)
+    # Every scored user has the same number of slots, so the pooled Brier score,
+    # log loss and rates are the means of the per-user ones.
+    pooled = {name: float(v.mean()) if v.size else float("nan") for name, v in per_user.items()}
     summary: dict[str, Any] = {
         "users": int(scored.sum()),
         "pairs": int(flat_p.size),
-        "slots": int(probs.shape[1]),
+        "slots": int(np.shape(probs)[1]),
         "bins": bins,
         "ece": expected_calibration_error(flat_p, flat_y, bins),
-        "brier": brier_score(flat_p, flat_y) if flat_p.size else float("nan"),
-        "log_loss": log_loss(flat_p, flat_y, _EPS) if flat_p.size else float("nan"),
-        "predicted": float(flat_p.mean()) if flat_p.size else float("nan"),
-        "observed": float(flat_y.mean()) if flat_y.size else float("nan"),
+        **pooled,
         "reliability": reliability(flat_p, flat_y, bins),
     }
     return summary, columns

@@ -38,7 +38,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError, SplitError
 from recsys_cli.evaluation import segments
 from recsys_cli.evaluation.fairness import Thresholds
-from recsys_cli.evaluation.suite import Evaluation, Inputs, Settings, evaluate
+from recsys_cli.evaluation.suite import Inputs, Settings, evaluate
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
@@ -81,7 +81,7 @@ def run(run_dir: Path, cfg: DictConfig, reporter: Reporter | None = None) -> Eva
     summary = _describe(run_dir, run_cfg, cfg, model, window) | evaluation.summary
     folder = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / EVAL / window.part
     reporter.start("writing metrics, plots and report", total=1)
-    _write(folder, summary, _per_user_frame(window, inputs, evaluation))
+    write_outputs(folder, summary, per_user_frame(window.user_ids, inputs.user_groups, evaluation.per_user))
     reporter.advance()
     return EvaluateResult(folder, summary)
 
@@ -306,13 +306,17 @@ def _window_bounds(split_dir: Path, fold: str, part: str) -> dict[str, str | Non
     return {"start": match.get(start), "end": match.get(end)}
 
 
-def _per_user_frame(window: _Window, inputs: Inputs, evaluation: Evaluation) -> pl.DataFrame:
-    groups = {g.name: pl.Series(g.name, g.row_labels().tolist(), dtype=pl.String) for g in inputs.user_groups}
-    metrics = {name: pl.Series(name, v, nan_to_null=True) for name, v in evaluation.per_user.items()}
-    return pl.DataFrame({Col.USER: window.user_ids, **groups, **metrics})
+def per_user_frame(
+    user_ids: pl.Series, groupings: list[segments.Grouping], metrics: dict[str, np.ndarray]
+) -> pl.DataFrame:
+    """One row per evaluated user: id, segment labels and every per-user metric
+    (null where undefined), for analyses the summary does not foresee."""
+    groups = {g.name: pl.Series(g.name, g.row_labels().tolist(), dtype=pl.String) for g in groupings}
+    values = {name: pl.Series(name, v, nan_to_null=True) for name, v in metrics.items()}
+    return pl.DataFrame({Col.USER: user_ids, **groups, **values})
 
 
-def _write(folder: Path, summary: dict[str, Any], per_user: pl.DataFrame) -> None:
+def write_outputs(folder: Path, summary: dict[str, Any], per_user: pl.DataFrame) -> None:
     """Build the whole folder beside its destination, then swap it in: a reader
     sees the previous evaluation or the new one, never half of either."""
     from recsys_cli.evaluation.report import render_report
