@@ -24,7 +24,7 @@ _BEYOND = (
 
 @friendly_errors
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `recsys train`.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `recsys train`.")],
     overrides: Annotated[
         list[str] | None,
         typer.Argument(

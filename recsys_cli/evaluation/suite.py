@@ -23,8 +23,6 @@ from recsys_cli.evaluation.metrics import RANKING_METRICS, hits, ranking_metrics
 from recsys_cli.evaluation.probabilities import PER_USER as CALIBRATION_COLUMNS
 from recsys_cli.evaluation.probabilities import slate_calibration
 
-BEYOND_METRICS = ("novelty", "diversity", "popularity", "new_items")
-
 
 @dataclass(frozen=True)
 class Settings:
