@@ -174,21 +174,32 @@ class _TrialsView:
 def _table(
     rows: Sequence[Any], metrics: Sequence[str], params: Sequence[str], best: Sequence[int], title: str, caption: str
 ) -> Any:
+    """One row per trial. Parameters get a column each when the console is wide
+    enough, else share one wrapped `params` column."""
     from rich.markup import escape
     from rich.table import Table
 
+    from recsys_cli.console import console
+
     short = _short_names(params)
+    apart = console.width >= 44 + 12 * len(metrics) + sum(max(len(n), 6) + 3 for n in short)
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-    for name in ["#", "state", *metrics, *short, "duration", "note"]:
-        table.add_column(escape(name), justify="left" if name in ("state", "note") else "right")
+    for name in ["#", "state", *metrics]:
+        table.add_column(escape(name), justify="left" if name == "state" else "right", no_wrap=True)
+    for name in short if apart else ["params"]:
+        table.add_column(escape(name), justify="right" if apart else "left")
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("note", justify="left")
     for r in rows:
         style = _STYLE.get(r.outcome, "dim")
         values = r.values or [None] * len(metrics)
+        shown = [_fmt(r.params.get(p)) for p in params]
+        cells = shown if apart else [" ".join(f"{n}={v}" for n, v in zip(short, shown, strict=True) if v)]
         table.add_row(
             f"{r.number}{' ★' if r.number in best else ''}",
             f"[{style}]{r.outcome}[/]",
             *("" if v is None else f"{v:.4f}" for v in values),
-            *(_fmt(r.params.get(p)) for p in params),
+            *(escape(c) for c in cells),
             _duration(r.duration_s) if r.duration_s is not None else "",
             escape(_clip(r.note)),
         )

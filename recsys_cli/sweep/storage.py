@@ -6,6 +6,7 @@ shared disk."""
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ STUDY_DB = "study.db"
 # is not held by a ghost.
 HEARTBEAT_S = 60
 GRACE_S = 180
+CREATE_TRIES = 5
 
 
 def default_url(folder: Path) -> str:
@@ -40,14 +42,21 @@ def open_storage(url: str) -> Any:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # Workers queue for SQLite's single write lock instead of failing at once.
         engine = {"connect_args": {"timeout": 60}}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
-            )
-    except (SQLAlchemyError, ValueError, ImportError) as exc:
-        raise ConfigError(f"storage {redact(url)}: {_first_line(exc)}") from exc
+    for attempt in range(CREATE_TRIES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+                )
+        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            # Workers starting together on an empty database race to create its tables;
+            # the loser finds them made and only has to connect again.
+            if "already exists" in str(exc) and attempt + 1 < CREATE_TRIES:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise ConfigError(f"storage {redact(url)}: {_first_line(exc)}") from exc
+    raise AssertionError("unreachable")
 
 
 def _journal(path: Path) -> Any:
