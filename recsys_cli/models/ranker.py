@@ -331,8 +331,10 @@ class TwoStageRanker(Recommender):
 
     def predict_proba(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Calibrated engagement probability of each (user, item) candidate pair;
-        0 for pairs no generator proposes (the ranker never ranks them)."""
-        scores = self.score(np.asarray(users))
+        0 for pairs no generator proposes (the ranker never ranks them). Unknown
+        users get the ranker's estimate too, not the popularity counts their
+        ranking falls back to."""
+        scores = self._score(np.asarray(users, dtype=np.int64))
         return np.clip(scores[np.arange(len(users)), np.asarray(items)], 0.0, 1.0)
 
     def _score(self, users: np.ndarray) -> np.ndarray:

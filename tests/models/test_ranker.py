@@ -41,3 +41,18 @@ def test_the_restored_network_scores_what_early_stopping_logged() -> None:
     assert model.tables is not None and model.best_score is not None
     _, held = model._examples(data.windows, model.tables)
     assert grouped_ndcg(held[1], model._logits(held[0]), held[2], 10) == pytest.approx(model.best_score, abs=1e-6)
+
+
+def test_probabilities_stay_probabilities_for_unknown_users() -> None:
+    """An unknown user's ranking falls back to popularity counts, but the ranker's
+    probability for them is its own estimate, never a clipped count."""
+    from tests.models.conftest import checkerboard
+    from tests.models.test_contract import SMALL, make
+
+    data, _ = checkerboard()
+    model = make("ranker_lgbm", *SMALL["ranker_lgbm"]).fit(data)
+    items = np.arange(1, data.n_items)
+    cold = model.predict_proba(np.zeros(items.size, dtype=np.int64), items)
+    assert ((cold >= 0.0) & (cold <= 1.0)).all()
+    assert model.score(np.array([0]))[0, 1:].max() > 1.0  # the ranking: raw popularity counts
+    assert cold.max() < 1.0
