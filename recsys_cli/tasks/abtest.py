@@ -56,7 +56,9 @@ RESULT = "abtest.json"
 LIFT_PLOT = "lift.png"
 EFFECTS_PLOT = "effects.png"
 SRM_ALPHA = 0.001  # the usual threshold for a sample ratio mismatch alarm
-RECOMMEND_BATCH = 4096
+# Users scored per call: a (users x items) score matrix plus the int64 indices of
+# its partial sort stay near 200 MB whatever the catalogue's size.
+SCORE_CELLS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -230,10 +232,8 @@ def _slates(run: Path, users: pl.Series, k: int, exclude_seen: bool, logs: Logs,
     assert model.users is not None and model.items is not None
     index = pl.DataFrame({Col.USER: users}).select(model.users.encode(Col.USER))[Col.USER].to_numpy()
     index = index.astype(np.int64)
-    chunks = [
-        model.recommend(index[i : i + RECOMMEND_BATCH], k, exclude_seen)[0]
-        for i in range(0, index.size, RECOMMEND_BATCH)
-    ]
+    batch = max(1, min(4096, SCORE_CELLS // len(model.items)))
+    chunks = [model.recommend(index[i : i + batch], k, exclude_seen)[0] for i in range(0, index.size, batch)]
     top = np.concatenate(chunks) if chunks else np.zeros((0, k), np.int64)
     tokens = pl.Series(model.items.tokens, dtype=pl.String)
     slate = logs.catalog.index(tokens.gather(top.ravel())).reshape(top.shape)
