@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from recsys_cli import __version__
-from recsys_cli.cli import compare, datasets, evaluate, features, ingest, lake, reproduce, split, sweep, train
+from recsys_cli.cli import abtest, compare, datasets, evaluate, features, ingest, lake, reproduce, split, sweep, train
 from recsys_cli.cli._errors import debug_from_env, state
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("check-leakage")(features.check_leakage)
 app.command("train")(train.train)
 app.command("recommend")(train.recommend)
 app.command("compare")(compare.compare)
+app.command("abtest")(abtest.abtest)
 app.command("evaluate")(evaluate.evaluate)
 app.command("reproduce")(reproduce.reproduce)
 app.add_typer(datasets.app, name="datasets")
