@@ -147,7 +147,7 @@ class _TrialsView:
         budget: int,
     ) -> None:
         self.load, self.name, self.metrics, self.params, self.budget = load, name, metrics, params, budget
-        self.maximise = directions[0] == "maximize"
+        self.directions = directions
         self.started = time.monotonic()
         self.final = False
         self._records: list[Any] = []
@@ -159,7 +159,7 @@ class _TrialsView:
         if self.final or time.monotonic() - self._read_at >= _POLL_S:
             self._records = self.load()
             self._read_at = time.monotonic()
-        rows, best = self._records, _best_numbers(self._records, self.maximise, len(self.metrics))
+        rows, best = self._records, _best_numbers(self._records, self.directions)
         if not self.final:
             rows = _latest(rows, best, max(console.size.height - 12, 5))
         counts: dict[str, int] = {}
@@ -213,14 +213,18 @@ def _latest(rows: Sequence[Any], best: Sequence[int], limit: int) -> list[Any]:
     return sorted([*(r for r in rows if r.number in best and r.number not in kept), *tail], key=lambda r: r.number)
 
 
-def _best_numbers(rows: Sequence[Any], maximise: bool, n_metrics: int) -> list[int]:
-    """The best completed trial of a single-objective study (the display's own
-    view; the Pareto front of several objectives is computed by Optuna at the end)."""
-    done = [r for r in rows if r.outcome == "complete" and r.values]
-    if not done or n_metrics > 1:
-        return []
-    pick = max if maximise else min
-    return [pick(done, key=lambda r: r.values[0]).number]
+def _best_numbers(rows: Sequence[Any], directions: Sequence[str]) -> list[int]:
+    """The best completed trial, or with several objectives the completed trials no
+    other one beats on every objective (the Pareto front), as the display sees them."""
+    sign = [1.0 if d == "maximize" else -1.0 for d in directions]
+    done = [(r.number, [s * v for s, v in zip(sign, r.values, strict=True)]) for r in rows if r.outcome == "complete"]
+    if len(sign) == 1:
+        return [max(done, key=lambda d: d[1][0])[0]] if done else []
+    return [n for n, v in done if not any(_dominates(w, v) for _, w in done)]
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(x >= y for x, y in zip(a, b, strict=True)) and any(x > y for x, y in zip(a, b, strict=True))
 
 
 def _best_line(rows: Sequence[Any], best: Sequence[int], metrics: Sequence[str]) -> str:

@@ -37,12 +37,12 @@ def run_trials(plan: SweepPlan, worker: int = 0) -> LoopOutcome:
     sampler, pruner = build_sampler(plan, worker, existing), build_pruner(plan)
     enqueue = plan.space().check_enqueued(plan.sweep.get("enqueue") or [])
     study = open_study(storage, plan.study, plan.spec(), sampler, pruner, enqueue)
-    mark_orphans(study, storage)
     # Optuna takes per-epoch reports (and prunes) in single-objective studies only.
     objective, ran = Objective(plan, report=len(plan.metrics) == 1), 0
     with _sigterm_interrupts():
         try:
             while True:
+                mark_orphans(study, storage)  # a worker here killed outright releases its trial at once
                 stop = _limit_reached(plan, study)
                 if stop:
                     return LoopOutcome(stop, ran)

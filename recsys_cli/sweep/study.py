@@ -47,8 +47,9 @@ def open_study(
     recorded = study.user_attrs.get(SPEC_ATTR)
     if recorded is None:
         study.set_user_attr(SPEC_ATTR, dict(spec))
-    elif recorded != spec:
-        changed = ", ".join(k for k in sorted(set(spec) | set(recorded)) if spec.get(k) != recorded.get(k))
+    elif _normal(recorded) != _normal(spec):
+        ours, theirs = _normal(spec), _normal(recorded)
+        changed = ", ".join(k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
         raise ConfigError(
             f"study {name!r} was started with other settings ({changed} differ); "
             "rerun it with the same model, sweep and overrides, or name a new study with --study"
@@ -57,6 +58,11 @@ def open_study(
         for params in enqueue:
             study.enqueue_trial(dict(params), skip_if_exists=True)
     return study
+
+
+def _normal(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A spec as compared: the order of overrides of different keys does not matter."""
+    return {**spec, "overrides": sorted(spec.get("overrides") or [])}
 
 
 def load_study(storage: Any, name: str) -> Any:

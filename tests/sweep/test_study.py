@@ -94,6 +94,13 @@ def test_a_study_started_with_another_search_is_refused(storage: object) -> None
         _study(storage, other)
 
 
+def test_the_order_of_overrides_does_not_make_another_search(storage: object) -> None:
+    _study(storage, {**SPEC, "overrides": ["model=sasrec", "data=movielens100k"]})
+    _study(storage, {**SPEC, "overrides": ["data=movielens100k", "model=sasrec"]})
+    with pytest.raises(ConfigError, match=r"\(overrides differ\)"):
+        _study(storage, {**SPEC, "overrides": ["data=movielens100k", "model=two_tower"]})
+
+
 def test_trials_to_run_first_are_queued_once(storage: object) -> None:
     _study(storage, enqueue=[{"x": 0.25}])
     _finish(_study(storage, enqueue=[{"x": 0.25}]), COMPLETE)
