@@ -11,10 +11,12 @@ and checkpointing follow. `NeuralRecommender` wraps a module in the common
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from abc import abstractmethod
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +95,11 @@ def fit_module(
     mode: str,
     params: Mapping[str, Any],
     workdir: Path | None,
-) -> tuple[int, float | None] | None:
+) -> Best | None:
     """The one Lightning fit: early stopping on `monitor` when there is validation,
-    then the best checkpoint restored into `module`. Returns (epochs trained to the
-    best checkpoint, its score): what a refit without validation should train for."""
+    then the best checkpoint restored into `module`. Returns the epochs trained to
+    the best checkpoint (what a refit without validation should train for), its
+    score, and the wall time it took to get there."""
     import tempfile
 
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -110,8 +113,9 @@ def fit_module(
     checkpoint = ModelCheckpoint(
         dirpath=workdir / "checkpoints", monitor=monitor, mode=mode, save_top_k=1, filename="best"
     )
+    clock = _EpochClock()
     if val_loader is not None:
-        callbacks += [EarlyStopping(monitor, mode=mode, patience=params["patience"]), checkpoint]
+        callbacks += [EarlyStopping(monitor, mode=mode, patience=params["patience"]), checkpoint, clock]
     options: dict[str, Any] = {"logger": False, "enable_model_summary": False, "deterministic": True}
     options |= params["trainer"]
     if workdir is not None and options.get("logger") is not False:
@@ -128,9 +132,33 @@ def fit_module(
         saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         module.load_state_dict(saved["state_dict"])
         score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
-        best = (int(saved["epoch"]) + 1, score)
+        epochs = int(saved["epoch"]) + 1
+        best = Best(epochs, score, clock.elapsed.get(epochs - 1, float("nan")))
     module.eval()
     return best
+
+
+@dataclass(frozen=True)
+class Best:
+    epochs: int  # trained up to and including the best epoch
+    score: float | None
+    seconds: float  # wall time from the start of the fit to the end of the best epoch's validation
+
+
+class _EpochClock(L.Callback):
+    """Wall time at the end of each validation epoch: how long training takes to
+    reach its best epoch is the speed users feel, whatever the patience after it."""
+
+    def __init__(self) -> None:
+        self.elapsed: dict[int, float] = {}
+        self._start = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.elapsed[trainer.current_epoch] = time.perf_counter() - self._start
 
 
 class NeuralRecommender(Recommender):
@@ -171,7 +199,8 @@ class NeuralRecommender(Recommender):
             val_loader = DataLoader(pairs, batch_size=512)
         best = fit_module(self.module, loader, val_loader, MONITOR, "max", self.params, workdir)
         if best is not None:
-            self.best_epoch, self.best_score = best
+            self.best_epoch, self.best_score = best.epochs, best.score
+            self.diagnostics["seconds_to_best_epoch"] = best.seconds
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.module is not None

@@ -261,7 +261,7 @@ class TwoStageRanker(Recommender):
         val_loader = DataLoader(_tensors(*held), batch_size=8192) if held[2].size else None
         best = fit_module(self.network, loader, val_loader, MONITOR, "max", p, workdir)
         if best is not None:
-            self.best_epoch, self.best_score = best
+            self.best_epoch, self.best_score = best.epochs, best.score
         return self._logits(held[0])
 
     def _network(self, cardinalities: Sequence[int], n_numeric: int) -> DCNModule:
