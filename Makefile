@@ -43,7 +43,7 @@ bench-movielens: fetch-movielens
 	$(PY) scripts/bench_movielens.py $(BENCH_ARGS)
 
 ## Rerun the best MovieLens-100K model (experiments/movielens100k_ranker_lgbm.yaml, 4 rolling-origin
-## folds, about 17 min on 2 vCPUs) and fail if its metrics drift from the recorded ones.
+## folds, 17-23 min on 2 shared vCPUs) and fail if its metrics drift from the recorded ones.
 reproduce-movielens: fetch-movielens
 	$(RECSYS) reproduce experiments/movielens100k_ranker_lgbm.yaml \
 		--workdir bench_data/reproduce/movielens100k_ranker_lgbm

@@ -25,9 +25,9 @@ def reproduce(
     experiment: Annotated[Path, typer.Argument(help="Experiment file, e.g. experiments/synth_small.yaml.")],
     workdir: Annotated[
         Path | None,
-        typer.Option("--workdir", help="Folder for the chain's data and runs [runs/reproduce/<experiment>]."),
+        typer.Option("--workdir", help="Folder for the chain's data and runs (default: runs/reproduce/<experiment>)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Result JSON [<workdir>/result.json].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Result JSON (default: <workdir>/result.json).")] = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Rerun an experiment's whole chain and compare its metrics with the expected ones.

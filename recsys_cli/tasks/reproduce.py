@@ -13,6 +13,7 @@ import hashlib
 import math
 import platform
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -88,6 +89,10 @@ class Chain:
     def __init__(self, experiment: Experiment, workdir: Path, config_dir: Path | None = None) -> None:
         self.experiment = experiment
         self.workdir = Path(workdir).resolve()
+        if self.workdir == Path.cwd().resolve():
+            raise ConfigError(
+                f"--workdir {workdir}: the chain writes data/ and runs/ inside it; give it a folder of its own"
+            )
         self.config_dir = Path(config_dir or DEFAULT_CONF_DIR)
         self.timings: dict[str, float] = {}
         self.overrides = base_overrides(experiment, self.workdir)
@@ -138,6 +143,8 @@ class Chain:
             "generated": generated,
             "inputs": inputs,
             "lake": str(lake.lake),
+            "ingest_no_op": lake.no_op,  # an unchanged input over an earlier reproduction's lake
+            "pii_development_key": lake.manifest["pii"]["development_key"],
             "events": lake.manifest["rows"]["events"],
             "split": str(splits.path),
             "features": str(built.path),
@@ -163,7 +170,7 @@ class Chain:
                 best_epoch = metrics.get("best_epoch") if part == "val" else best_epoch
                 runs[f"{fold}/{part}"] = {
                     "run": str(result.run),
-                    "command": "recsys train " + " ".join(overrides),
+                    "command": shlex.join(["recsys", "train", *overrides]),  # pasted into a shell, it reruns this
                     "metrics": metrics,
                 }
         return runs

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from recsys_cli.config import DEFAULT_CONF_DIR, compose
 from recsys_cli.errors import ConfigError
 from recsys_cli.experiments import DataSpec, Experiment, Tolerance
-from recsys_cli.tasks.reproduce import base_overrides, collect, compose_experiment, hydra_value, step_config
+from recsys_cli.tasks.reproduce import Chain, base_overrides, collect, compose_experiment, hydra_value, step_config
 
 PRESETS = sorted(p.stem for p in (DEFAULT_CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -88,3 +88,10 @@ def test_collect_names_each_runs_metrics_and_averages_the_folds() -> None:
     assert measured["mean/val/ndcg@10"] == pytest.approx(0.3)  # each fold counts once
     assert measured["mean/val/users"] == 20.0 and measured["mean/test/ndcg@10"] == pytest.approx(0.2)
     assert "mean/val/best_epoch" not in measured  # not every fold reports it
+
+
+def test_the_current_folder_is_refused_as_work_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # its data/ and runs/ are the user's own
+    with pytest.raises(ConfigError, match="--workdir .: the chain writes data/ and runs/ inside it"):
+        Chain(experiment(), Path("."))
+    assert not any(tmp_path.iterdir())
