@@ -73,6 +73,7 @@ def run(
     trials/, best_overrides.txt, experiment.yaml, plots/*.png, best.json.
     """
     import optuna
+    from rich.live import Live
 
     from recsys_cli.console import console, rich_progress
     from recsys_cli.sweep.storage import redact
@@ -89,8 +90,6 @@ def run(
     )
     console.print(f"study [bold]{plan.study}[/] in {redact(plan.storage)}; folder {plan.out}", highlight=False)
     view = _TrialsView(task.watch(plan), plan.study, plan.metrics, plan.directions, plan.space().names, plan.trials)
-    from rich.live import Live
-
     with Live(view, console=console, refresh_per_second=1, transient=False) as live:
         done = task.optimise(plan, workers)
         view.final = True
@@ -112,7 +111,7 @@ def show(
     storage: Annotated[
         str | None, typer.Option("--storage", help="Storage URL or journal:PATH, for a study stored elsewhere.")
     ] = None,
-    top: Annotated[int, typer.Option("--top", min=0, help="Only the N best trials (0: every trial).")] = 0,
+    top: Annotated[int, typer.Option("--top", min=0, help="Only the N best completed trials (0: every trial).")] = 0,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Print a study, finished or still running: every trial and the best so far."""
@@ -122,7 +121,7 @@ def show(
     view = task.show(study, storage, config_dir)
     rows = view.records
     if top:
-        ranked = [r for r in rows if r.values is not None]
+        ranked = [r for r in rows if r.outcome == "complete" and r.values is not None]
         ranked.sort(key=lambda r: r.values[0], reverse=view.directions[0] == "maximize")  # type: ignore[index]
         rows = ranked[:top]
     title = f"Study {view.name} ({view.storage})"
@@ -198,12 +197,19 @@ def _table(
         table.add_row(
             f"{r.number}{' ★' if r.number in best else ''}",
             f"[{style}]{r.outcome}[/]",
-            *("" if v is None else f"{v:.4f}" for v in values),
+            *(_value(v, r.outcome) for v in values),
             *(escape(c) for c in cells),
             _duration(r.duration_s) if r.duration_s is not None else "",
             escape(_clip(r.note)),
         )
     return table
+
+
+def _value(value: float | None, outcome: str) -> str:
+    """A pruned trial's value is its last epoch's, not a final score: shown dimmed."""
+    if value is None:
+        return ""
+    return f"[dim]{value:.4f}[/]" if outcome == "pruned" else f"{value:.4f}"
 
 
 def _latest(rows: Sequence[Any], best: Sequence[int], limit: int) -> list[Any]:

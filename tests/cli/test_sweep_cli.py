@@ -79,6 +79,9 @@ def test_a_tiny_sweep_writes_a_best_configuration_that_reproduces_and_resumes(pr
     shown = runner.invoke(app, ["sweep", "show", STUDY, f"--config-dir={_conf_with_sweeps_dir(tmp_path)}"])
     assert shown.exit_code == 0, shown.output
     assert f"Study {STUDY}" in shown.output and "4 complete" in shown.output and f"{best['number']} ★" in shown.output
+    top = runner.invoke(app, ["sweep", "show", str(folder), "--top", "1"])  # a sweep folder works too
+    assert top.exit_code == 0, top.output
+    assert f"{best['number']} ★" in top.output and sum("│ complete" in line for line in top.output.splitlines()) == 1
 
     # Another search space under the same study name is refused, not mixed in.
     other = _sweep(*args, "sweep.params.model.dim.choices=[8]", "--trials", "5")
