@@ -10,7 +10,8 @@ $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 
 setup: $(VENV)/.installed
 
-## Synthetic shop -> lake -> time split -> point-in-time features -> leakage proof -> EASE -> top-10.
+## Synthetic shop -> lake -> time split -> point-in-time features -> leakage proof -> EASE -> top-10
+## -> full evaluation with an HTML report.
 demo: setup
 	$(RECSYS) datasets synth
 	$(RECSYS) ingest
@@ -20,6 +21,7 @@ demo: setup
 	$(RECSYS) check-leakage
 	$(RECSYS) train model=ease
 	$(RECSYS) recommend $$(ls -d runs/ease/* | tail -1) --k 10
+	$(RECSYS) evaluate $$(ls -d runs/ease/* | tail -1)
 
 test: setup
 	$(PY) -m pytest -q
