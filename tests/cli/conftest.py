@@ -21,3 +21,13 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
         result = runner.invoke(app, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
     return root
+
+
+@pytest.fixture(scope="module")
+def prepared(lake: Path) -> Path:
+    """The shop split and featured with the default configs, ready to train on."""
+    runner = CliRunner()
+    for command in ("split", "features"):
+        result = runner.invoke(app, [command, f"paths.data_dir={lake}"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return lake

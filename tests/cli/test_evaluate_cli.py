@@ -23,14 +23,6 @@ QUICK = ["eval.ks=[5,10]", "eval.bootstrap.resamples=200"]
 SPLIT = Path("splits/synth/global_temporal-engagement")
 
 
-@pytest.fixture(scope="module")
-def prepared(lake: Path) -> Path:
-    for command in ("split", "features"):
-        result = runner.invoke(app, [command, f"paths.data_dir={lake}"], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    return lake
-
-
 def train(data: Path, runs: Path, *overrides: str) -> Path:
     before = set(runs.glob("*/*"))
     args = ["train", f"paths.data_dir={data}", f"runs_dir={runs}", *overrides]

@@ -14,14 +14,6 @@ from recsys_cli.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def prepared(lake: Path) -> Path:
-    for command in ("split", "features"):
-        result = runner.invoke(app, [command, f"paths.data_dir={lake}"], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    return lake
-
-
 def test_train_writes_a_reproducible_run_and_recommend_uses_it(prepared: Path, tmp_path: Path) -> None:
     args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=item_knn"]
     result = runner.invoke(app, ["train", *args], catch_exceptions=False)
