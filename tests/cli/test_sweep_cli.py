@@ -27,14 +27,6 @@ STUDY = "synth-tiny"  # <data.name>-<sweep name>
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 
 
-@pytest.fixture(scope="module")
-def prepared(lake: Path) -> Path:
-    for command in ("split", "features"):
-        result = runner.invoke(app, [command, f"paths.data_dir={lake}"], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    return lake
-
-
 def _args(data: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [
         f"paths.data_dir={data}",
