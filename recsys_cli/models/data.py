@@ -84,6 +84,30 @@ class TrainData:
         out[rows, position] = flat
         return out
 
+    def sequence_windows(self, length: int, stride: int) -> np.ndarray:
+        """(n_windows, length) item indices: windows over every user's whole stored
+        sequence (features.max_len items), the first ending at the latest item and
+        each next one `stride` items earlier, right-aligned and left-padded with -1.
+        Windows with fewer than two items (nothing to predict) are left out.
+
+        A sequential model trained on each user's last `length` items alone sees only
+        the tail of long histories; windows give it every transition while attention
+        stays `length` long."""
+        if self.sequences is None or self.sequences.height == 0:
+            return np.full((0, length), -1, dtype=np.int64)
+        lengths = self.sequences["items"].list.len().to_numpy().astype(np.int64)
+        flat = self.item_index(self.sequences["items"].explode().drop_nulls())
+        starts = np.cumsum(lengths) - lengths
+        # Window j of a user ends j * stride items before the user's last item.
+        count = np.maximum(0, -(-(lengths - 1) // stride))  # ceil((n - 1) / stride): ends stay >= 2
+        user = np.repeat(np.arange(lengths.size), count)
+        j = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        end = lengths[user] - j * stride  # exclusive, within the user's sequence
+        offset = end[:, None] - length + np.arange(length)[None, :]
+        valid = offset >= 0
+        gathered = flat[np.where(valid, starts[user][:, None] + offset, 0)] if flat.size else offset
+        return np.where(valid, gathered, -1).astype(np.int64)
+
     def user_index(self, ids: pl.Series) -> np.ndarray:
         return pl.DataFrame({"u": ids}).select(self.users.encode("u"))["u"].to_numpy().astype(np.int64)
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from recsys_cli.errors import ConfigError
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
 
@@ -123,8 +124,11 @@ class SASRec(NeuralRecommender):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         negatives: int = 0,
+        train_stride: int | None = None,
         **kwargs: Any,
     ) -> None:
+        if train_stride is not None and train_stride < 1:
+            raise ConfigError(f"model.train_stride must be a positive number of items or null, got {train_stride}")
         super().__init__(
             max_len=max_len,
             dim=dim,
@@ -134,6 +138,7 @@ class SASRec(NeuralRecommender):
             lr=lr,
             weight_decay=weight_decay,
             negatives=negatives,
+            train_stride=train_stride,
             **kwargs,
         )
 
@@ -159,8 +164,10 @@ class SASRec(NeuralRecommender):
         return module
 
     def train_dataset(self, data: TrainData) -> TensorDataset:
-        """One row per user: the last max_len + 1 items (inputs and shifted targets)."""
-        seqs = data.sequence_matrix(self.params["max_len"] + 1)
+        """Rows of max_len + 1 items (inputs and shifted targets): each user's latest
+        ones, or with `train_stride` windows over the whole stored history."""
+        length, stride = self.params["max_len"] + 1, self.params["train_stride"]
+        seqs = data.sequence_windows(length, stride) if stride else data.sequence_matrix(length)
         seqs = seqs[(seqs >= 0).sum(axis=1) >= 2]
         return TensorDataset(torch.as_tensor(np.where(seqs < 0, data.n_items, seqs)))
 
