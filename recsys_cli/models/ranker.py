@@ -13,11 +13,18 @@ Two implementations of the stage share everything but the learner:
 `backend=dcn`, a deep & cross network (Wang et al., 2021) trained with binary
 cross-entropy through the shared Lightning loop, and `backend=lightgbm`, a
 LambdaMART ranker, which often wins on small tabular data. Both end calibrated.
+
+LightGBM's capacity (leaves, leaf support...) can be chosen inside the fit:
+`lightgbm_grid` fits every point on the training users and keeps the one whose
+held-out users rank best. Those are thousands of user-windows, all before the
+cutoff, so the choice is far steadier than one taken on a short validation
+window of a few dozen users, and it never sees that window.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +46,16 @@ from recsys_cli.models.validation import Targets
 
 Backend = Literal["dcn", "lightgbm"]
 MONITOR = "val/ndcg@10"
+LIGHTGBM_DEFAULTS: dict[str, Any] = {
+    "objective": "lambdarank",
+    "n_estimators": 500,
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_child_samples": 20,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbose": -1,
+}
 
 
 class DCNModule(L.LightningModule):
@@ -145,11 +162,14 @@ class TwoStageRanker(Recommender):
         batch_size: int = 1024,
         patience: int = 3,
         lightgbm: Mapping[str, Any] | None = None,
+        lightgbm_grid: Mapping[str, Sequence[Any]] | None = None,
         trainer: Mapping[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
         if backend not in ("dcn", "lightgbm"):
             raise ConfigError(f"ranker backend must be dcn or lightgbm, got {backend!r}")
+        lightgbm, lightgbm_grid = _plain(lightgbm or {}), _plain(lightgbm_grid or {})
+        check_lightgbm(lightgbm, lightgbm_grid, backend)
         generators = {k: _plain(v) for k, v in (generators or {}).items()}
         if not generators:
             raise ConfigError("ranker: name at least one candidate generator under model.generators")
@@ -168,7 +188,8 @@ class TwoStageRanker(Recommender):
             weight_decay=weight_decay,
             batch_size=batch_size,
             patience=patience,
-            lightgbm=dict(lightgbm or {}),
+            lightgbm=lightgbm,
+            lightgbm_grid={k: list(v) for k, v in lightgbm_grid.items()},
             trainer=dict(trainer or {}),
             seed=seed,
         )
@@ -189,13 +210,15 @@ class TwoStageRanker(Recommender):
                 "`recsys features features=ranker` (or set features.ranker_windows) and train with the same overrides"
             )
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
+        self.diagnostics = {}
         self.tables = SideTables.of(data)
         train, held = self._examples(data.windows, self.tables)
         if self.params["backend"] == "dcn":
             raw = self._fit_dcn(train, held, workdir)
         else:
             raw = self._fit_lightgbm(train, held)
-        self.calibration, self.diagnostics = self._calibrate(raw, held[1], held[2])
+        self.calibration, calibration = self._calibrate(raw, held[1], held[2])
+        self.diagnostics |= calibration
         self.generators = self._fit_generators(data)
 
     def _calibrate(self, raw: np.ndarray, group: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
@@ -233,6 +256,8 @@ class TwoStageRanker(Recommender):
             labels = window.label_matrix()
             users = np.flatnonzero(np.diff(labels.indptr) > 0)
             users = users[users > 0]
+            if users.size == 0:  # an early window of a short history: nobody to learn from
+                continue
             if users.size > self.params["max_users_per_window"]:
                 users = np.sort(rng.choice(users, self.params["max_users_per_window"], replace=False))
             generators = self._fit_generators(window.data)
@@ -242,6 +267,8 @@ class TwoStageRanker(Recommender):
             out = _holdout_mask(pairs.users, self.params["holdout"], self.params["seed"])
             train.append(_subset(pairs, group, y, ~out))
             held.append(_subset(pairs, group, y, out))
+        if not train:
+            raise ConfigError("no labelled window has a known user with a positive: the ranker has nothing to learn")
         return _stack(train), _stack(held)
 
     def _fit_dcn(
@@ -280,36 +307,50 @@ class TwoStageRanker(Recommender):
     def _fit_lightgbm(
         self, train: tuple[Pairs, np.ndarray, np.ndarray], held: tuple[Pairs, np.ndarray, np.ndarray]
     ) -> np.ndarray:
+        """One LightGBM fit per point of `lightgbm_grid` (one fit when it is empty) on
+        the same examples; the point whose held-out users rank best is kept (the
+        first of equals, in declaration order)."""
+        base = LIGHTGBM_DEFAULTS | {"random_state": self.params["seed"]} | self.params["lightgbm"]
+        x_train, x_held = _matrix(train[0]), _matrix(held[0])
+        points = grid_points(self.params["lightgbm_grid"])
+        best: tuple[float, int, Any, int, np.ndarray] | None = None
+        for index, point in enumerate(points):
+            booster, iterations = self._lightgbm_point(base | point, (x_train, *train), (x_held, *held))
+            raw = np.asarray(booster.predict(x_held, num_iteration=iterations), dtype=np.float64)
+            score = grouped_ndcg(held[1], raw, held[2], 10) if held[2].size else 0.0
+            if len(points) > 1:
+                self.diagnostics |= _point_diagnostics(point, score, iterations)
+            if best is None or score > best[0]:
+                best = (score, index, booster, iterations, raw)
+        assert best is not None
+        score, index, self.booster, self.best_epoch, raw = best
+        if len(points) > 1:
+            self.diagnostics |= _chosen_diagnostics(self.params["lightgbm_grid"], points[index], index)
+        if held[2].size:
+            self.best_score = score
+        return raw
+
+    def _lightgbm_point(
+        self,
+        options: Mapping[str, Any],
+        train: tuple[np.ndarray, Pairs, np.ndarray, np.ndarray],
+        held: tuple[np.ndarray, Pairs, np.ndarray, np.ndarray],
+    ) -> tuple[Any, int]:
+        """A fitted booster and the number of trees to predict with."""
         import lightgbm as lgb
 
-        options = {
-            "objective": "lambdarank",
-            "n_estimators": 500,
-            "learning_rate": 0.05,
-            "num_leaves": 31,
-            "min_child_samples": 20,
-            "deterministic": True,
-            "force_row_wise": True,
-            "random_state": self.params["seed"],
-            "verbose": -1,
-        } | self.params["lightgbm"]
         ranker = lgb.LGBMRanker(**options)
-        fit: dict[str, Any] = {"group": _group_sizes(train[1]), "categorical_feature": _categorical_columns(train[0])}
-        if held[2].size and self.params["patience"] > 0:
+        fit: dict[str, Any] = {"group": _group_sizes(train[2]), "categorical_feature": _categorical_columns(train[1])}
+        if held[3].size and self.params["patience"] > 0:
             fit |= {
-                "eval_X": _matrix(held[0]),
-                "eval_y": held[2],
-                "eval_group": [_group_sizes(held[1])],
+                "eval_X": held[0],
+                "eval_y": held[3],
+                "eval_group": [_group_sizes(held[2])],
                 "eval_at": [10],
                 "callbacks": [lgb.early_stopping(10 * self.params["patience"], verbose=False)],
             }
-        ranker.fit(_matrix(train[0]), train[2], **fit)
-        self.booster = ranker.booster_
-        self.best_epoch = int(ranker.best_iteration_ or options["n_estimators"])
-        raw = self._raw(held[0])
-        if held[2].size:
-            self.best_score = grouped_ndcg(held[1], raw, held[2], 10)
-        return raw
+        ranker.fit(train[0], train[3], **fit)
+        return ranker.booster_, int(ranker.best_iteration_ or options["n_estimators"])
 
     # ---- scoring --------------------------------------------------------------------
 
@@ -400,6 +441,62 @@ class TwoStageRanker(Recommender):
 
 
 # ---- helpers ----------------------------------------------------------------------------
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a {parameter: values} grid, the first key varying
+    slowest (declaration order); one empty point for an empty grid."""
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def check_lightgbm(options: Mapping[str, Any], grid: Mapping[str, Any], backend: str) -> None:
+    """Fail at construction, naming the key, rather than minutes into a fit:
+    LightGBM itself only warns about a parameter it does not know."""
+    if grid and backend != "lightgbm":
+        raise ConfigError(f"model.lightgbm_grid applies to backend=lightgbm only, not {backend!r}")
+    known = lightgbm_parameters()
+    for where, keys in (("model.lightgbm", options), ("model.lightgbm_grid", grid)):
+        unknown = sorted(k for k in keys if k not in known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown LightGBM parameter(s) {', '.join(unknown)}")
+    for key, values in grid.items():
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
+            raise ConfigError(f"model.lightgbm_grid.{key}: give a non-empty list of values, got {values!r}")
+        if any(not isinstance(v, bool | int | float | str) for v in values):
+            raise ConfigError(f"model.lightgbm_grid.{key}: values must be numbers or strings, got {list(values)!r}")
+
+
+def lightgbm_parameters() -> frozenset[str]:
+    """Names LightGBM accepts: the scikit-learn wrapper's and every core parameter
+    with its aliases (read from the library, so a new version's names count)."""
+    import lightgbm as lgb
+
+    names = set(lgb.LGBMRanker().get_params())
+    aliases = getattr(getattr(lgb.basic, "_ConfigAliases", None), "_get_all_param_aliases", None)
+    if aliases is not None:
+        for name, others in aliases().items():
+            names |= {name, *others}
+    return frozenset(names)
+
+
+def _point_label(point: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in point.items())
+
+
+def _point_diagnostics(point: Mapping[str, Any], score: float, iterations: int) -> dict[str, float]:
+    label = _point_label(point)
+    return {f"lightgbm_grid/{label}/holdout_ndcg@10": score, f"lightgbm_grid/{label}/trees": float(iterations)}
+
+
+def _chosen_diagnostics(grid: Mapping[str, Sequence[Any]], point: Mapping[str, Any], index: int) -> dict[str, float]:
+    """The chosen point as numbers: its position in declaration order, and each
+    value (a string value by its position in that parameter's list)."""
+    out = {"lightgbm_grid/chosen_point": float(index)}
+    for key, value in point.items():
+        number = float(list(grid[key]).index(value)) if isinstance(value, str) else float(value)
+        out[f"lightgbm_grid/chosen/{key}"] = number
+    return out
 
 
 def _plain(spec: Any) -> dict[str, Any]:
