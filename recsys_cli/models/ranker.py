@@ -16,15 +16,17 @@ LambdaMART ranker, which often wins on small tabular data. Both end calibrated.
 
 LightGBM's capacity (leaves, leaf support...) can be chosen inside the fit:
 `lightgbm_grid` fits every point on the training users and keeps the one whose
-held-out users rank best. Those are thousands of user-windows, all before the
-cutoff, so the choice is far steadier than one taken on a short validation
-window of a few dozen users, and it never sees that window.
+held-out users rank best. Those are user-windows from every labelled window, all
+before the cutoff (146 with a positive on MovieLens-100K's first rolling-origin
+fold, against 57 users in its validation window), so the choice is steadier than
+one taken on the validation window, and it never sees that window.
 """
 
 from __future__ import annotations
 
 import importlib
 import itertools
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -310,7 +312,8 @@ class TwoStageRanker(Recommender):
         """One LightGBM fit per point of `lightgbm_grid` (one fit when it is empty) on
         the same examples; the point whose held-out users rank best is kept (the
         first of equals, in declaration order)."""
-        base = LIGHTGBM_DEFAULTS | {"random_state": self.params["seed"]} | self.params["lightgbm"]
+        base = LIGHTGBM_DEFAULTS | {"random_state": self.params["seed"], "n_jobs": lightgbm_threads()}
+        base |= self.params["lightgbm"]
         x_train, x_held = _matrix(train[0]), _matrix(held[0])
         points = grid_points(self.params["lightgbm_grid"])
         best: tuple[float, int, Any, int, np.ndarray] | None = None
@@ -455,6 +458,8 @@ def check_lightgbm(options: Mapping[str, Any], grid: Mapping[str, Any], backend:
     LightGBM itself only warns about a parameter it does not know."""
     if grid and backend != "lightgbm":
         raise ConfigError(f"model.lightgbm_grid applies to backend=lightgbm only, not {backend!r}")
+    if not options and not grid:
+        return
     known = lightgbm_parameters()
     for where, keys in (("model.lightgbm", options), ("model.lightgbm_grid", grid)):
         unknown = sorted(k for k in keys if k not in known)
@@ -478,6 +483,17 @@ def lightgbm_parameters() -> frozenset[str]:
         for name, others in aliases().items():
             names |= {name, *others}
     return frozenset(names)
+
+
+def lightgbm_threads() -> int | None:
+    """OMP_NUM_THREADS when set, else None (LightGBM's choice: every physical core).
+
+    LightGBM's scikit-learn wrapper ignores the variable. On a busy 2-core machine
+    its two OpenMP threads, spinning beside other work, made a MovieLens fit 6x
+    slower and a 300-row fit 300x slower than one thread, for bit-identical trees
+    (deterministic=true)."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _point_label(point: Mapping[str, Any]) -> str:

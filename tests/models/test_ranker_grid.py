@@ -18,7 +18,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import LabelledWindow
-from recsys_cli.models.ranker import TwoStageRanker, grid_points, grouped_ndcg
+from recsys_cli.models.ranker import TwoStageRanker, grid_points, grouped_ndcg, lightgbm_threads
 from tests.models.conftest import checkerboard
 from tests.models.test_contract import SMALL, make
 
@@ -176,3 +176,16 @@ def test_the_shipped_lightgbm_ranker_chooses_from_its_grid() -> None:
     assert sum(k.endswith("/holdout_ndcg@10") for k in d) == 12  # 4 tree sizes x 3 leaf supports
     assert d["lightgbm_grid/chosen/num_leaves"] in (7, 15, 31, 63)
     assert d["lightgbm_grid/chosen/min_child_samples"] in (20, 100, 300)
+
+
+@pytest.mark.parametrize(("value", "threads"), [("1", 1), ("3", 3), ("", None), ("0", None), ("auto", None)])
+def test_lightgbm_uses_the_thread_count_the_process_was_given(
+    monkeypatch: pytest.MonkeyPatch, value: str, threads: int | None
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert lightgbm_threads() == threads
+
+
+def test_the_kept_booster_runs_on_the_given_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert fit_grid(*GRID).booster.params["num_threads"] == 1
