@@ -1,8 +1,10 @@
-"""Hydra compose, wrapped: the only module that imports hydra's initialisation API."""
+"""Hydra compose and instantiate, wrapped: the only module that imports hydra's
+initialisation API, and where Hydra's errors become one-line `ConfigError`s."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -31,3 +33,20 @@ def compose(name: str, overrides: list[str] | None = None, config_dir: Path | st
     except (HydraException, OmegaConfBaseException) as exc:
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
         raise ConfigError(f"config '{name}': " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate` with plain containers, where a known error raised by
+    the target's constructor (a bad model setting, say) keeps its own one-line
+    message instead of arriving wrapped in Hydra's traceback."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from recsys_cli.errors import RecsysError
+
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, RecsysError):
+            raise exc.__cause__ from None
+        raise

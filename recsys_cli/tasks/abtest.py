@@ -45,7 +45,6 @@ from recsys_cli.abtest.simulator import ResponseSimulator, SessionOutcomes
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data.lake import staged_version
 from recsys_cli.data.schema import EVENT_TYPES, Col
-from recsys_cli.errors import RecsysError
 from recsys_cli.evaluation.significance import check_same_window, window_of
 from recsys_cli.models.base import Recommender
 from recsys_cli.registry.run_dir import CONFIG, MODEL, load_run_config
@@ -139,13 +138,12 @@ def _instantiate(node: DictConfig, key: str) -> Any:
     """Build `node` from its `_target_`; a known error raised inside keeps its own
     one-line message instead of Hydra's wrapped traceback."""
     from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
+
+    from recsys_cli.config import build
 
     try:
-        return instantiate(node, _convert_="all")
+        return build(node)
     except InstantiationException as exc:
-        if isinstance(exc.__cause__, RecsysError):
-            raise exc.__cause__ from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AbTestError(f"{key}: {first}") from exc
 

@@ -42,7 +42,7 @@ class Inputs:
 
 def load(cfg: DictConfig) -> Inputs:
     """Lake tables, the split's folds (from its manifest) and the feature config."""
-    from hydra.utils import instantiate
+    from recsys_cli.config import build
 
     lake, split_dir = Path(cfg.lake_dir), Path(cfg.split_dir)
     split = read_manifest(split_dir) if (split_dir / MANIFEST).is_file() else None
@@ -56,7 +56,7 @@ def load(cfg: DictConfig) -> Inputs:
         events=pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE),
         items=pl.scan_parquet(lake / "items.parquet") if (lake / "items.parquet").exists() else None,
         users=pl.scan_parquet(lake / "users.parquet") if (lake / "users.parquet").exists() else None,
-        splitter=instantiate(cfg.split, _convert_="all"),
+        splitter=build(cfg.split),
         folds=folds,
         features=FeatureConfig(**params),
         target=TargetSpec(**cast(dict[str, Any], OmegaConf.to_container(cfg.target))),

@@ -15,9 +15,9 @@ from recsys_cli.errors import ConfigError
 
 
 def run(cfg: DictConfig, append: bool = False, reporter: Reporter | None = None) -> IngestResult:
-    from hydra.utils import instantiate
+    from recsys_cli.config import build
 
-    source = instantiate(cfg.data, _convert_="all")
+    source = build(cfg.data)
     pii = cfg.pii
     key = load_key(pii.key_env, pii.allow_development_key, pii.min_key_length)
     personal = personal_policy(cast(dict[str, Any], OmegaConf.to_container(pii.personal_columns) or {}))

@@ -24,12 +24,12 @@ class SplitResult:
 
 
 def run(cfg: DictConfig, reporter: Reporter | None = None) -> SplitResult:
-    from hydra.utils import instantiate
+    from recsys_cli.config import build
 
     reporter = reporter or NullReporter()
     lake = Path(cfg.lake_dir)
     lake_manifest = read_manifest(lake)
-    splitter: Splitter = instantiate(cfg.split, _convert_="all")
+    splitter: Splitter = build(cfg.split)
     spec = TargetSpec(**cast(dict[str, Any], OmegaConf.to_container(cfg.target)))
     events = pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE)
     folds = splitter.folds(events)

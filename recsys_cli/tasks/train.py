@@ -35,7 +35,7 @@ class TrainResult:
 
 
 def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
-    from hydra.utils import instantiate
+    from recsys_cli.config import build
 
     reporter = reporter or NullReporter()
     part = str(cfg.part)
@@ -47,7 +47,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
             f"{folder}: no features here; run `recsys split` and `recsys features` with the same overrides"
         )
     data = TrainData.from_features(folder)
-    model: Recommender = instantiate(cfg.model, _convert_="all")
+    model: Recommender = build(cfg.model)
     frame = pl.read_parquet(Path(cfg.split_dir) / cfg.fold / f"{part}_targets.parquet").filter(~pl.col(COLD))
     targets = Targets.from_frame(frame, data)
     out = new_run(cfg.runs_dir, cfg.model._target_.rsplit(".", 1)[-1].lower(), cfg)

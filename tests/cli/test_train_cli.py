@@ -43,6 +43,14 @@ def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no features here" in result.output
 
 
+def test_a_bad_model_setting_is_one_line_naming_it(prepared: Path, tmp_path: Path) -> None:
+    args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=sasrec", "model.train_stride=0"]
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 1 and "model.train_stride must be a positive" in result.output
+    assert "Traceback" not in result.output and "instantiat" not in result.output.lower()
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
 def test_test_part_refits_on_train_and_validation(prepared: Path, tmp_path: Path) -> None:
     args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=bpr_mf", "trainer=smoke"]
     assert runner.invoke(app, ["train", *args], catch_exceptions=False).exit_code == 0
