@@ -106,7 +106,11 @@ class TrainData:
         offset = end[:, None] - length + np.arange(length)[None, :]
         valid = offset >= 0
         gathered = flat[np.where(valid, starts[user][:, None] + offset, 0)] if flat.size else offset
-        return np.where(valid, gathered, -1).astype(np.int64)
+        # In user-index order, latest window first: with histories no longer than
+        # `length` these are exactly the rows of `sequence_matrix(length)` that have
+        # something to predict, in the same order, so results do not move.
+        order = np.argsort(self.user_index(self.sequences[Col.USER])[user], kind="stable")
+        return np.where(valid, gathered, -1).astype(np.int64)[order]
 
     def user_index(self, ids: pl.Series) -> np.ndarray:
         return pl.DataFrame({"u": ids}).select(self.users.encode("u"))["u"].to_numpy().astype(np.int64)

@@ -52,3 +52,9 @@ def test_windowed_training_reads_the_whole_history(board: tuple[TrainData, dict[
     # 2nd (one padding slot). The extra user's 5 items give two full windows.
     assert rows.shape[0] == 2 * latest.shape[0] == 82
     assert int((rows == data.n_items).sum()) == 40
+
+
+def test_windows_over_short_histories_are_the_latest_items_rows(board: tuple[TrainData, dict[str, str]]) -> None:
+    data, _ = board
+    latest = data.sequence_matrix(6)  # every board history fits one window
+    assert (data.sequence_windows(6, stride=5) == latest[(latest >= 0).sum(axis=1) >= 2]).all()
