@@ -292,7 +292,7 @@ def test_every_user_in_the_users_table_gets_a_pseudonym(
     write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, raw_dir: Path
 ) -> None:
     write_events(GOOD_ROWS)
-    (raw_dir / "users.csv").write_text('user_id,region\n u1 ,north\nu2,south\n')
+    (raw_dir / "users.csv").write_text("user_id,region\n u1 ,north\nu2,south\n")
     run(ingest_cfg())
     users = pl.read_parquet(lake_dir / "users.parquet")
     assert users.height == 2 and users["user_id"].null_count() == 0
