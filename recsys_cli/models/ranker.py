@@ -25,8 +25,6 @@ one taken on the validation window, and it never sees that window.
 from __future__ import annotations
 
 import importlib
-import itertools
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -42,108 +40,22 @@ from recsys_cli.models.base import Recommender
 from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration
 from recsys_cli.models.candidates import FIELDS, Pairs, SideTables, candidate_pairs
 from recsys_cli.models.data import LabelledWindow, TrainData
+from recsys_cli.models.dcn import MONITOR, DCNModule, grouped_ndcg
+from recsys_cli.models.lambdarank import (
+    LIGHTGBM_DEFAULTS,
+    check_lightgbm,
+    chosen_diagnostics,
+    feature_matrix,
+    fit_point,
+    grid_points,
+    lightgbm_threads,
+    point_diagnostics,
+)
 from recsys_cli.models.lightning import fit_module, shuffled_batches
 from recsys_cli.models.side_features import SideFeatures
 from recsys_cli.models.validation import Targets
 
 Backend = Literal["dcn", "lightgbm"]
-MONITOR = "val/ndcg@10"
-LIGHTGBM_DEFAULTS: dict[str, Any] = {
-    "objective": "lambdarank",
-    "n_estimators": 500,
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_child_samples": 20,
-    "deterministic": True,
-    "force_row_wise": True,
-    "verbose": -1,
-}
-
-
-class DCNModule(L.LightningModule):
-    """Embeddings of every categorical plus the numeric features form x0; cross
-    layers x_{l+1} = x0 * (W x_l + b) + x_l model feature interactions explicitly
-    (demographics x category, popularity x affinity) beside a plain MLP."""
-
-    numeric_mean: torch.Tensor
-    numeric_std: torch.Tensor
-
-    def __init__(
-        self,
-        cardinalities: Sequence[int],
-        n_numeric: int,
-        embedding_dim: int = 16,
-        cross_layers: int = 3,
-        hidden: Sequence[int] = (256, 128),
-        dropout: float = 0.1,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        self.lr, self.weight_decay = lr, weight_decay
-        self.embeddings = torch.nn.ModuleList(torch.nn.Embedding(c, embedding_dim) for c in cardinalities)
-        width = embedding_dim * len(cardinalities) + n_numeric
-        self.cross = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(cross_layers))
-        layers: list[torch.nn.Module] = []
-        previous = width
-        for size in hidden:
-            layers += [torch.nn.Linear(previous, size), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
-            previous = size
-        self.deep = torch.nn.Sequential(*layers)
-        self.head = torch.nn.Linear(width + previous, 1)
-        # Generator scores and counts come on very different scales; the training
-        # pairs' mean and spread are kept with the weights.
-        self.register_buffer("numeric_mean", torch.zeros(n_numeric))
-        self.register_buffer("numeric_std", torch.ones(n_numeric))
-        self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-
-    def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
-        numeric = (numeric - self.numeric_mean) / self.numeric_std
-        x0 = torch.cat([*(e(categorical[:, j]) for j, e in enumerate(self.embeddings)), numeric], dim=-1)
-        x = x0
-        for layer in self.cross:
-            x = x0 * layer(x) + x
-        return self.head(torch.cat([x, self.deep(x0)], dim=-1)).squeeze(-1)
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        categorical, numeric, label, _ = batch
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(self(categorical, numeric), label)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
-        return loss
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        categorical, numeric, label, group = batch
-        self._val.append((self(categorical, numeric).detach(), label, group))
-
-    def on_validation_epoch_end(self) -> None:
-        if self._val:
-            logits, label, group = (torch.cat(t).cpu().numpy() for t in zip(*self._val, strict=True))
-            self.log(MONITOR, float(grouped_ndcg(group, logits, label, 10)), prog_bar=True)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.as_tensor(logits), torch.as_tensor(label))
-            self.log("val/loss", loss)
-        self._val = []
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-
-def grouped_ndcg(group: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Mean NDCG@k of each group's list ranked by `scores`, over groups with a positive."""
-    group, scores, labels = np.asarray(group), np.asarray(scores, np.float64), np.asarray(labels, np.float64)
-    if group.size == 0:
-        return 0.0
-
-    def dcg(order: np.ndarray) -> np.ndarray:
-        g = group[order]
-        starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-        position = np.arange(g.size) - np.repeat(starts, np.diff(np.r_[starts, g.size]))
-        gain = np.where(position < k, labels[order] / np.log2(position + 2), 0.0)
-        return np.bincount(np.searchsorted(np.unique(g), g), weights=gain)
-
-    actual = dcg(np.lexsort((-scores, group)))
-    ideal = dcg(np.lexsort((-labels, group)))
-    has = ideal > 0
-    return float((actual[has] / ideal[has]).mean()) if has.any() else 0.0
 
 
 class TwoStageRanker(Recommender):
@@ -314,53 +226,31 @@ class TwoStageRanker(Recommender):
         first of equals, in declaration order)."""
         base = LIGHTGBM_DEFAULTS | {"random_state": self.params["seed"], "n_jobs": lightgbm_threads()}
         base |= self.params["lightgbm"]
-        x_train, x_held = _matrix(train[0]), _matrix(held[0])
+        x_train, x_held = feature_matrix(train[0]), feature_matrix(held[0])
         points = grid_points(self.params["lightgbm_grid"])
         best: tuple[float, int, Any, int, np.ndarray] | None = None
         for index, point in enumerate(points):
-            booster, iterations = self._lightgbm_point(base | point, (x_train, *train), (x_held, *held))
+            booster, iterations = fit_point(base | point, (x_train, *train), (x_held, *held), self.params["patience"])
             raw = np.asarray(booster.predict(x_held, num_iteration=iterations), dtype=np.float64)
             score = grouped_ndcg(held[1], raw, held[2], 10) if held[2].size else 0.0
             if len(points) > 1:
-                self.diagnostics |= _point_diagnostics(point, score, iterations)
+                self.diagnostics |= point_diagnostics(point, score, iterations)
             if best is None or score > best[0]:
                 best = (score, index, booster, iterations, raw)
         assert best is not None
         score, index, self.booster, self.best_epoch, raw = best
         if len(points) > 1:
-            self.diagnostics |= _chosen_diagnostics(self.params["lightgbm_grid"], points[index], index)
+            self.diagnostics |= chosen_diagnostics(self.params["lightgbm_grid"], points[index], index)
         if held[2].size:
             self.best_score = score
         return raw
-
-    def _lightgbm_point(
-        self,
-        options: Mapping[str, Any],
-        train: tuple[np.ndarray, Pairs, np.ndarray, np.ndarray],
-        held: tuple[np.ndarray, Pairs, np.ndarray, np.ndarray],
-    ) -> tuple[Any, int]:
-        """A fitted booster and the number of trees to predict with."""
-        import lightgbm as lgb
-
-        ranker = lgb.LGBMRanker(**options)
-        fit: dict[str, Any] = {"group": _group_sizes(train[2]), "categorical_feature": _categorical_columns(train[1])}
-        if held[3].size and self.params["patience"] > 0:
-            fit |= {
-                "eval_X": held[0],
-                "eval_y": held[3],
-                "eval_group": [_group_sizes(held[2])],
-                "eval_at": [10],
-                "callbacks": [lgb.early_stopping(10 * self.params["patience"], verbose=False)],
-            }
-        ranker.fit(train[0], train[3], **fit)
-        return ranker.booster_, int(ranker.best_iteration_ or options["n_estimators"])
 
     # ---- scoring --------------------------------------------------------------------
 
     def _raw(self, pairs: Pairs) -> np.ndarray:
         if self.params["backend"] == "dcn":
             return self._logits(pairs)
-        return np.asarray(self.booster.predict(_matrix(pairs), num_iteration=self.best_epoch), dtype=np.float64)
+        return np.asarray(self.booster.predict(feature_matrix(pairs), num_iteration=self.best_epoch), dtype=np.float64)
 
     def _logits(self, pairs: Pairs) -> np.ndarray:
         assert self.network is not None
@@ -446,75 +336,6 @@ class TwoStageRanker(Recommender):
 # ---- helpers ----------------------------------------------------------------------------
 
 
-def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of a {parameter: values} grid, the first key varying
-    slowest (declaration order); one empty point for an empty grid."""
-    keys = list(grid)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
-
-
-def check_lightgbm(options: Mapping[str, Any], grid: Mapping[str, Any], backend: str) -> None:
-    """Fail at construction, naming the key, rather than minutes into a fit:
-    LightGBM itself only warns about a parameter it does not know."""
-    if grid and backend != "lightgbm":
-        raise ConfigError(f"model.lightgbm_grid applies to backend=lightgbm only, not {backend!r}")
-    if not options and not grid:
-        return
-    known = lightgbm_parameters()
-    for where, keys in (("model.lightgbm", options), ("model.lightgbm_grid", grid)):
-        unknown = sorted(k for k in keys if k not in known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown LightGBM parameter(s) {', '.join(unknown)}")
-    for key, values in grid.items():
-        if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
-            raise ConfigError(f"model.lightgbm_grid.{key}: give a non-empty list of values, got {values!r}")
-        if any(not isinstance(v, bool | int | float | str) for v in values):
-            raise ConfigError(f"model.lightgbm_grid.{key}: values must be numbers or strings, got {list(values)!r}")
-
-
-def lightgbm_parameters() -> frozenset[str]:
-    """Names LightGBM accepts: the scikit-learn wrapper's and every core parameter
-    with its aliases (read from the library, so a new version's names count)."""
-    import lightgbm as lgb
-
-    names = set(lgb.LGBMRanker().get_params())
-    aliases = getattr(getattr(lgb.basic, "_ConfigAliases", None), "_get_all_param_aliases", None)
-    if aliases is not None:
-        for name, others in aliases().items():
-            names |= {name, *others}
-    return frozenset(names)
-
-
-def lightgbm_threads() -> int | None:
-    """OMP_NUM_THREADS when set, else None (LightGBM's choice: every physical core).
-
-    LightGBM's scikit-learn wrapper ignores the variable. On a busy 2-core machine
-    its two OpenMP threads, spinning beside other work, made a MovieLens fit 6x
-    slower and a 300-row fit 300x slower than one thread, for bit-identical trees
-    (deterministic=true)."""
-    value = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
-
-
-def _point_label(point: Mapping[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in point.items())
-
-
-def _point_diagnostics(point: Mapping[str, Any], score: float, iterations: int) -> dict[str, float]:
-    label = _point_label(point)
-    return {f"lightgbm_grid/{label}/holdout_ndcg@10": score, f"lightgbm_grid/{label}/trees": float(iterations)}
-
-
-def _chosen_diagnostics(grid: Mapping[str, Sequence[Any]], point: Mapping[str, Any], index: int) -> dict[str, float]:
-    """The chosen point as numbers: its position in declaration order, and each
-    value (a string value by its position in that parameter's list)."""
-    out = {"lightgbm_grid/chosen_point": float(index)}
-    for key, value in point.items():
-        number = float(list(grid[key]).index(value)) if isinstance(value, str) else float(value)
-        out[f"lightgbm_grid/chosen/{key}"] = number
-    return out
-
-
 def _plain(spec: Any) -> dict[str, Any]:
     from omegaconf import DictConfig, OmegaConf
 
@@ -552,23 +373,6 @@ def _tensors(pairs: Pairs, group: np.ndarray, y: np.ndarray) -> TensorDataset:
         torch.as_tensor(y, dtype=torch.float32),
         torch.as_tensor(group),
     )
-
-
-def _matrix(pairs: Pairs) -> np.ndarray:
-    return np.concatenate([pairs.numeric.astype(np.float64), pairs.categorical.astype(np.float64)], axis=1)
-
-
-def _categorical_columns(pairs: Pairs) -> list[int]:
-    """LightGBM treats these columns as categories; the item id is left numeric, as a
-    category with thousands of levels over few rows overfits."""
-    start = pairs.numeric.shape[1]
-    return list(range(start + 1, start + pairs.categorical.shape[1]))
-
-
-def _group_sizes(group: np.ndarray) -> np.ndarray:
-    """Rows are grouped by (window, user) in order; LightGBM wants run lengths."""
-    starts = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1]
-    return np.diff(np.r_[starts, group.size])
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score
 
-from recsys_cli.models.ranker import grouped_ndcg
+from recsys_cli.models.dcn import grouped_ndcg
 
 
 def test_grouped_ndcg_by_hand() -> None:

@@ -18,7 +18,9 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import LabelledWindow
-from recsys_cli.models.ranker import TwoStageRanker, grid_points, grouped_ndcg, lightgbm_threads
+from recsys_cli.models.dcn import grouped_ndcg
+from recsys_cli.models.lambdarank import grid_points, lightgbm_threads
+from recsys_cli.models.ranker import TwoStageRanker
 from tests.models.conftest import checkerboard
 from tests.models.test_contract import SMALL, make
 
