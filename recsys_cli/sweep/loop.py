@@ -5,15 +5,13 @@ or the worker is interrupted."""
 from __future__ import annotations
 
 import functools
-import signal
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from recsys_cli.errors import ConfigError
+from recsys_cli.sweep.interrupts import deferred_interrupts, raise_if_pending
 from recsys_cli.sweep.objective import Objective
 from recsys_cli.sweep.plan import SweepPlan
 from recsys_cli.sweep.storage import open_storage
@@ -39,9 +37,10 @@ def run_trials(plan: SweepPlan, worker: int = 0) -> LoopOutcome:
     study = open_study(storage, plan.study, plan.spec(), sampler, pruner, enqueue)
     # Optuna takes per-epoch reports (and prunes) in single-objective studies only.
     objective, ran = Objective(plan, report=len(plan.metrics) == 1), 0
-    with _sigterm_interrupts():
+    with deferred_interrupts():
         try:
             while True:
+                raise_if_pending()
                 mark_orphans(study, storage)  # a worker here killed outright releases its trial at once
                 stop = _limit_reached(plan, study)
                 if stop:
@@ -102,22 +101,3 @@ def _trial_count(storage: Any, name: str) -> int:
     except KeyError:
         return 0
     return len(storage.get_all_trials(study_id, deepcopy=False))
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a scheduler stopping the job) ends the sweep like Ctrl-C does, so the
-    running trial is recorded instead of left running."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -12,6 +12,7 @@ import os
 import socket
 from typing import Any
 
+from recsys_cli.sweep.interrupts import interrupt_callback, raise_if_pending
 from recsys_cli.sweep.plan import SweepPlan
 from recsys_cli.sweep.study import place
 
@@ -67,6 +68,7 @@ class Objective:
         cfg = compose("train", self.plan.trial_overrides(params), self.config_dir)
         token = FIT_CALLBACKS.set(self._callbacks(trial))
         try:
+            raise_if_pending()
             result = train.run(cfg)
         finally:
             FIT_CALLBACKS.reset(token)
@@ -82,12 +84,12 @@ class Objective:
 
     def _callbacks(self, trial: Any) -> tuple[Any, ...]:
         if not self.report:
-            return ()
+            return (interrupt_callback(),)
         from optuna_integration import PyTorchLightningPruningCallback
 
         from recsys_cli.models.lightning import MONITOR
 
-        return (PyTorchLightningPruningCallback(trial, monitor=MONITOR),)
+        return (interrupt_callback(), PyTorchLightningPruningCallback(trial, monitor=MONITOR))
 
 
 def _message(exc: BaseException) -> str:
