@@ -154,7 +154,10 @@ def test_an_interrupted_sweep_resumes_the_same_study(prepared: Path, tmp_path: P
     assert "rerun the same command to resume" in output
     before = _trials(tmp_path)
     interrupted = [t for t in before if t.state.name == "FAIL" and "error" not in t.user_attrs]
-    assert interrupted and before[0].state.name == "COMPLETE"
+    assert before[0].state.name == "COMPLETE" and all(t.state.name != "RUNNING" for t in before)
+    # Trial 1 is interrupted, unless the signal came during a storage write at its
+    # very end: then it finishes and is recorded, and the sweep stops before the next.
+    assert interrupted or all(t.state.name in ("COMPLETE", "PRUNED") for t in before)
 
     result = _sweep(*args, "--trials", "3")
     assert result.exit_code == 0, result.output
@@ -162,7 +165,7 @@ def test_an_interrupted_sweep_resumes_the_same_study(prepared: Path, tmp_path: P
     assert [t.number for t in after] == list(range(len(after)))  # numbering continues, nothing duplicated
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in after) == 3
     assert after[0].values == before[0].values and min(t.number for t in after[len(before) :]) == len(before)
-    assert "interrupted" in result.output
+    assert ("interrupted" in result.output) == bool(interrupted)
 
 
 def _wait_for_running_trial(tmp_path: Path, number: int, proc: subprocess.Popen[str]) -> None:
