@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 
+from recsys_cli.errors import ConfigError
 from recsys_cli.evaluation.metrics import per_user
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
@@ -117,7 +118,7 @@ def fit_module(
     if val_loader is not None:
         callbacks += [EarlyStopping(monitor, mode=mode, patience=params["patience"]), checkpoint, clock]
     options: dict[str, Any] = {"logger": False, "enable_model_summary": False, "deterministic": True}
-    options |= params["trainer"]
+    options |= trainer_options(params["trainer"])
     if workdir is not None and options.get("logger") is not False:
         options.setdefault("default_root_dir", str(workdir))
     # The context's callbacks join the fit but never turn checkpointing on by themselves.
@@ -136,6 +137,20 @@ def fit_module(
         best = Best(epochs, score, clock.elapsed.get(epochs - 1, float("nan")))
     module.eval()
     return best
+
+
+def trainer_options(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """Trainer keywords with epoch counts as whole numbers: a command line's
+    `trainer.max_epochs=3.0` (or a best_epoch read back from JSON) means 3, while
+    Lightning itself stops on a bare assertion deep in its loop."""
+    options = dict(trainer)
+    for key in ("max_epochs", "min_epochs"):
+        value = options.get(key)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"trainer.{key} must be a whole number of epochs, got {value}")
+            options[key] = int(value)
+    return options
 
 
 @dataclass(frozen=True)

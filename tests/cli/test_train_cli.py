@@ -51,6 +51,14 @@ def test_a_bad_model_setting_is_one_line_naming_it(prepared: Path, tmp_path: Pat
     assert not (tmp_path / "runs").exists()  # nothing half-written
 
 
+def test_epoch_counts_given_as_floats_are_whole_numbers(prepared: Path, tmp_path: Path) -> None:
+    args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=bpr_mf", "trainer=smoke"]
+    result = runner.invoke(app, ["train", *args, "trainer.max_epochs=2.0"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", *args, "trainer.max_epochs=2.5"])
+    assert result.exit_code == 1 and "trainer.max_epochs must be a whole number of epochs, got 2.5" in result.output
+
+
 def test_test_part_refits_on_train_and_validation(prepared: Path, tmp_path: Path) -> None:
     args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=bpr_mf", "trainer=smoke"]
     assert runner.invoke(app, ["train", *args], catch_exceptions=False).exit_code == 0
