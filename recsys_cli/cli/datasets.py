@@ -37,13 +37,11 @@ def synth(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
 
     Size and seed are config keys: `recsys datasets synth data.generator.n_events=1000000 data.generator.seed=7`.
     """
-    from hydra.utils import instantiate
-
-    from recsys_cli.config import compose
+    from recsys_cli.config import build, compose
     from recsys_cli.console import console, kv_table, rich_progress
 
     cfg = compose("ingest", ["data=synth", *(overrides or [])], config_dir)
-    source = instantiate(cfg.data, _convert_="all")
+    source = build(cfg.data)
     with rich_progress() as reporter:
         counts = source.generate(reporter=reporter)
     console.print(kv_table(f"Synthetic shop written to {source.path}", counts))

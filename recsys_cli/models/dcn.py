@@ -10,7 +10,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
-MONITOR = "val/ndcg@10"
+from recsys_cli.models.lightning import MONITOR, MONITOR_K
 
 
 class DCNModule(L.LightningModule):
@@ -71,7 +71,7 @@ class DCNModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._val:
             logits, label, group = (torch.cat(t).cpu().numpy() for t in zip(*self._val, strict=True))
-            self.log(MONITOR, float(grouped_ndcg(group, logits, label, 10)), prog_bar=True)
+            self.log(MONITOR, float(grouped_ndcg(group, logits, label, MONITOR_K)), prog_bar=True)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.as_tensor(logits), torch.as_tensor(label))
             self.log("val/loss", loss)
         self._val = []

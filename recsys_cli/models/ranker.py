@@ -40,7 +40,7 @@ from recsys_cli.models.base import Recommender
 from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration
 from recsys_cli.models.candidates import FIELDS, Pairs, SideTables, candidate_pairs
 from recsys_cli.models.data import LabelledWindow, TrainData
-from recsys_cli.models.dcn import MONITOR, DCNModule, grouped_ndcg
+from recsys_cli.models.dcn import DCNModule, grouped_ndcg
 from recsys_cli.models.lambdarank import (
     LIGHTGBM_DEFAULTS,
     check_lightgbm,
@@ -51,7 +51,7 @@ from recsys_cli.models.lambdarank import (
     lightgbm_threads,
     point_diagnostics,
 )
-from recsys_cli.models.lightning import fit_module, shuffled_batches
+from recsys_cli.models.lightning import MONITOR, fit_module, shuffled_batches
 from recsys_cli.models.side_features import SideFeatures
 from recsys_cli.models.validation import Targets
 

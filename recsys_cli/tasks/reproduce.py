@@ -235,11 +235,10 @@ def step_config(step: str, full: DictConfig, config_dir: Path) -> DictConfig:
 def provide_raw(experiment: Experiment, ingest_cfg: DictConfig) -> dict[str, int] | None:
     """Generate the synthetic shop into the work folder, or check that the raw
     files the experiment names are there. Returns the generator's counts, if any."""
-    from hydra.utils import instantiate
-
+    from recsys_cli.config import build
     from recsys_cli.data.sources.synth import SynthSource
 
-    source = instantiate(ingest_cfg.data, _convert_="all")
+    source = build(ingest_cfg.data)
     data = experiment.data
     if isinstance(source, SynthSource) and data.raw is None:
         return source.generate()
