@@ -1,18 +1,23 @@
 """LambdaMART through LightGBM, the ranker stage's second backend: its settings,
-the checks that name a bad one at construction, a grid of them, and one fit with
-early stopping on the held-out users' candidate lists."""
+the checks that name a bad one at construction, a grid of them, one fit with
+early stopping on held-out users' candidate lists, and the k-fold cross-validation
+over users that can choose a grid point."""
 
 from __future__ import annotations
 
 import itertools
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.candidates import Pairs
+from recsys_cli.models.dcn import grouped_ndcg
+
+# (feature matrix, group, label) with rows grouped by (window, user), in order.
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "objective": "lambdarank",
@@ -26,28 +31,68 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
 }
 
 
+class PointFit(NamedTuple):
+    booster: Any
+    trees: int  # the number to predict with
+    raw: np.ndarray  # scores of the held-out rows
+    ndcg: float  # the held-out users' candidate-list NDCG@10 (0 without held-out rows)
+
+
 def fit_point(
-    options: Mapping[str, Any],
-    train: tuple[np.ndarray, Pairs, np.ndarray, np.ndarray],
-    held: tuple[np.ndarray, Pairs, np.ndarray, np.ndarray],
-    patience: int,
-) -> tuple[Any, int]:
-    """A fitted booster and the number of trees to predict with (early stopping on
-    the held-out groups' NDCG@10 after 10 x patience rounds; none when patience is 0)."""
+    options: Mapping[str, Any], train: Rows, held: Rows, categorical: Sequence[int], patience: int
+) -> PointFit:
+    """One booster fitted on `train`, early-stopped on the held-out groups' NDCG@10
+    after 10 x patience rounds (none when patience is 0), and scored on them."""
     import lightgbm as lgb
 
     ranker = lgb.LGBMRanker(**options)
-    fit: dict[str, Any] = {"group": group_sizes(train[2]), "categorical_feature": categorical_columns(train[1])}
-    if held[3].size and patience > 0:
+    fit: dict[str, Any] = {"group": group_sizes(train[1]), "categorical_feature": list(categorical)}
+    if held[2].size and patience > 0:
         fit |= {
             "eval_X": held[0],
-            "eval_y": held[3],
-            "eval_group": [group_sizes(held[2])],
+            "eval_y": held[2],
+            "eval_group": [group_sizes(held[1])],
             "eval_at": [10],
             "callbacks": [lgb.early_stopping(10 * patience, verbose=False)],
         }
-    ranker.fit(train[0], train[3], **fit)
-    return ranker.booster_, int(ranker.best_iteration_ or options["n_estimators"])
+    ranker.fit(train[0], train[2], **fit)
+    trees = int(ranker.best_iteration_ or options["n_estimators"])
+    raw = np.asarray(ranker.booster_.predict(held[0], num_iteration=trees), dtype=np.float64)
+    return PointFit(ranker.booster_, trees, raw, grouped_ndcg(held[1], raw, held[2], 10) if held[2].size else 0.0)
+
+
+def user_folds(users: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The cross-validation fold (0..k-1) of each row's user. Distinct users are
+    shuffled by the seed and dealt in turn, so fold sizes differ by one user at most
+    and a user sits in the same fold in every labelled window."""
+    distinct, inverse = np.unique(users, return_inverse=True)
+    if distinct.size < k:
+        raise ConfigError(
+            f"model.lightgbm_cv_folds={k}: the labelled windows hold only {distinct.size} user(s) to split into folds"
+        )
+    fold = np.empty(distinct.size, dtype=np.int64)
+    fold[np.random.default_rng(seed).permutation(distinct.size)] = np.arange(distinct.size) % k
+    return fold[inverse]
+
+
+def cross_validate(
+    options: Sequence[Mapping[str, Any]], rows: Rows, fold: np.ndarray, categorical: Sequence[int], patience: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(points, folds) NDCG@10 and trees: each point fitted on all folds but one,
+    early-stopped on and scored by the one left out."""
+    k = int(fold.max()) + 1
+    ndcg, trees = np.zeros((len(options), k)), np.zeros((len(options), k))
+    for j in range(k):
+        out = fold == j
+        train, held = _rows(rows, ~out), _rows(rows, out)
+        for i, point in enumerate(options):
+            result = fit_point(point, train, held, categorical, patience)
+            ndcg[i, j], trees[i, j] = result.ndcg, result.trees
+    return ndcg, trees
+
+
+def _rows(rows: Rows, mask: np.ndarray) -> Rows:
+    return rows[0][mask], rows[1][mask], rows[2][mask]
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -74,6 +119,21 @@ def check_lightgbm(options: Mapping[str, Any], grid: Mapping[str, Any], backend:
             raise ConfigError(f"model.lightgbm_grid.{key}: give a non-empty list of values, got {values!r}")
         if any(not isinstance(v, bool | int | float | str) for v in values):
             raise ConfigError(f"model.lightgbm_grid.{key}: values must be numbers or strings, got {list(values)!r}")
+
+
+def check_cv_folds(folds: Any, grid: Mapping[str, Sequence[Any]], backend: str) -> None:
+    """Cross-validation only chooses among grid points: refuse settings where it
+    would choose nothing (it would only multiply the fitting time)."""
+    if folds is None:
+        return
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(f"model.lightgbm_cv_folds: give an integer of 2 or more, or null, got {folds!r}")
+    if backend != "lightgbm":
+        raise ConfigError(f"model.lightgbm_cv_folds applies to backend=lightgbm only, not {backend!r}")
+    if len(grid_points(grid)) < 2:
+        raise ConfigError(
+            "model.lightgbm_cv_folds chooses among the points of model.lightgbm_grid: give a grid of two or more points"
+        )
 
 
 def lightgbm_parameters() -> frozenset[str]:
@@ -104,9 +164,20 @@ def point_label(point: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in point.items())
 
 
-def point_diagnostics(point: Mapping[str, Any], score: float, iterations: int) -> dict[str, float]:
+def point_diagnostics(point: Mapping[str, Any], ndcg: float, trees: float, scored_on: str) -> dict[str, float]:
+    """A point's NDCG@10 where it was scored (`holdout` or `cv`) and its trees."""
     label = point_label(point)
-    return {f"lightgbm_grid/{label}/holdout_ndcg@10": score, f"lightgbm_grid/{label}/trees": float(iterations)}
+    return {f"lightgbm_grid/{label}/{scored_on}_ndcg@10": ndcg, f"lightgbm_grid/{label}/trees": float(trees)}
+
+
+def cv_diagnostics(points: Sequence[Mapping[str, Any]], ndcg: np.ndarray, trees: np.ndarray) -> dict[str, float]:
+    """Each point's mean and spread of NDCG@10 over the folds, and its mean trees:
+    the spread says how far apart two points must be to mean anything."""
+    out = {"lightgbm_grid/cv_folds": float(ndcg.shape[1])}
+    for point, scores, sizes in zip(points, ndcg, trees, strict=True):
+        out |= point_diagnostics(point, float(scores.mean()), float(sizes.mean()), "cv")
+        out[f"lightgbm_grid/{point_label(point)}/cv_ndcg@10_sd"] = float(scores.std())
+    return out
 
 
 def chosen_diagnostics(grid: Mapping[str, Sequence[Any]], point: Mapping[str, Any], index: int) -> dict[str, float]:

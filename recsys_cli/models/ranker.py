@@ -20,6 +20,9 @@ held-out users rank best. Those are user-windows from every labelled window, all
 before the cutoff (146 with a positive on MovieLens-100K's first rolling-origin
 fold, against 57 users in its validation window), so the choice is steadier than
 one taken on the validation window, and it never sees that window.
+`lightgbm_cv_folds` goes further: every point is scored by k-fold
+cross-validation over all labelled users, and the chosen one is then fitted as a
+single point would be.
 """
 
 from __future__ import annotations
@@ -40,22 +43,29 @@ from recsys_cli.models.base import Recommender
 from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration
 from recsys_cli.models.candidates import FIELDS, Pairs, SideTables, candidate_pairs
 from recsys_cli.models.data import LabelledWindow, TrainData
-from recsys_cli.models.dcn import DCNModule, grouped_ndcg
+from recsys_cli.models.dcn import DCNModule
 from recsys_cli.models.lambdarank import (
     LIGHTGBM_DEFAULTS,
+    Rows,
+    categorical_columns,
+    check_cv_folds,
     check_lightgbm,
     chosen_diagnostics,
+    cross_validate,
+    cv_diagnostics,
     feature_matrix,
     fit_point,
     grid_points,
     lightgbm_threads,
     point_diagnostics,
+    user_folds,
 )
 from recsys_cli.models.lightning import MONITOR, fit_module, shuffled_batches
 from recsys_cli.models.side_features import SideFeatures
 from recsys_cli.models.validation import Targets
 
 Backend = Literal["dcn", "lightgbm"]
+Examples = tuple[Pairs, np.ndarray, np.ndarray]  # candidate pairs, group (window, user), label
 
 
 class TwoStageRanker(Recommender):
@@ -77,6 +87,7 @@ class TwoStageRanker(Recommender):
         patience: int = 3,
         lightgbm: Mapping[str, Any] | None = None,
         lightgbm_grid: Mapping[str, Sequence[Any]] | None = None,
+        lightgbm_cv_folds: int | None = None,
         trainer: Mapping[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
@@ -84,6 +95,7 @@ class TwoStageRanker(Recommender):
             raise ConfigError(f"ranker backend must be dcn or lightgbm, got {backend!r}")
         lightgbm, lightgbm_grid = _plain(lightgbm or {}), _plain(lightgbm_grid or {})
         check_lightgbm(lightgbm, lightgbm_grid, backend)
+        check_cv_folds(lightgbm_cv_folds, lightgbm_grid, backend)
         generators = {k: _plain(v) for k, v in (generators or {}).items()}
         if not generators:
             raise ConfigError("ranker: name at least one candidate generator under model.generators")
@@ -104,6 +116,7 @@ class TwoStageRanker(Recommender):
             patience=patience,
             lightgbm=lightgbm,
             lightgbm_grid={k: list(v) for k, v in lightgbm_grid.items()},
+            lightgbm_cv_folds=lightgbm_cv_folds,
             trainer=dict(trainer or {}),
             seed=seed,
         )
@@ -126,11 +139,12 @@ class TwoStageRanker(Recommender):
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
         self.diagnostics = {}
         self.tables = SideTables.of(data)
-        train, held = self._examples(data.windows, self.tables)
+        examples = self._labelled(data.windows, self.tables)
+        train, held = self._split(examples)
         if self.params["backend"] == "dcn":
             raw = self._fit_dcn(train, held, workdir)
         else:
-            raw = self._fit_lightgbm(train, held)
+            raw = self._fit_lightgbm(examples, train, held)
         self.calibration, calibration = self._calibrate(raw, held[1], held[2])
         self.diagnostics |= calibration
         self.generators = self._fit_generators(data)
@@ -159,13 +173,14 @@ class TwoStageRanker(Recommender):
     def _fit_generators(self, data: TrainData) -> dict[str, Recommender]:
         return {name: _instantiate(spec).fit(data) for name, spec in self.params["generators"].items()}
 
-    def _examples(
-        self, windows: list[LabelledWindow], like: SideTables
-    ) -> tuple[tuple[Pairs, np.ndarray, np.ndarray], tuple[Pairs, np.ndarray, np.ndarray]]:
-        """Training and held-out (pairs, group, label) over all windows; a user is held
-        out in every window or none, so early stopping sees new people."""
+    def _examples(self, windows: list[LabelledWindow], like: SideTables) -> tuple[Examples, Examples]:
+        """Training and held-out examples over all windows."""
+        return self._split(self._labelled(windows, like))
+
+    def _labelled(self, windows: list[LabelledWindow], like: SideTables) -> Examples:
+        """Every window's candidates with their labels, window after window."""
         rng = np.random.default_rng(self.params["seed"])
-        train, held = [], []
+        parts = []
         for w, window in enumerate(windows):
             labels = window.label_matrix()
             users = np.flatnonzero(np.diff(labels.indptr) > 0)
@@ -177,20 +192,17 @@ class TwoStageRanker(Recommender):
             generators = self._fit_generators(window.data)
             pairs = candidate_pairs(generators, SideTables.of(window.data, like), users, self.params["n_candidates"])
             y = np.asarray(labels[pairs.users, pairs.items]).ravel().astype(np.float32)
-            group = pairs.users.astype(np.int64) + w * len(window.data.users)
-            out = _holdout_mask(pairs.users, self.params["holdout"], self.params["seed"])
-            train.append(_subset(pairs, group, y, ~out))
-            held.append(_subset(pairs, group, y, out))
-        if not train:
+            parts.append((pairs, pairs.users.astype(np.int64) + w * len(window.data.users), y))
+        if not parts:
             raise ConfigError("no labelled window has a known user with a positive: the ranker has nothing to learn")
-        return _stack(train), _stack(held)
+        return _stack(parts)
 
-    def _fit_dcn(
-        self,
-        train: tuple[Pairs, np.ndarray, np.ndarray],
-        held: tuple[Pairs, np.ndarray, np.ndarray],
-        workdir: Path | None,
-    ) -> np.ndarray:
+    def _split(self, examples: Examples) -> tuple[Examples, Examples]:
+        """A user is held out in every window or none, so early stopping sees new people."""
+        out = _holdout_mask(examples[0].users, self.params["holdout"], self.params["seed"])
+        return _subset(*examples, ~out), _subset(*examples, out)
+
+    def _fit_dcn(self, train: Examples, held: Examples, workdir: Path | None) -> np.ndarray:
         assert self.tables is not None
         p = self.params
         self.network = self._network(self.tables.cardinalities(len(self.items or ())), train[0].numeric.shape[1])
@@ -218,32 +230,33 @@ class TwoStageRanker(Recommender):
             p["weight_decay"],
         )
 
-    def _fit_lightgbm(
-        self, train: tuple[Pairs, np.ndarray, np.ndarray], held: tuple[Pairs, np.ndarray, np.ndarray]
-    ) -> np.ndarray:
-        """One LightGBM fit per point of `lightgbm_grid` (one fit when it is empty) on
-        the same examples; the point whose held-out users rank best is kept (the
-        first of equals, in declaration order)."""
-        base = LIGHTGBM_DEFAULTS | {"random_state": self.params["seed"], "n_jobs": lightgbm_threads()}
-        base |= self.params["lightgbm"]
-        x_train, x_held = feature_matrix(train[0]), feature_matrix(held[0])
-        points = grid_points(self.params["lightgbm_grid"])
-        best: tuple[float, int, Any, int, np.ndarray] | None = None
-        for index, point in enumerate(points):
-            booster, iterations = fit_point(base | point, (x_train, *train), (x_held, *held), self.params["patience"])
-            raw = np.asarray(booster.predict(x_held, num_iteration=iterations), dtype=np.float64)
-            score = grouped_ndcg(held[1], raw, held[2], 10) if held[2].size else 0.0
-            if len(points) > 1:
-                self.diagnostics |= point_diagnostics(point, score, iterations)
-            if best is None or score > best[0]:
-                best = (score, index, booster, iterations, raw)
-        assert best is not None
-        score, index, self.booster, self.best_epoch, raw = best
+    def _fit_lightgbm(self, examples: Examples, train: Examples, held: Examples) -> np.ndarray:
+        """One LightGBM fit on the training users per candidate point, early-stopped
+        on and scored by the held-out users; the best is kept (the first of equals,
+        in declaration order). The candidates are every point of `lightgbm_grid`
+        (one fit when it is empty), or the one point k-fold cross-validation chose."""
+        p = self.params
+        base = LIGHTGBM_DEFAULTS | {"random_state": p["seed"], "n_jobs": lightgbm_threads()} | p["lightgbm"]
+        points = grid_points(p["lightgbm_grid"])
+        categorical = categorical_columns(train[0])
+        candidates = list(range(len(points)))
+        if p["lightgbm_cv_folds"]:
+            fold = user_folds(examples[0].users, p["lightgbm_cv_folds"], p["seed"])
+            ndcg, trees = cross_validate([base | q for q in points], _rows(examples), fold, categorical, p["patience"])
+            self.diagnostics |= cv_diagnostics(points, ndcg, trees)
+            candidates = [int(np.argmax(ndcg.mean(axis=1)))]  # argmax: the first of equals
+        train_rows, held_rows = _rows(train), _rows(held)
+        fits = [fit_point(base | points[i], train_rows, held_rows, categorical, p["patience"]) for i in candidates]
+        if len(candidates) > 1:
+            for i, fit in zip(candidates, fits, strict=True):
+                self.diagnostics |= point_diagnostics(points[i], fit.ndcg, fit.trees, "holdout")
+        best = int(np.argmax([fit.ndcg for fit in fits]))
         if len(points) > 1:
-            self.diagnostics |= chosen_diagnostics(self.params["lightgbm_grid"], points[index], index)
+            self.diagnostics |= chosen_diagnostics(p["lightgbm_grid"], points[candidates[best]], candidates[best])
+        self.booster, self.best_epoch = fits[best].booster, fits[best].trees
         if held[2].size:
-            self.best_score = score
-        return raw
+            self.best_score = fits[best].ndcg
+        return fits[best].raw
 
     # ---- scoring --------------------------------------------------------------------
 
@@ -357,11 +370,15 @@ def _holdout_mask(users: np.ndarray, share: float, seed: int) -> np.ndarray:
     return mixed < np.uint64(int(share * 1000))
 
 
-def _subset(pairs: Pairs, group: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[Pairs, np.ndarray, np.ndarray]:
+def _rows(examples: Examples) -> Rows:
+    return feature_matrix(examples[0]), examples[1], examples[2]
+
+
+def _subset(pairs: Pairs, group: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Examples:
     return Pairs(*(getattr(pairs, f)[mask] for f in FIELDS)), group[mask], y[mask]
 
 
-def _stack(parts: list[tuple[Pairs, np.ndarray, np.ndarray]]) -> tuple[Pairs, np.ndarray, np.ndarray]:
+def _stack(parts: list[Examples]) -> Examples:
     pairs = Pairs(*(np.concatenate([getattr(p[0], f) for p in parts]) for f in FIELDS))
     return pairs, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 

@@ -4,6 +4,8 @@
 windows and keeps the one whose held-out users rank best; the validation window
 is never read. On the checkerboard, a point whose leaves need more rows than the
 board has cannot split at all and ranks by chance, so it must lose.
+`model.lightgbm_cv_folds` scores every point by k-fold cross-validation over the
+labelled users instead, then fits the chosen one as a single point.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import pytest
 
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError
+from recsys_cli.models import lambdarank
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import LabelledWindow
 from recsys_cli.models.dcn import grouped_ndcg
-from recsys_cli.models.lambdarank import grid_points, lightgbm_threads
+from recsys_cli.models.lambdarank import Rows, grid_points, lightgbm_threads, user_folds
 from recsys_cli.models.ranker import TwoStageRanker
 from tests.models.conftest import checkerboard
 from tests.models.test_contract import SMALL, make
@@ -191,3 +194,130 @@ def test_lightgbm_uses_the_thread_count_the_process_was_given(
 def test_the_kept_booster_runs_on_the_given_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert fit_grid(*GRID).booster.params["num_threads"] == 1
+
+
+# ---- k-fold cross-validated choice (model.lightgbm_cv_folds) ---------------------------
+
+FOLDS = 3
+CV = (*GRID, f"model.lightgbm_cv_folds={FOLDS}")
+POINTS = (STUMP, LEARNS, ALSO_LEARNS)
+
+
+@pytest.fixture(scope="module")
+def cross_validated() -> TwoStageRanker:
+    return fit_grid(*CV)
+
+
+def cv_means(model: TwoStageRanker) -> list[float]:
+    return [model.diagnostics[f"lightgbm_grid/min_child_samples={v}/cv_ndcg@10"] for v in POINTS]
+
+
+def test_users_are_dealt_into_balanced_folds_that_hold_in_every_window() -> None:
+    # Three windows over the same eleven users, in a different order each time.
+    users = np.concatenate([np.arange(11), np.arange(11)[::-1], np.arange(3, 8)])
+    fold = user_folds(users, 4, seed=3)
+    per_user = {int(u): set(fold[users == u].tolist()) for u in np.unique(users)}
+    assert all(len(folds) == 1 for folds in per_user.values())  # one fold per user, whatever the window
+    sizes = np.bincount([next(iter(f)) for f in per_user.values()], minlength=4)
+    assert sorted(sizes.tolist()) == [2, 3, 3, 3]
+    np.testing.assert_array_equal(user_folds(users, 4, seed=3), fold)
+    assert any(not np.array_equal(user_folds(users, 4, seed=s), fold) for s in range(4, 8))
+
+
+def test_more_folds_than_users_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"model.lightgbm_cv_folds=5: the labelled windows hold only 3 user\(s\)"):
+        user_folds(np.array([1, 2, 3, 1]), 5, seed=0)
+
+
+def test_no_user_is_both_trained_on_and_scored_in_one_cross_validation_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of the k fits of a point trains on some users and scores the others;
+    over the k fits every labelled user is scored exactly once."""
+    calls: list[tuple[set[int], set[int]]] = []
+    fit = lambdarank.fit_point
+
+    def spy(options: dict[str, object], train: Rows, held: Rows, *rest: object) -> lambdarank.PointFit:
+        # A group is (window, user): user + window x n_users, see TwoStageRanker._labelled.
+        calls.append((set((train[1] % n_users).tolist()), set((held[1] % n_users).tolist())))
+        return fit(options, train, held, *rest)  # type: ignore[arg-type]
+
+    data, _ = checkerboard()
+    n_users = len(data.users)
+    monkeypatch.setattr(lambdarank, "fit_point", spy)
+    cv = ("model.lightgbm_grid=null", "model.lightgbm_grid={min_child_samples:[5,1]}", "model.lightgbm_cv_folds=4")
+    model = make("ranker_lgbm", *SMALL["ranker_lgbm"], *cv).fit(data)
+    assert model.diagnostics["lightgbm_grid/cv_folds"] == 4
+    assert len(calls) == 2 * 4  # every point on every fold; the final fit is not cross-validation
+    everyone = calls[0][0] | calls[0][1]
+    for point in range(2):
+        scored = [held for _, held in calls[point::2]]
+        for train, held in calls[point::2]:
+            assert held and not train & held and train | held == everyone
+        assert sorted(u for held in scored for u in held) == sorted(everyone)
+
+
+def test_every_point_records_its_cross_validated_score_and_trees(cross_validated: TwoStageRanker) -> None:
+    d = cross_validated.diagnostics
+    assert d["lightgbm_grid/cv_folds"] == FOLDS
+    for value in POINTS:
+        assert 0.0 <= d[f"lightgbm_grid/min_child_samples={value}/cv_ndcg@10"] <= 1.0
+        assert d[f"lightgbm_grid/min_child_samples={value}/cv_ndcg@10_sd"] >= 0.0
+        assert d[f"lightgbm_grid/min_child_samples={value}/trees"] >= 1
+    assert not any(k.endswith("/holdout_ndcg@10") for k in d)  # the held-out users chose nothing
+    assert d["holdout_pairs"] > 0 and "holdout_ece_calibrated" in d
+
+
+def test_the_chosen_point_has_the_best_mean_score_first_of_equals(cross_validated: TwoStageRanker) -> None:
+    means = cv_means(cross_validated)
+    assert means[1] > means[0]  # the stump cannot split
+    first_best = means.index(max(means))
+    assert cross_validated.diagnostics["lightgbm_grid/chosen_point"] == first_best
+    assert cross_validated.diagnostics["lightgbm_grid/chosen/min_child_samples"] == POINTS[first_best]
+
+
+def test_the_chosen_point_is_then_fitted_as_a_single_point_would_be(cross_validated: TwoStageRanker) -> None:
+    chosen = int(cross_validated.diagnostics["lightgbm_grid/chosen/min_child_samples"])
+    plain = fit_grid("model.lightgbm_grid=null", f"model.lightgbm.min_child_samples={chosen}")
+    users = np.arange(1, 10)
+    np.testing.assert_array_equal(cross_validated.score(users), plain.score(users))
+    assert cross_validated.best_score == plain.best_score == pytest.approx(held_out_score(cross_validated))
+    np.testing.assert_array_equal(cross_validated.calibration, plain.calibration)
+
+
+def test_the_cross_validated_choice_is_deterministic(cross_validated: TwoStageRanker) -> None:
+    again = fit_grid(*CV)
+    assert again.diagnostics == cross_validated.diagnostics
+    users = np.arange(1, 10)
+    np.testing.assert_array_equal(again.score(users), cross_validated.score(users))
+
+
+TWO_POINTS = {"num_leaves": [7, 15]}
+NOT_AN_INTEGER = "model.lightgbm_cv_folds: give an integer of 2 or more, or null, got"
+
+
+@pytest.mark.parametrize(
+    ("folds", "backend", "grid", "message"),
+    [
+        (1, "lightgbm", TWO_POINTS, f"{NOT_AN_INTEGER} 1"),
+        (2.5, "lightgbm", TWO_POINTS, f"{NOT_AN_INTEGER} 2.5"),
+        ("5", "lightgbm", TWO_POINTS, f"{NOT_AN_INTEGER} '5'"),
+        (True, "lightgbm", TWO_POINTS, f"{NOT_AN_INTEGER} True"),
+        (5, "dcn", {}, "model.lightgbm_cv_folds applies to backend=lightgbm only, not 'dcn'"),
+        (5, "lightgbm", {}, "model.lightgbm_cv_folds chooses among the points of model.lightgbm_grid"),
+        (5, "lightgbm", {"num_leaves": [7]}, "give a grid of two or more points"),
+    ],
+)
+def test_bad_cross_validation_settings_are_one_line_naming_the_key(
+    folds: object, backend: str, grid: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        TwoStageRanker(POPULAR, backend=backend, lightgbm_grid=grid, lightgbm_cv_folds=folds)  # type: ignore[arg-type]
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cross_validation_from_the_command_line_is_checked_too() -> None:
+    from hydra.errors import InstantiationException
+
+    with pytest.raises(InstantiationException) as error:
+        make("ranker_lgbm", "model.lightgbm_cv_folds=1")
+    assert isinstance(error.value.__cause__, ConfigError)
+    assert "model.lightgbm_cv_folds" in str(error.value.__cause__)
