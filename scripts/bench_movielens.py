@@ -125,8 +125,9 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("ranker_lgbm_inner_grid", "ranker_lgbm", OURS, features="ranker"),
     # The same grid scored by 5-fold cross-validation over all labelled users instead
     # of one 20% held-out share (too few users there to tell points 0.01 apart); the
-    # chosen point is then fitted as above. k=5 was fixed before any run.
-    ModelSpec("ranker_lgbm_cv5", "ranker_lgbm", OURS, ("model.lightgbm_cv_folds=5",), features="ranker"),
+    # chosen point is then fitted as above. k=5 was fixed before any run. `++`: the
+    # yaml's default is null, which `unavailable` would read as a missing key.
+    ModelSpec("ranker_lgbm_cv5", "ranker_lgbm", OURS, ("++model.lightgbm_cv_folds=5",), features="ranker"),
 )
 
 
