@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import polars as pl
 
+from recsys_cli.data.event_order import event_order
 from recsys_cli.data.schema import Col
 
 
 def sequences(history: pl.LazyFrame, max_len: int = 50) -> pl.LazyFrame:
     """Each user's `max_len` most recent events, oldest first: items, event
     types, timestamps and the gap in seconds since the previous kept event (0 for
-    the first). Ties in time are ordered by item, then event type (funnel order),
-    so sequences are reproducible.
+    the first), in the order of `event_order` (the one the splits hold out by).
 
     Sorted within each user's group rather than globally: a global sort of the
     history would hold all of it in memory at once.
     """
-    order = [Col.TS, Col.ITEM, Col.EVENT]
+    order = event_order()
     return (
         history.group_by(Col.USER)
         .agg(

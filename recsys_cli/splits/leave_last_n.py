@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from recsys_cli.data.event_order import event_order
 from recsys_cli.data.schema import Col
 from recsys_cli.splits.base import PART, TEST, TRAIN, VAL, Fold, Splitter
 
@@ -25,9 +26,11 @@ class LeaveLastNSplitter(Splitter):
         return [Fold("fold-0")]
 
     def assign(self, events: pl.LazyFrame, fold: Fold) -> pl.LazyFrame:
-        """Rank each user's events from the newest (ties broken by item, then event
-        type, so the split is the same on every run)."""
-        ranked = events.sort(Col.USER, Col.TS, Col.ITEM, Col.EVENT, descending=[False, True, True, True]).with_columns(
+        """Rank each user's events from the newest, in `event_order` (ties in time
+        by a hash of user and item, never by item id), so the split is the same on
+        every run and agrees with the sequences models read."""
+        order = event_order()
+        ranked = events.sort(Col.USER, *order, descending=[False] + [True] * len(order)).with_columns(
             pl.int_range(pl.len(), dtype=pl.UInt32).over(Col.USER).alias("_from_end")
         )
         part = (

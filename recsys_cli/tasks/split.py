@@ -11,6 +11,7 @@ import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data import event_order
 from recsys_cli.data.lake import MANIFEST, read_manifest, sha256_file, staged_version, write_json
 from recsys_cli.data.schema import Col
 from recsys_cli.splits.base import PART, PARTS, TEST, VAL, Fold, Splitter
@@ -43,6 +44,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> SplitResult:
         manifest = {
             "protocol": {"splitter": type(splitter).__name__, **splitter.describe()},
             "target": {**spec.__dict__, "positive_events": list(spec.positive_events)},
+            "event_order": event_order.describe(),
             "lake": {
                 "path": str(lake),
                 "manifest_sha256": sha256_file(lake / MANIFEST),
