@@ -10,7 +10,8 @@ any are cold-start and reported apart.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import polars as pl
 
@@ -34,6 +35,20 @@ class TargetSpec:
         unknown = sorted((set(self.positive_events) | set(self.seen_events or [])) - set(EVENT_TYPES))
         if unknown or not self.positive_events:
             raise ConfigError(f"target: unknown or empty event types {unknown}; known: {list(EVENT_TYPES)}")
+
+    @classmethod
+    def from_config(cls, node: Any) -> TargetSpec:
+        """The composed `target` group (split and features read the same one); a
+        key the spec does not know is one line naming it, not a TypeError."""
+        from omegaconf import OmegaConf
+
+        values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+        assert isinstance(values, dict)
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in values if k not in known)
+        if unknown:
+            raise ConfigError(f"target: unknown key(s) {unknown}; known: {known}")
+        return cls(**{str(k): v for k, v in values.items()})
 
     def is_seen(self) -> pl.Expr:
         """Events that make an item "already seen": by default the positive event

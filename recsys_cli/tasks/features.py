@@ -59,7 +59,7 @@ def load(cfg: DictConfig) -> Inputs:
         splitter=build(cfg.split),
         folds=folds,
         features=FeatureConfig(**params),
-        target=TargetSpec(**cast(dict[str, Any], OmegaConf.to_container(cfg.target))),
+        target=TargetSpec.from_config(cfg.target),
         split_manifest=split_dir / MANIFEST,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
@@ -31,7 +31,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> SplitResult:
     lake = Path(cfg.lake_dir)
     lake_manifest = read_manifest(lake)
     splitter: Splitter = build(cfg.split)
-    spec = TargetSpec(**cast(dict[str, Any], OmegaConf.to_container(cfg.target)))
+    spec = TargetSpec.from_config(cfg.target)
     events = pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE)
     folds = splitter.folds(events)
     out = Path(cfg.split_dir)

@@ -67,3 +67,12 @@ def test_targets_carry_the_time_and_context_of_the_first_positive(assigned: pl.L
     spec = TargetSpec(positive_events=["add_to_cart", "purchase"])
     row = ground_truth(assigned, spec, "test").collect().row(0, named=True)
     assert (row[Col.USER], row[Col.TS], row["hour_of_day"], row["day_of_week"]) == ("a", day(9), 12, 5)
+
+
+def test_the_target_group_becomes_a_spec_and_an_unknown_key_is_named() -> None:
+    from omegaconf import OmegaConf
+
+    spec = TargetSpec.from_config(OmegaConf.create({"name": "ratings", "positive_events": ["rating"], "min_value": 4}))
+    assert (spec.name, list(spec.positive_events), spec.min_value) == ("ratings", ["rating"], 4)
+    with pytest.raises(ConfigError, match=r"target: unknown key\(s\) \['positives'\]"):
+        TargetSpec.from_config({"name": "x", "positives": ["rating"]})
