@@ -61,19 +61,12 @@ def measure(name: str, data: TrainData, overrides: list[str], warmup: int, steps
     cfg = compose("train", [f"model={name}", *overrides])
     model = instantiate(cfg.model, _convert_="all")
     L.seed_everything(42, verbose=False)
+    from recsys_cli.models.lightning import shuffled_batches
+
     if name == "ranker":
-        from recsys_cli.models.candidates import SideTables
-        from recsys_cli.models.lightning import shuffled_batches
-        from recsys_cli.models.ranker import _tensors
-
-        model.users, model.items = data.users, data.items
-        model.tables = SideTables.of(data)
-        train, _ = model._examples(data.windows, model.tables)
-        module = model._network(model.tables.cardinalities(data.n_items), train[0].numeric.shape[1])
-        loader = shuffled_batches(_tensors(*train), model.params["batch_size"])
+        module, examples = model.network_examples(data)
+        loader = shuffled_batches(examples, model.params["batch_size"])
     else:
-        from recsys_cli.models.lightning import shuffled_batches
-
         model.seen = (data.matrix > 0).tocsr()
         module = model.build_module(data)
         module.seen = model.seen

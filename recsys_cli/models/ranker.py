@@ -202,14 +202,27 @@ class TwoStageRanker(Recommender):
         out = _holdout_mask(examples[0].users, self.params["holdout"], self.params["seed"])
         return _subset(*examples, ~out), _subset(*examples, out)
 
-    def _fit_dcn(self, train: Examples, held: Examples, workdir: Path | None) -> np.ndarray:
+    def network_examples(self, data: TrainData) -> tuple[DCNModule, TensorDataset]:
+        """The untrained network and its training examples, built exactly as a fit
+        builds them: the throughput benchmark times the shared loop's steps on these."""
+        self.users, self.items = data.users, data.items
+        self.tables = SideTables.of(data)
+        train, _ = self._examples(data.windows, self.tables)
+        return self._scaled_network(train), _tensors(*train)
+
+    def _scaled_network(self, train: Examples) -> DCNModule:
+        """A new network whose input scaling is the training examples' mean and spread."""
         assert self.tables is not None
-        p = self.params
-        self.network = self._network(self.tables.cardinalities(len(self.items or ())), train[0].numeric.shape[1])
+        network = self._network(self.tables.cardinalities(len(self.items or ())), train[0].numeric.shape[1])
         numeric = train[0].numeric.astype(np.float64)
-        self.network.numeric_mean.copy_(torch.as_tensor(numeric.mean(axis=0) if numeric.size else 0.0))
+        network.numeric_mean.copy_(torch.as_tensor(numeric.mean(axis=0) if numeric.size else 0.0))
         std = numeric.std(axis=0) if numeric.size else np.ones(numeric.shape[1])
-        self.network.numeric_std.copy_(torch.as_tensor(np.where(std > 1e-9, std, 1.0)))
+        network.numeric_std.copy_(torch.as_tensor(np.where(std > 1e-9, std, 1.0)))
+        return network
+
+    def _fit_dcn(self, train: Examples, held: Examples, workdir: Path | None) -> np.ndarray:
+        p = self.params
+        self.network = self._scaled_network(train)
         loader = shuffled_batches(_tensors(*train), p["batch_size"])
         val_loader = DataLoader(_tensors(*held), batch_size=8192) if held[2].size else None
         best = fit_module(self.network, loader, val_loader, MONITOR, "max", p, workdir)
