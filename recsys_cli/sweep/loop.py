@@ -83,11 +83,21 @@ def build_sampler(plan: SweepPlan, worker: int, existing: int) -> Any:
     return sampler
 
 
+def prunable(plan: SweepPlan) -> bool:
+    """Whether a pruner may stop this study's trials. The shared training loop
+    reports one number per epoch, the validation NDCG@10 it early-stops on; a
+    pruner reading it for another objective, or for a minimised one, would stop
+    trials for the wrong reason. Optuna prunes single-objective studies only."""
+    from recsys_cli.models.lightning import MONITOR
+
+    return plan.metrics == [MONITOR] and plan.directions == ["maximize"]
+
+
 def build_pruner(plan: SweepPlan) -> Any:
     import optuna
     from hydra.utils import instantiate
 
-    if len(plan.metrics) > 1:  # Optuna prunes single-objective studies only
+    if not prunable(plan):
         return optuna.pruners.NopPruner()
     try:
         return instantiate(plan.sweep["pruner"])

@@ -40,3 +40,18 @@ def test_samplers_and_pruners_build(sampler: str, pruner: str, tmp_path: Path) -
     plan = prepare([*overrides, f"sweeps_dir={tmp_path}"], DEFAULT_CONF_DIR)
     assert isinstance(build_sampler(plan, worker=0, existing=0), optuna.samplers.BaseSampler)
     assert isinstance(build_pruner(plan), optuna.pruners.BasePruner)
+
+
+@pytest.mark.parametrize(
+    ("objective", "pruned"),
+    [
+        (["sweep.metrics=[val/ndcg@10]"], True),
+        (["sweep.metrics=[val/coverage@10]"], False),  # the loop reports NDCG per epoch, not coverage
+        (["sweep.metrics=[val/ndcg@10]", "sweep.directions=[minimize]"], False),
+        (["sweep.metrics=[val/ndcg@10,val/coverage@10]", "sweep.directions=[maximize,maximize]"], False),
+    ],
+)
+def test_only_a_study_of_the_reported_metric_is_pruned(objective: list[str], pruned: bool, tmp_path: Path) -> None:
+    overrides = ["model=bpr_mf", "sweep=tiny", "sweep/pruner=median", *objective, f"sweeps_dir={tmp_path}"]
+    plan = prepare(overrides, DEFAULT_CONF_DIR)
+    assert isinstance(build_pruner(plan), optuna.pruners.MedianPruner) == pruned
