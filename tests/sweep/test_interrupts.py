@@ -1,10 +1,13 @@
-"""A stop signal never cuts a study's storage write in half: inside storage code
-it waits for the next safe point; anywhere else it interrupts at once."""
+"""A stop signal waits for the next safe point, so it never cuts a study's storage
+write or a trial's config composition in half; a second one interrupts at once,
+except inside storage code."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,10 +36,31 @@ def test_a_signal_during_a_storage_write_waits_for_the_next_safe_point() -> None
         raise_if_pending()  # raised once only
 
 
-def test_a_signal_elsewhere_interrupts_at_once() -> None:
-    elsewhere = _as_if_in("/work/recsys_cli/models/sasrec.py")
-    with deferred_interrupts(), pytest.raises(KeyboardInterrupt):
-        elsewhere(_terminate)
+def test_a_signal_during_config_composition_waits_for_the_next_safe_point() -> None:
+    from recsys_cli.config import compose
+
+    compose("train", ["model=bpr_mf"])  # imports done: a composition takes tens of ms
+    with deferred_interrupts():
+        for delay in (0.001, 0.004, 0.01, 0.02, 0.04):
+            sender = threading.Timer(delay, _terminate)
+            sender.start()
+            cfg = compose("train", ["model=bpr_mf"])  # never cut short, whenever the signal lands
+            sender.join()
+            time.sleep(0.01)  # the handler has run by now
+            assert cfg.model.lr > 0
+            with pytest.raises(KeyboardInterrupt):
+                raise_if_pending()
+
+
+def test_a_second_signal_interrupts_at_once_outside_storage_code() -> None:
+    elsewhere = _as_if_in("/work/recsys_cli/models/ease.py")
+    in_storage = _as_if_in("/venv/lib/python3.11/site-packages/sqlalchemy/engine/base.py")
+    with deferred_interrupts():
+        elsewhere(_terminate)  # the first one is held
+        in_storage(_terminate)  # a second during a write still waits
+        with pytest.raises(KeyboardInterrupt):
+            elsewhere(_terminate)  # the user insists: at once
+        raise_if_pending()  # and nothing is left pending
 
 
 def test_every_batch_end_is_a_safe_point() -> None:
