@@ -84,14 +84,14 @@ def cross_validate(
     ndcg, trees = np.zeros((len(options), k)), np.zeros((len(options), k))
     for j in range(k):
         out = fold == j
-        train, held = _rows(rows, ~out), _rows(rows, out)
+        train, held = subset_rows(rows, ~out), subset_rows(rows, out)
         for i, point in enumerate(options):
             result = fit_point(point, train, held, categorical, patience)
             ndcg[i, j], trees[i, j] = result.ndcg, result.trees
     return ndcg, trees
 
 
-def _rows(rows: Rows, mask: np.ndarray) -> Rows:
+def subset_rows(rows: Rows, mask: np.ndarray) -> Rows:
     return rows[0][mask], rows[1][mask], rows[2][mask]
 
 

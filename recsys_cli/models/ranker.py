@@ -58,6 +58,7 @@ from recsys_cli.models.lambdarank import (
     grid_points,
     lightgbm_threads,
     point_diagnostics,
+    subset_rows,
     user_folds,
 )
 from recsys_cli.models.lightning import MONITOR, fit_module, shuffled_batches
@@ -144,7 +145,7 @@ class TwoStageRanker(Recommender):
         if self.params["backend"] == "dcn":
             raw = self._fit_dcn(train, held, workdir)
         else:
-            raw = self._fit_lightgbm(examples, train, held)
+            raw = self._fit_lightgbm(examples)
         self.calibration, calibration = self._calibrate(raw, held[1], held[2])
         self.diagnostics |= calibration
         self.generators = self._fit_generators(data)
@@ -197,9 +198,12 @@ class TwoStageRanker(Recommender):
             raise ConfigError("no labelled window has a known user with a positive: the ranker has nothing to learn")
         return _stack(parts)
 
-    def _split(self, examples: Examples) -> tuple[Examples, Examples]:
+    def _held_out(self, examples: Examples) -> np.ndarray:
         """A user is held out in every window or none, so early stopping sees new people."""
-        out = _holdout_mask(examples[0].users, self.params["holdout"], self.params["seed"])
+        return _holdout_mask(examples[0].users, self.params["holdout"], self.params["seed"])
+
+    def _split(self, examples: Examples) -> tuple[Examples, Examples]:
+        out = self._held_out(examples)
         return _subset(*examples, ~out), _subset(*examples, out)
 
     def network_examples(self, data: TrainData) -> tuple[DCNModule, TensorDataset]:
@@ -243,22 +247,25 @@ class TwoStageRanker(Recommender):
             p["weight_decay"],
         )
 
-    def _fit_lightgbm(self, examples: Examples, train: Examples, held: Examples) -> np.ndarray:
+    def _fit_lightgbm(self, examples: Examples) -> np.ndarray:
         """One LightGBM fit on the training users per candidate point, early-stopped
         on and scored by the held-out users; the best is kept (the first of equals,
         in declaration order). The candidates are every point of `lightgbm_grid`
-        (one fit when it is empty), or the one point k-fold cross-validation chose."""
+        (one fit when it is empty), or the one point k-fold cross-validation chose.
+        The feature matrix is built once, for cross-validation and the final fits."""
         p = self.params
         base = LIGHTGBM_DEFAULTS | {"random_state": p["seed"], "n_jobs": lightgbm_threads()} | p["lightgbm"]
         points = grid_points(p["lightgbm_grid"])
-        categorical = categorical_columns(train[0])
+        categorical = categorical_columns(examples[0])
+        rows = _rows(examples)
         candidates = list(range(len(points)))
         if p["lightgbm_cv_folds"]:
             fold = user_folds(examples[0].users, p["lightgbm_cv_folds"], p["seed"])
-            ndcg, trees = cross_validate([base | q for q in points], _rows(examples), fold, categorical, p["patience"])
+            ndcg, trees = cross_validate([base | q for q in points], rows, fold, categorical, p["patience"])
             self.diagnostics |= cv_diagnostics(points, ndcg, trees)
             candidates = [int(np.argmax(ndcg.mean(axis=1)))]  # argmax: the first of equals
-        train_rows, held_rows = _rows(train), _rows(held)
+        out = self._held_out(examples)
+        train_rows, held_rows = subset_rows(rows, ~out), subset_rows(rows, out)
         fits = [fit_point(base | points[i], train_rows, held_rows, categorical, p["patience"]) for i in candidates]
         if len(candidates) > 1:
             for i, fit in zip(candidates, fits, strict=True):
@@ -267,7 +274,7 @@ class TwoStageRanker(Recommender):
         if len(points) > 1:
             self.diagnostics |= chosen_diagnostics(p["lightgbm_grid"], points[candidates[best]], candidates[best])
         self.booster, self.best_epoch = fits[best].booster, fits[best].trees
-        if held[2].size:
+        if held_rows[2].size:
             self.best_score = fits[best].ndcg
         return fits[best].raw
 
