@@ -23,20 +23,19 @@ is the delta method over users (a user's actions are not independent).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from recsys_cli.abtest.stats import (
     Estimate,
     Lift,
     bootstrap_p,
     delta_ratio,
-    percentile_interval,
-    poisson_bootstrap,
     z_value,
 )
+from recsys_cli.evaluation import intervals
 
 ESTIMATORS = ("replay", "ips", "snips")
 
@@ -110,35 +109,35 @@ def compare_policies(
 ) -> list[PolicyComparison]:
     """Both policies under every estimator, and the treatment's lift. The two are
     evaluated on the same logged actions, so the lift's interval comes from a
-    paired Poisson bootstrap over users: each resample reweights one set of users
-    for both policies."""
+    paired bootstrap over users: each resample draws one set of users for both
+    policies (the evaluation's engine, `intervals.resample`)."""
     out = []
     for estimator in ESTIMATORS:
         estimates = [estimate(estimator, log, prob, clip, confidence) for prob in (control_prob, treatment_prob)]
         sums = [per_user(log, *terms(estimator, log, prob, clip)) for prob in (control_prob, treatment_prob)]
-        stacked = np.column_stack([sums[0][0], sums[0][1], sums[1][0], sums[1][1]])
-        boot = poisson_bootstrap(log.n_users, n_resamples, seed, _weighted_sums(stacked))
+        ratios = intervals.resample(
+            np.zeros((log.n_users, 0)),
+            n_resamples,
+            seed,
+            sp.csr_matrix(np.column_stack([sums[0][0], sums[1][0]])),
+            sp.csr_matrix(np.column_stack([sums[0][1], sums[1][1]])),
+        ).ratios
+        control, treatment = ratios[:, 0], ratios[:, 1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            control, treatment = boot[:, 0] / boot[:, 1], boot[:, 2] / boot[:, 3]
             relative = treatment / control - 1
         c, t = estimates
         p = bootstrap_p(treatment - control)
         rel = t.value / c.value - 1 if c.value > 0 else np.nan
         result = Lift(
             t.value - c.value,
-            *percentile_interval(treatment - control, confidence),
+            *intervals.interval(treatment - control, confidence),
             float(rel),
-            *percentile_interval(relative, confidence),
+            *intervals.interval(relative, confidence),
             p,
             bool(p < 1 - confidence),
         )
         out.append(PolicyComparison(estimator, c, t, result))
     return out
-
-
-def _weighted_sums(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Per resample (row of weights), the weighted column sums of `values`."""
-    return lambda weights: weights @ values
 
 
 def slate_probability(in_slate: np.ndarray, slate_size: int) -> np.ndarray:

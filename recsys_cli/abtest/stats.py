@@ -23,15 +23,11 @@ n = 2 (z_{1-alpha/2} + z_{power})^2 sd^2 / delta^2 per arm.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats
-
-# Poisson bootstrap weights are drawn this many resamples at a time.
-_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -180,30 +176,6 @@ def proportion_sample_size(p1: float, p2: float, alpha: float = 0.05, power: flo
     mean = (p1 + p2) / 2
     root = z_a * math.sqrt(2 * mean * (1 - mean)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
     return math.ceil(root**2 / (p2 - p1) ** 2)
-
-
-def poisson_bootstrap(
-    n_units: int, n_resamples: int, seed: int, statistic: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """statistic(weights) for `n_resamples` Poisson(1) weightings of the units, drawn
-    in blocks (each call gets a (block, n_units) weight matrix and returns one value,
-    or one row of values, per resample). Poisson weights approximate resampling with replacement and let each
-    block be a matrix product; the same seed gives the same resamples."""
-    rng = np.random.default_rng(seed)
-    out = [
-        np.asarray(statistic(rng.poisson(1.0, (min(_BLOCK, n_resamples - start), n_units)).astype(np.float64)))
-        for start in range(0, n_resamples, _BLOCK)
-    ]
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile interval ignoring undefined resamples; NaN when none is defined."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return math.nan, math.nan
-    low, high = np.percentile(finite, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return float(low), float(high)
 
 
 def bootstrap_p(differences: np.ndarray) -> float:

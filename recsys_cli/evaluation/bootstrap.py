@@ -3,8 +3,9 @@
 Two models scored on one window share their evaluated users, so the question is
 about the per-user differences, not two independent means: pairing removes the
 (large) spread between easy and hard users and gives a much tighter interval.
-Users are resampled with replacement; the percentile interval of the resampled
-mean differences is reported.
+Users are resampled with replacement, with the same engine as every other
+interval over users (`intervals.resample`); the percentile interval of the
+resampled mean differences is reported.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# Resampled indices are drawn in blocks of at most this many values, so memory
-# stays bounded (about 120 MB) whatever the number of users and resamples.
-_BLOCK_VALUES = 5_000_000
+from recsys_cli.evaluation import intervals
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,9 @@ def paired_bootstrap(
         raise ValueError(f"paired_bootstrap needs two non-empty 1-d arrays of one length, got {a.shape} and {b.shape}")
     if not 0 < confidence < 1 or n_resamples < 1:
         raise ValueError("confidence must be in (0, 1) and n_resamples >= 1")
-    means_a, means_b = _resampled_means(a, b, n_resamples, seed)
-    tails = 100 * np.array([(1 - confidence) / 2, (1 + confidence) / 2])
-    low, high = np.percentile(means_a - means_b, tails)
-    rel_low, rel_high = _percentiles(_relative(means_a, means_b), tails)
+    means = intervals.resample(np.column_stack([a, b]), n_resamples, seed).means
+    low, high = intervals.interval(means[:, 0] - means[:, 1], confidence)
+    rel_low, rel_high = intervals.interval(_relative(means[:, 0], means[:, 1]), confidence)
     return PairedBootstrap(
         n=int(a.size),
         mean_a=float(a.mean()),
@@ -76,30 +74,6 @@ def paired_bootstrap(
         confidence=confidence,
         n_resamples=n_resamples,
     )
-
-
-def _resampled_means(a: np.ndarray, b: np.ndarray, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Means of `a` and of `b` over the same resampled users, one per resample: the
-    pairing is kept because both are indexed by one draw. Vectorised per block of
-    resamples; the same seed gives the same resamples."""
-    rng = np.random.default_rng(seed)
-    n = a.size
-    block = max(1, _BLOCK_VALUES // n)
-    out_a, out_b = np.empty(n_resamples), np.empty(n_resamples)
-    for start in range(0, n_resamples, block):
-        stop = min(start + block, n_resamples)
-        index = rng.integers(0, n, size=(stop - start, n))
-        out_a[start:stop], out_b[start:stop] = a[index].mean(axis=1), b[index].mean(axis=1)
-    return out_a, out_b
-
-
-def _percentiles(values: np.ndarray, tails: np.ndarray) -> tuple[float, float]:
-    """Percentiles ignoring undefined resamples (mean(b) = 0); NaN when all are."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    low, high = np.percentile(finite, tails)
-    return float(low), float(high)
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys_cli.evaluation.intervals import percentile_interval
+from recsys_cli.evaluation.intervals import interval
 from recsys_cli.evaluation.segments import UNKNOWN, UNSEEN
 
 
@@ -62,7 +62,7 @@ def user_gaps(
         gap = float(means.max() - means.min())
         draws = resampled[name][:, eligible]
         with np.errstate(invalid="ignore"):
-            low, high = percentile_interval((np.nanmax(draws, axis=1) - np.nanmin(draws, axis=1))[:, None], confidence)
+            low, high = interval(np.nanmax(draws, axis=1) - np.nanmin(draws, axis=1), confidence)
         relative = gap / overall if overall > 0 else float("nan")
         checked = name in thresholds.gap_attributes and thresholds.max_relative_gap is not None
         out.append(
@@ -75,8 +75,8 @@ def user_gaps(
                 "worst": rows[worst]["group"],
                 "worst_value": float(rows[worst][metric]),
                 "gap": gap,
-                "low": float(low[0]),
-                "high": float(high[0]),
+                "low": low,
+                "high": high,
                 "relative_gap": relative,
                 "threshold": thresholds.max_relative_gap if checked else None,
                 "flagged": bool(checked and relative > thresholds.max_relative_gap),  # type: ignore[operator]

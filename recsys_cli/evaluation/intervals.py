@@ -109,3 +109,9 @@ def percentile_interval(resampled: np.ndarray, confidence: float = 0.95) -> tupl
         warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanpercentile(np.where(np.isfinite(data), data, np.nan), tails, axis=0)
     return np.asarray(low), np.asarray(high)
+
+
+def interval(draws: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of one statistic's resampled values (NaN ones ignored)."""
+    low, high = percentile_interval(np.asarray(draws, dtype=np.float64)[:, None], confidence)
+    return float(low[0]), float(high[0])

@@ -90,7 +90,9 @@ def evaluate(inputs: Inputs, settings: Settings, reporter: Reporter | None = Non
     item_groups = [tiers, *inputs.item_groups]
     boot = _bootstrap(inputs, settings, per_user, calibration_columns, reporter)
     reporter.start("segments and fairness", total=1)
-    headline = {name: _interval(values.mean(), boot.headline[name]) for name, values in per_user.items()}
+    headline = {
+        name: _interval(values.mean(), boot.headline[name], settings.confidence) for name, values in per_user.items()
+    }
     user_tables = _user_tables(inputs.user_groups, per_user | calibration_columns, settings, boot)
     item_tables = {g.name: segments.item_table(g, recs, hit, truth, inputs.popularity, ks) for g in item_groups}
     overall = float(per_user[settings.primary].mean())
@@ -99,7 +101,7 @@ def evaluate(inputs: Inputs, settings: Settings, reporter: Reporter | None = Non
     )
     exposure = fairness.exposure_checks(item_tables, settings.primary_k, settings.thresholds)
     for name in calibration_columns:
-        calibration[f"{name}_interval"] = _interval(calibration[name], boot.calibration[name])
+        calibration[f"{name}_interval"] = _interval(calibration[name], boot.calibration[name], settings.confidence)
     reporter.advance()
     summary = {
         "users": {
@@ -195,9 +197,9 @@ def _bootstrap(
     )
 
 
-def _interval(value: float, draws: np.ndarray) -> dict[str, float]:
-    low, high = intervals.percentile_interval(draws[:, None])
-    return {"value": float(value), "low": float(low[0]), "high": float(high[0])}
+def _interval(value: float, draws: np.ndarray, confidence: float) -> dict[str, float]:
+    low, high = intervals.interval(draws, confidence)
+    return {"value": float(value), "low": low, "high": high}
 
 
 def _user_tables(

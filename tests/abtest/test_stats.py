@@ -13,8 +13,6 @@ from recsys_cli.abtest.stats import (
     delta_ratio,
     lift,
     minimum_detectable_effect,
-    percentile_interval,
-    poisson_bootstrap,
     power_at,
     proportion_sample_size,
     ratio_estimate,
@@ -93,16 +91,3 @@ def test_fieller_interval_agrees_with_the_difference_test() -> None:
     vague = lift(Estimate(0.01, 0.01**2, 0, 0, 10), Estimate(0.05, 0.01**2, 0, 0, 10))
     assert math.isnan(vague.relative_low) and math.isnan(vague.relative_high) and vague.relative == pytest.approx(4)
     assert math.isnan(lift(Estimate(0.0, 0.0, 0, 0, 10), Estimate(0.1, 1e-4, 0, 0, 10)).relative)
-
-
-def test_poisson_bootstrap_is_seeded_and_blocks_do_not_change_the_answer() -> None:
-    values = np.random.default_rng(2).normal(3.0, 1.0, 500)
-
-    def mean(weights: np.ndarray) -> np.ndarray:
-        return (weights @ values) / weights.sum(axis=1)
-
-    first, second = poisson_bootstrap(500, 300, 7, mean), poisson_bootstrap(500, 300, 7, mean)
-    assert first.shape == (300,) and np.array_equal(first, second)
-    low, high = percentile_interval(first)
-    assert low < values.mean() < high
-    assert first.std() == pytest.approx(values.std() / math.sqrt(500), rel=0.2)

@@ -61,6 +61,18 @@ def test_headline_metrics_and_intervals() -> None:
     assert result["users"] == {"evaluated": 200, "cold_start": 10, "with_relevant_items": 200}
 
 
+def test_every_interval_is_at_the_configured_confidence() -> None:
+    wide = evaluate(planted_inputs(), SETTINGS).summary
+    narrow = evaluate(planted_inputs(), Settings(ks=[1, 5, 10], primary="ndcg@5", resamples=300, confidence=0.5))
+    assert narrow.summary["bootstrap"]["confidence"] == 0.5
+    for name, cell in narrow.summary["headline"].items():
+        assert wide["headline"][name]["low"] <= cell["low"] <= cell["high"] <= wide["headline"][name]["high"], name
+    # Same resamples, inner quantiles: the 50% interval of a coin-flip mean is about a third as wide.
+    width = narrow.summary["headline"]["hitrate@5"]["high"] - narrow.summary["headline"]["hitrate@5"]["low"]
+    assert width == pytest.approx(0.14 * 0.674 / 1.96, abs=0.02)
+    assert narrow.summary["calibration"]["brier_interval"]["high"] < wide["calibration"]["brier_interval"]["high"]
+
+
 def test_beyond_accuracy_on_the_planted_lists() -> None:
     result = evaluate(planted_inputs(), SETTINGS).summary
     beyond, head = result["beyond"], result["headline"]
