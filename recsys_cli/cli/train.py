@@ -15,7 +15,7 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
 def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Fit a model on a fold's features and report its metrics.
 
-    model=popularity|recent_popularity|segment_popularity|item_knn|ease|bpr_mf|sasrec;
+    model={models};
     part=val (fit on train) or part=test (refit on train + validation). Writes runs/<model>/<timestamp>/.
     """
     from recsys_cli.config import compose
@@ -28,6 +28,15 @@ def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
     rows = [(k, v) for k, v in result.metrics.items()]
     console.print(rows_table(f"Metrics ({cfg.part})", ["metric", "value"], rows))
     console.print(f"[green]run written:[/] {result.run}")
+
+
+def _model_names(config_dir: Path = DEFAULT_CONFIG_DIR) -> str:
+    """Every model `model=` can name: one YAML each in conf/model (read, not
+    hard-coded, so a new model shows up in --help)."""
+    return "|".join(sorted(path.stem for path in (config_dir / "model").glob("*.yaml")))
+
+
+train.__doc__ = (train.__doc__ or "").replace("{models}", _model_names())
 
 
 @friendly_errors

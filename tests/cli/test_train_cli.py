@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recsys_cli.cli import app
+from recsys_cli.config import DEFAULT_CONF_DIR
 
 runner = CliRunner()
 
@@ -88,3 +89,11 @@ def test_train_writes_per_user_metrics_whose_means_are_the_run_metrics(prepared:
     for k in (5, 10):
         for name in ("ndcg", "recall", "hitrate", "mrr"):
             assert per_user[f"{name}@{k}"].mean() == pytest.approx(metrics[f"val/{name}@{k}"], abs=1e-9)
+
+
+def test_help_names_every_model_in_the_config_folder() -> None:
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    listed = "".join(result.output.split("model=")[1].split(";")[0].split()).split("|")  # rich wraps long lines
+    assert listed == sorted(p.stem for p in (Path(DEFAULT_CONF_DIR) / "model").glob("*.yaml"))
+    assert {"sasrec", "two_tower", "ranker_lgbm", "als"} <= set(listed)
