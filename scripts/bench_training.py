@@ -61,7 +61,7 @@ def measure(name: str, data: TrainData, overrides: list[str], warmup: int, steps
     cfg = compose("train", [f"model={name}", *overrides])
     model = instantiate(cfg.model, _convert_="all")
     L.seed_everything(42, verbose=False)
-    from recsys_cli.models.lightning import shuffled_batches
+    from recsys_cli.models.lightning import shuffled_batches, trainer_options
 
     if name == "ranker":
         module, examples = model.network_examples(data)
@@ -72,7 +72,7 @@ def measure(name: str, data: TrainData, overrides: list[str], warmup: int, steps
         module.seen = model.seen
         loader = shuffled_batches(model.train_dataset(data), model.params["batch_size"])
     timer = StepTimer(warmup)
-    options = dict(model.params["trainer"]) | {
+    options = trainer_options(model.params["trainer"]) | {
         "max_epochs": 1,
         "limit_train_batches": warmup + steps,
         "logger": False,

@@ -70,7 +70,9 @@ class DCNModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val:
-            logits, label, group = (torch.cat(t).cpu().numpy() for t in zip(*self._val, strict=True))
+            parts = [torch.cat(t).cpu() for t in zip(*self._val, strict=True)]
+            # Under mixed precision the logits come out in bf16, which numpy cannot hold.
+            logits, label, group = parts[0].float().numpy(), parts[1].numpy(), parts[2].numpy()
             self.log(MONITOR, float(grouped_ndcg(group, logits, label, MONITOR_K)), prog_bar=True)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.as_tensor(logits), torch.as_tensor(label))
             self.log("val/loss", loss)

@@ -142,8 +142,11 @@ def fit_module(
 def trainer_options(trainer: Mapping[str, Any]) -> dict[str, Any]:
     """Trainer keywords with epoch counts as whole numbers: a command line's
     `trainer.max_epochs=3.0` (or a best_epoch read back from JSON) means 3, while
-    Lightning itself stops on a bare assertion deep in its loop."""
+    Lightning itself stops on a bare assertion deep in its loop. `precision: auto`
+    becomes the precision the accelerator in use suits (`auto_precision`)."""
     options = dict(trainer)
+    if options.get("precision") == "auto":
+        options["precision"] = auto_precision(str(options.get("accelerator", "auto")))
     for key in ("max_epochs", "min_epochs"):
         value = options.get(key)
         if isinstance(value, float):
@@ -151,6 +154,15 @@ def trainer_options(trainer: Mapping[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"trainer.{key} must be a whole number of epochs, got {value}")
             options[key] = int(value)
     return options
+
+
+def auto_precision(accelerator: str) -> str:
+    """Mixed precision where it pays, so one command suits both machines: bf16 on
+    a CUDA GPU that has it (no loss scaling needed), fp16 with loss scaling on an
+    older one, full fp32 on the CPU (where autocast is slower) and on Apple's MPS."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,8 @@ def _neural(name: str) -> bool:
     return issubclass(get_class(compose("train", [f"model={name}"]).model._target_), NeuralRecommender)
 
 
-def small(name: str) -> Recommender:
-    return make(name, *SMALL.get(name, []))
+def small(name: str, *overrides: str) -> Recommender:
+    return make(name, *SMALL.get(name, []), *overrides)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -148,3 +148,53 @@ def test_early_stopping_keeps_the_best_validation_score(
     assert model.best_score == pytest.approx(measured, abs=1e-6)
     if name != "ranker":  # the ranker's network is one stage of its fit
         assert model.diagnostics["seconds_to_best_epoch"] > 0
+
+
+@pytest.mark.parametrize("name", [*(m for m in MODELS if _neural(m)), "ranker"])
+def test_mixed_precision_training_runs_the_same_code(
+    name: str, board: tuple[TrainData, dict[str, str]], tmp_path: Path
+) -> None:
+    """bf16 autocast, which `precision: auto` picks on a GPU, through training,
+    full-ranking validation and scoring; here on the CPU, where Lightning runs the
+    same autocast path, so a dtype slip shows without a GPU."""
+    import lightning.pytorch as L
+
+    from recsys_cli.models.lightning import FIT_CALLBACKS
+    from recsys_cli.models.validation import Targets
+
+    class Precision(L.Callback):
+        used: list[str] = []
+
+        def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+            self.used.append(str(trainer.precision))
+
+    data, held_out = board
+    frame = pl.DataFrame({"user_id": list(held_out), "item_id": list(held_out.values())})
+    token = FIT_CALLBACKS.set((Precision(),))
+    try:
+        model = small(name, "trainer.precision=bf16-mixed").fit(
+            data, validation=Targets.from_frame(frame, data), workdir=tmp_path
+        )
+    finally:
+        FIT_CALLBACKS.reset(token)
+    assert Precision.used and set(Precision.used) == {"bf16-mixed"}
+    scores = model.score(np.arange(data.n_users))
+    assert scores.dtype == np.float32 and np.isfinite(scores).all()
+    assert model.best_score is not None and 0.0 <= model.best_score <= 1.0
+
+
+def test_precision_auto_is_mixed_on_a_gpu_and_full_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from recsys_cli.models.lightning import trainer_options
+
+    assert compose("train", []).trainer.precision == "auto"
+    if not torch.cuda.is_available():
+        assert trainer_options({"accelerator": "auto", "precision": "auto"})["precision"] == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert trainer_options({"accelerator": "auto", "precision": "auto"})["precision"] == "bf16-mixed"
+    assert trainer_options({"accelerator": "cpu", "precision": "auto"})["precision"] == "32-true"
+    assert trainer_options({"accelerator": "gpu", "precision": "32-true"})["precision"] == "32-true"  # as asked
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert trainer_options({"accelerator": "gpu", "precision": "auto"})["precision"] == "16-mixed"
