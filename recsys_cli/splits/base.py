@@ -67,6 +67,10 @@ class Splitter(ABC):
     """A split protocol: `folds` reads what it needs from the events (first and
     last timestamps, quantiles), `assign` labels the events of one fold."""
 
+    # True when `assign` depends on the order of same-instant events (data/event_order.py),
+    # so features built later must order them as the split did.
+    orders_ties = False
+
     def __init__(self, name: str) -> None:
         self.name = name
 

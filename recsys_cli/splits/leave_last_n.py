@@ -17,6 +17,8 @@ from recsys_cli.splits.base import PART, TEST, TRAIN, VAL, Fold, Splitter
 
 
 class LeaveLastNSplitter(Splitter):
+    orders_ties = True
+
     def __init__(self, name: str = "leave_last_n", n: int = 1, val_n: int = 1) -> None:
         super().__init__(name)
         self.n = n

@@ -12,6 +12,7 @@ import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data import event_order
 from recsys_cli.data.lake import MANIFEST, read_manifest, sha256_file, staged_version, write_json
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import SplitError
@@ -50,18 +51,37 @@ def load(cfg: DictConfig) -> Inputs:
         raise SplitError(f"{split_dir}: no split here; run `recsys split` with the same overrides first")
     if split["lake"]["manifest_sha256"] != sha256_file(lake / MANIFEST):
         raise SplitError(f"{split_dir}: the lake changed since this split was made; rerun `recsys split`")
+    splitter = build(cfg.split)
+    if splitter.orders_ties:
+        _check_event_order(split_dir, split.get("event_order"))
     folds = [_fold(f) for f in split["folds"]]
     params = {k: v for k, v in cast(dict[str, Any], OmegaConf.to_container(cfg.features)).items() if k != "name"}
     return Inputs(
         events=pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE),
         items=pl.scan_parquet(lake / "items.parquet") if (lake / "items.parquet").exists() else None,
         users=pl.scan_parquet(lake / "users.parquet") if (lake / "users.parquet").exists() else None,
-        splitter=build(cfg.split),
+        splitter=splitter,
         folds=folds,
         features=FeatureConfig(**params),
         target=TargetSpec.from_config(cfg.target),
         split_manifest=split_dir / MANIFEST,
     )
+
+
+def _check_event_order(split_dir: Path, made: dict[str, str] | None) -> None:
+    """Features assign events to parts again, so a split that holds out each user's
+    latest events must be read with the tie order it was made with; otherwise its
+    targets and the training history could disagree on which event was held out."""
+    now = event_order.describe()
+    if made == now:
+        return
+    if made is None:
+        how = "before ties in time were ordered by a hash of (user, item)"
+    elif made.get("polars") != now["polars"]:
+        how = f"with Polars {made.get('polars')}, whose hash may order ties differently from {now['polars']}'s"
+    else:
+        how = f"with another tie rule ({made.get('rule')}, seed {made.get('seed')})"
+    raise SplitError(f"{split_dir}: this split was made {how}; rerun `recsys split` with the same overrides")
 
 
 def _fold(entry: dict[str, Any]) -> Fold:

@@ -55,6 +55,44 @@ def test_leave_last_n_is_reported_as_leaking(lake: Path) -> None:
     assert result.exit_code == 1 and "leaks global time by design" in result.output
 
 
+@pytest.mark.parametrize(
+    ("recorded", "message"),
+    [
+        (None, "made before ties in time were ordered by a hash"),
+        ({"polars": "0.20.0"}, "made with Polars 0.20.0"),
+        ({"seed": "7"}, "with another tie rule"),
+    ],
+)
+def test_features_refuse_a_leave_last_n_split_whose_ties_were_ordered_otherwise(
+    lake: Path, recorded: dict[str, str] | None, message: str
+) -> None:
+    """Features assign the held-out events again: under another tie order the
+    split's targets and the training history would name different events."""
+    args = [f"paths.data_dir={lake}", "split=leave_last_n"]
+    assert runner.invoke(app, ["split", *args]).exit_code == 0
+    path = lake / "splits" / "synth" / "leave_last_n-engagement" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if recorded is None:
+        del manifest["event_order"]
+    else:
+        manifest["event_order"] |= recorded
+    path.write_text(json.dumps(manifest))
+    for command in ("features", "check-leakage"):
+        result = runner.invoke(app, [command, *args])
+        assert result.exit_code == 1 and message in result.output and "rerun `recsys split`" in result.output
+    assert not (lake / "features" / "synth" / "leave_last_n-engagement").exists()
+
+
+def test_time_splits_do_not_depend_on_the_tie_order(lake: Path) -> None:
+    args = [f"paths.data_dir={lake}", "split=global_temporal"]
+    assert runner.invoke(app, ["split", *args]).exit_code == 0
+    path = lake / "splits" / "synth" / "global_temporal-engagement" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["event_order"]["polars"] = "0.20.0"
+    path.write_text(json.dumps(manifest))
+    assert runner.invoke(app, ["features", *args]).exit_code == 0
+
+
 def test_features_need_a_split(tmp_path: Path) -> None:
     result = runner.invoke(app, ["features", f"paths.data_dir={tmp_path}"])
     assert result.exit_code == 1 and "error:" in result.output
