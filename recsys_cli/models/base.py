@@ -42,6 +42,11 @@ class Recommender(ABC):
         # calibration error); `recsys train` reports it beside the window's metrics.
         self.diagnostics: dict[str, float] = {}
 
+    def lightning_trainer(self) -> dict[str, Any] | None:
+        """The Trainer settings (conf/trainer/) a fit runs the shared Lightning loop
+        with; None for models fitted without it. A run records what they resolved to."""
+        return None
+
     def fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> Recommender:
         """Fit on `data`; models trained by gradient steps use `validation` for early
         stopping and `workdir` for checkpoints and logs; closed-form ones ignore both."""

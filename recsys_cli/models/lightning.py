@@ -208,6 +208,9 @@ class NeuralRecommender(Recommender):
         self.best_score: float | None = None
         self.best_epoch: int | None = None
 
+    def lightning_trainer(self) -> dict[str, Any] | None:
+        return dict(self.params["trainer"])
+
     @abstractmethod
     def build_module(self, data: TrainData) -> RecModule: ...
 

@@ -129,6 +129,9 @@ class TwoStageRanker(Recommender):
         self.best_score: float | None = None
         self.best_epoch: int | None = None
 
+    def lightning_trainer(self) -> dict[str, Any] | None:
+        return dict(self.params["trainer"]) if self.params["backend"] == "dcn" else None
+
     # ---- training -------------------------------------------------------------------
 
     def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None:

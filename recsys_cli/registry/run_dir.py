@@ -12,6 +12,8 @@ from recsys_cli.errors import ConfigError
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
+# Machine, libraries, commit, and the device and precision a neural fit resolved to.
+ENVIRONMENT = "environment.json"
 # Per-user metrics of the scored window, for paired comparisons and intervals.
 PER_USER = "per_user.parquet"
 MODEL = "model"

@@ -3,7 +3,8 @@ validation (fit on train) or test (refit on train + validation).
 
 The run folder holds the mean metrics (metrics.json) and the per-user values
 behind them (per_user.parquet), so two runs on the same window can be compared
-user by user (paired bootstrap) rather than by their means alone."""
+user by user (paired bootstrap) rather than by their means alone, and where the
+run ran (environment.json: machine, libraries, commit, device and precision)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from recsys_cli.evaluation.metrics import per_user, summarise
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
-from recsys_cli.registry.run_dir import METRICS, MODEL, PER_USER, new_run
+from recsys_cli.registry import environment
+from recsys_cli.registry.run_dir import ENVIRONMENT, METRICS, MODEL, PER_USER, new_run
 from recsys_cli.splits.base import TEST, VAL
 from recsys_cli.splits.targets import COLD
 
@@ -71,6 +73,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     metrics |= {f"fit/{k}": float(v) for k, v in model.diagnostics.items()}
     model.save(out / MODEL)
     (out / METRICS).write_text(json.dumps(metrics, indent=2))
+    (out / ENVIRONMENT).write_text(json.dumps(environment.describe(model.lightning_trainer()), indent=2))
     # Same row order as `targets` (users sorted, as Targets.from_frame builds them),
     # keyed on the original ids so runs on different vocabularies can be paired.
     user_ids = frame[Col.USER].unique().sort()

@@ -24,6 +24,9 @@ def test_train_writes_a_reproducible_run_and_recommend_uses_it(prepared: Path, t
     assert 0 < metrics["val/ndcg@10"] <= 1 and metrics["val/users"] > 0
     assert "model=item_knn" not in (run / "config.yaml").read_text()  # resolved values, not overrides
     assert "ItemKNN" in (run / "config.yaml").read_text()
+    env = json.loads((run / "environment.json").read_text())
+    assert env["packages"]["polars"] == pl.__version__ and env["cpu_count"] > 0
+    assert "trainer" not in env  # no Lightning loop in an item-kNN fit
 
     rec = runner.invoke(app, ["recommend", str(run), "--k", "5"], catch_exceptions=False)
     assert rec.exit_code == 0, rec.output
@@ -37,6 +40,20 @@ def test_train_writes_a_reproducible_run_and_recommend_uses_it(prepared: Path, t
     rec = runner.invoke(app, ["recommend", str(run), "--users", str(users), "--out", str(tmp_path / "r.parquet")])
     assert rec.exit_code == 0, rec.output
     assert pl.read_parquet(tmp_path / "r.parquet")["user_id"].n_unique() == 2  # the new user gets popularity
+
+
+def test_a_neural_run_records_the_device_and_precision_it_resolved(prepared: Path, tmp_path: Path) -> None:
+    import torch
+
+    args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=bpr_mf", "trainer.max_epochs=1"]
+    result = runner.invoke(app, ["train", *args, "trainer.enable_progress_bar=false"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs" / "bprmf").iterdir()
+    env = json.loads((run / "environment.json").read_text())
+    assert "precision: auto" in (run / "config.yaml").read_text()
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert env["trainer"] == {"accelerator": "cpu", "precision": "32-true"} and env["cuda"] is None
+    assert env["torch_threads"] == torch.get_num_threads() and env["packages"]["torch"] == torch.__version__
 
 
 def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
