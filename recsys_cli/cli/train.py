@@ -51,8 +51,9 @@ def recommend(
 
     Users come from --users, or default to the evaluated users of the run's window.
     """
-    from recsys_cli.console import console
+    from recsys_cli.console import console, rich_progress
     from recsys_cli.tasks import recommend as task
 
-    path, n_users = task.run(run, k, users, out, exclude_seen=not include_seen)
-    console.print(f"[green]recommendations written:[/] {path} ({n_users:,} users x {k})")
+    with rich_progress() as reporter:
+        path, n_users = task.run(run, k, users, out, exclude_seen=not include_seen, reporter=reporter)
+    console.print(f"[green]recommendations written:[/] {path} ({n_users:,} users, up to {k} items each)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import SourceError
 from recsys_cli.models.base import Recommender
@@ -17,18 +18,29 @@ BATCH = 4096
 
 
 def run(
-    run_dir: Path, k: int, users_file: Path | None, out: Path | None, exclude_seen: bool = True
+    run_dir: Path,
+    k: int,
+    users_file: Path | None,
+    out: Path | None,
+    exclude_seen: bool = True,
+    reporter: Reporter | None = None,
 ) -> tuple[Path, int]:
+    """Top-k per user, best first. A user whose unseen items run out before k
+    (a small catalogue, a heavy user) gets fewer rows: never an excluded item
+    or the unknown-item placeholder padded in with a score of -inf."""
+    reporter = reporter or NullReporter()
     cfg = load_run_config(run_dir)
     model = Recommender.load(run_dir / MODEL)
     users = _users(users_file) if users_file else _evaluated_users(cfg.split_dir, cfg.fold, cfg.get("part", "val"))
     assert model.users is not None and model.items is not None
     index = pl.DataFrame({Col.USER: users}).select(model.users.encode(Col.USER))[Col.USER].to_numpy().astype(np.int64)
     items, scores = [], []
+    reporter.start(f"top-{k} for {index.size:,} users", total=index.size)
     for i in range(0, index.size, BATCH):
         top, score = model.recommend(index[i : i + BATCH], k, exclude_seen=exclude_seen)
         items.append(top)
         scores.append(score)
+        reporter.advance(top.shape[0])
     top = np.concatenate(items) if items else np.zeros((0, k), np.int64)
     tokens = pl.Series(model.items.tokens)
     frame = pl.DataFrame(
@@ -38,7 +50,7 @@ def run(
             "rank": np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), top.shape[0]),
             "score": np.concatenate(scores).ravel() if scores else np.zeros(0, np.float32),
         }
-    )
+    ).filter(pl.col("score") > -np.inf)
     path = out or run_dir / "recommendations.parquet"
     tmp = path.with_name(f".{path.name}.tmp")
     frame.write_parquet(tmp)

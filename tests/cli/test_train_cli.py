@@ -42,6 +42,27 @@ def test_train_writes_a_reproducible_run_and_recommend_uses_it(prepared: Path, t
     assert pl.read_parquet(tmp_path / "r.parquet")["user_id"].n_unique() == 2  # the new user gets popularity
 
 
+def test_recommend_never_pads_with_excluded_items(prepared: Path, tmp_path: Path) -> None:
+    """Asked for more items than a user has left unseen, recommend writes fewer
+    rows, not seen items or the unknown-item placeholder at score -inf."""
+    args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=popularity"]
+    assert runner.invoke(app, ["train", *args]).exit_code == 0
+    (run,) = (tmp_path / "runs" / "popularity").iterdir()
+    rec = runner.invoke(app, ["recommend", str(run), "--k", "100000", "--out", str(tmp_path / "all.parquet")])
+    assert rec.exit_code == 0, rec.output
+    recs = pl.read_parquet(tmp_path / "all.parquet")
+    vocab = json.loads((run / "model" / "model.json").read_text())["items"]
+    catalogue = len(vocab["tokens"]) - 1
+    assert recs["score"].is_finite().all() and "<oov>" not in recs["item_id"].to_list()
+    per_user = recs.group_by("user_id").agg(pl.len(), pl.col("rank").max().alias("last"))
+    assert (per_user["len"] == per_user["last"]).all() and (per_user["len"] < catalogue).all()
+    seen = runner.invoke(
+        app, ["recommend", str(run), "--k", "100000", "--include-seen", "--out", str(tmp_path / "s.parquet")]
+    )
+    assert pl.read_parquet(tmp_path / "s.parquet").group_by("user_id").len()["len"].unique().to_list() == [catalogue]
+    assert seen.exit_code == 0
+
+
 def test_a_neural_run_records_the_device_and_precision_it_resolved(prepared: Path, tmp_path: Path) -> None:
     import torch
 
