@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -17,3 +18,24 @@ Overrides = Annotated[
 ]
 ConfigDir = Annotated[Path, typer.Option("--config-dir", help="Folder of Hydra configs.", show_default=False)]
 DEFAULT_CONFIG_DIR = DEFAULT_CONF_DIR
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_choices(group: str, config_dir: Path = DEFAULT_CONFIG_DIR) -> str:
+    """`a|b|c`: every config a Hydra group offers, read from its folder so --help
+    never lags behind a new YAML."""
+    return "|".join(sorted(path.stem for path in (config_dir / group).glob("*.yaml")))
+
+
+def help_choices(*groups: str) -> Callable[[F], F]:
+    """A decorator that fills a command docstring's `{group}` placeholders (its
+    --help) with the group's choices."""
+
+    def fill(command: F) -> F:
+        doc = command.__doc__ or ""
+        for group in groups:
+            doc = doc.replace("{" + group + "}", config_choices(group))
+        command.__doc__ = doc
+        return command
+
+    return fill

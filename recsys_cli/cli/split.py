@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from recsys_cli.cli._errors import friendly_errors
-from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, help_choices
 
 
+@help_choices("split", "target")
 @friendly_errors
 def split(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Split a lake by time and write each fold's evaluation targets.
 
-    split=global_temporal|rolling_origin|leave_last_n; target=engagement|purchases|ratings|ratings4.
+    split={split}; target={target}.
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress, rows_table

@@ -8,14 +8,15 @@ from typing import Annotated
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
-from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, help_choices
 
 
+@help_choices("model")
 @friendly_errors
 def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Fit a model on a fold's features and report its metrics.
 
-    model={models};
+    model={model};
     part=val (fit on train) or part=test (refit on train + validation). Writes runs/<model>/<timestamp>/.
     """
     from recsys_cli.config import compose
@@ -28,15 +29,6 @@ def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
     rows = [(k, v) for k, v in result.metrics.items()]
     console.print(rows_table(f"Metrics ({cfg.part})", ["metric", "value"], rows))
     console.print(f"[green]run written:[/] {result.run}")
-
-
-def _model_names(config_dir: Path = DEFAULT_CONFIG_DIR) -> str:
-    """Every model `model=` can name: one YAML each in conf/model (read, not
-    hard-coded, so a new model shows up in --help)."""
-    return "|".join(sorted(path.stem for path in (config_dir / "model").glob("*.yaml")))
-
-
-train.__doc__ = (train.__doc__ or "").replace("{models}", _model_names())
 
 
 @friendly_errors
