@@ -75,20 +75,34 @@ def user_folds(users: np.ndarray, k: int, seed: int) -> np.ndarray:
     return fold[inverse]
 
 
+class CrossValidation(NamedTuple):
+    fits: list[list[PointFit]]  # [point][fold]: fitted on all folds but one
+    ndcg: np.ndarray  # (points, folds) NDCG@10 on the fold left out
+    trees: np.ndarray  # (points, folds)
+
+    def out_of_fold(self, point: int, fold: np.ndarray) -> np.ndarray:
+        """Every row's score from the fit that held its user out."""
+        raw = np.empty(fold.size)
+        for j, fit in enumerate(self.fits[point]):
+            raw[fold == j] = fit.raw
+        return raw
+
+
 def cross_validate(
     options: Sequence[Mapping[str, Any]], rows: Rows, fold: np.ndarray, categorical: Sequence[int], patience: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(points, folds) NDCG@10 and trees: each point fitted on all folds but one,
-    early-stopped on and scored by the one left out."""
+) -> CrossValidation:
+    """Each point fitted on all folds but one, early-stopped on and scored by the
+    one left out; the fits are kept, so the chosen point's can serve as an ensemble."""
     k = int(fold.max()) + 1
-    ndcg, trees = np.zeros((len(options), k)), np.zeros((len(options), k))
+    fits: list[list[PointFit]] = [[] for _ in options]
     for j in range(k):
         out = fold == j
         train, held = subset_rows(rows, ~out), subset_rows(rows, out)
         for i, point in enumerate(options):
-            result = fit_point(point, train, held, categorical, patience)
-            ndcg[i, j], trees[i, j] = result.ndcg, result.trees
-    return ndcg, trees
+            fits[i].append(fit_point(point, train, held, categorical, patience))
+    ndcg = np.array([[f.ndcg for f in row] for row in fits]).reshape(len(options), k)
+    trees = np.array([[f.trees for f in row] for row in fits], dtype=np.float64).reshape(len(options), k)
+    return CrossValidation(fits, ndcg, trees)
 
 
 def subset_rows(rows: Rows, mask: np.ndarray) -> Rows:
@@ -121,16 +135,21 @@ def check_lightgbm(options: Mapping[str, Any], grid: Mapping[str, Any], backend:
             raise ConfigError(f"model.lightgbm_grid.{key}: values must be numbers or strings, got {list(values)!r}")
 
 
-def check_cv_folds(folds: Any, grid: Mapping[str, Sequence[Any]], backend: str) -> None:
-    """Cross-validation only chooses among grid points: refuse settings where it
-    would choose nothing (it would only multiply the fitting time)."""
+def check_cv_folds(folds: Any, grid: Mapping[str, Sequence[Any]], backend: str, ensemble: bool = False) -> None:
+    """Cross-validation chooses among grid points, and may keep the chosen point's
+    fold models as an ensemble: refuse settings where it would do neither (it would
+    only multiply the fitting time)."""
     if folds is None:
+        if ensemble:
+            raise ConfigError(
+                "model.lightgbm_cv_ensemble averages the cross-validation's fold models: set model.lightgbm_cv_folds"
+            )
         return
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"model.lightgbm_cv_folds: give an integer of 2 or more, or null, got {folds!r}")
     if backend != "lightgbm":
         raise ConfigError(f"model.lightgbm_cv_folds applies to backend=lightgbm only, not {backend!r}")
-    if len(grid_points(grid)) < 2:
+    if len(grid_points(grid)) < 2 and not ensemble:
         raise ConfigError(
             "model.lightgbm_cv_folds chooses among the points of model.lightgbm_grid: give a grid of two or more points"
         )

@@ -46,6 +46,7 @@ from recsys_cli.models.data import LabelledWindow, TrainData
 from recsys_cli.models.dcn import DCNModule
 from recsys_cli.models.lambdarank import (
     LIGHTGBM_DEFAULTS,
+    CrossValidation,
     Rows,
     categorical_columns,
     check_cv_folds,
@@ -89,6 +90,7 @@ class TwoStageRanker(Recommender):
         lightgbm: Mapping[str, Any] | None = None,
         lightgbm_grid: Mapping[str, Sequence[Any]] | None = None,
         lightgbm_cv_folds: int | None = None,
+        lightgbm_cv_ensemble: bool = False,
         trainer: Mapping[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
@@ -96,7 +98,7 @@ class TwoStageRanker(Recommender):
             raise ConfigError(f"ranker backend must be dcn or lightgbm, got {backend!r}")
         lightgbm, lightgbm_grid = _plain(lightgbm or {}), _plain(lightgbm_grid or {})
         check_lightgbm(lightgbm, lightgbm_grid, backend)
-        check_cv_folds(lightgbm_cv_folds, lightgbm_grid, backend)
+        check_cv_folds(lightgbm_cv_folds, lightgbm_grid, backend, lightgbm_cv_ensemble)
         generators = {k: _plain(v) for k, v in (generators or {}).items()}
         if not generators:
             raise ConfigError("ranker: name at least one candidate generator under model.generators")
@@ -118,13 +120,14 @@ class TwoStageRanker(Recommender):
             lightgbm=lightgbm,
             lightgbm_grid={k: list(v) for k, v in lightgbm_grid.items()},
             lightgbm_cv_folds=lightgbm_cv_folds,
+            lightgbm_cv_ensemble=lightgbm_cv_ensemble,
             trainer=dict(trainer or {}),
             seed=seed,
         )
         self.generators: dict[str, Recommender] = {}
         self.tables: SideTables | None = None
         self.network: DCNModule | None = None
-        self.booster: Any = None
+        self.boosters: list[tuple[Any, int]] = []  # (LightGBM booster, trees to predict with); averaged
         self.calibration = np.zeros(0)
         self.best_score: float | None = None
         self.best_epoch: int | None = None
@@ -148,7 +151,7 @@ class TwoStageRanker(Recommender):
         if self.params["backend"] == "dcn":
             raw = self._fit_dcn(train, held, workdir)
         else:
-            raw = self._fit_lightgbm(examples)
+            raw, held = self._fit_lightgbm(examples)
         self.calibration, calibration = self._calibrate(raw, held[1], held[2])
         self.diagnostics |= calibration
         self.generators = self._fit_generators(data)
@@ -250,12 +253,16 @@ class TwoStageRanker(Recommender):
             p["weight_decay"],
         )
 
-    def _fit_lightgbm(self, examples: Examples) -> np.ndarray:
+    def _fit_lightgbm(self, examples: Examples) -> tuple[np.ndarray, Examples]:
         """One LightGBM fit on the training users per candidate point, early-stopped
         on and scored by the held-out users; the best is kept (the first of equals,
         in declaration order). The candidates are every point of `lightgbm_grid`
         (one fit when it is empty), or the one point k-fold cross-validation chose.
-        The feature matrix is built once, for cross-validation and the final fits."""
+        With `lightgbm_cv_ensemble` the chosen point's k fold models are kept
+        instead and their scores averaged: every labelled user trains k - 1 of
+        them, and no single held-out draw decides the model.
+        Returns the scores to calibrate on and the examples they belong to. The
+        feature matrix is built once, for cross-validation and the final fits."""
         p = self.params
         base = LIGHTGBM_DEFAULTS | {"random_state": p["seed"], "n_jobs": lightgbm_threads()} | p["lightgbm"]
         points = grid_points(p["lightgbm_grid"])
@@ -264,9 +271,11 @@ class TwoStageRanker(Recommender):
         candidates = list(range(len(points)))
         if p["lightgbm_cv_folds"]:
             fold = user_folds(examples[0].users, p["lightgbm_cv_folds"], p["seed"])
-            ndcg, trees = cross_validate([base | q for q in points], rows, fold, categorical, p["patience"])
-            self.diagnostics |= cv_diagnostics(points, ndcg, trees)
-            candidates = [int(np.argmax(ndcg.mean(axis=1)))]  # argmax: the first of equals
+            cv = cross_validate([base | q for q in points], rows, fold, categorical, p["patience"])
+            self.diagnostics |= cv_diagnostics(points, cv.ndcg, cv.trees)
+            candidates = [int(np.argmax(cv.ndcg.mean(axis=1)))]  # argmax: the first of equals
+            if p["lightgbm_cv_ensemble"]:
+                return self._keep_ensemble(cv, candidates[0], points, fold), examples
         out = self._held_out(examples)
         train_rows, held_rows = subset_rows(rows, ~out), subset_rows(rows, out)
         fits = [fit_point(base | points[i], train_rows, held_rows, categorical, p["patience"]) for i in candidates]
@@ -276,17 +285,31 @@ class TwoStageRanker(Recommender):
         best = int(np.argmax([fit.ndcg for fit in fits]))
         if len(points) > 1:
             self.diagnostics |= chosen_diagnostics(p["lightgbm_grid"], points[candidates[best]], candidates[best])
-        self.booster, self.best_epoch = fits[best].booster, fits[best].trees
+        self.boosters, self.best_epoch = [(fits[best].booster, fits[best].trees)], fits[best].trees
         if held_rows[2].size:
             self.best_score = fits[best].ndcg
-        return fits[best].raw
+        return fits[best].raw, _subset(*examples, out)
+
+    def _keep_ensemble(
+        self, cv: CrossValidation, chosen: int, points: list[dict[str, Any]], fold: np.ndarray
+    ) -> np.ndarray:
+        """The chosen point's fold models as the ranker; its out-of-fold scores (each
+        user scored by the model that never saw them) are what calibration fits."""
+        if len(points) > 1:
+            self.diagnostics |= chosen_diagnostics(self.params["lightgbm_grid"], points[chosen], chosen)
+        self.boosters = [(fit.booster, fit.trees) for fit in cv.fits[chosen]]
+        self.best_score = float(cv.ndcg[chosen].mean())
+        self.best_epoch = int(round(float(cv.trees[chosen].mean())))
+        self.diagnostics["lightgbm_ensemble_models"] = float(len(self.boosters))
+        return cv.out_of_fold(chosen, fold)
 
     # ---- scoring --------------------------------------------------------------------
 
     def _raw(self, pairs: Pairs) -> np.ndarray:
         if self.params["backend"] == "dcn":
             return self._logits(pairs)
-        return np.asarray(self.booster.predict(feature_matrix(pairs), num_iteration=self.best_epoch), dtype=np.float64)
+        x = feature_matrix(pairs)
+        return np.mean([np.asarray(b.predict(x, num_iteration=t), dtype=np.float64) for b, t in self.boosters], axis=0)
 
     def _logits(self, pairs: Pairs) -> np.ndarray:
         assert self.network is not None
@@ -335,8 +358,10 @@ class TwoStageRanker(Recommender):
         }
         if self.network is not None:
             state |= {f"dcn.{k}": v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
-        if self.booster is not None:
-            state["lightgbm"] = np.frombuffer(self.booster.model_to_string().encode(), dtype=np.uint8).copy()
+        for i, (booster, _) in enumerate(self.boosters):
+            state[f"lightgbm.{i}"] = np.frombuffer(booster.model_to_string().encode(), dtype=np.uint8).copy()
+        if self.boosters:
+            state["lightgbm_trees"] = np.asarray([trees for _, trees in self.boosters], np.int64)
         for name, model in self.generators.items():
             state |= {f"gen.{name}.{k}": v for k, v in model._state().items()}
         return state
@@ -359,7 +384,14 @@ class TwoStageRanker(Recommender):
         else:
             import lightgbm as lgb
 
-            self.booster = lgb.Booster(model_str=state["lightgbm"].tobytes().decode())
+            if "lightgbm" in state:  # saved before ensembles: one booster, predicting with best_epoch trees
+                self.boosters = [(lgb.Booster(model_str=state["lightgbm"].tobytes().decode()), self.best_epoch or 0)]
+            else:
+                trees = state["lightgbm_trees"]
+                self.boosters = [
+                    (lgb.Booster(model_str=state[f"lightgbm.{i}"].tobytes().decode()), int(t))
+                    for i, t in enumerate(trees)
+                ]
         self.generators = {}
         for name, spec in self.params["generators"].items():
             model = _instantiate(spec)

@@ -5,7 +5,8 @@ windows and keeps the one whose held-out users rank best; the validation window
 is never read. On the checkerboard, a point whose leaves need more rows than the
 board has cannot split at all and ranks by chance, so it must lose.
 `model.lightgbm_cv_folds` scores every point by k-fold cross-validation over the
-labelled users instead, then fits the chosen one as a single point.
+labelled users instead, then fits the chosen one as a single point, or with
+`model.lightgbm_cv_ensemble` keeps the chosen point's fold models and averages them.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def test_the_kept_booster_is_the_chosen_point_and_scores_what_was_recorded(gridd
     chosen = gridded.diagnostics[f"lightgbm_grid/min_child_samples={LEARNS}/holdout_ndcg@10"]
     assert gridded.best_score == pytest.approx(chosen)
     assert held_out_score(gridded) == pytest.approx(chosen)
-    assert gridded.booster.params["min_child_samples"] == LEARNS
+    ((booster, _),) = gridded.boosters
+    assert booster.params["min_child_samples"] == LEARNS
     assert gridded.best_epoch == gridded.diagnostics[f"lightgbm_grid/min_child_samples={LEARNS}/trees"]
 
 
@@ -193,7 +195,7 @@ def test_lightgbm_uses_the_thread_count_the_process_was_given(
 
 def test_the_kept_booster_runs_on_the_given_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert fit_grid(*GRID).booster.params["num_threads"] == 1
+    assert all(b.params["num_threads"] == 1 for b, _ in fit_grid(*GRID).boosters)
 
 
 # ---- k-fold cross-validated choice (model.lightgbm_cv_folds) ---------------------------
@@ -304,13 +306,17 @@ NOT_AN_INTEGER = "model.lightgbm_cv_folds: give an integer of 2 or more, or null
         (5, "dcn", {}, "model.lightgbm_cv_folds applies to backend=lightgbm only, not 'dcn'"),
         (5, "lightgbm", {}, "model.lightgbm_cv_folds chooses among the points of model.lightgbm_grid"),
         (5, "lightgbm", {"num_leaves": [7]}, "give a grid of two or more points"),
+        (None, "lightgbm", TWO_POINTS, "model.lightgbm_cv_ensemble averages the cross-validation's fold models"),
     ],
 )
 def test_bad_cross_validation_settings_are_one_line_naming_the_key(
     folds: object, backend: str, grid: dict[str, object], message: str
 ) -> None:
+    ensemble = folds is None
     with pytest.raises(ConfigError) as error:
-        TwoStageRanker(POPULAR, backend=backend, lightgbm_grid=grid, lightgbm_cv_folds=folds)  # type: ignore[arg-type]
+        TwoStageRanker(
+            POPULAR, backend=backend, lightgbm_grid=grid, lightgbm_cv_folds=folds, lightgbm_cv_ensemble=ensemble
+        )  # type: ignore[arg-type]
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -321,3 +327,50 @@ def test_cross_validation_from_the_command_line_is_checked_too() -> None:
         make("ranker_lgbm", "model.lightgbm_cv_folds=1")
     assert isinstance(error.value.__cause__, ConfigError)
     assert "model.lightgbm_cv_folds" in str(error.value.__cause__)
+
+
+ENSEMBLE = (*CV, "model.lightgbm_cv_ensemble=true")
+
+
+@pytest.fixture(scope="module")
+def ensemble() -> TwoStageRanker:
+    return fit_grid(*ENSEMBLE)
+
+
+def test_the_ensemble_averages_the_chosen_points_fold_models(
+    ensemble: TwoStageRanker, cross_validated: TwoStageRanker
+) -> None:
+    assert (
+        ensemble.diagnostics["lightgbm_grid/chosen_point"] == cross_validated.diagnostics["lightgbm_grid/chosen_point"]
+    )
+    assert len(ensemble.boosters) == FOLDS == ensemble.diagnostics["lightgbm_ensemble_models"]
+    data, _ = checkerboard()
+    assert ensemble.tables is not None
+    pairs = ensemble._examples(data.windows, ensemble.tables)[1][0]
+    each = [
+        booster.predict(lambdarank.feature_matrix(pairs), num_iteration=trees) for booster, trees in ensemble.boosters
+    ]
+    np.testing.assert_allclose(ensemble._raw(pairs), np.mean(each, axis=0))
+    chosen = int(ensemble.diagnostics["lightgbm_grid/chosen_point"])
+    assert ensemble.best_score == pytest.approx(cv_means(ensemble)[chosen])
+
+
+def test_the_ensemble_is_calibrated_on_every_labelled_users_out_of_fold_scores(
+    ensemble: TwoStageRanker, cross_validated: TwoStageRanker
+) -> None:
+    """Calibration sees all labelled pairs (out of fold), not only the held-out fifth."""
+    data, _ = checkerboard()
+    assert ensemble.tables is not None
+    train, held = ensemble._examples(data.windows, ensemble.tables)
+    assert ensemble.diagnostics["holdout_pairs"] == train[2].size + held[2].size
+    assert cross_validated.diagnostics["holdout_pairs"] == held[2].size
+    probs = ensemble.predict_proba(np.arange(1, 10), np.arange(1, 10))
+    assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_the_ensemble_saves_and_loads_with_every_model(ensemble: TwoStageRanker, tmp_path: Path) -> None:
+    ensemble.save(tmp_path / "ensemble")
+    loaded = Recommender.load(tmp_path / "ensemble")
+    assert isinstance(loaded, TwoStageRanker) and len(loaded.boosters) == FOLDS
+    users = np.arange(10)
+    np.testing.assert_array_equal(loaded.score(users), ensemble.score(users))
