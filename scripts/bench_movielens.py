@@ -128,6 +128,10 @@ MODELS: tuple[ModelSpec, ...] = (
     # chosen point is then fitted as above. k=5 was fixed before any run. `++`: the
     # yaml's default is null, which `unavailable` would read as a missing key.
     ModelSpec("ranker_lgbm_cv5", "ranker_lgbm", OURS, ("++model.lightgbm_cv_folds=5",), features="ranker"),
+    # The cross-validation's 5 fold models of the chosen point, averaged
+    # (conf/model/ranker_lgbm_ensemble.yaml): chosen over the single held-out fit on
+    # fold-0's validation window across 4 seeds, before any test window was scored.
+    ModelSpec("ranker_lgbm_ensemble", "ranker_lgbm_ensemble", OURS, features="ranker"),
 )
 
 

@@ -26,6 +26,7 @@ PERSONAL = {
     "two_tower",
     "ranker",
     "ranker_lgbm",
+    "ranker_lgbm_ensemble",
 }
 # Candidate generators small enough for the board, for both ranker backends.
 GENERATORS = ["model.generators.als.factors=2", "model.generators.ease.l2=1.0", "model.generators.item_knn.shrink=0.0"]
@@ -46,6 +47,14 @@ SMALL = {
         "trainer.max_epochs=30",
     ],
     "ranker_lgbm": [*GENERATORS, "model.holdout=0.3", "model.patience=0", "model.lightgbm.n_estimators=50"],
+    "ranker_lgbm_ensemble": [
+        *GENERATORS,
+        "model.patience=0",
+        "model.lightgbm.n_estimators=50",
+        "model.lightgbm_cv_folds=3",
+        "model.lightgbm_grid=null",
+        "model.lightgbm_grid={num_leaves:[7,15]}",
+    ],
     "sasrec": [
         "model.dim=16",
         "model.heads=1",
