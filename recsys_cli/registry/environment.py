@@ -16,19 +16,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("recsys-cli", "torch", "lightning", "polars", "numpy", "scipy", "scikit-learn", "implicit", "lightgbm")
+from recsys_cli import __version__
+
+VERSIONED = ("polars", "numpy", "scipy", "scikit-learn", "torch", "lightning", "lightgbm", "implicit", "hydra-core")
 
 
 def describe(trainer: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The machine, the libraries, the source commit and, for a model trained by
-    the Lightning loop (`trainer` given), the device and precision it used."""
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "packages": {name: _version(name) for name in PACKAGES},
-        "commit": _commit(),
-    }
+    """The machine, the libraries, the source code and, for a model trained by the
+    Lightning loop (`trainer` given), the device and precision it used."""
+    env: dict[str, Any] = {"cpu_count": os.cpu_count(), "versions": versions(), "code": code_version()}
     torch = sys.modules.get("torch")
     if torch is not None:  # loaded by every neural model; never imported just for this
         env["torch_threads"] = torch.get_num_threads()
@@ -45,30 +41,42 @@ def describe(trainer: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return env
 
 
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+def versions() -> dict[str, str | None]:
+    """Python, the platform and the installed version of each library that shapes results."""
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), "platform": platform.platform()} | {n: version(n) for n in VERSIONED}
 
 
-def _commit() -> str | None:
-    """The source checkout's commit, with "+dirty" when it has uncommitted changes;
-    None for an installed copy outside git."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
+def code_version() -> dict[str, Any]:
+    """The package version and, in a git checkout, its commit and whether files
+    differ from it: results belong to a version of the code, and a failed
+    reproduction should say which one ran."""
+    code: dict[str, Any] = {"recsys": __version__, "git_commit": None, "git_dirty": None}
+    if "site-packages" in Path(__file__).parts:
+        return code  # an installed copy: a repository around it would be someone else's
+    commit = _git("rev-parse", "HEAD")
+    if commit is not None and commit.returncode == 0:
+        status = _git("status", "--porcelain", "--untracked-files=no")
+        code["git_commit"] = commit.stdout.strip()
+        code["git_dirty"] = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
+    return code
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        return subprocess.run(
+            ["git", *args],
+            cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
             timeout=10,
-            check=True,
-        ).stdout.strip()
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return head + ("+dirty" if dirty else "")

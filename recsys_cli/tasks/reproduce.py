@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import math
-import platform
 import re
 import shlex
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_cli import __version__
 from recsys_cli.config import DEFAULT_CONF_DIR, compose
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.errors import ConfigError, LeakageError, SourceError
 from recsys_cli.experiments import MEAN, Check, Experiment, check_all
+from recsys_cli.registry.environment import code_version, versions
 
 RESULT = "result.json"
-_VERSIONED = ("polars", "numpy", "scipy", "scikit-learn", "torch", "lightning", "lightgbm", "implicit", "hydra-core")
 
 
 @dataclass
@@ -56,7 +52,7 @@ def run(chain: Chain, out: Path | None = None, reporter: Reporter | None = None)
 
     reporter = reporter or NullReporter()
     experiment = chain.experiment
-    started, code = datetime.now(UTC), _code_version()  # the code that runs, not what is checked out by the end
+    started, code = datetime.now(UTC), code_version()  # the code that runs, not what is checked out by the end
     data = chain.prepare(reporter)
     runs = chain.train(data["folds"], reporter)
     measured = collect(runs)
@@ -75,7 +71,7 @@ def run(chain: Chain, out: Path | None = None, reporter: Reporter | None = None)
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "code": code,
-        "versions": _versions(),
+        "versions": versions(),
     }
     write_json(output, payload)  # temporary name, then rename: never half a verdict
     return ReproduceResult(experiment, checks, measured, output, payload)
@@ -295,42 +291,3 @@ def _describe(experiment: Experiment) -> dict[str, Any]:
         "description": experiment.description,
         "parts": list(experiment.parts),
     }
-
-
-def _versions() -> dict[str, str | None]:
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {"python": platform.python_version(), "platform": platform.platform()} | {n: version(n) for n in _VERSIONED}
-
-
-def _code_version() -> dict[str, Any]:
-    """The package version and, in a git checkout, its commit and whether files
-    differ from it: expected metrics belong to a version of the code, and a failed
-    reproduction should say which one ran."""
-    code: dict[str, Any] = {"recsys": __version__, "git_commit": None, "git_dirty": None}
-    if "site-packages" in Path(__file__).parts:
-        return code  # an installed copy: a repository around it would be someone else's
-    commit = _git("rev-parse", "HEAD")
-    if commit is not None and commit.returncode == 0:
-        status = _git("status", "--porcelain", "--untracked-files=no")
-        code["git_commit"] = commit.stdout.strip()
-        code["git_dirty"] = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
-    return code
-
-
-def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
-    try:
-        return subprocess.run(
-            ["git", *args],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None

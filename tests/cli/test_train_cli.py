@@ -25,7 +25,7 @@ def test_train_writes_a_reproducible_run_and_recommend_uses_it(prepared: Path, t
     assert "model=item_knn" not in (run / "config.yaml").read_text()  # resolved values, not overrides
     assert "ItemKNN" in (run / "config.yaml").read_text()
     env = json.loads((run / "environment.json").read_text())
-    assert env["packages"]["polars"] == pl.__version__ and env["cpu_count"] > 0
+    assert env["versions"]["polars"] == pl.__version__ and env["cpu_count"] > 0 and env["code"]["recsys"]
     assert "trainer" not in env  # no Lightning loop in an item-kNN fit
 
     rec = runner.invoke(app, ["recommend", str(run), "--k", "5"], catch_exceptions=False)
@@ -74,7 +74,7 @@ def test_a_neural_run_records_the_device_and_precision_it_resolved(prepared: Pat
     assert "precision: auto" in (run / "config.yaml").read_text()
     if not torch.cuda.is_available() and not torch.backends.mps.is_available():
         assert env["trainer"] == {"accelerator": "cpu", "precision": "32-true"} and env["cuda"] is None
-    assert env["torch_threads"] == torch.get_num_threads() and env["packages"]["torch"] == torch.__version__
+    assert env["torch_threads"] == torch.get_num_threads() and env["versions"]["torch"] == torch.__version__
 
 
 def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
