@@ -77,8 +77,16 @@ def user_folds(users: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 class CrossValidation(NamedTuple):
     fits: list[list[PointFit]]  # [point][fold]: fitted on all folds but one
-    ndcg: np.ndarray  # (points, folds) NDCG@10 on the fold left out
-    trees: np.ndarray  # (points, folds)
+
+    @property
+    def ndcg(self) -> np.ndarray:
+        """(points, folds) NDCG@10 on the fold left out."""
+        return np.array([[fit.ndcg for fit in row] for row in self.fits])
+
+    @property
+    def trees(self) -> np.ndarray:
+        """(points, folds) trees kept by early stopping."""
+        return np.array([[fit.trees for fit in row] for row in self.fits], dtype=np.float64)
 
     def out_of_fold(self, point: int, fold: np.ndarray) -> np.ndarray:
         """Every row's score from the fit that held its user out."""
@@ -100,9 +108,7 @@ def cross_validate(
         train, held = subset_rows(rows, ~out), subset_rows(rows, out)
         for i, point in enumerate(options):
             fits[i].append(fit_point(point, train, held, categorical, patience))
-    ndcg = np.array([[f.ndcg for f in row] for row in fits]).reshape(len(options), k)
-    trees = np.array([[f.trees for f in row] for row in fits], dtype=np.float64).reshape(len(options), k)
-    return CrossValidation(fits, ndcg, trees)
+    return CrossValidation(fits)
 
 
 def subset_rows(rows: Rows, mask: np.ndarray) -> Rows:

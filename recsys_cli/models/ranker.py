@@ -147,8 +147,8 @@ class TwoStageRanker(Recommender):
         self.diagnostics = {}
         self.tables = SideTables.of(data)
         examples = self._labelled(data.windows, self.tables)
-        train, held = self._split(examples)
         if self.params["backend"] == "dcn":
+            train, held = self._split(examples)
             raw = self._fit_dcn(train, held, workdir)
         else:
             raw, held = self._fit_lightgbm(examples)
@@ -157,7 +157,8 @@ class TwoStageRanker(Recommender):
         self.generators = self._fit_generators(data)
 
     def _calibrate(self, raw: np.ndarray, group: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        """Fit the calibration map on the held-out users. Its effect is measured on
+        """Fit the calibration map on the held-out users (for a cross-validation
+        ensemble, every user's out-of-fold score). Its effect is measured on
         half of them with a map fitted on the other half, so the reported errors
         are out of sample; the map kept is fitted on all of them."""
         method: Method = self.params["calibration"]
