@@ -36,3 +36,7 @@ class LeakageError(RecsysError):
 
 class NotFittedError(RecsysError):
     """A model was asked to score before it was fitted."""
+
+
+class IntegrityError(RecsysError):
+    """A folder's files or manifest no longer match what was written (damaged, edited or incomplete)."""
