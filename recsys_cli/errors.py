@@ -40,3 +40,8 @@ class NotFittedError(RecsysError):
 
 class IntegrityError(RecsysError):
     """A folder's files or manifest no longer match what was written (damaged, edited or incomplete)."""
+
+
+class OutputError(RecsysError):
+    """An output path that a command must not write: another command's folder, an input, a project or home
+    folder, or one that another process is writing now."""
