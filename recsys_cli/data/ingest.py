@@ -32,6 +32,7 @@ from recsys_cli.data.lake import (
     write_json,
 )
 from recsys_cli.data.manifest import FORMAT_VERSION, build_manifest, inputs_section
+from recsys_cli.data.personal import Personal, PersonalPolicy, words
 from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
 from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
@@ -84,7 +85,7 @@ def ingest(
     source: Source,
     lake: Path,
     key: PiiKey,
-    personal: ev.Personal,
+    personal: PersonalPolicy,
     rules: Rules,
     config: dict[str, Any],
     append: bool = False,
@@ -115,18 +116,19 @@ def ingest(
     for f in new_files:  # fail on unreadable files before any work
         source.scan_events(f)
     loaded = {"items": source.items(), "users": source.users()}  # read once, used twice
+    plans, table_plans = _plan_personal(source, new_files, loaded, personal)  # production refuses here
 
     with staged_version(lake) as tmp:
         staging = tmp / "_staging"
-        counts = _stage(source, new_files, digests, staging, personal, rules, now, reporter)
+        counts = _stage(source, new_files, digests, staging, plans, rules, now, reporter)
         _check_threshold(counts, rules)
         run = (previous or {}).get("run", 0) + 1 if append and previous else 1
         if append and previous:
             link_tree(lake, tmp, skip={MANIFEST})
         user_ids = _user_table(staging, loaded["users"], key)
-        hashes = _hash_tables(staging, personal, key)
+        hashes = _hash_tables(staging, Personal(hash=frozenset().union(*(p.hash for p in plans))), key)
         _write_days(tmp, staging, counts, user_ids, hashes, run, rules.window_rows, reporter)
-        table_counts = _write_tables(tmp, staging, source, loaded, user_ids, key, personal)
+        table_counts = _write_tables(tmp, staging, source, loaded, user_ids, key, table_plans)
         _write_quarantine(tmp, staging, run, user_ids)
         shutil.rmtree(staging)
         inputs = inputs_section(previous if append else None, counts, tables, digests, table_counts)
@@ -158,7 +160,7 @@ def _stage(
     files: list[Path],
     digests: dict[str, str],
     staging: Path,
-    personal: ev.Personal,
+    plans: list[Personal],
     rules: Rules,
     now: datetime,
     reporter: Reporter,
@@ -169,7 +171,7 @@ def _stage(
         reporter.start(f"validating {path.name}", total=1)
         lf = ev.parse_events(source.scan_events(path), source.events, low, high)
         try:
-            ev.stage_file(lf, path, src, staging, personal, source.events.keep)
+            ev.stage_file(lf, path, src, staging, plans[src], source.events.keep)
         except pl.exceptions.ComputeError as exc:
             raise SourceError(f"{path}: cannot be parsed: {str(exc).strip().splitlines()[0]}") from exc
         good = pl.scan_parquet(staging / "events" / f"f{src:05d}.parquet").select(pl.len()).collect().item()
@@ -203,6 +205,16 @@ def _check_threshold(counts: list[ev.FileCounts], rules: Rules) -> None:
         )
 
 
+def _plan_personal(
+    source: Source, files: list[Path], loaded: dict[str, tuple[pl.DataFrame, str] | None], policy: PersonalPolicy
+) -> tuple[list[Personal], dict[str, Personal]]:
+    """What becomes of each file's personal columns, decided before any work: in
+    production an undeclared column refuses the run here, with nothing written."""
+    events = [policy.plan(source.scan_events(f).collect_schema().names(), "events", str(f)) for f in files]
+    tables = {name: policy.plan(t[0].columns, name, t[1]) for name, t in loaded.items() if t is not None}
+    return events, tables
+
+
 def _user_table(staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiKey) -> pl.DataFrame:
     """Pseudonyms for every raw user id in events, the users table and quarantined rows.
 
@@ -222,7 +234,7 @@ def _user_table(staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiK
     return pseudonym_table(values, key, "user_id")
 
 
-def _hash_tables(staging: Path, personal: ev.Personal, key: PiiKey) -> dict[str, pl.DataFrame]:
+def _hash_tables(staging: Path, personal: Personal, key: PiiKey) -> dict[str, pl.DataFrame]:
     files = ev.staged_files(staging)
     if not files:
         return {}
@@ -232,7 +244,7 @@ def _hash_tables(staging: Path, personal: ev.Personal, key: PiiKey) -> dict[str,
         values = (
             pl.scan_parquet(files, missing_columns="insert").select(column).unique().collect(engine="streaming")[column]
         )
-        out[column] = pseudonym_table(values, key, column)
+        out[column] = pseudonym_table(values, key, words(column))  # `IP` and `ip` hash alike
     return out
 
 
@@ -280,7 +292,7 @@ def _write_tables(
     loaded: dict[str, tuple[pl.DataFrame, str] | None],
     user_ids: pl.DataFrame,
     key: PiiKey,
-    personal: ev.Personal,
+    plans: dict[str, Personal],
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, rules in (("items", ITEM_RULES), ("users", USER_RULES)):
@@ -289,7 +301,7 @@ def _write_tables(
             continue
         df, files = table
         good, bad = prepare_table(df, rules, source.table_timestamp(name), files)
-        good, bad = _protect(good, bad, user_ids, key, personal)
+        good, bad = _protect(good, bad, user_ids, key, plans[name])
         target = tmp / f"{name}.parquet"
         target.unlink(missing_ok=True)  # may be a hard link into the previous version
         good.write_parquet(target, compression="zstd")
@@ -308,7 +320,7 @@ def _write_tables(
 
 
 def _protect(
-    good: pl.DataFrame, bad: pl.DataFrame, user_ids: pl.DataFrame, key: PiiKey, personal: ev.Personal
+    good: pl.DataFrame, bad: pl.DataFrame, user_ids: pl.DataFrame, key: PiiKey, personal: Personal
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Pseudonymise user ids and drop or hash personal columns in a small table."""
     frames = []
@@ -316,7 +328,7 @@ def _protect(
         if Col.USER in df.columns:
             df = pseudonymise(df, Col.USER, user_ids)
         for column in personal.hash & set(df.columns):
-            table = pseudonym_table(df[column].cast(pl.String), key, column)
+            table = pseudonym_table(df[column].cast(pl.String), key, words(column))
             df = pseudonymise(df, column, table)
         frames.append(df.drop(*(personal.drop & set(df.columns))))
     return frames[0], frames[1]

@@ -7,7 +7,6 @@ that a model supplies: `_fit`, `_score`, `_state`, `_load_state`.
 
 from __future__ import annotations
 
-import importlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -16,9 +15,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_cli.errors import NotFittedError
+from recsys_cli.errors import IntegrityError, NotFittedError
 from recsys_cli.features.vocab import Vocabulary
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.topk import top_indices
 from recsys_cli.models.validation import Targets
 
 WEIGHTS = "weights.safetensors"
@@ -59,33 +59,53 @@ class Recommender(ABC):
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """(len(users), n_items) scores, or (len(users), len(items)); unknown users
         get the popularity fallback."""
-        if self.popularity is None:
-            raise NotFittedError(f"{type(self).__name__} is not fitted")
-        users = np.asarray(users, dtype=np.int64)
-        scores = np.asarray(self._score(users), dtype=np.float32)
-        cold = users == 0
-        if cold.any():
-            scores[cold] = self.popularity
+        scores, _ = self._ranking_scores(users)
         return scores if items is None else scores[:, np.asarray(items, dtype=np.int64)]
 
     def recommend(self, users: np.ndarray, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k item indices and scores per user, best first."""
-        return self.top_k(self.score(users), users, k, exclude_seen)
+        """Top-k item indices and scores per user, best first; equal scores are
+        ordered by the model's tie key, then by item index (`models.topk`)."""
+        scores, tiebreak = self._ranking_scores(users)
+        return self.top_k(scores, users, k, exclude_seen, tiebreak)
 
     def top_k(
-        self, scores: np.ndarray, users: np.ndarray, k: int, exclude_seen: bool = True
+        self,
+        scores: np.ndarray,
+        users: np.ndarray,
+        k: int,
+        exclude_seen: bool = True,
+        tiebreak: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of a (len(users), n_items) score matrix, never the unknown item nor,
-        with `exclude_seen`, what the user already had; `scores` is overwritten."""
+        with `exclude_seen`, what the user already had; `scores` is overwritten.
+        Equal scores go by `tiebreak` (higher first) where given, then by item index."""
         scores[:, 0] = -np.inf
         if exclude_seen and self.seen is not None:
             rows, cols = self.seen[np.asarray(users)].nonzero()
             scores[rows, cols] = -np.inf
-        k = min(k, scores.shape[1] - 1)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
+        top = top_indices(scores, min(k, scores.shape[1] - 1), tiebreak)
         return top, np.take_along_axis(scores, top, axis=1)
+
+    def _ranking_scores(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """float32 scores, unknown users given the popularity fallback, and the
+        model's tie key (`_score_with_tiebreak`), zero on the fallback rows."""
+        if self.popularity is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted")
+        users = np.asarray(users, dtype=np.int64)
+        raw, tiebreak = self._score_with_tiebreak(users)
+        scores = np.asarray(raw, dtype=np.float32)
+        cold = users == 0
+        if cold.any():
+            scores[cold] = self.popularity
+            if tiebreak is not None:
+                tiebreak[cold] = 0.0
+        return scores, tiebreak
+
+    def _score_with_tiebreak(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`_score` and a key that orders the items it scores equally, for models whose
+        reported scores tie where the model itself tells items apart (a ranker's
+        calibrated probabilities over its raw scores); None: ties go by item index."""
+        return self._score(users), None
 
     def save(self, folder: Path) -> None:
         from safetensors.numpy import save_file
@@ -110,20 +130,29 @@ class Recommender(ABC):
 
     @classmethod
     def load(cls, folder: Path) -> Recommender:
-        from safetensors.numpy import load_file
+        """Rebuild a saved model. Only this package's own model classes are ever
+        built (see `models.classes`), and every array read back is checked against
+        the vocabularies before use: a damaged or edited folder is one error naming
+        the file, never a wrong answer or a crash inside scipy."""
+        from recsys_cli.models.classes import build_model
+        from recsys_cli.models.state import StateError, check_csr, check_vector, read_json, read_tensors
 
-        meta = json.loads((folder / META).read_text())
-        module, _, name = meta["class"].rpartition(".")
-        model: Recommender = getattr(importlib.import_module(module), name)(**meta["params"])
-        tensors = load_file(str(folder / WEIGHTS))
-        model.users, model.items = Vocabulary.from_json(meta["users"]), Vocabulary.from_json(meta["items"])
-        model.popularity = tensors["base.popularity"]
-        indices = tensors["base.seen_indices"]
-        model.seen = sp.csr_matrix(
-            (np.ones(indices.size, np.float32), indices, tensors["base.seen_indptr"]),
-            shape=(len(model.users), len(model.items)),
-        )
-        model._load_state({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+        meta = read_json(folder / META)
+        users, items = _vocabulary(meta, "users", folder / META), _vocabulary(meta, "items", folder / META)
+        model: Recommender = build_model(meta, str(folder / META))
+        tensors = read_tensors(folder / WEIGHTS)
+        model.users, model.items = users, items
+        try:
+            model.popularity = check_vector(tensors, "base.popularity", len(items))
+            model.seen = check_csr(tensors, "base.seen", (len(users), len(items)), data=False)
+            model._load_state({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+        except IntegrityError as exc:  # a nested spec (a ranker's generator) names model.json's field
+            raise IntegrityError(f"{folder}/{exc}" if str(exc).startswith(META) else str(exc)) from None
+        except StateError as exc:
+            raise IntegrityError(f"{folder / WEIGHTS}: {exc}; retrain the run (`recsys train`)") from None
+        except (KeyError, ValueError, IndexError, TypeError, RuntimeError) as exc:
+            what = f"no tensor {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {_first_line(exc)}"
+            raise IntegrityError(f"{folder / WEIGHTS}: does not fit {META} ({what}); retrain the run") from None
         return model
 
     @abstractmethod
@@ -137,3 +166,19 @@ class Recommender(ABC):
 
     @abstractmethod
     def _load_state(self, state: dict[str, np.ndarray]) -> None: ...
+
+
+def _vocabulary(meta: dict[str, Any], key: str, path: Path) -> Vocabulary:
+    """A vocabulary from model.json: a list of distinct text tokens, the first the OOV bucket."""
+    node = meta.get(key)
+    tokens = node.get("tokens") if isinstance(node, dict) else None
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise IntegrityError(f"{path}: {key}.tokens must be a non-empty list of text; retrain the run")
+    if len(set(tokens)) != len(tokens):
+        raise IntegrityError(f"{path}: {key}.tokens lists a token twice; retrain the run")
+    return Vocabulary(tuple(tokens))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no detail"

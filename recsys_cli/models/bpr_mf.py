@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
+from recsys_cli.models.state import tensor
 
 
 class BPRModule(RecModule):
@@ -46,5 +47,8 @@ class BPRMF(NeuralRecommender):
         return TensorDataset(torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long))
 
     def module_from_state(self, state: dict[str, np.ndarray]) -> BPRModule:
-        n_users, dim = state["user.weight"].shape
-        return BPRModule(n_users, state["item.weight"].shape[0], dim)
+        assert self.users is not None and self.items is not None
+        n_users, n_items = len(self.users), len(self.items)
+        dim = tensor(state, "user.weight", (n_users, None), "f").shape[1]
+        tensor(state, "item.weight", (n_items, dim), "f")
+        return BPRModule(n_users, n_items, dim)

@@ -45,10 +45,9 @@ class EASE(Recommender):
         }
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        import scipy.sparse as sp
+        from recsys_cli.models.state import check_csr, tensor
 
-        self.b = state["b"]
-        n = self.b.shape[0]
-        self.x = sp.csr_matrix(
-            (state["x_data"], state["x_indices"], state["x_indptr"]), shape=(state["x_indptr"].size - 1, n)
-        )
+        assert self.users is not None and self.items is not None
+        n_users, n_items = len(self.users), len(self.items)
+        self.b = tensor(state, "b", (n_items, n_items), "f")
+        self.x = check_csr(state, "x", (n_users, n_items))

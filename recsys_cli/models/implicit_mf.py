@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.state import tensor
 from recsys_cli.models.validation import Targets
 
 
@@ -50,7 +51,9 @@ class _ImplicitMF(Recommender):
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.user_factors, self.item_factors = state["user_factors"], state["item_factors"]
+        assert self.users is not None and self.items is not None
+        self.user_factors = tensor(state, "user_factors", (len(self.users), None), "f")
+        self.item_factors = tensor(state, "item_factors", (len(self.items), self.user_factors.shape[1]), "f")
 
 
 class ALS(_ImplicitMF):

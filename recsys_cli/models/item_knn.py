@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.state import check_csr
 from recsys_cli.models.validation import Targets
 
 
@@ -47,13 +48,10 @@ class ItemKNN(Recommender):
         return out
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        n_items = state["sim_indptr"].size - 1
-        self.sim = sp.csr_matrix(
-            (state["sim_data"], state["sim_indices"], state["sim_indptr"]), shape=(n_items, n_items)
-        )
-        self.x = sp.csr_matrix(
-            (state["x_data"], state["x_indices"], state["x_indptr"]), shape=(state["x_indptr"].size - 1, n_items)
-        )
+        assert self.users is not None and self.items is not None
+        n_users, n_items = len(self.users), len(self.items)
+        self.sim = check_csr(state, "sim", (n_items, n_items))
+        self.x = check_csr(state, "x", (n_users, n_items))
 
 
 def _recent_profile(data: TrainData, last_n: int) -> sp.csr_matrix:

@@ -17,6 +17,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.state import check_range, check_vector, tensor
 from recsys_cli.models.validation import Targets
 
 
@@ -34,7 +35,8 @@ class Popularity(Recommender):
         return {"item_scores": self.item_scores}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.item_scores = state["item_scores"]
+        assert self.items is not None
+        self.item_scores = check_vector(state, "item_scores", len(self.items))
 
 
 class RecentPopularity(Popularity):
@@ -92,4 +94,7 @@ class SegmentPopularity(Popularity):
         return {"segment_scores": self.segment_scores, "user_segment": self.user_segment}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.segment_scores, self.user_segment = state["segment_scores"], state["user_segment"]
+        assert self.users is not None and self.items is not None
+        self.segment_scores = tensor(state, "segment_scores", (None, len(self.items)), "f")
+        segments = self.segment_scores.shape[0]
+        self.user_segment = check_range(state, "user_segment", (len(self.users),), 0, segments)

@@ -27,7 +27,6 @@ single point would be.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from recsys_cli.errors import ConfigError
 from recsys_cli.evaluation.calibration import expected_calibration_error
-from recsys_cli.models.base import Recommender
+from recsys_cli.models.base import META, Recommender
 from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration
 from recsys_cli.models.candidates import FIELDS, Pairs, SideTables, candidate_pairs
 from recsys_cli.models.data import LabelledWindow, TrainData
@@ -64,6 +63,7 @@ from recsys_cli.models.lambdarank import (
 )
 from recsys_cli.models.lightning import MONITOR, fit_module, shuffled_batches
 from recsys_cli.models.side_features import SideFeatures
+from recsys_cli.models.state import StateError, check_codes, check_range, tensor
 from recsys_cli.models.validation import Targets
 
 Backend = Literal["dcn", "lightgbm"]
@@ -332,15 +332,23 @@ class TwoStageRanker(Recommender):
         return np.clip(scores[np.arange(len(users)), np.asarray(items)], 0.0, 1.0)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
+        return self._score_with_tiebreak(users)[0]
+
+    def _score_with_tiebreak(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates get their calibrated probability; every other item stays below
-        all of them, ordered by popularity."""
+        all of them, ordered by popularity. Calibration keeps the raw order but not
+        every distinction (an isotonic step gives a whole range of raw scores one
+        probability, and float32 merges more), so the raw score is the tie key:
+        candidates rank by (probability, raw score), the raw order."""
         assert self.tables is not None and self.popularity is not None
         pairs = candidate_pairs(self.generators, self.tables, users, self.params["n_candidates"])
-        probability = apply_calibration(self.params["calibration"], self.calibration, self._raw(pairs))
+        raw = self._raw(pairs)
         floor = self.popularity / max(float(self.popularity.max()), 1.0) - 2.0
         scores = np.tile(floor.astype(np.float32), (users.size, 1))
-        scores[pairs.rows, pairs.items] = probability
-        return scores
+        scores[pairs.rows, pairs.items] = apply_calibration(self.params["calibration"], self.calibration, raw)
+        tiebreak = np.full(scores.shape, -np.inf)
+        tiebreak[pairs.rows, pairs.items] = raw
+        return scores, tiebreak
 
     # ---- persistence ----------------------------------------------------------------
 
@@ -368,34 +376,22 @@ class TwoStageRanker(Recommender):
         return state
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        cards = tuple(int(c) for c in state["tables.cardinalities"])
-        n_item_cat = state["tables.item_cat"].shape[1]
-        self.tables = SideTables(
-            SideFeatures(state["tables.user_cat"], cards[1 + n_item_cat :], state["tables.user_num"], ()),
-            SideFeatures(state["tables.item_cat"], cards[1 : 1 + n_item_cat], state["tables.item_num"], ()),
-            state["tables.affinity"],
-            state["tables.item_category"],
-        )
-        self.calibration = state["calibration"]
-        self.best_epoch = int(state["best_epoch"][0]) or None
+        """Every table is checked against the vocabularies (and the categorical codes
+        against their embedding tables) before a network or booster is built on it."""
+        assert self.items is not None
+        self.tables, cards = _tables_from_state(state, len(self.users or ()), len(self.items))
+        self.calibration = _calibration_from_state(state, self.params["calibration"])
+        self.best_epoch = int(tensor(state, "best_epoch", (1,), "iu")[0]) or None
         if self.params["backend"] == "dcn":
-            self.network = self._network(cards, state["dcn.numeric_mean"].shape[0])
+            n_numeric = tensor(state, "dcn.numeric_mean", (None,), "f").shape[0]
+            self.network = self._network(cards, n_numeric)
             self.network.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("dcn.")})
             self.network.eval()
         else:
-            import lightgbm as lgb
-
-            if "lightgbm" in state:  # saved before ensembles: one booster, predicting with best_epoch trees
-                self.boosters = [(lgb.Booster(model_str=state["lightgbm"].tobytes().decode()), self.best_epoch or 0)]
-            else:
-                trees = state["lightgbm_trees"]
-                self.boosters = [
-                    (lgb.Booster(model_str=state[f"lightgbm.{i}"].tobytes().decode()), int(t))
-                    for i, t in enumerate(trees)
-                ]
+            self.boosters = _boosters_from_state(state, self.best_epoch)
         self.generators = {}
         for name, spec in self.params["generators"].items():
-            model = _instantiate(spec)
+            model = _instantiate(spec, f"{META}: params.generators.{name}")
             model.users, model.items, model.popularity, model.seen = self.users, self.items, self.popularity, self.seen
             prefix = f"gen.{name}."
             model._load_state({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
@@ -413,11 +409,69 @@ def _plain(spec: Any) -> dict[str, Any]:
     return dict(spec)
 
 
-def _instantiate(spec: Mapping[str, Any]) -> Recommender:
-    module, _, name = str(spec["_target_"]).rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    model: Recommender = cls(**{k: v for k, v in spec.items() if k != "_target_"})
+def _instantiate(spec: Mapping[str, Any], where: str = "config: model.generators") -> Recommender:
+    """A candidate generator from its `{_target_, **params}` spec: only this package's
+    model classes, with parameters they accept (the spec may come from a saved model.json)."""
+    from recsys_cli.models.classes import build_model
+
+    model: Recommender = build_model(spec, where, target_key="_target_", params_key=None)
     return model
+
+
+def _tables_from_state(state: dict[str, np.ndarray], n_users: int, n_items: int) -> tuple[SideTables, tuple[int, ...]]:
+    """The side tables and the DCN's embedding sizes (item id, item columns, user columns)."""
+    n_item_cat = tensor(state, "tables.item_cat", (n_items, None), "iu").shape[1]
+    n_user_cat = tensor(state, "tables.user_cat", (n_users, None), "iu").shape[1]
+    cards = tuple(int(c) for c in tensor(state, "tables.cardinalities", (1 + n_item_cat + n_user_cat,), "iu"))
+    if cards[0] != n_items or min(cards) < 1:
+        raise StateError("tables.cardinalities does not match the item vocabulary")
+    item_cards, user_cards = cards[1 : 1 + n_item_cat], cards[1 + n_item_cat :]
+    affinity = tensor(state, "tables.affinity", (n_users, None), "f")
+    tables = SideTables(
+        SideFeatures(
+            check_codes(state, "tables.user_cat", n_users, user_cards),
+            user_cards,
+            tensor(state, "tables.user_num", (n_users, None), "f"),
+            (),
+        ),
+        SideFeatures(
+            check_codes(state, "tables.item_cat", n_items, item_cards),
+            item_cards,
+            tensor(state, "tables.item_num", (n_items, None), "f"),
+            (),
+        ),
+        affinity,
+        check_range(state, "tables.item_category", (n_items,), 0, affinity.shape[1]),
+    )
+    return tables, cards
+
+
+def _calibration_from_state(state: dict[str, np.ndarray], method: str) -> np.ndarray:
+    params = tensor(state, "calibration", (None,), "f")
+    if (method in ("platt", "temperature") and params.size < 2) or (method == "isotonic" and params.size % 2):
+        raise StateError(f"calibration holds {params.size} values, which a {method} map cannot use")
+    return params
+
+
+def _boosters_from_state(state: dict[str, np.ndarray], best_epoch: int | None) -> list[tuple[Any, int]]:
+    """The LightGBM boosters with the trees each predicts with."""
+    import lightgbm as lgb
+
+    if "lightgbm" in state:  # saved before ensembles: one booster, predicting with best_epoch trees
+        texts, trees = [tensor(state, "lightgbm", (None,), "u")], [best_epoch or 0]
+    else:
+        trees = [int(t) for t in tensor(state, "lightgbm_trees", (None,), "iu")]
+        texts = [tensor(state, f"lightgbm.{i}", (None,), "u") for i in range(len(trees))]
+    boosters = []
+    for i, (text, t) in enumerate(zip(texts, trees, strict=True)):
+        try:
+            booster = lgb.Booster(model_str=text.tobytes().decode())
+        except (lgb.basic.LightGBMError, UnicodeDecodeError, ValueError) as exc:
+            raise StateError(f"LightGBM model {i} is not readable ({type(exc).__name__})") from None
+        if not 0 <= t <= booster.num_trees():
+            raise StateError(f"lightgbm_trees asks LightGBM model {i} for {t} trees; it has {booster.num_trees()}")
+        boosters.append((booster, t))
+    return boosters
 
 
 def _holdout_mask(users: np.ndarray, share: float, seed: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from torch.utils.data import TensorDataset
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
+from recsys_cli.models.state import check_range, tensor
 
 
 class SASRecModule(RecModule):
@@ -172,5 +173,9 @@ class SASRec(NeuralRecommender):
         return TensorDataset(torch.as_tensor(np.where(seqs < 0, data.n_items, seqs)))
 
     def module_from_state(self, state: dict[str, np.ndarray]) -> SASRecModule:
-        n_users = state["sequences"].shape[0]
-        return self._module(n_users, state["item.weight"].shape[0] - 1)
+        """Sized by the vocabularies; each stored sequence may hold items and the padding row only."""
+        assert self.users is not None and self.items is not None
+        n_users, n_items = len(self.users), len(self.items)
+        check_range(state, "sequences", (n_users, self.params["max_len"]), 0, n_items + 1)
+        tensor(state, "item.weight", (n_items + 1, None), "f")
+        return self._module(n_users, n_items)

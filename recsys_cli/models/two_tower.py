@@ -25,6 +25,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
 from recsys_cli.models.side_features import SideFeatures, encode_side
+from recsys_cli.models.state import check_codes, tensor
 
 ITEM_BUCKETS = {"price": 10, "age_days": 8}
 
@@ -191,15 +192,18 @@ class TwoTower(NeuralRecommender):
         return TensorDataset(torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long))
 
     def module_from_state(self, state: dict[str, np.ndarray]) -> TwoTowerModule:
-        def cards(tower: str) -> tuple[int, ...]:
-            n = sum(1 for k in state if k.startswith(f"{tower}.categorical."))
-            return tuple(state[f"{tower}.categorical.{j}.weight"].shape[0] for j in range(n))
+        """Sized by the vocabularies; the side-feature codes must index their embedding tables."""
+        assert self.users is not None and self.items is not None
+        n_users, n_items = len(self.users), len(self.items)
+        user_cards, item_cards = _cards(state, "user_tower"), _cards(state, "item_tower")
+        check_codes(state, "user_cat", n_users, user_cards)
+        check_codes(state, "item_cat", n_items, item_cards)
+        user_num = tensor(state, "user_num", (n_users, None), "f").shape[1]
+        item_num = tensor(state, "item_num", (n_items, None), "f").shape[1]
+        return self._module(n_users, n_items, user_cards, user_num, item_cards, item_num)
 
-        return self._module(
-            state["user_cat"].shape[0],
-            state["item_cat"].shape[0],
-            cards("user_tower"),
-            state["user_num"].shape[1],
-            cards("item_tower"),
-            state["item_num"].shape[1],
-        )
+
+def _cards(state: dict[str, np.ndarray], tower: str) -> tuple[int, ...]:
+    """Rows of each categorical embedding table of a saved tower, in column order."""
+    n = sum(1 for k in state if k.startswith(f"{tower}.categorical.") and k.endswith(".weight"))
+    return tuple(tensor(state, f"{tower}.categorical.{j}.weight", (None, None), "f").shape[0] for j in range(n))
