@@ -45,3 +45,7 @@ class IntegrityError(RecsysError):
 class OutputError(RecsysError):
     """An output path that a command must not write: another command's folder, an input, a project or home
     folder, or one that another process is writing now."""
+
+
+class PersonalDataError(RecsysError):
+    """A column may hold personal data and is not declared safe, dropped or hashed."""

@@ -24,6 +24,7 @@ from recsys_cli.data.expressions import (
     parse_number,
     parse_timestamp,
 )
+from recsys_cli.data.personal import Personal
 from recsys_cli.data.pseudonymise import pseudonymise
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.data.sources.base import RAGGED, TableSpec
@@ -31,14 +32,6 @@ from recsys_cli.data.sources.base import RAGGED, TableSpec
 SRC = "_src"  # index of the raw file a staged row came from
 P = "__p"  # suffix of parsed columns beside their raw text
 STAGING_ROW_GROUP = 32_768
-
-
-@dataclass(frozen=True)
-class Personal:
-    """What to do with personal columns: drop them, or replace them by pseudonyms."""
-
-    drop: frozenset[str] = frozenset()
-    hash: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -80,7 +73,9 @@ def valid_rows(lf: pl.LazyFrame, src: int, personal: Personal, keep: Sequence[st
             return pl.col(name).cast(dtype).alias(name)
         return pl.lit(None, dtype=dtype).alias(name)
 
-    extra = [c for c in names if c in personal.hash or (c in keep and c not in EVENTS_SCHEMA)]
+    # A kept column that is personal is still dropped: `keep` says what is useful, not what is safe.
+    kept = [c for c in names if c in keep and c not in EVENTS_SCHEMA and c not in personal.drop]
+    extra = [c for c in names if c in personal.hash or c in kept]
     return lf.filter(pl.col(Col.REASON).is_null()).select(
         *(column(name, dtype) for name, dtype in EVENTS_SCHEMA.items()),
         *(pl.col(c) for c in extra),

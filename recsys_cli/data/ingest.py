@@ -4,19 +4,24 @@
     -> threshold check -> dedupe + pseudonymise day by day -> items, users
     -> manifest -> atomic publish
 
-Nothing is visible in the lake folder until the last step succeeds.
+Nothing is visible in the lake folder until the last step succeeds. The whole
+run holds the lake's lock (`registry/outputs.py`), taken before the previous
+manifest is read: two ingests of one lake run one after the other, and a second
+`--append` appends on top of the first instead of beside it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import polars as pl
 
@@ -38,6 +43,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
 from recsys_cli.data.tables import ITEM_RULES, USER_RULES, prepare_table
 from recsys_cli.errors import PiiKeyError, SourceError, ValidationThresholdError
+from recsys_cli.registry.outputs import LAKE, owned
 
 WINDOW_WORKERS = 2
 
@@ -81,6 +87,31 @@ class IngestResult:
     files: list[ev.FileCounts] = field(default_factory=list)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def raw_inputs(source: Source) -> list[Path]:
+    """The raw folder and every file the source reads: what the lake may never overlap."""
+    found = [Path(source.path)] if hasattr(source, "path") else []
+    try:
+        found += [*source.event_files(), *(f for fs in source.table_files().values() for f in fs)]
+    except SourceError:
+        pass  # the ingest itself reports it, after the claim
+    return found
+
+
+def _owns_lake(fn: F) -> F:
+    """Claim and lock the lake (second argument) for the whole call; see the module docstring."""
+
+    @functools.wraps(fn)
+    def wrapper(source: Source, lake: Path, *args: Any, **kwargs: Any) -> Any:
+        with owned(lake, LAKE, raw_inputs(source)):
+            return fn(source, lake, *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+@_owns_lake
 def ingest(
     source: Source,
     lake: Path,
@@ -118,7 +149,7 @@ def ingest(
     loaded = {"items": source.items(), "users": source.users()}  # read once, used twice
     plans, table_plans = _plan_personal(source, new_files, loaded, personal)  # production refuses here
 
-    with staged_version(lake) as tmp:
+    with staged_version(lake, LAKE, raw_inputs(source)) as tmp:
         staging = tmp / "_staging"
         counts = _stage(source, new_files, digests, staging, plans, rules, now, reporter)
         _check_threshold(counts, rules)

@@ -19,6 +19,7 @@ from recsys_cli.data import events as ev
 from recsys_cli.data.lake import file_digests
 from recsys_cli.data.pseudonymise import PiiKey
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
+from recsys_cli.registry.outputs import KIND, LAKE
 
 FORMAT_VERSION = 1
 
@@ -71,6 +72,7 @@ def build_manifest(
     stats = totals.row(0, named=True) | {"users": users.item(), "items": items.item()}
     quarantine = _reason_counts(lake)
     return {
+        KIND: LAKE,
         "format_version": FORMAT_VERSION,
         "source": source_name,
         "created_at": now.isoformat(),

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
+import string
 from dataclasses import dataclass
 
 import polars as pl
@@ -21,6 +23,19 @@ import polars as pl
 from recsys_cli.errors import PiiKeyError
 
 DEVELOPMENT_KEY = "recsys-DEVELOPMENT-key-not-for-production"
+MIN_KEY_BITS = 128
+MIN_DISTINCT_CHARS = 10
+_DIGITS = frozenset(string.digits)
+_LOWER = frozenset(string.ascii_lowercase)
+_ALPHABETS: tuple[tuple[int, frozenset[str]], ...] = (
+    (10, _DIGITS),
+    (16, frozenset(string.hexdigits)),  # either case: hex digests are written both ways
+    (26, _LOWER),
+    (26, frozenset(string.ascii_uppercase)),
+    (36, _LOWER | _DIGITS),
+    (62, frozenset(string.ascii_letters + string.digits)),
+    (64, frozenset(string.ascii_letters + string.digits + "+/=-_")),
+)
 DIGEST_CHARS = 20
 _SLICE = 100_000  # 80 bits: collision odds ~1e-12 for 10 million ids
 
@@ -36,16 +51,35 @@ class PiiKey:
         return hmac.new(self.secret, b"recsys/key-fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
-def load_key(env_var: str = "RECSYS_PII_KEY", allow_development_key: bool = False, min_length: int = 16) -> PiiKey:
+def load_key(
+    env_var: str = "RECSYS_PII_KEY",
+    allow_development_key: bool = False,
+    min_length: int = 16,
+    strong: bool | None = None,
+) -> PiiKey:
     """The pseudonymisation key from the environment.
 
     Without one, development configs fall back to a clearly marked public key;
-    production configs refuse to run.
+    production configs refuse to run. A production config (`strong`, by default
+    whenever the development key is not allowed) also refuses the development
+    key given through the environment and weak keys (`key_weakness`). The key is
+    marked as the development key whenever it is that key, however it came.
     """
     value = os.environ.get(env_var, "")
+    strong = not allow_development_key if strong is None else strong
     if value:
+        if value == DEVELOPMENT_KEY:
+            if not allow_development_key:
+                raise PiiKeyError(
+                    f"${env_var} holds the public development key, which this config (pii.allow_development_key"
+                    f"=false) refuses; set a real key, e.g. export {env_var}=$(openssl rand -hex 32)"
+                )
+            return PiiKey(value.encode(), is_development=True)
         if len(value) < min_length:
             raise PiiKeyError(f"${env_var} is {len(value)} characters; at least {min_length} are required")
+        weakness = key_weakness(value) if strong else None
+        if weakness:
+            raise PiiKeyError(f"${env_var} is too weak ({weakness}); use e.g. export {env_var}=$(openssl rand -hex 32)")
         return PiiKey(value.encode(), is_development=False)
     if allow_development_key:
         return PiiKey(DEVELOPMENT_KEY.encode(), is_development=True)
@@ -53,6 +87,52 @@ def load_key(env_var: str = "RECSYS_PII_KEY", allow_development_key: bool = Fals
         f"${env_var} is not set: this config (pii.allow_development_key=false) needs a real key "
         f"to pseudonymise user ids, e.g. export {env_var}=$(openssl rand -hex 32)"
     )
+
+
+def key_weakness(value: str) -> str | None:
+    """Why a key is too weak for production, or None when it is strong enough.
+
+    The rule: at least MIN_DISTINCT_CHARS different characters, and an estimated
+    strength of at least MIN_KEY_BITS bits, counted as (length of the key's shortest
+    repeating block) x log2(size of the smallest usual alphabet holding all its
+    characters: digits 10, hex 16, lower-case 26, lower-case+digits 36, letters and
+    digits 62, base64 64, anything else 95). So 40 x "a" (1 distinct character),
+    "abab..." (2) and "0123456789" repeated (a 10-character block: 33 bits) fail, while
+    `openssl rand -hex 32` (64 hex characters: 256 bits) and `-base64 32` pass; so
+    does `openssl rand -hex 16` (32 hex characters: exactly 128 bits).
+
+    >>> key_weakness("a" * 40)
+    '1 distinct characters, at least 10 are required'
+    >>> key_weakness("0123456789" * 4)
+    'about 33 bits (a 10-character block of 10 possible characters, repeated), at least 128 are required'
+    >>> key_weakness("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08") is None
+    True
+    """
+    distinct = len(set(value))
+    if distinct < MIN_DISTINCT_CHARS:
+        return f"{distinct} distinct characters, at least {MIN_DISTINCT_CHARS} are required"
+    block = _period(value)
+    alphabet = next((size for size, chars in _ALPHABETS if set(value) <= chars), 95)
+    bits = block * math.log2(alphabet)
+    if bits < MIN_KEY_BITS:
+        repeated = ", repeated" if block < len(value) else ""
+        return (
+            f"about {bits:.0f} bits (a {block}-character block of {alphabet} possible characters{repeated}), "
+            f"at least {MIN_KEY_BITS} are required"
+        )
+    return None
+
+
+def _period(value: str) -> int:
+    """Length of the shortest block whose repetition spells `value` (its prefix
+    function, as in Knuth-Morris-Pratt): 2 for "ababa", len(value) when none."""
+    border = [0] * len(value)
+    for i in range(1, len(value)):
+        k = border[i - 1]
+        while k and value[i] != value[k]:
+            k = border[k - 1]
+        border[i] = k + (value[i] == value[k])
+    return len(value) - border[-1] if value else 0
 
 
 def pseudonym(value: str, key: PiiKey, domain: str) -> str:

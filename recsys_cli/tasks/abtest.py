@@ -47,6 +47,7 @@ from recsys_cli.data.lake import staged_version
 from recsys_cli.data.schema import EVENT_TYPES, Col
 from recsys_cli.evaluation.significance import check_same_window, window_of
 from recsys_cli.models.base import Recommender
+from recsys_cli.registry.outputs import ABTEST, claim
 from recsys_cli.registry.run_dir import CONFIG, MODEL, load_run_config
 from recsys_cli.splits.base import TEST, VAL
 
@@ -94,6 +95,9 @@ def run(
     sequential: SequentialTest = _instantiate(settings.sequential, "abtest.sequential")
     simulator: ResponseSimulator = _instantiate(settings.simulator, "abtest.simulator")
     policies = _policies([control, treatment])
+    path = out or default_out(control)
+    inputs = _inputs(policies)
+    claim(path, ABTEST, inputs)  # refuse a wrong --out now, not after the simulation
     period = _period(settings.part, policies[0].config)
     reporter.start("reading the logs", total=1)
     logs = load(Path(policies[0].config["lake_dir"]), period)
@@ -121,9 +125,8 @@ def run(
         }
     )
     result["summary"] = report.summary(result)
-    path = out or default_out(control)
     reporter.start("writing results and plots", total=1)
-    _write(path, result, cfg, looks, decision)
+    _write(path, result, cfg, looks, decision, inputs)
     reporter.advance()
     result["output"] = str(path)
     return result
@@ -346,12 +349,21 @@ def _offpolicy(settings: DictConfig, logs: Logs, x: Experiment, seed: int) -> di
     }
 
 
-def _write(path: Path, result: dict[str, Any], cfg: DictConfig, looks: Looks, decision: SequentialResult) -> None:
+def _inputs(policies: list[Policy]) -> list[Path]:
+    """What the experiment reads, which its output folder may never overlap: both run
+    folders, the lake and the split."""
+    config = policies[0].config
+    return [*(p.path for p in policies), Path(config["lake_dir"]), Path(config["split_dir"])]
+
+
+def _write(
+    path: Path, result: dict[str, Any], cfg: DictConfig, looks: Looks, decision: SequentialResult, inputs: list[Path]
+) -> None:
     """abtest.json, config.yaml and the plots, published together."""
     settings = cfg.abtest
     result["files"] = {"result": RESULT, "config": CONFIG, "lift_plot": LIFT_PLOT, "effects_plot": EFFECTS_PLOT}
     result["config"] = OmegaConf.to_container(cfg, resolve=True)
-    with staged_version(path) as tmp:
+    with staged_version(path, ABTEST, inputs) as tmp:
         plots.cumulative_lift(
             tmp / LIFT_PLOT,
             looks,

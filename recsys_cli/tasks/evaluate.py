@@ -21,8 +21,7 @@ and swapped in whole: metrics.json, report.html, per_user.parquet, plots/.
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +41,8 @@ from recsys_cli.evaluation.suite import Inputs, Settings, evaluate
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
-from recsys_cli.registry.run_dir import MODEL, load_run_config
+from recsys_cli.registry.outputs import EVALUATION, claim
+from recsys_cli.registry.run_dir import CONFIG, MODEL, load_run_config
 from recsys_cli.splits.base import TEST, VAL
 
 EVAL = "eval"
@@ -75,13 +75,16 @@ def run(run_dir: Path, cfg: DictConfig, reporter: Reporter | None = None) -> Eva
     model = _load_model(run_dir)
     _check_ks(settings, model)
     window = _window(run_cfg, cfg, model)
+    folder = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / EVAL / window.part
+    reads = evaluation_inputs(run_dir, run_cfg)
+    claim(folder, EVALUATION, reads)  # refuse a wrong out_dir before ranking, not after
     recs, scores = rank(model, window.targets.users, max(settings.ks), int(cfg.batch_users), reporter)
     inputs = _inputs(run_cfg, cfg, model, window, recs, scores)
     evaluation = evaluate(inputs, settings, reporter)
     summary = _describe(run_dir, run_cfg, cfg, model, window) | evaluation.summary
-    folder = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / EVAL / window.part
     reporter.start("writing metrics, plots and report", total=1)
-    write_outputs(folder, summary, per_user_frame(window.user_ids, inputs.user_groups, evaluation.per_user))
+    per_user = per_user_frame(window.user_ids, inputs.user_groups, evaluation.per_user)
+    write_outputs(folder, summary, per_user, reads)
     reporter.advance()
     return EvaluateResult(folder, summary)
 
@@ -316,36 +319,28 @@ def per_user_frame(
     return pl.DataFrame({Col.USER: user_ids, **groups, **values})
 
 
-def write_outputs(folder: Path, summary: dict[str, Any], per_user: pl.DataFrame) -> None:
+def evaluation_inputs(run_dir: Path, run_cfg: DictConfig) -> list[Path]:
+    """What an evaluation reads, which its folder may never overlap (it may sit
+    inside the run folder, as RUN/eval/<part> does, but not over its model)."""
+    found = [run_dir / MODEL, run_dir / CONFIG]
+    return found + [Path(str(run_cfg[key])) for key in ("lake_dir", "split_dir", "features_dir") if run_cfg.get(key)]
+
+
+def write_outputs(folder: Path, summary: dict[str, Any], per_user: pl.DataFrame, inputs: Sequence[Path] = ()) -> None:
     """Build the whole folder beside its destination, then swap it in: a reader
-    sees the previous evaluation or the new one, never half of either."""
+    sees the previous evaluation or the new one, never half of either. Only an
+    earlier evaluation is ever replaced (`data.lake.staged_version`)."""
+    from recsys_cli.data.lake import staged_version
     from recsys_cli.evaluation.report import render_report
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    staging = folder.with_name(f".{folder.name}.tmp-{tag}")
-    staging.mkdir()
-    try:
-        html, images = render_report(summary)
+    html, images = render_report(summary)
+    with staged_version(folder, EVALUATION, inputs) as staging:
         (staging / PLOTS).mkdir()
         for name, png in images.items():
             (staging / PLOTS / f"{name}.png").write_bytes(png)
         (staging / REPORT).write_text(html, encoding="utf-8")
         per_user.write_parquet(staging / PER_USER)
         (staging / METRICS).write_text(json.dumps(finite(summary), indent=2, allow_nan=False))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = folder.with_name(f".{folder.name}.old-{tag}")
-    if folder.exists():
-        folder.rename(old)
-    try:
-        staging.rename(folder)
-    except BaseException:
-        if old.exists():
-            old.rename(folder)  # put the previous evaluation back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def finite(value: Any) -> Any:

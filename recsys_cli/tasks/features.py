@@ -18,6 +18,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import SplitError
 from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
 from recsys_cli.features.leakage import Leak, check_leakage
+from recsys_cli.registry.outputs import FEATURES, KIND
 from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
 from recsys_cli.splits.global_temporal import parse_instant
 from recsys_cli.splits.targets import TargetSpec
@@ -114,7 +115,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> FeaturesResult:
     out = Path(cfg.features_dir)
     reporter.start("building features", total=2 * len(inputs.folds))
     folds = []
-    with staged_version(out) as tmp:
+    with staged_version(out, FEATURES, [cfg.lake_dir, cfg.split_dir]) as tmp:
         for fold in inputs.folds:
             assigned = inputs.splitter.assign(inputs.events, fold)
             parts = {}
@@ -130,6 +131,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> FeaturesResult:
                 reporter.advance()
             folds.append({"name": fold.name, "parts": parts})
         manifest = {
+            KIND: FEATURES,
             "split_manifest_sha256": sha256_file(inputs.split_manifest),
             "created_at": datetime.now(UTC).isoformat(),
             "folds": folds,

@@ -14,6 +14,7 @@ from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
 from recsys_cli.data.lake import MANIFEST, read_manifest, sha256_file, staged_version, write_json
 from recsys_cli.data.schema import Col
+from recsys_cli.registry.outputs import KIND, SPLIT
 from recsys_cli.splits.base import PART, PARTS, TEST, VAL, Fold, Splitter
 from recsys_cli.splits.targets import COLD, TargetSpec, ground_truth
 
@@ -36,12 +37,13 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> SplitResult:
     folds = splitter.folds(events)
     out = Path(cfg.split_dir)
     reporter.start(f"splitting ({splitter.name})", total=len(folds))
-    with staged_version(out) as tmp:
+    with staged_version(out, SPLIT, [lake]) as tmp:
         summaries = []
         for fold in folds:
             summaries.append(_write_fold(tmp / fold.name, splitter.assign(events, fold), fold, spec))
             reporter.advance()
         manifest = {
+            KIND: SPLIT,
             "protocol": {"splitter": type(splitter).__name__, **splitter.describe()},
             "target": {**spec.__dict__, "positive_events": list(spec.positive_events)},
             "event_order": event_order.describe(),

@@ -11,7 +11,7 @@ from recsys_cli.data.lake import link_tree, recover, staged_version
 
 def test_staged_version_publishes_on_success(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    with staged_version(lake) as tmp:
+    with staged_version(lake, "lake") as tmp:
         (tmp / "a.txt").write_text("v1")
     assert (lake / "a.txt").read_text() == "v1"
     assert [p.name for p in tmp_path.iterdir()] == ["lake"]
@@ -19,9 +19,9 @@ def test_staged_version_publishes_on_success(tmp_path: Path) -> None:
 
 def test_staged_version_leaves_old_lake_on_failure(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    with staged_version(lake) as tmp:
+    with staged_version(lake, "lake") as tmp:
         (tmp / "a.txt").write_text("v1")
-    with pytest.raises(RuntimeError), staged_version(lake) as tmp:
+    with pytest.raises(RuntimeError), staged_version(lake, "lake") as tmp:
         (tmp / "a.txt").write_text("v2")
         raise RuntimeError("boom")
     assert (lake / "a.txt").read_text() == "v1"
@@ -30,10 +30,10 @@ def test_staged_version_leaves_old_lake_on_failure(tmp_path: Path) -> None:
 
 def test_recover_restores_a_lake_moved_aside_and_drops_stale_staging(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    old = tmp_path / ".lake.old-1234"
+    old = tmp_path / ".lake.old-1234abcd"
     old.mkdir()
     (old / "a.txt").write_text("v1")
-    (tmp_path / ".lake.tmp-5678").mkdir()
+    (tmp_path / ".lake.tmp-5678abcd").mkdir()
     recover(lake)
     assert (lake / "a.txt").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
