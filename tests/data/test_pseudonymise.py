@@ -90,7 +90,9 @@ def test_production_refuses_weak_keys(monkeypatch: pytest.MonkeyPatch, value: st
     assert value not in str(raised.value)  # the key itself is never printed
 
 
-@pytest.mark.parametrize("value", [OPENSSL_HEX_32, OPENSSL_BASE64_32, OPENSSL_HEX_16, "correct-Horse-battery-staple-42-!"])
+@pytest.mark.parametrize(
+    "value", [OPENSSL_HEX_32, OPENSSL_BASE64_32, OPENSSL_HEX_16, "correct-Horse-battery-staple-42-!"]
+)
 def test_random_keys_pass(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     assert key_weakness(value) is None
     monkeypatch.setenv("RECSYS_PII_KEY", value)
