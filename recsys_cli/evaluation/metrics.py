@@ -1,8 +1,14 @@
 """Top-K ranking metrics, vectorised over users (no Python loop per user).
 
 Inputs are a (n_users, K) matrix of recommended item indices, best first, and a
-sparse (n_users, n_items) relevance matrix whose rows align with it. Per-user
-values are returned too, so intervals and paired tests can be built on them.
+sparse relevance matrix whose rows align with it. Per-user values are returned
+too, so intervals and paired tests can be built on them.
+
+The relevance matrix holds every relevant item of a user once, including items
+no model can know (a product new in the window): those have columns of their
+own past the catalogue (`models.validation.Targets`), so a row's count is the
+true number of relevant items. The ideal DCG, recall and average precision
+divide by it; a list can never hit those columns, so they count as misses.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import scipy.sparse as sp
 
 def hits(recs: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
     """hits[u, r] is True when the r-th recommendation of user u is relevant."""
+    if recs.size and (recs.min() < 0 or recs.max() >= truth.shape[1]):
+        raise ValueError(f"recommended item indices must lie in 0..{truth.shape[1] - 1}, the truth's columns")
     rows = np.repeat(np.arange(recs.shape[0]), recs.shape[1])
     return np.asarray(truth[rows, recs.ravel()]).reshape(recs.shape) > 0
 
@@ -64,7 +72,8 @@ RANKING_METRICS = ("ndcg", "recall", "precision", "hitrate", "mrr", "map")
 
 
 def relevant_counts(truth: sp.csr_matrix) -> np.ndarray:
-    """Relevant items per user, including those no model can recommend (column 0)."""
+    """Relevant items per user, including those no model can recommend (the
+    columns past the catalogue), each counted once."""
     return np.asarray(truth.getnnz(axis=1), dtype=np.float64)
 
 

@@ -187,7 +187,9 @@ def item_table(
     weights[0] = 0.0  # the unknown item stands for many products; it has no training interactions of its own
     interactions = np.bincount(codes, weights=weights, minlength=g)
     interaction_share = interactions / max(interactions.sum(), 1e-300)
-    positives = np.bincount(codes[truth.indices], minlength=g).astype(np.float64)
+    # Truth columns past the catalogue are items the model never saw: the unknown item's group.
+    positive_items = np.where(truth.indices < codes.size, truth.indices, 0)
+    positives = np.bincount(codes[positive_items], minlength=g).astype(np.float64)
     rec_codes = codes[recs]
     rows: list[dict[str, Any]] = [
         {

@@ -56,7 +56,9 @@ class Inputs:
     (index 0 is the unknown item), user arrays by row of `recs`."""
 
     recs: np.ndarray  # (users, L) item indices, best first
-    truth: sp.csr_matrix  # (users, items) 1 where the user engaged in the window
+    # (users, items + unknown items) 1 where the user engaged in the window; columns past
+    # the catalogue are items the model cannot know (models.validation.Targets)
+    truth: sp.csr_matrix
     popularity: np.ndarray  # (items,) training users per item
     n_train_users: int
     user_groups: list[segments.Grouping]
@@ -109,7 +111,7 @@ def evaluate(inputs: Inputs, settings: Settings, reporter: Reporter | None = Non
             "cold_start": int(_cold_count(inputs.user_groups)),
             "with_relevant_items": int((truth.getnnz(axis=1) > 0).sum()),
         },
-        "items": {"catalogue": int(truth.shape[1] - 1), "training_users": int(inputs.n_train_users)},
+        "items": {"catalogue": int(inputs.popularity.size - 1), "training_users": int(inputs.n_train_users)},
         "ks": ks,
         "primary": settings.primary,
         "bootstrap": {
@@ -220,7 +222,7 @@ def _set_level(inputs: Inputs, ks: Sequence[int], headline: dict[str, dict[str, 
     """Coverage and Gini at every k, and the popularity lift: the lists' mean
     popularity over the training level, minus 1 (its interval is the popularity
     interval rescaled, the reference being fixed)."""
-    out: dict[str, Any] = dict(beyond.set_level(inputs.recs, ks, inputs.truth.shape[1]))
+    out: dict[str, Any] = dict(beyond.set_level(inputs.recs, ks, inputs.popularity.size))
     reference = beyond.training_popularity(inputs.popularity, inputs.n_train_users)
     out["training_popularity"] = reference
     for k in ks:

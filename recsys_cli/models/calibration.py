@@ -35,16 +35,17 @@ def fit_calibration(method: Method, scores: np.ndarray, labels: np.ndarray) -> n
 
 
 def apply_calibration(method: Method, params: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Probabilities; isotonic steps are broken by a tiny share of the raw order so
-    that calibrating never reorders or ties candidates that the model separated."""
+    """Probabilities. Every map keeps the raw order, but isotonic steps (and a
+    float32 matrix) make candidates that the model separated equal: a ranker
+    orders those by the raw score (`TwoStageRanker._score_with_tiebreak`), so the
+    probabilities themselves stay exactly the calibrated ones."""
     scores = np.asarray(scores, np.float64)
     if method == "none":
         return expit(scores)
     if method in ("temperature", "platt"):
         return expit(params[0] * scores + params[1])
     half = params.size // 2
-    probs = np.interp(scores, params[:half], params[half:])
-    return (1.0 - 1e-6) * probs + 1e-6 * expit(scores)
+    return np.interp(scores, params[:half], params[half:])
 
 
 def _fit_scale(scores: np.ndarray, labels: np.ndarray, shift: bool) -> np.ndarray:
