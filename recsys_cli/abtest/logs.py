@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.abtest import AbTestError
-from recsys_cli.data.lake import MANIFEST, read_manifest
+from recsys_cli.data.lake import MANIFEST, decoding, open_lake, open_output
 from recsys_cli.data.schema import EVENT_TYPES, Col, Timestamp
 from recsys_cli.splits.base import TEST, VAL
 from recsys_cli.splits.global_temporal import parse_instant
@@ -59,7 +59,7 @@ class Period:
 
 def period_of(split_dir: Path, fold: str, part: str) -> Period:
     """The window of `part` (val or test) of `fold`, from the split's manifest."""
-    manifest = read_manifest(split_dir) if (split_dir / MANIFEST).is_file() else None
+    manifest = open_output(split_dir, "split") if (split_dir / MANIFEST).is_file() else None
     if manifest is None:
         raise AbTestError(f"{split_dir}: no split manifest; the runs' split folder is gone (rerun `recsys split`)")
     entry = next((f for f in manifest.get("folds", []) if f.get("name") == fold), None)
@@ -117,6 +117,7 @@ def load(lake: Path, period: Period) -> Logs:
     events_dir = lake / "events"
     if not events_dir.is_dir():
         raise AbTestError(f"{lake}: no events/ folder; the runs' lake is gone (rerun `recsys ingest`)")
+    open_lake(lake)
     events = pl.scan_parquet(events_dir, hive_partitioning=True)
     ts = pl.col(Col.TS)
     lo, hi = pl.lit(period.start, dtype=Timestamp), pl.lit(period.end, dtype=Timestamp)
@@ -126,7 +127,8 @@ def load(lake: Path, period: Period) -> Logs:
     prices_q = observed_prices(events.filter(ts < hi))
     items_file = lake / "items.parquet"
     items_q = pl.scan_parquet(items_file) if items_file.is_file() else pl.LazyFrame(schema={Col.ITEM: pl.String})
-    history, window, prices, items = pl.collect_all([history_q, window_q, prices_q, items_q])
+    with decoding((lake, "lake")):
+        history, window, prices, items = pl.collect_all([history_q, window_q, prices_q, items_q])
     if window.height == 0:
         raise AbTestError(f"{lake}: no events between {period.start} and {period.end}; nothing to experiment on")
     catalog = build_catalog(items, pl.concat([history[Col.ITEM], window[Col.ITEM]]), prices)

@@ -17,6 +17,12 @@ Overrides = Annotated[
     ),
 ]
 ConfigDir = Annotated[Path, typer.Option("--config-dir", help="Folder of Hydra configs.", show_default=False)]
+Verify = Annotated[
+    bool,
+    typer.Option(
+        "--verify", help="Re-hash every input file against its manifest (names and sizes are always checked)."
+    ),
+]
 DEFAULT_CONFIG_DIR = DEFAULT_CONF_DIR
 F = TypeVar("F", bound=Callable[..., Any])
 

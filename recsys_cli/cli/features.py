@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from recsys_cli.cli._errors import friendly_errors
-from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, Verify
 
 
 @friendly_errors
-def features(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+def features(overrides: Overrides = None, verify: Verify = False, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Build point-in-time features for every fold of a split.
 
     Interactions, sequences, user and item aggregates and vocabularies, each from
@@ -19,7 +19,7 @@ def features(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG
 
     cfg = compose("features", overrides, config_dir)
     with rich_progress() as reporter:
-        result = task.run(cfg, reporter=reporter)
+        result = task.run(cfg, reporter=reporter, verify=verify)
     tables = ("interactions", "sequences", "user_features", "item_features")
     rows = [
         (

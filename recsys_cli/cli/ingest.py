@@ -21,7 +21,8 @@ def ingest(
 ) -> None:
     """Validate, deduplicate and pseudonymise a data source into a Parquet lake.
 
-    Re-running on unchanged input is a no-op. Rejected rows go to quarantine/ with a reason.
+    Re-running on unchanged input is a no-op, unless the lake no longer matches its
+    manifest (every file is re-hashed): then it is rebuilt. Rejected rows go to quarantine/ with a reason.
     """
     from recsys_cli.cli.render import ingest_summary
     from recsys_cli.config import compose
@@ -39,6 +40,12 @@ def ingest(
         console.print(
             "[yellow]warning:[/] user ids pseudonymised with the public DEVELOPMENT key; "
             "set $RECSYS_PII_KEY for real data"
+        )
+    if result.repaired:
+        console.print(
+            f"[yellow]repaired:[/] the lake no longer matched its manifest ({result.repaired}); rebuilt it",
+            highlight=False,
+            soft_wrap=True,
         )
     ingest_summary(result.manifest, console)
     console.print(f"[green]lake written:[/] {result.lake} (manifest.json)")

@@ -19,18 +19,30 @@ def describe(
     verify: Annotated[bool, typer.Option("--verify", help="Re-hash every file against the manifest.")] = False,
     brief: Annotated[bool, typer.Option("--brief", help="Skip the summary tables.")] = False,
 ) -> None:
-    """Summarise a lake from its manifest; with --verify, check every file's sha256."""
+    """Summarise a lake from its manifest after checking the lake still matches it.
+
+    Always: every listed file present with its size, no unlisted Parquet file, the
+    manifest's own digest. With --verify: every file's sha256 too, and every problem listed.
+    """
     from recsys_cli.cli.render import ingest_summary
     from recsys_cli.console import console
-    from recsys_cli.data.lake import read_manifest
-    from recsys_cli.data.lake import verify as verify_lake
-    from recsys_cli.errors import LakeError
+    from recsys_cli.data.lake import damaged, folder_problems, is_legacy, read_manifest
 
     manifest = read_manifest(path)
+    problems = folder_problems(path, manifest, full=verify)
+    if problems:
+        for problem in problems[:20] if verify else []:
+            console.print(f"[red]problem:[/] {problem}", highlight=False)
+        raise damaged(path, "lake", problems, "run `recsys ingest` again to repair it")
     if not brief:
         ingest_summary(manifest, console)
+    if is_legacy(manifest):
+        console.print(
+            "[yellow]unsealed manifest:[/] written before manifests carried a digest of their own content "
+            "(format 1); its files were checked, its row counts cannot be. Run `recsys ingest` again to seal it"
+        )
+    n = len(manifest.get("outputs", []))
     if verify:
-        problems = verify_lake(path)
-        if problems:
-            raise LakeError(f"{path}: {len(problems)} file(s) differ from the manifest: " + "; ".join(problems[:5]))
-        console.print(f"[green]verified:[/] {len(manifest['outputs'])} files match their sha256")
+        console.print(f"[green]verified:[/] {n} files match their sha256")
+    else:
+        console.print(f"[green]checked:[/] {n} files present with their recorded sizes (--verify re-hashes them)")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from recsys_cli.cli._errors import friendly_errors
-from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, help_choices
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, Verify, help_choices
 
 
 @help_choices("split", "target")
 @friendly_errors
-def split(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+def split(overrides: Overrides = None, verify: Verify = False, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Split a lake by time and write each fold's evaluation targets.
 
     split={split}; target={target}.
@@ -19,7 +19,7 @@ def split(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
 
     cfg = compose("split", overrides, config_dir)
     with rich_progress() as reporter:
-        result = task.run(cfg, reporter=reporter)
+        result = task.run(cfg, reporter=reporter, verify=verify)
     rows = []
     for f in result.manifest["folds"]:
         p, t = f["parts"], f["targets"]["test"]

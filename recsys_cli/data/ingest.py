@@ -29,6 +29,8 @@ from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import events as ev
 from recsys_cli.data.lake import (
     MANIFEST,
+    damaged,
+    folder_problems,
     link_tree,
     read_manifest,
     recover,
@@ -42,7 +44,8 @@ from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
 from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
 from recsys_cli.data.tables import ITEM_RULES, USER_RULES, prepare_table
-from recsys_cli.errors import PiiKeyError, SourceError, ValidationThresholdError
+from recsys_cli.errors import LakeError, PiiKeyError, SourceError, ValidationThresholdError
+from recsys_cli.registry.integrity import seal
 from recsys_cli.registry.outputs import LAKE, owned
 
 WINDOW_WORKERS = 2
@@ -85,6 +88,7 @@ class IngestResult:
     no_op: bool = False
     message: str = ""
     files: list[ev.FileCounts] = field(default_factory=list)
+    repaired: str = ""  # the damage a rebuild of an unchanged lake repaired (first problem)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,13 +127,17 @@ def ingest(
     reporter: Reporter | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
-    """Ingest `source` into `lake`; see the module docstring for the steps."""
+    """Ingest `source` into `lake`; see the module docstring for the steps.
+
+    Unchanged inputs and config over an intact lake are a no-op; over a damaged one
+    (see `previous_lake`) the lake is rebuilt.
+    """
     reporter = reporter or NullReporter()
     now = now or datetime.now(UTC)
     recover(lake)
     files = source.event_files()
     tables = source.table_files()
-    previous = read_manifest(lake) if (lake / MANIFEST).is_file() else None
+    previous, damage = previous_lake(lake, append)
     digests = _hash_inputs([*files, *(f for fs in tables.values() for f in fs)], reporter)
     fingerprint = _fingerprint(digests, config, key)
     if previous and previous.get("fingerprint") == fingerprint:
@@ -164,8 +172,37 @@ def ingest(
         shutil.rmtree(staging)
         inputs = inputs_section(previous if append else None, counts, tables, digests, table_counts)
         manifest = build_manifest(tmp, source.name, config, fingerprint, key, inputs, run, now)
+        manifest = seal(manifest)
         write_json(tmp / MANIFEST, manifest)
-    return IngestResult(lake, manifest, files=counts, message=f"wrote {manifest['rows']['events']:,} events")
+    return IngestResult(
+        lake, manifest, files=counts, message=f"wrote {manifest['rows']['events']:,} events", repaired=damage
+    )
+
+
+def previous_lake(lake: Path, append: bool) -> tuple[dict[str, Any] | None, str]:
+    """The lake's manifest and "", or None and the first problem where the lake no
+    longer matches its manifest: a plain ingest then rebuilds it from the inputs
+    rather than calling it up to date.
+
+    Every file is re-hashed, not only sized: a flipped byte keeps the size, and
+    ingest already reads every raw input to fingerprint it, which is larger than
+    the lake. `--append` keeps the old partitions and seals them into the new
+    manifest, so it refuses a damaged lake: only a full rebuild can be trusted.
+    """
+    if not (lake / MANIFEST).is_file():
+        return None, ""
+    try:
+        manifest = read_manifest(lake)
+    except LakeError:
+        problems = [f"{MANIFEST} is unreadable"]
+    else:
+        problems = folder_problems(lake, manifest, full=True)
+        if not problems:
+            return manifest, ""
+    if append:
+        hint = "re-ingest without --append to rebuild it from the inputs (its old partitions cannot be trusted)"
+        raise damaged(lake, "lake", problems, hint)
+    return None, problems[0]
 
 
 def _hash_inputs(paths: list[Path], reporter: Reporter) -> dict[str, str]:

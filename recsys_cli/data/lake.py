@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recsys_cli.errors import LakeError
+from recsys_cli.errors import IntegrityError, LakeError, RecsysError
+from recsys_cli.registry.integrity import SEAL, canonical_digest, file_entries, seal, unlisted, verify_files
 from recsys_cli.registry.outputs import KIND, owned
 
 MANIFEST = "manifest.json"
@@ -45,9 +46,14 @@ def read_manifest(lake: Path | str) -> dict[str, Any]:
     if not path.is_file():
         raise LakeError(f"{lake}: not a lake (no {MANIFEST}); create one with `recsys ingest`")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise LakeError(f"{path}: unreadable manifest ({exc.msg} at line {exc.lineno})") from exc
+        raise LakeError(f"{path}: unreadable manifest ({exc.msg} at line {exc.lineno}); {HINTS['lake']}") from exc
+    except UnicodeDecodeError as exc:
+        raise LakeError(f"{path}: unreadable manifest (not UTF-8 text); {HINTS['lake']}") from exc
+    if not isinstance(manifest, dict):
+        raise LakeError(f"{path}: not a lake manifest (not a JSON object); {HINTS['lake']}")
+    return manifest
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -137,27 +143,155 @@ def link_tree(src: Path, dst: Path, skip: set[str] | None = None) -> None:
 
 def file_digests(lake: Path) -> list[dict[str, Any]]:
     """sha256 and size of every data file, relative to the lake root."""
-    out = []
-    for path in sorted(p for p in lake.rglob("*") if p.is_file() and p.name != MANIFEST):
-        out.append(
-            {"path": path.relative_to(lake).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-        )
-    return out
+    return file_entries(lake)
 
 
 def verify(lake: Path) -> list[str]:
-    """Files whose content no longer matches the manifest (empty when the lake is intact)."""
-    manifest = read_manifest(lake)
-    problems = []
-    listed = {entry["path"]: entry["sha256"] for entry in manifest.get("outputs", [])}
-    for rel, digest in listed.items():
-        path = lake / rel
-        if not path.is_file():
-            problems.append(f"missing: {rel}")
-        elif sha256_file(path) != digest:
-            problems.append(f"changed: {rel}")
-    for path in lake.rglob("*.parquet"):
-        rel = path.relative_to(lake).as_posix()
-        if rel not in listed:
-            problems.append(f"unlisted: {rel}")
+    """Every way the lake no longer matches its manifest, files re-hashed (empty when intact)."""
+    return folder_problems(lake, read_manifest(lake), full=True)
+
+
+# Integrity on read ---------------------------------------------------------------
+#
+# Every command that reads a lake, a split or a feature folder opens it through
+# `open_lake` / `open_output`, which compare the folder with its manifest before
+# anything is scanned, and reads inside `decoding`, which names the file when one
+# still fails to decode.
+
+SEALED_FORMAT = 2  # lakes, splits and feature folders carry manifest_sha256 from this format on
+HINTS = {
+    "lake": "run `recsys ingest` again to repair it, or `recsys lake describe --verify` to list every problem",
+    "split": "run `recsys split` again with the same overrides",
+    "features": "run `recsys features` again with the same overrides",
+}
+
+
+def open_lake(lake: Path | str, full: bool = False) -> dict[str, Any]:
+    """The manifest of a lake whose files still match it: how every command opens a lake.
+
+    The cheap check runs on every read, a few `stat` calls: each file the manifest
+    lists is there with its recorded size, no Parquet file is there that it does not
+    list (a duplicated part file would be read twice), and the manifest's own content
+    matches its `manifest_sha256` (edited row counts). It catches a missing day, a
+    copied, truncated or extended part file and an edited manifest. `full` (`--verify`)
+    also re-hashes every file, which a flipped byte that keeps the size needs.
+
+    Lakes written before manifests were sealed (format 1) have no digest. They are
+    read with the names+sizes check only, not refused: their raw inputs may be gone,
+    and the file list still catches lost and added files. `recsys lake describe`
+    says such a manifest is unsealed, and the next `recsys ingest` rewrites it sealed
+    (the format is part of the ingest fingerprint). A manifest of format 2 or later
+    without a digest is refused: the digest was removed.
+    """
+    return open_output(lake, "lake", full)
+
+
+def open_output(folder: Path | str, what: str, full: bool = False) -> dict[str, Any]:
+    """The manifest of a lake, split or feature folder (`what`) checked as `open_lake` says.
+
+    Split and feature folders written before this check have neither a digest nor
+    a file list and are read as they are; rerunning the command seals them.
+    """
+    path = Path(folder)
+    manifest = read_manifest(path) if what == "lake" else _read_output_manifest(path, what)
+    problems = folder_problems(path, manifest, full)
+    if problems:
+        raise damaged(path, what, problems)
+    return manifest
+
+
+def folder_problems(folder: Path, manifest: dict[str, Any], full: bool) -> list[str]:
+    """What no longer matches between a folder and its manifest, the manifest's own
+    seal first (an edited manifest makes its file list untrustworthy too)."""
+    if not isinstance(manifest, dict):
+        return [f"{MANIFEST} is not a JSON object"]
+    problems = _seal_problems(manifest)
+    if "outputs" not in manifest and is_legacy(manifest):
+        return problems
+    entries = manifest.get("outputs")
+    problems += verify_files(folder, entries, full)
+    if isinstance(entries, list):
+        problems += [f"unlisted: {rel}" for rel in unlisted(folder, entries, "*.parquet")]
     return problems
+
+
+def is_legacy(manifest: dict[str, Any]) -> bool:
+    """Written before manifests carried `manifest_sha256` (see `open_lake`)."""
+    version = manifest.get("format_version", 1)
+    return SEAL not in manifest and isinstance(version, int) and version < SEALED_FORMAT
+
+
+def _seal_problems(manifest: dict[str, Any]) -> list[str]:
+    found = manifest.get(SEAL)
+    if found is None and is_legacy(manifest):
+        return []
+    if not isinstance(found, str):
+        return [f"{MANIFEST} has no {SEAL} (it was removed)"]
+    if found != canonical_digest(manifest):
+        return [f"{MANIFEST} was edited after it was written ({SEAL} does not match)"]
+    return []
+
+
+def damaged(folder: Path, what: str, problems: list[str], hint: str = "") -> RecsysError:
+    """One line naming the folder and its first problem, and how to get a good one again."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    cls = LakeError if what == "lake" else IntegrityError
+    return cls(f"{folder}: damaged {what}: {problems[0]}{more}; {hint or HINTS[what]}")
+
+
+def write_sealed(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write `manifest` last, with the format, sha256 and size of every file in the
+    folder and its own digest; returns what was written."""
+    sealed = seal({**manifest, "format_version": SEALED_FORMAT, "outputs": file_entries(folder)})
+    write_json(folder / MANIFEST, sealed)
+    return sealed
+
+
+@contextmanager
+def decoding(*folders: tuple[Path, str]) -> Iterator[None]:
+    """Turn a Parquet file that fails to decode into one line naming it.
+
+    A flipped byte keeps a file's size, so the cheap check passes and the failure
+    surfaces deep inside a query as a Polars error or a Rust panic. Only then are
+    the `(folder, what)` pairs read re-hashed, and the first file whose sha256
+    differs from its manifest is named. An error that no damaged file explains is
+    not a damaged folder and keeps its traceback.
+    """
+    from polars.exceptions import PanicException, PolarsError
+
+    try:
+        yield
+    except (PolarsError, OSError, PanicException) as exc:
+        for folder, what in folders:
+            problems = _full_problems(folder)
+            if problems:
+                raise damaged(folder, what, problems) from exc
+        raise
+
+
+def _full_problems(folder: Path) -> list[str]:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []  # nothing to compare with: the original error says more
+    return folder_problems(folder, manifest, full=True)
+
+
+def _read_output_manifest(folder: Path, what: str) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise IntegrityError(f"{folder}: no {what} here (no {MANIFEST}); {HINTS[what]}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{path}: unreadable manifest; {HINTS[what]}") from exc
+
+
+def open_inputs(*folders: tuple[Path, str]) -> tuple[tuple[Path, str], ...]:
+    """Cheap-check each `(folder, what)` a command reads that has a manifest, and
+    return them for `decoding`; a folder without one is left to the caller's own
+    message about what is missing."""
+    for folder, what in folders:
+        if (folder / MANIFEST).is_file():
+            open_output(folder, what)
+    return folders

@@ -21,7 +21,7 @@ from recsys_cli.data.pseudonymise import PiiKey
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.registry.outputs import KIND, LAKE
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries manifest_sha256 (data.lake.SEALED_FORMAT)
 
 
 def inputs_section(

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data.lake import decoding, open_inputs
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError, SplitError
 from recsys_cli.evaluation import segments
@@ -74,12 +75,15 @@ def run(run_dir: Path, cfg: DictConfig, reporter: Reporter | None = None) -> Eva
     settings = settings_from(cfg.eval)
     model = _load_model(run_dir)
     _check_ks(settings, model)
-    window = _window(run_cfg, cfg, model)
+    read = _read_folders(run_cfg)
+    with decoding(*read):
+        window = _window(run_cfg, cfg, model)
     folder = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / EVAL / window.part
     reads = evaluation_inputs(run_dir, run_cfg)
     claim(folder, EVALUATION, reads)  # refuse a wrong out_dir before ranking, not after
     recs, scores = rank(model, window.targets.users, max(settings.ks), int(cfg.batch_users), reporter)
-    inputs = _inputs(run_cfg, cfg, model, window, recs, scores)
+    with decoding(*read):
+        inputs = _inputs(run_cfg, cfg, model, window, recs, scores)
     evaluation = evaluate(inputs, settings, reporter)
     summary = _describe(run_dir, run_cfg, cfg, model, window) | evaluation.summary
     reporter.start("writing metrics, plots and report", total=1)
@@ -87,6 +91,14 @@ def run(run_dir: Path, cfg: DictConfig, reporter: Reporter | None = None) -> Eva
     write_outputs(folder, summary, per_user, reads)
     reporter.advance()
     return EvaluateResult(folder, summary)
+
+
+def _read_folders(run_cfg: DictConfig) -> tuple[tuple[Path, str], ...]:
+    """The split, feature set and lake the evaluation reads, checked against their manifests."""
+    folders = [(Path(run_cfg.split_dir), "split"), (Path(run_cfg.features_dir), "features")]
+    if run_cfg.get("lake_dir"):
+        folders.append((Path(run_cfg.lake_dir), "lake"))
+    return open_inputs(*folders)
 
 
 def settings_from(eval_cfg: DictConfig) -> Settings:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
-from recsys_cli.data.lake import MANIFEST, read_manifest, sha256_file, staged_version, write_json
+from recsys_cli.data.lake import MANIFEST, decoding, open_lake, open_output, sha256_file, staged_version, write_sealed
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import SplitError
 from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
@@ -40,16 +40,20 @@ class Inputs:
     features: FeatureConfig
     target: TargetSpec
     split_manifest: Path
+    read: tuple[tuple[Path, str], ...] = ()  # (folder, kind) of what is read, for `decoding`
 
 
-def load(cfg: DictConfig) -> Inputs:
-    """Lake tables, the split's folds (from its manifest) and the feature config."""
+def load(cfg: DictConfig, verify: bool = False) -> Inputs:
+    """Lake tables, the split's folds (from its manifest) and the feature config.
+
+    The lake and the split are checked against their manifests first (`verify`: every file re-hashed)."""
     from recsys_cli.config import build
 
     lake, split_dir = Path(cfg.lake_dir), Path(cfg.split_dir)
-    split = read_manifest(split_dir) if (split_dir / MANIFEST).is_file() else None
-    if split is None:
+    if not (split_dir / MANIFEST).is_file():
         raise SplitError(f"{split_dir}: no split here; run `recsys split` with the same overrides first")
+    open_lake(lake, full=verify)
+    split = open_output(split_dir, "split", full=verify)
     if split["lake"]["manifest_sha256"] != sha256_file(lake / MANIFEST):
         raise SplitError(f"{split_dir}: the lake changed since this split was made; rerun `recsys split`")
     splitter = build(cfg.split)
@@ -66,6 +70,7 @@ def load(cfg: DictConfig) -> Inputs:
         features=FeatureConfig(**params),
         target=TargetSpec.from_config(cfg.target),
         split_manifest=split_dir / MANIFEST,
+        read=((lake, "lake"), (split_dir, "split")),
     )
 
 
@@ -108,14 +113,14 @@ def _build(
     return build(assigned, part, cutoff, cfg, items, users, target)
 
 
-def run(cfg: DictConfig, reporter: Reporter | None = None) -> FeaturesResult:
+def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = False) -> FeaturesResult:
     reporter = reporter or NullReporter()
-    inputs = load(cfg)
+    inputs = load(cfg, verify)
     make = builder(inputs)
     out = Path(cfg.features_dir)
     reporter.start("building features", total=2 * len(inputs.folds))
     folds = []
-    with staged_version(out, FEATURES, [cfg.lake_dir, cfg.split_dir]) as tmp:
+    with decoding(*inputs.read), staged_version(out, FEATURES, [cfg.lake_dir, cfg.split_dir]) as tmp:
         for fold in inputs.folds:
             assigned = inputs.splitter.assign(inputs.events, fold)
             parts = {}
@@ -137,10 +142,11 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> FeaturesResult:
             "folds": folds,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
-        write_json(tmp / MANIFEST, manifest)
+        manifest = write_sealed(tmp, manifest)
     return FeaturesResult(out, manifest)
 
 
 def leakage(cfg: DictConfig) -> list[Leak]:
     inputs = load(cfg)
-    return check_leakage(inputs.events, inputs.splitter, inputs.folds, builder(inputs))
+    with decoding(*inputs.read):
+        return check_leakage(inputs.events, inputs.splitter, inputs.folds, builder(inputs))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data.lake import decoding, open_inputs
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import SourceError
 from recsys_cli.models.base import Recommender
-from recsys_cli.registry.run_dir import MODEL, load_run_config
+from recsys_cli.registry.outputs import PARQUET_KIND_KEY, RECOMMENDATIONS, claim_file
+from recsys_cli.registry.run_dir import CONFIG, MODEL, load_run_config
 from recsys_cli.splits.targets import COLD
 
 BATCH = 4096
@@ -30,6 +33,9 @@ def run(
     or the unknown-item placeholder padded in with a score of -inf."""
     reporter = reporter or NullReporter()
     cfg = load_run_config(run_dir)
+    reads = [run_dir / MODEL, run_dir / CONFIG, users_file if users_file else Path(str(cfg.split_dir))]
+    target = out or run_dir / "recommendations.parquet"
+    path = claim_file(target, RECOMMENDATIONS, reads)
     model = Recommender.load(run_dir / MODEL)
     users = _users(users_file) if users_file else _evaluated_users(cfg.split_dir, cfg.fold, cfg.get("part", "val"))
     assert model.users is not None and model.items is not None
@@ -51,11 +57,10 @@ def run(
             "score": np.concatenate(scores).ravel() if scores else np.zeros(0, np.float32),
         }
     ).filter(pl.col("score") > -np.inf)
-    path = out or run_dir / "recommendations.parquet"
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(tmp)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")  # unique: two writers never share one
+    frame.write_parquet(tmp, metadata={PARQUET_KIND_KEY: RECOMMENDATIONS})  # so a rerun may replace it
     tmp.replace(path)
-    return path, users.len()
+    return target, users.len()
 
 
 def _users(path: Path) -> pl.Series:
@@ -66,5 +71,6 @@ def _users(path: Path) -> pl.Series:
 
 
 def _evaluated_users(split_dir: str, fold: str, part: str) -> pl.Series:
-    targets = pl.read_parquet(Path(split_dir) / fold / f"{part}_targets.parquet")
+    with decoding(*open_inputs((Path(split_dir), "split"))):
+        targets = pl.read_parquet(Path(split_dir) / fold / f"{part}_targets.parquet")
     return targets.filter(~pl.col(COLD))[Col.USER].unique().sort()

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
-from recsys_cli.data.lake import MANIFEST, read_manifest, sha256_file, staged_version, write_json
+from recsys_cli.data.lake import MANIFEST, decoding, open_lake, sha256_file, staged_version, write_sealed
 from recsys_cli.data.schema import Col
 from recsys_cli.registry.outputs import KIND, SPLIT
 from recsys_cli.splits.base import PART, PARTS, TEST, VAL, Fold, Splitter
@@ -25,19 +25,20 @@ class SplitResult:
     manifest: dict[str, Any]
 
 
-def run(cfg: DictConfig, reporter: Reporter | None = None) -> SplitResult:
+def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = False) -> SplitResult:
+    """Split the lake; it is checked against its manifest first (`verify`: every file re-hashed)."""
     from recsys_cli.config import build
 
     reporter = reporter or NullReporter()
     lake = Path(cfg.lake_dir)
-    lake_manifest = read_manifest(lake)
+    lake_manifest = open_lake(lake, full=verify)
     splitter: Splitter = build(cfg.split)
     spec = TargetSpec.from_config(cfg.target)
     events = pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE)
-    folds = splitter.folds(events)
     out = Path(cfg.split_dir)
-    reporter.start(f"splitting ({splitter.name})", total=len(folds))
-    with staged_version(out, SPLIT, [lake]) as tmp:
+    with decoding((lake, "lake")), staged_version(out, SPLIT, [lake]) as tmp:
+        folds = splitter.folds(events)
+        reporter.start(f"splitting ({splitter.name})", total=len(folds))
         summaries = []
         for fold in folds:
             summaries.append(_write_fold(tmp / fold.name, splitter.assign(events, fold), fold, spec))
@@ -56,7 +57,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> SplitResult:
             "folds": summaries,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
-        write_json(tmp / MANIFEST, manifest)
+        manifest = write_sealed(tmp, manifest)
     return SplitResult(out, manifest)
 
 

@@ -18,6 +18,7 @@ import polars as pl
 from omegaconf import DictConfig
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data.lake import decoding, open_output
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError, SplitError
 from recsys_cli.evaluation.metrics import per_user, summarise
@@ -48,9 +49,13 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
         raise SplitError(
             f"{folder}: no features here; run `recsys split` and `recsys features` with the same overrides"
         )
-    data = TrainData.from_features(folder)
+    read = ((Path(cfg.features_dir), "features"), (Path(cfg.split_dir), "split"))
+    for checked, what in read:
+        open_output(checked, what)
+    with decoding(*read):
+        data = TrainData.from_features(folder)
+        frame = pl.read_parquet(Path(cfg.split_dir) / cfg.fold / f"{part}_targets.parquet").filter(~pl.col(COLD))
     model: Recommender = build(cfg.model)
-    frame = pl.read_parquet(Path(cfg.split_dir) / cfg.fold / f"{part}_targets.parquet").filter(~pl.col(COLD))
     targets = Targets.from_frame(frame, data)
     out = new_run(cfg.runs_dir, cfg.model._target_.rsplit(".", 1)[-1].lower(), cfg)
     reporter.start(f"fitting {type(model).__name__}", total=1)

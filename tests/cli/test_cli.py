@@ -84,7 +84,7 @@ def test_describe_detects_tampering(shop: Path) -> None:
     victim = next((lake / "events").rglob("*.parquet"))
     victim.write_bytes(victim.read_bytes() + b"x")
     result = runner.invoke(app, ["lake", "describe", str(lake), "--verify"])
-    assert result.exit_code == 1 and "changed: events/" in result.output
+    assert result.exit_code == 1 and "changed size: events/" in result.output
 
 
 def test_help_does_not_import_heavy_libraries() -> None:

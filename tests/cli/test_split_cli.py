@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recsys_cli.cli import app
+from recsys_cli.registry.integrity import seal
 
 runner = CliRunner()
 
@@ -76,7 +77,7 @@ def test_features_refuse_a_leave_last_n_split_whose_ties_were_ordered_otherwise(
         del manifest["event_order"]
     else:
         manifest["event_order"] |= recorded
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps(seal(manifest)))  # as that version would have written it, not an edit
     for command in ("features", "check-leakage"):
         result = runner.invoke(app, [command, *args])
         assert result.exit_code == 1 and message in result.output and "rerun `recsys split`" in result.output
@@ -89,7 +90,7 @@ def test_time_splits_do_not_depend_on_the_tie_order(lake: Path) -> None:
     path = lake / "splits" / "synth" / "global_temporal-engagement" / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["event_order"]["polars"] = "0.20.0"
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps(seal(manifest)))
     assert runner.invoke(app, ["features", *args]).exit_code == 0
 
 
