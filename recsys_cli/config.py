@@ -35,18 +35,103 @@ def compose(name: str, overrides: list[str] | None = None, config_dir: Path | st
         raise ConfigError(f"config '{name}': " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
 
 
-def build(node: DictConfig, **kwargs: Any) -> Any:
+# Library callables the shipped configs construct (`grep -r _target_ conf/`). Any other
+# `_target_` must be a class defined in this package: configs are also read back from
+# files anyone may edit (a run's config.yaml, a sweep's plan.json, an experiment), and
+# Hydra would import and call whatever they name.
+LIBRARY_TARGETS = frozenset(
+    {
+        "optuna.samplers.GridSampler",
+        "optuna.samplers.RandomSampler",
+        "optuna.samplers.TPESampler",
+        "optuna.pruners.HyperbandPruner",
+        "optuna.pruners.MedianPruner",
+        "optuna.pruners.NopPruner",
+    }
+)
+
+
+def build(node: Any, origin: str = "config", /, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate` with plain containers, where a known error raised by
     the target's constructor (a bad model setting, say) keeps its own one-line
-    message instead of arriving wrapped in Hydra's traceback."""
+    message instead of arriving wrapped in Hydra's traceback. Every `_target_` in
+    `node` is checked first (`check_targets`); `origin` names the file it came from."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from recsys_cli.errors import RecsysError
 
+    check_targets(node, origin)
+    check_targets(kwargs, origin)
     try:
         return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as exc:
         if isinstance(exc.__cause__, RecsysError):
             raise exc.__cause__ from None
         raise
+
+
+def check_targets(node: Any, origin: str = "config") -> None:
+    """Refuse a `_target_`, at any depth of `node`, that is neither a class defined in
+    `recsys_cli` nor one of `LIBRARY_TARGETS`; nothing it names is imported first."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from recsys_cli.errors import ConfigError
+
+    try:
+        plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{origin}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    for key, target in _targets(plain, _prefix(node)):
+        if not _allowed(target):
+            shown = repr(target)[:100] if isinstance(target, str) else type(target).__name__
+            raise ConfigError(
+                f"{origin}: {key}: {shown} may not be built; only classes of recsys_cli and the optuna "
+                "samplers and pruners of conf/sweep are allowed"
+            )
+
+
+def _targets(node: Any, path: str) -> list[tuple[str, Any]]:
+    """(dotted key, value) of every `_target_` in a plain nested container."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            dotted = f"{path}.{key}" if path else str(key)
+            found += [(dotted, value)] if key == "_target_" else _targets(value, dotted)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            found += _targets(value, f"{path}[{i}]")
+    return found
+
+
+def _allowed(target: Any) -> bool:
+    """A library callable of the allowlist, or a class whose own module and name are
+    `target` inside recsys_cli (not something imported into one of our modules)."""
+    if not isinstance(target, str):
+        return False
+    if target in LIBRARY_TARGETS:
+        return True
+    parts = target.split(".")
+    # Public names only: importing `recsys_cli.__main__` would start the CLI.
+    if parts[0] != "recsys_cli" or len(parts) < 3 or not all(p.isidentifier() and not p.startswith("_") for p in parts):
+        return False
+    import importlib
+
+    module_name, _, name = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)  # inside recsys_cli: the prefix is ours
+    except (ImportError, ValueError):
+        return False
+    cls = vars(module).get(name)
+    return isinstance(cls, type) and cls.__module__ == module_name
+
+
+def _prefix(node: Any) -> str:
+    """The dotted key of a config node inside its root (`model` for cfg.model)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.is_config(node):
+        return ""
+    key = node._get_full_key(None)
+    return str(key) if key else ""

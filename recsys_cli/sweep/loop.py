@@ -8,6 +8,7 @@ import functools
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from recsys_cli.errors import ConfigError
@@ -67,13 +68,14 @@ def build_sampler(plan: SweepPlan, worker: int, existing: int) -> Any:
     exactly, while parallel workers and restarts draw different random points
     (equal seeds would make workers propose the same startup trials)."""
     import optuna
-    from hydra.utils import instantiate
+
+    from recsys_cli.config import build
 
     seed = (plan.seed * 1_000_003 + worker * 10_007 + existing) % 2**31
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # TPE's `group`
-            sampler = instantiate(plan.sweep["sampler"], seed=seed)
+            sampler = build(plan.sweep["sampler"], _plan_file(plan), seed=seed)
         if isinstance(sampler, functools.partial):  # the grid sampler: its grid is the search space
             sampler = sampler(search_space=plan.space().grid())
     except ConfigError:
@@ -95,14 +97,24 @@ def prunable(plan: SweepPlan) -> bool:
 
 def build_pruner(plan: SweepPlan) -> Any:
     import optuna
-    from hydra.utils import instantiate
+
+    from recsys_cli.config import build
 
     if not prunable(plan):
         return optuna.pruners.NopPruner()
     try:
-        return instantiate(plan.sweep["pruner"])
+        return build(plan.sweep["pruner"], _plan_file(plan))
+    except ConfigError:
+        raise
     except Exception as exc:
         raise ConfigError(f"sweep.pruner: {type(exc).__name__}: {exc}") from exc
+
+
+def _plan_file(plan: SweepPlan) -> str:
+    """Where the plan's sampler and pruner were read from (workers read plan.json)."""
+    from recsys_cli.tasks.sweep import PLAN_JSON
+
+    return str(Path(plan.out) / PLAN_JSON)
 
 
 def _trial_count(storage: Any, name: str) -> int:
