@@ -23,11 +23,14 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsys_cli.errors import IntegrityError, LakeError, RecsysError
 from recsys_cli.registry.integrity import SEAL, canonical_digest, file_entries, seal, unlisted, verify_files
 from recsys_cli.registry.outputs import KIND, owned
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 22
@@ -295,3 +298,16 @@ def open_inputs(*folders: tuple[Path, str]) -> tuple[tuple[Path, str], ...]:
         if (folder / MANIFEST).is_file():
             open_output(folder, what)
     return folders
+
+
+def scan_events(lake: Path) -> pl.LazyFrame:
+    """The events of an opened lake, without the `date` partition column; a lake
+    whose input held no valid event (a header-only file) is refused by name here
+    rather than failing inside the first query."""
+    import polars as pl
+
+    from recsys_cli.data.schema import Col
+
+    if not any((lake / "events").glob(f"{Col.DATE}=*/*.parquet")):
+        raise LakeError(f"{lake}: the lake holds no events (none of its input rows passed validation); nothing to read")
+    return pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE)

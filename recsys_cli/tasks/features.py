@@ -13,8 +13,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
-from recsys_cli.data.lake import MANIFEST, decoding, open_lake, open_output, sha256_file, staged_version, write_sealed
-from recsys_cli.data.schema import Col
+from recsys_cli.data.lake import (
+    MANIFEST,
+    decoding,
+    open_lake,
+    open_output,
+    scan_events,
+    sha256_file,
+    staged_version,
+    write_sealed,
+)
 from recsys_cli.errors import SplitError
 from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
 from recsys_cli.features.leakage import Leak, check_leakage
@@ -62,7 +70,7 @@ def load(cfg: DictConfig, verify: bool = False) -> Inputs:
     folds = [_fold(f) for f in split["folds"]]
     params = {k: v for k, v in cast(dict[str, Any], OmegaConf.to_container(cfg.features)).items() if k != "name"}
     return Inputs(
-        events=pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE),
+        events=scan_events(lake),
         items=pl.scan_parquet(lake / "items.parquet") if (lake / "items.parquet").exists() else None,
         users=pl.scan_parquet(lake / "users.parquet") if (lake / "users.parquet").exists() else None,
         splitter=splitter,

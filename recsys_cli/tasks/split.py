@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
-from recsys_cli.data.lake import MANIFEST, decoding, open_lake, sha256_file, staged_version, write_sealed
+from recsys_cli.data.lake import MANIFEST, decoding, open_lake, scan_events, sha256_file, staged_version, write_sealed
 from recsys_cli.data.schema import Col
 from recsys_cli.registry.outputs import KIND, SPLIT
 from recsys_cli.splits.base import PART, PARTS, TEST, VAL, Fold, Splitter
@@ -34,7 +34,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = False)
     lake_manifest = open_lake(lake, full=verify)
     splitter: Splitter = build(cfg.split)
     spec = TargetSpec.from_config(cfg.target)
-    events = pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE)
+    events = scan_events(lake)
     out = Path(cfg.split_dir)
     with decoding((lake, "lake")), staged_version(out, SPLIT, [lake]) as tmp:
         folds = splitter.folds(events)

@@ -173,3 +173,13 @@ def test_a_legacy_lake_is_read_and_described_as_unsealed(shop: Path) -> None:
     described = runner.invoke(app, ["lake", "describe", str(LAKE), "--brief"])
     assert described.exit_code == 0 and "unsealed manifest" in described.output
     assert invoke("split", "split=leave_last_n").exit_code == 0
+
+
+def test_splitting_a_lake_without_events_is_one_line(tmp_path: Path) -> None:
+    raw = tmp_path / "raw" / "generic"
+    raw.mkdir(parents=True)
+    (raw / "events.csv").write_text("user_id,item_id,event_type,ts\n")  # header only
+    args = ["data=generic", f"paths.data_dir={tmp_path}"]
+    assert runner.invoke(app, ["ingest", *args]).exit_code == 0
+    _refused(runner.invoke(app, ["split", *args]), "the lake holds no events")
+    assert not (tmp_path / "splits").exists()

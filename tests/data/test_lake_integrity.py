@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from recsys_cli.data.lake import MANIFEST, decoding, open_lake, open_output, verify, write_sealed
+from recsys_cli.data.lake import MANIFEST, decoding, open_lake, open_output, scan_events, verify, write_sealed
 from recsys_cli.errors import IntegrityError, LakeError
 from recsys_cli.registry.integrity import SEAL
 
@@ -143,3 +143,10 @@ def test_split_and_feature_folders_get_the_same_check(tmp_path: Path) -> None:
     assert open_output(legacy, "features") == {"folds": []}
     with pytest.raises(IntegrityError, match="no features here"):
         open_output(tmp_path / "nowhere", "features")
+
+
+def test_scan_events_reads_the_partitions_and_refuses_a_lake_without_any(lake: Path) -> None:
+    assert scan_events(lake).collect().shape == (150, 2)
+    shutil.rmtree(lake / "events")
+    with pytest.raises(LakeError, match="holds no events"):
+        scan_events(lake)
