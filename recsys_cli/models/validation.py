@@ -33,7 +33,8 @@ class Targets:
         pairs = targets.select(Col.USER, pl.col(Col.ITEM).cast(pl.String).fill_null("")).unique()
         users = pairs[Col.USER].unique().sort()
         rows = pl.DataFrame({Col.USER: users}).with_row_index("row")
-        coded = pairs.join(rows, on=Col.USER).with_columns(known=pl.Series(data.item_index(pairs[Col.ITEM])))
+        coded = pairs.join(rows, on=Col.USER)
+        coded = coded.with_columns(known=pl.Series(data.item_index(coded[Col.ITEM])))
         return cls(data.user_index(users), truth_matrix(coded, users.len(), data.n_items))
 
 
