@@ -23,13 +23,16 @@ def compose(name: str, overrides: list[str] | None = None, config_dir: Path | st
     from omegaconf.errors import OmegaConfBaseException
 
     from recsys_cli.errors import ConfigError
+    from recsys_cli.schemas import validate
 
     conf_dir = Path(config_dir or DEFAULT_CONF_DIR).resolve()
     if not conf_dir.is_dir():
         raise ConfigError(f"config directory not found: {conf_dir}")
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            return hydra_compose(config_name=name, overrides=list(overrides or []))
+            cfg = hydra_compose(config_name=name, overrides=list(overrides or []))
+        validate(name, cfg)  # every key's type and range (recsys_cli/schemas/), as one line
+        return cfg
     except (HydraException, OmegaConfBaseException) as exc:
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
         raise ConfigError(f"config '{name}': " + (" ".join(lines[:3]) or type(exc).__name__)) from exc

@@ -1,0 +1,162 @@
+"""Schemas of conf/model/: one per model class, picked by the config's `_target_`.
+Keys follow the class's constructor (a test checks both name the same keys); a
+key left out takes the constructor's default. Cross-key rules the constructors
+already check in one line (the ranker's LightGBM grid and cross-validation
+settings, which need LightGBM to know its parameters) stay there."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from recsys_cli.schemas._base import (
+    Count,
+    Dropout,
+    Int,
+    Name,
+    NonNegative,
+    OpenUnit,
+    Positive,
+    PositiveInt,
+    Scalar,
+    Schema,
+    Seed,
+    Text,
+    by_target,
+    fail,
+    optional,
+)
+from recsys_cli.schemas.groups import Events, Trainer
+
+CALIBRATIONS = ("temperature", "platt", "isotonic", "none")  # models/calibration.py:Method
+BACKENDS = ("dcn", "lightgbm")  # models/ranker.py:Backend
+
+
+class Popularity(Schema):
+    target_: Literal["recsys_cli.models.popularity.Popularity"] = Field(alias="_target_")
+
+
+class RecentPopularity(Schema):
+    target_: Literal["recsys_cli.models.popularity.RecentPopularity"] = Field(alias="_target_")
+    window_days: Positive = optional()
+    events: Events = optional()
+
+
+class SegmentPopularity(Schema):
+    target_: Literal["recsys_cli.models.popularity.SegmentPopularity"] = Field(alias="_target_")
+    attribute: Text = optional()
+
+
+class EASE(Schema):
+    target_: Literal["recsys_cli.models.ease.EASE"] = Field(alias="_target_")
+    l2: Positive = optional()  # 0 leaves the Gram matrix singular
+    max_items: PositiveInt = optional()
+
+
+class ItemKNN(Schema):
+    target_: Literal["recsys_cli.models.item_knn.ItemKNN"] = Field(alias="_target_")
+    k: PositiveInt = optional()
+    shrink: NonNegative = optional()
+    last_n: PositiveInt | None = optional()
+
+
+class ALS(Schema):
+    target_: Literal["recsys_cli.models.implicit_mf.ALS"] = Field(alias="_target_")
+    factors: PositiveInt = optional()
+    regularization: NonNegative = optional()
+    alpha: NonNegative = optional()
+    iterations: PositiveInt = optional()
+    seed: Seed = optional()
+
+
+class ImplicitBPR(Schema):
+    target_: Literal["recsys_cli.models.implicit_mf.ImplicitBPR"] = Field(alias="_target_")
+    factors: PositiveInt = optional()
+    learning_rate: Positive = optional()
+    regularization: NonNegative = optional()
+    iterations: PositiveInt = optional()
+    seed: Seed = optional()
+
+
+class _Neural(Schema):
+    """Keys of every model fitted by the shared Lightning loop (`NeuralRecommender`)."""
+
+    lr: Positive = optional()
+    weight_decay: NonNegative = optional()
+    batch_size: PositiveInt = optional()
+    patience: Count = optional()
+    seed: Seed = optional()
+    trainer: Trainer | None = optional()
+
+
+class BPRMF(_Neural):
+    target_: Literal["recsys_cli.models.bpr_mf.BPRMF"] = Field(alias="_target_")
+    dim: PositiveInt = optional()
+
+
+class SASRec(_Neural):
+    target_: Literal["recsys_cli.models.sasrec.SASRec"] = Field(alias="_target_")
+    max_len: PositiveInt = optional()
+    dim: PositiveInt = optional()
+    heads: PositiveInt = optional()
+    layers: PositiveInt = optional()
+    dropout: Dropout = optional()
+    negatives: Count = optional()
+    train_stride: PositiveInt | None = optional()
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> SASRec:
+        if self.dim is not None and self.heads is not None and self.dim % self.heads:
+            fail("heads", self.heads, f"must divide model.dim ({self.dim})")
+        return self
+
+
+class TwoTower(_Neural):
+    target_: Literal["recsys_cli.models.two_tower.TwoTower"] = Field(alias="_target_")
+    dim: PositiveInt = optional()
+    dropout: Dropout = optional()
+    temperature: Positive = optional()
+    hard_negatives: Count = optional()
+    hard_pool: PositiveInt = optional()
+    side_features: bool = optional()
+
+
+GENERATORS: list[type[Schema]] = [
+    Popularity,
+    RecentPopularity,
+    SegmentPopularity,
+    EASE,
+    ItemKNN,
+    ALS,
+    ImplicitBPR,
+    BPRMF,
+    SASRec,
+    TwoTower,
+]
+Generator = by_target("candidate generator", GENERATORS)
+
+
+class TwoStageRanker(_Neural):
+    """Candidate generators (any model above, each under its own name) and a
+    second stage; `generators` nest whole model configs."""
+
+    target_: Literal["recsys_cli.models.ranker.TwoStageRanker"] = Field(alias="_target_")
+    recursive: Literal[False] = Field(default=False, alias="_recursive_")
+    generators: Annotated[dict[Name, Generator], Field(min_length=1)] = optional()  # type: ignore[valid-type]
+    n_candidates: PositiveInt = optional()
+    backend: Literal[BACKENDS] = optional()  # type: ignore[valid-type]
+    calibration: Literal[CALIBRATIONS] = optional()  # type: ignore[valid-type]
+    holdout: OpenUnit = optional()
+    max_users_per_window: PositiveInt = optional()
+    embedding_dim: PositiveInt = optional()
+    cross_layers: Count = optional()
+    hidden: list[PositiveInt] = optional()
+    dropout: Dropout = optional()
+    lightgbm: dict[Text, Scalar] | None = optional()
+    lightgbm_grid: dict[Text, Annotated[list[Scalar], Field(min_length=1)]] | None = optional()
+    lightgbm_cv_folds: Annotated[Int, Field(ge=2)] | None = optional()
+    lightgbm_cv_ensemble: bool = optional()
+
+
+Model = by_target("model", [*GENERATORS, TwoStageRanker])

@@ -1,0 +1,91 @@
+"""Schemas of the primary configs in conf/: each joins the groups its command
+composes (groups.py, models.py, sweep.py) with the config's own keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+
+from recsys_cli.schemas._base import PositiveInt, Schema, Seed, Text
+from recsys_cli.schemas.groups import (
+    Data,
+    Eval,
+    Features,
+    IngestRules,
+    Paths,
+    Pii,
+    Split,
+    Target,
+    Trainer,
+    TrainEval,
+)
+from recsys_cli.schemas.models import Model
+from recsys_cli.schemas.sweep import Sweep
+
+
+def _fold(value: str) -> str:
+    if not (value.startswith("fold-") and value[5:].isdigit()):
+        raise PydanticCustomError("fold", "must name a fold of the split: fold-0, fold-1, ...")
+    return value
+
+
+Fold = Annotated[str, AfterValidator(_fold)]
+Part = Literal["val", "test"]
+
+
+class IngestConfig(Schema):
+    """conf/ingest.yaml (also `recsys datasets`)."""
+
+    paths: Paths
+    data: Data  # type: ignore[valid-type]
+    pii: Pii
+    lake_dir: Text
+    validation: IngestRules
+
+
+class SplitConfig(Schema):
+    """conf/split.yaml."""
+
+    paths: Paths
+    data: Data  # type: ignore[valid-type]
+    split: Split  # type: ignore[valid-type]
+    target: Target
+    lake_dir: Text
+    split_dir: Text
+
+
+class FeaturesConfig(SplitConfig):
+    """conf/features.yaml (also `recsys check-leakage`)."""
+
+    features: Features
+    features_dir: Text
+
+
+class TrainConfig(FeaturesConfig):
+    """conf/train.yaml, with or without an experiment preset."""
+
+    trainer: Trainer  # before model, whose `trainer: ${trainer}` repeats it
+    model: Model  # type: ignore[valid-type]
+    runs_dir: Text
+    fold: Fold
+    part: Part
+    eval: TrainEval
+    seed: Seed
+
+
+class SweepConfig(TrainConfig):
+    """conf/sweep.yaml: the train config every trial composes, and the search."""
+
+    sweep: Sweep
+    sweeps_dir: Text
+
+
+class EvaluateConfig(Schema):
+    """conf/evaluate.yaml; what is evaluated comes from the run's own config."""
+
+    eval: Eval
+    part: Part | None
+    out_dir: Text | None
+    batch_users: PositiveInt
