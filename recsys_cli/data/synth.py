@@ -15,7 +15,7 @@ the same seed always gives the same bytes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.registry.outputs import KIND, SYNTH, owned
 
 AGE_BUCKETS = ("18-24", "25-34", "35-44", "45-54", "55+")
 AGE_P = (0.18, 0.32, 0.24, 0.15, 0.11)
@@ -85,6 +86,21 @@ class _World:
 
 
 def generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None = None) -> dict[str, int]:
+    """Write `users.csv`, `items.csv`, `events.csv` and a manifest into `out_dir`; return row counts.
+
+    Only a folder that is new, empty or an earlier synthetic shop is written into
+    (`registry.outputs.claim`, kind synth): these names would overwrite someone's
+    own export. Two generators of one folder run one after the other (its lock).
+    """
+    from recsys_cli.data.lake import MANIFEST, write_json
+
+    with owned(out_dir, SYNTH):
+        counts = _generate(cfg, Path(out_dir), reporter)
+        write_json(Path(out_dir) / MANIFEST, {KIND: SYNTH, "generator": asdict(cfg), "rows": counts})
+    return counts
+
+
+def _generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None = None) -> dict[str, int]:
     """Write `users.csv`, `items.csv` and `events.csv` into `out_dir`; return row counts.
 
     Files are written under temporary names and renamed at the end, so an

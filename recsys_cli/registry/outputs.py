@@ -19,7 +19,7 @@ path with one line unless it
   run           config.yaml and model/
   evaluation    metrics.json and report.html, no model/ (runs hold metrics.json too)
   abtest        abtest.json
-  sweep         plan.json
+  sweep         plan.json or study.db
   synth         events.csv whose header is the synthetic shop's
   reproduction  result.json with experiment, passed and checks
   ============  ============================================================
@@ -115,7 +115,7 @@ _LEGACY_FOLDERS: dict[str, Callable[[Path], bool]] = {
     RUN: lambda f: (f / "config.yaml").is_file() and (f / "model").is_dir(),
     EVALUATION: lambda f: _holds(f, "metrics.json", "report.html") and not (f / "model").exists(),
     ABTEST: lambda f: (f / "abtest.json").is_file(),
-    SWEEP: lambda f: (f / "plan.json").is_file(),
+    SWEEP: lambda f: (f / "plan.json").is_file() or (f / "study.db").is_file(),
     SYNTH: _synth_header,
     REPRODUCTION: _reproduction_result,
 }
@@ -125,8 +125,8 @@ def claim(path: Path | str, kind: str, inputs: Iterable[Path | str | None] = ())
     """Refuse, with one line, to write `kind` at `path` unless the module docstring's
     rules allow it; returns the resolved path, where the swap must happen."""
     real = Path(path).resolve()
-    _refuse_overlap(path, real, kind, inputs)
     _refuse_protected(path, real, kind)
+    _refuse_overlap(path, real, kind, inputs)
     _refuse_bad_parent(path, real, kind)
     if not real.exists():
         return real
@@ -183,15 +183,15 @@ def _refuse_overlap(path: Path | str, real: Path, kind: str, inputs: Iterable[Pa
         if given is None or str(given) == "":
             continue
         other = Path(given).resolve()
-        if other == real or real in other.parents:
-            raise OutputError(
-                f"{path}: refusing to write a {kind} into its own input {given} (outputs never overlap inputs)"
-            )
-        if other in real.parents:
-            raise OutputError(
-                f"{path}: refusing to replace a folder that holds the input {given} "
-                f"(not a {kind} written by recsys; outputs never overlap inputs)"
-            )
+        if other == real:
+            why = f"refusing to replace the input {given} with a {kind}"
+        elif real in other.parents:
+            why = f"refusing to replace a folder that holds the input {given} (not a {kind} written by recsys)"
+        elif other in real.parents:
+            why = f"refusing to write a {kind} inside the input {given}"
+        else:
+            continue
+        raise OutputError(f"{path}: {why}; outputs never overlap inputs")
 
 
 def _refuse_protected(path: Path | str, real: Path, kind: str) -> None:
@@ -230,8 +230,9 @@ def claim_file(path: Path | str, kind: str, inputs: Iterable[Path | str | None] 
             continue
         other = Path(given).resolve()
         if other == real or other in real.parents:
+            where = "over" if other == real else "inside"
             raise OutputError(
-                f"{path}: refusing to write a {kind} over or inside its input {given} (outputs never overlap inputs)"
+                f"{path}: refusing to write a {kind} {where} the input {given}; outputs never overlap inputs"
             )
     _refuse_bad_parent(path, real, kind)
     if real.is_dir():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +24,7 @@ from omegaconf import OmegaConf
 
 from recsys_cli.data.schema import Col
 from recsys_cli.evaluation import significance as sig
+from recsys_cli.registry.outputs import COMPARISON, KIND, claim_file
 from recsys_cli.registry.run_dir import PER_USER, load_run_config
 
 COMPARISONS = "comparisons"
@@ -41,15 +43,15 @@ def run(
     JSON-ready result, which is also written to `out` (see the module docstring)."""
     if len(runs) < 2:
         raise sig.ComparisonError(f"need at least two run folders to compare, got {len(runs)}")
+    target = claim_file(out or default_out(runs[0]), COMPARISON, runs)  # never a run's file, nor inside a run
     labels = _labels(runs)
     windows = [_window(path) for path in runs]
     sig.check_same_window(labels, windows)
     aligned = sig.align(labels, [_per_user(path, metric) for path in runs], metric)
     comparisons = sig.compare(aligned, all_pairs=all_pairs, n_resamples=n_resamples, seed=seed, alpha=alpha)
     result = _finite(_result(runs, aligned, comparisons, windows[0], metric, n_resamples, seed, alpha, all_pairs))
-    path = out or default_out(runs[0])
-    _write_json(path, result)
-    result["output"] = str(path)
+    _write_json(target, result)
+    result["output"] = str(out or target)
     return result
 
 
@@ -105,6 +107,7 @@ def _result(
 ) -> dict[str, Any]:
     means = aligned.values.mean(axis=0)
     return {
+        KIND: COMPARISON,
         "metric": metric,
         "mode": "all_pairs" if all_pairs else "control",
         "control": None if all_pairs else aligned.labels[0],
@@ -142,7 +145,7 @@ def _comparison(c: sig.Comparison) -> dict[str, Any]:
 def _write_json(path: Path, result: dict[str, Any]) -> None:
     """Written through a temporary file so a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")  # unique: two writers never share one
     tmp.write_text(json.dumps(result, indent=2, allow_nan=False))
     tmp.replace(path)
 

@@ -28,6 +28,7 @@ from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.errors import ConfigError, LeakageError, SourceError
 from recsys_cli.experiments import MEAN, Check, Experiment, check_all
 from recsys_cli.registry.environment import code_version, versions
+from recsys_cli.registry.outputs import KIND, REPRODUCTION, claim, claim_file, owned
 
 RESULT = "result.json"
 
@@ -47,7 +48,23 @@ class ReproduceResult:
 
 def run(chain: Chain, out: Path | None = None, reporter: Reporter | None = None) -> ReproduceResult:
     """Rerun the chain into its work folder (data/ and runs/ inside it) and write
-    the verdict as JSON to `out` (default `<workdir>/result.json`)."""
+    the verdict as JSON to `out` (default `<workdir>/result.json`).
+
+    The work folder is held (its lock) for the whole chain, and marked as a
+    reproduction's (`manifest.json`) so that only a reproduction may write there
+    again; `out` may replace only an earlier verdict, never an input.
+    """
+    from recsys_cli.data.lake import MANIFEST, write_json
+
+    claim_file(Path(out) if out is not None else chain.workdir / RESULT, REPRODUCTION, chain.reads())
+    with owned(chain.workdir, REPRODUCTION, chain.reads()) as workdir:
+        workdir.mkdir(parents=True, exist_ok=True)
+        if not (workdir / MANIFEST).is_file():
+            write_json(workdir / MANIFEST, {KIND: REPRODUCTION, "experiment": str(chain.experiment.path)})
+        return _run(chain, out, reporter)
+
+
+def _run(chain: Chain, out: Path | None = None, reporter: Reporter | None = None) -> ReproduceResult:
     from recsys_cli.data.lake import write_json
 
     reporter = reporter or NullReporter()
@@ -60,6 +77,7 @@ def run(chain: Chain, out: Path | None = None, reporter: Reporter | None = None)
     output = Path(out) if out is not None else chain.workdir / RESULT
     output.parent.mkdir(parents=True, exist_ok=True)
     payload = {
+        KIND: REPRODUCTION,
         "experiment": _describe(experiment),
         "passed": all(c.passed for c in checks),
         "checks": [c.to_json() for c in checks],
@@ -89,10 +107,15 @@ class Chain:
             raise ConfigError(
                 f"--workdir {workdir}: the chain writes data/ and runs/ inside it; give it a folder of its own"
             )
+        claim(self.workdir, REPRODUCTION, self.reads())  # a folder of its own, or an earlier reproduction's
         self.config_dir = Path(config_dir or DEFAULT_CONF_DIR)
         self.timings: dict[str, float] = {}
         self.overrides = base_overrides(experiment, self.workdir)
         self.full = compose_experiment(experiment, self.overrides, self.config_dir)
+
+    def reads(self) -> list[Path | None]:
+        """The experiment file and its raw data: never written, nor written into."""
+        return [self.experiment.path, self.experiment.data.raw]
 
     def config(self, step: str) -> DictConfig:
         return step_config(step, self.full, self.config_dir)

@@ -22,6 +22,7 @@ from typing import Any
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.errors import ConfigError
+from recsys_cli.registry.outputs import KIND, SWEEP, claim
 from recsys_cli.sweep.loop import EXHAUSTED, INTERRUPTED, TIMEOUT, LoopOutcome, run_trials
 from recsys_cli.sweep.plan import SweepPlan
 from recsys_cli.sweep.search_space import SearchSpace
@@ -91,6 +92,7 @@ def prepare(
     if not STUDY_NAME.fullmatch(name):
         raise ConfigError(f"study name {name!r}: use letters, digits, '.', '_' and '-'")
     out = (Path(cfg.sweeps_dir) / name).resolve()
+    _claim_folder(out, cfg)
     plan = SweepPlan(
         study=name,
         storage=storage or default_url(out),
@@ -108,6 +110,17 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_JSON).write_text(plan.to_json())
     return plan
+
+
+def _claim_folder(out: Path, cfg: Any) -> None:
+    """The study's folder is new, empty or an earlier sweep's, and holds none of the
+    data the trials read; it is marked as a sweep's before the study is created in it."""
+    from recsys_cli.data.lake import MANIFEST, write_json
+
+    claim(out, SWEEP, [cfg.get(key) for key in ("lake_dir", "split_dir", "features_dir")])
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MANIFEST).is_file():
+        write_json(out / MANIFEST, {KIND: SWEEP, "study": out.name})
 
 
 def optimise(plan: SweepPlan, workers: int = 1) -> Optimised:
