@@ -156,7 +156,14 @@ def test_split_verify_rehashes_the_lake(shop: Path) -> None:
 def test_a_damaged_split_or_feature_set_is_refused_by_the_next_command(shop: Path) -> None:
     assert invoke("features").exit_code == 0
     assert invoke("train").exit_code == 0
-    victim = next(FEATURES.rglob("interactions.parquet"))
+    victim = FEATURES / "fold-0" / "val" / "interactions.parquet"  # what train (part=val) reads
+    runs = sorted(Path("runs").rglob("*"))
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0xFF  # same size: only decoding finds it
+    victim.write_bytes(bytes(data))
+    rel = victim.relative_to(FEATURES).as_posix()
+    _refused(invoke("train"), f"{FEATURES}: damaged features: changed content: {rel}")
+    assert sorted(Path("runs").rglob("*")) == runs  # no run folder left behind
     victim.unlink()
     _refused(invoke("train"), f"{FEATURES}: damaged features: missing: {victim.relative_to(FEATURES).as_posix()}")
     targets = SPLIT / "fold-0" / "test_targets.parquet"

@@ -150,3 +150,10 @@ def test_scan_events_reads_the_partitions_and_refuses_a_lake_without_any(lake: P
     shutil.rmtree(lake / "events")
     with pytest.raises(LakeError, match="holds no events"):
         scan_events(lake)
+
+
+def test_a_rust_panic_while_decoding_a_damaged_file_is_named_too(lake: Path) -> None:
+    """Some flipped bytes make the Parquet reader panic (a BaseException) rather than raise."""
+    _flip(_part(lake, DAYS[2]), 60)
+    with pytest.raises(LakeError, match="changed content: events/date=2026-01-03"), decoding((lake, "lake")):
+        raise pl.exceptions.PanicException("assertion failed: start + len <= self.len()")
