@@ -42,10 +42,16 @@ def recommend(
     """Write top-K recommendations of a run as Parquet (user_id, item_id, rank, score).
 
     Users come from --users, or default to the evaluated users of the run's window.
+    --users may hold raw ids (pseudonymised with the lake's key, $RECSYS_PII_KEY) or
+    the lake's pseudonyms; the output keeps them as given, so raw ids need an --out
+    file outside the run folder. Users the model does not know are counted.
     """
     from recsys_cli.console import console, rich_progress
     from recsys_cli.tasks import recommend as task
 
     with rich_progress() as reporter:
-        path, n_users = task.run(run, k, users, out, exclude_seen=not include_seen, reporter=reporter)
+        path, n_users, unknown = task.run(run, k, users, out, exclude_seen=not include_seen, reporter=reporter)
+    if users is not None:
+        colour = "yellow" if unknown else "green"
+        console.print(f"[{colour}]{unknown:,} of {n_users:,} users unknown to the model[/] (cold-start answer)")
     console.print(f"[green]recommendations written:[/] {path} ({n_users:,} users, up to {k} items each)")
