@@ -51,12 +51,17 @@ def read_manifest(lake: Path | str) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise LakeError(f"{path}: unreadable manifest ({exc.msg} at line {exc.lineno}); {HINTS['lake']}") from exc
+        raise LakeError(f"{path}: unreadable manifest ({exc.msg} at line {exc.lineno}); {_UNREADABLE}") from exc
     except UnicodeDecodeError as exc:
-        raise LakeError(f"{path}: unreadable manifest (not UTF-8 text); {HINTS['lake']}") from exc
+        raise LakeError(f"{path}: unreadable manifest (not UTF-8 text); {_UNREADABLE}") from exc
     if not isinstance(manifest, dict):
-        raise LakeError(f"{path}: not a lake manifest (not a JSON object); {HINTS['lake']}")
+        raise LakeError(f"{path}: not a lake manifest (not a JSON object); {_UNREADABLE}")
     return manifest
+
+
+# Without a readable manifest a folder cannot be shown to be a lake, so ingest will
+# not replace it (registry/outputs.py): the user removes it.
+_UNREADABLE = "nothing in the lake can be trusted: delete the folder and run `recsys ingest` again"
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -287,7 +292,7 @@ def _read_output_manifest(folder: Path, what: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{path}: unreadable manifest; {HINTS[what]}") from exc
+        raise IntegrityError(f"{path}: unreadable manifest; delete the folder, then {HINTS[what]}") from exc
 
 
 def open_inputs(*folders: tuple[Path, str]) -> tuple[tuple[Path, str], ...]:
