@@ -244,7 +244,7 @@ BAD = [
     ("abtest", ["abtest.slate_size=0"], "abtest.slate_size = 0: must be >= 1"),
     ("abtest", ["abtest.alpha=1.5"], "abtest.alpha = 1.5: must be < 1"),
     ("abtest", ["abtest.primary_metric=clicks"], "abtest.primary_metric = 'clicks': must be one of"),
-    ("abtest", ["abtest.assignment.treatment=0.9"], "abtest.assignment.treatment = 0.9: control + treatment"),
+    ("abtest", ["abtest.assignment.treatment=0.9"], "abtest.assignment.treatment = 0.9: control (0.5) and treatment must sum to at most 1"),
     ("abtest", ["abtest.assignment.salt=7"], "abtest.assignment.salt = 7: must be text"),
     ("abtest", ["abtest.offpolicy.reward_events=[]"], "abtest.offpolicy.reward_events = []: must hold"),
     ("abtest", ["abtest.simulator.eta=-1"], "abtest.simulator.eta = -1: must be >= 0"),

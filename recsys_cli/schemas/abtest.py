@@ -75,7 +75,7 @@ class Assignment(Schema):
     @model_validator(mode="after")
     def _shares(self) -> Assignment:
         if self.control + self.treatment > 1 + 1e-12:
-            fail("treatment", self.treatment, f"control + treatment must not exceed 1 (control {self.control})")
+            fail("treatment", self.treatment, f"control ({self.control}) and treatment must sum to at most 1")
         return self
 
 

@@ -135,12 +135,21 @@ def test_default_output_sits_beside_the_runs(runs: dict[str, Path]) -> None:
     ("args", "message"),
     [
         (["{missing}", "{knn}"], "no such run folder"),
-        (["{pop}", "{knn}", "abtest.primary_metric=ndcg"], "abtest.primary_metric: 'ndcg' is not one of"),
+        (["{pop}", "{knn}", "abtest.primary_metric=ndcg"], "abtest.primary_metric = 'ndcg': must be one of"),
         (["{pop}", "{knn}", "abtest.assignment.control=0.8"], "sum to at most 1"),
         (["{pop}", "{knn}", "abtest/simulator=bandit"], "config 'abtest'"),
-        (["{pop}", "{knn}", "abtest.offpolicy.reward_events=[basket]"], "unknown or empty event types ['basket']"),
-        (["{pop}", "{knn}", "abtest.simulator.funnel.holdout_fraction=1.5"], "holdout_fraction must be in (0, 1)"),
-        (["{pop}", "{knn}", "abtest.simulator._target_=nowhere.Model"], "abtest.simulator: Error locating target"),
+        (
+            ["{pop}", "{knn}", "abtest.offpolicy.reward_events=[basket]"],
+            "abtest.offpolicy.reward_events[0] = 'basket': must be one of",
+        ),
+        (
+            ["{pop}", "{knn}", "abtest.simulator.funnel.holdout_fraction=1.5"],
+            "abtest.simulator.funnel.holdout_fraction = 1.5: must be < 1",
+        ),
+        (
+            ["{pop}", "{knn}", "abtest.simulator._target_=nowhere.Model"],
+            "abtest.simulator._target_ = 'nowhere.Model': must name a click model",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
