@@ -36,8 +36,10 @@ from recsys_cli.evaluation.bootstrap import PairedBootstrap, paired_bootstrap
 # Config keys that decide which users are scored and what counts as a hit: the
 # part (val/test), the fold, the split folder (dataset, splitter and target by
 # name) and the splitter's and target's own settings, which an override can change
-# without changing the folder's name.
-WINDOW_KEYS = ("part", "fold", "split_dir", "split", "target", "data.name")
+# without changing the folder's name; and the digest of the split's manifest as the
+# run was trained (registry/lineage.py): a split remade in the same folder is another.
+SPLIT_DIGEST = "split_manifest_sha256"
+WINDOW_KEYS = ("part", "fold", "split_dir", SPLIT_DIGEST, "split", "target", "data.name")
 
 BETTER, WORSE, SAME, MIXED = "better", "worse", "no significant difference", "mixed"
 

@@ -1,14 +1,31 @@
 """Run folders: `runs/<name>/<timestamp>/` with the resolved config, so every run
-can be repeated from what it saved."""
+can be repeated from what it saved.
+
+A run is written under a hidden name (`runs/<name>/.<timestamp>.partial/`) and
+renamed to its timestamp only when everything is in it, sealed by a
+`manifest.json` (`"kind": "run"`, sha256 and size of every file, the digests of
+the data it was trained on, and a digest of the manifest itself). A run killed
+mid-fit leaves only a hidden folder that no command takes (`ls runs/ease/*`
+never lists it), and every command that loads a run checks the seal, every
+file's sha256 and the data's digests first (`open_run`): a flipped byte in a
+weight tensor is refused instead of silently changing recommendations.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_cli.errors import ConfigError
+from recsys_cli import __version__
+from recsys_cli.errors import ConfigError, IntegrityError
+from recsys_cli.registry import lineage
+from recsys_cli.registry.integrity import MANIFEST, check_seal, file_entries, seal, unlisted, verify_files
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
@@ -17,20 +34,118 @@ ENVIRONMENT = "environment.json"
 # Per-user metrics of the scored window, for paired comparisons and intervals.
 PER_USER = "per_user.parquet"
 MODEL = "model"
+KIND = "run"
+PARTIAL = ".partial"
+FORMAT_VERSION = 1
+RETRAIN = "retrain it with `recsys train` (its config.yaml holds the settings)"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder whose files and data were checked: its config and manifest."""
+
+    path: Path
+    config: DictConfig
+    manifest: dict[str, Any]
+
+    @property
+    def split_digest(self) -> str | None:
+        return lineage.split_digest(self.manifest.get("lineage"))
 
 
 def new_run(root: Path | str, name: str, cfg: DictConfig) -> Path:
+    """A hidden staging folder for a new run, holding its config; `publish_run` seals
+    it and gives it its final name."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    folder = Path(root) / name / stamp
+    folder = Path(root) / name / f".{stamp}{PARTIAL}"
     folder.mkdir(parents=True)
     OmegaConf.save(cfg, folder / CONFIG, resolve=True)
     return folder
 
 
-def load_run_config(run: Path) -> DictConfig:
-    path = run / CONFIG
+def publish_run(staged: Path, data: dict[str, Any]) -> Path:
+    """Seal the staged run (`seal_run`) and rename it to its timestamp: the run
+    appears whole or not at all."""
+    if not (staged.name.startswith(".") and staged.name.endswith(PARTIAL)):
+        raise ValueError(f"{staged} is not a staged run folder")
+    final = staged.parent / staged.name[1 : -len(PARTIAL)]
+    seal_run(staged, data)
+    os.rename(staged, final)  # same folder, so atomic; the timestamp is new, so nothing is replaced
+    return final
+
+
+def seal_run(folder: Path, data: dict[str, Any]) -> None:
+    """Write the run's manifest.json: every file in `folder` (sha256 and size), `data`
+    (the lineage record of `registry.lineage`), sealed by a digest of itself."""
+    manifest = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(),
+        "recsys": __version__,
+        "lineage": data,
+        "files": file_entries(folder),
+    }
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(seal(manifest), indent=2) + "\n")
+    os.replace(tmp, folder / MANIFEST)
+
+
+def open_run(run: Path, check_data: bool = True) -> Run:
+    """The run in `run`, after checking its manifest's seal, every file it lists (full
+    sha256) and, with `check_data`, that its lake, split and features are still the
+    ones it was trained on; any mismatch is one `IntegrityError` line."""
+    run = Path(run)
+    manifest = _verified_manifest(run)
+    cfg = _config(run)
+    if check_data:
+        lineage.check(run, cfg, manifest.get("lineage"))
+    return Run(run, cfg, manifest)
+
+
+def load_run_config(run: Path, check_data: bool = True) -> DictConfig:
+    """The verified config of a run (see `open_run`)."""
+    return open_run(run, check_data).config
+
+
+def _verified_manifest(run: Path) -> dict[str, Any]:
+    if not run.is_dir():
+        raise ConfigError(f"{run}: no such run folder")
+    if run.name.endswith(PARTIAL):
+        raise IntegrityError(f"{run}: an unfinished run (still training, or killed before it finished); never loaded")
+    path = run / MANIFEST
     if not path.is_file():
-        raise ConfigError(f"{run}: not a run folder (no {CONFIG}); runs are written by `recsys train`")
-    cfg = OmegaConf.load(path)
-    assert isinstance(cfg, DictConfig)
+        if not (run / CONFIG).is_file():
+            raise ConfigError(f"{run}: not a run folder (no {CONFIG}); runs are written by `recsys train`")
+        raise IntegrityError(
+            f"{run}: no {MANIFEST}, so its files cannot be checked: the run is incomplete or was written by an "
+            f"older version of recsys; {RETRAIN}"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{path}: not readable JSON ({type(exc).__name__}); {RETRAIN}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+        raise IntegrityError(f"{path}: not a run manifest (kind is not {KIND!r}); {RETRAIN}")
+    check_seal(manifest, path, hint=RETRAIN)
+    entries = manifest.get("files")
+    problems = verify_files(run, entries, full=True)
+    if not problems and isinstance(entries, list):  # nothing may be added to the model, and the config must be covered
+        listed = {e["path"] for e in entries}
+        problems = [f"missing from the manifest: {CONFIG}"] if CONFIG not in listed else []
+        problems += [f"added: {p}" for p in unlisted(run, entries) if p.startswith(f"{MODEL}/")]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(
+            f"{run}: {problems[0]}{more}: the run folder changed after training (see its {MANIFEST}); {RETRAIN}"
+        )
+    return manifest
+
+
+def _config(run: Path) -> DictConfig:
+    try:
+        cfg = OmegaConf.load(run / CONFIG)
+    except Exception as exc:  # noqa: BLE001 - any parse failure of a listed, unchanged file
+        raise IntegrityError(f"{run / CONFIG}: unreadable ({type(exc).__name__}); {RETRAIN}") from None
+    if not isinstance(cfg, DictConfig):
+        raise IntegrityError(f"{run / CONFIG}: not a mapping; {RETRAIN}")
     return cfg

@@ -45,10 +45,10 @@ from recsys_cli.abtest.simulator import ResponseSimulator, SessionOutcomes
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data.lake import staged_version
 from recsys_cli.data.schema import EVENT_TYPES, Col
-from recsys_cli.evaluation.significance import check_same_window, window_of
+from recsys_cli.evaluation.significance import SPLIT_DIGEST, check_same_window, window_of
 from recsys_cli.models.base import Recommender
 from recsys_cli.registry.outputs import ABTEST, claim
-from recsys_cli.registry.run_dir import CONFIG, MODEL, load_run_config
+from recsys_cli.registry.run_dir import CONFIG, MODEL, open_run
 from recsys_cli.splits.base import TEST, VAL
 
 ABTESTS = "abtests"
@@ -176,7 +176,9 @@ def _policies(paths: list[Path]) -> list[Policy]:
             raise AbTestError(f"{path}: no such run folder")
         if not (path / MODEL).is_dir():
             raise AbTestError(f"{path}: no {MODEL}/ folder; run folders are written by `recsys train`")
-        config = cast(dict[str, Any], OmegaConf.to_container(load_run_config(path), resolve=True))
+        run = open_run(path)  # files, seal and data checked; the split's digest pairs runs
+        config = cast(dict[str, Any], OmegaConf.to_container(run.config, resolve=True))
+        config[SPLIT_DIGEST] = run.split_digest
         base = "/".join(path.resolve().parts[-2:])
         label = f"{base}#2" if policies and policies[0].label == base else base  # an A/A: one run twice
         policies.append(Policy(label, path, config))

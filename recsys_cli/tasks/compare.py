@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from recsys_cli.data.schema import Col
 from recsys_cli.evaluation import significance as sig
 from recsys_cli.registry.outputs import COMPARISON, KIND, claim_file
-from recsys_cli.registry.run_dir import PER_USER, load_run_config
+from recsys_cli.registry.run_dir import PER_USER, open_run
 
 COMPARISONS = "comparisons"
 
@@ -77,9 +77,10 @@ def _labels(runs: list[Path]) -> list[str]:
 def _window(path: Path) -> dict[str, Any]:
     if not path.is_dir():
         raise sig.ComparisonError(f"{path}: no such run folder")
-    container = OmegaConf.to_container(load_run_config(path), resolve=True)
+    run = open_run(path)  # files, seal and data checked; the split's digest pairs runs
+    container = OmegaConf.to_container(run.config, resolve=True)
     assert isinstance(container, dict)
-    return sig.window_of(cast(dict[str, Any], container))
+    return sig.window_of({**cast(dict[str, Any], container), sig.SPLIT_DIGEST: run.split_digest})
 
 
 def _per_user(path: Path, metric: str) -> pl.DataFrame:

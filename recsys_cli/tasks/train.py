@@ -25,8 +25,8 @@ from recsys_cli.evaluation.metrics import per_user, summarise
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
-from recsys_cli.registry import environment
-from recsys_cli.registry.run_dir import ENVIRONMENT, METRICS, MODEL, PER_USER, new_run
+from recsys_cli.registry import environment, lineage
+from recsys_cli.registry.run_dir import ENVIRONMENT, METRICS, MODEL, PER_USER, new_run, publish_run
 from recsys_cli.splits.base import TEST, VAL
 from recsys_cli.splits.targets import COLD
 
@@ -41,6 +41,10 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     from recsys_cli.config import build
 
     reporter = reporter or NullReporter()
+    # Absolute data folders, and their manifests' digests as read now: a run is only
+    # ever scored on the data it was trained on (registry/lineage.py).
+    cfg = lineage.pinned(cfg)
+    trained_on = lineage.record(cfg)
     part = str(cfg.part)
     if part not in (VAL, TEST):
         raise ConfigError(f"part must be val or test, got {part!r}")
@@ -58,15 +62,30 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     model: Recommender = build(cfg.model)
     targets = Targets.from_frame(frame, data)
     out = new_run(cfg.runs_dir, cfg.model._target_.rsplit(".", 1)[-1].lower(), cfg)
+    try:
+        metrics = _fit_and_write(cfg, model, data, targets, frame, out, reporter)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # only a whole, sealed run is ever published
+        raise
+    return TrainResult(publish_run(out, trained_on), metrics)
+
+
+def _fit_and_write(
+    cfg: DictConfig,
+    model: Recommender,
+    data: TrainData,
+    targets: Targets,
+    frame: pl.DataFrame,
+    out: Path,
+    reporter: Reporter,
+) -> dict[str, float]:
+    """Fit, score the window and write every file of the run into `out` (still hidden)."""
+    part = str(cfg.part)
     reporter.start(f"fitting {type(model).__name__}", total=1)
     # Test scores come from a refit on train + validation; the test window never
     # steers training (no early stopping on it: set trainer.max_epochs from the
     # validation run's best_epoch).
-    try:
-        model.fit(data, validation=targets if part == VAL else None, workdir=out)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # a run folder exists only for a fitted model
-        raise
+    model.fit(data, validation=targets if part == VAL else None, workdir=out)
     reporter.advance()
     ks = list(cfg.eval.ks)
     recs = rank(model, targets, max(ks), int(cfg.eval.batch_users))
@@ -83,7 +102,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     # keyed on the original ids so runs on different vocabularies can be paired.
     user_ids = frame[Col.USER].unique().sort()
     per_user_frame(recs, targets, ks, user_ids).write_parquet(out / PER_USER)
-    return TrainResult(out, metrics)
+    return metrics
 
 
 def evaluate(

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recsys_cli.cli import app
+from tests.registry.run_folders import seal
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}  # one table row per line, whatever the terminal
@@ -36,7 +37,7 @@ def make_run(root: Path, model: str, values: np.ndarray, users: list[str] | None
     frame = pl.DataFrame({"user_id": users, "ndcg@10": values, "recall@10": np.minimum(values * 1.5, 1.0)})
     frame.write_parquet(run / "per_user.parquet")
     (run / "metrics.json").write_text(json.dumps({f"{part}/ndcg@10": float(values.mean())}))
-    return run
+    return seal(run)
 
 
 @pytest.fixture
