@@ -16,9 +16,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,17 @@ def run_cli(args: Iterable[str | Path], cwd: Path, env: dict[str, str] | None = 
     )
     _RESULTS.append(result)
     return result
+
+
+def cases(table: Mapping[str, Any], fast: int | None = None, unpack: bool = False) -> list[Any]:
+    """A table's entries as pytest params named by their keys. Entries past the first `fast` are marked
+    slow: the default run keeps the issue's cases and a few of each class (about 3 minutes in all);
+    `pytest -m ""` runs every one."""
+    params = []
+    for i, (name, value) in enumerate(table.items()):
+        marks = [pytest.mark.slow] if fast is not None and i >= fast else []
+        params.append(pytest.param(*(value if unpack else (value,)), id=name, marks=marks))
+    return params
 
 
 # ---------------------------------------------------------------- snapshots
@@ -151,7 +163,17 @@ def file_text(path: Path) -> str:
 
 
 def written_files(root: Path, before: dict[str, Entry], after: dict[str, Entry]) -> list[Path]:
-    return [root / rel for rel, entry in after.items() if entry[0] == "file" and before.get(rel) != entry]
+    """New or changed files, except raw inputs (`data/raw*/`), which hold raw ids by design."""
+    return [
+        root / rel
+        for rel, entry in after.items()
+        if entry[0] == "file" and before.get(rel) != entry and not _is_raw_input(rel)
+    ]
+
+
+def _is_raw_input(rel: str) -> bool:
+    parts = rel.split("/")
+    return len(parts) > 1 and parts[0] == "data" and parts[1].startswith("raw")
 
 
 # ---------------------------------------------------------------- assertions

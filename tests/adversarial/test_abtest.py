@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial.conftest import FEATURES, LAKE, RAW, SPLIT, Workspace, edit_json, flip_byte
+from tests.adversarial.conftest import FEATURES, LAKE, RAW, SPLIT, Workspace, cases, edit_json, flip_byte
 
 BAD_OUTS = {
     "the runs folder": "runs",
@@ -23,7 +23,7 @@ BAD_OUTS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("out", list(BAD_OUTS.values()), ids=list(BAD_OUTS))
+@pytest.mark.parametrize("out", cases(BAD_OUTS, fast=4))
 def test_abtest_out_that_is_not_an_abtest_is_refused(ws: Workspace, out: str) -> None:
     if out == "CONTROL":
         out = ws.runs["popularity"]
@@ -33,12 +33,14 @@ def test_abtest_out_that_is_not_an_abtest_is_refused(ws: Workspace, out: str) ->
     ws.refused("abtest", ws.runs["popularity"], ws.runs["ease"], "--out", out)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("A")
 def test_abtest_out_symlinked_to_the_runs_folder_is_refused(ws: Workspace) -> None:
     ws.path("ab-link").symlink_to(ws.path("runs"), target_is_directory=True)
     ws.refused("abtest", ws.runs["popularity"], ws.runs["ease"], "--out", "ab-link")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("A")
 def test_abtest_rerun_over_its_own_output_is_allowed(ws: Workspace) -> None:
     first = ws.run("abtest", ws.runs["popularity"], ws.runs["ease"], "--out", "runs/abtests/mine")
@@ -109,11 +111,12 @@ BAD_ABTEST_CONFIG = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("overrides", list(BAD_ABTEST_CONFIG.values()), ids=list(BAD_ABTEST_CONFIG))
+@pytest.mark.parametrize("overrides", cases(BAD_ABTEST_CONFIG, fast=3))
 def test_invalid_abtest_config_is_refused(ws: Workspace, overrides: tuple[str, ...]) -> None:
     ws.refused("abtest", ws.runs["popularity"], ws.runs["ease"], *overrides)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("none")
 def test_abtest_of_a_run_with_itself_is_clean(ws: Workspace) -> None:
     """An A/A test is legitimate; it must finish or refuse cleanly, never crash."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial.conftest import RAW, SPLIT, Workspace
+from tests.adversarial.conftest import RAW, SPLIT, Workspace, cases
 
 BAD_SIZES = {
     "zero events": ("data.generator.n_events=0",),
@@ -26,7 +26,7 @@ BAD_SIZES = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("overrides", list(BAD_SIZES.values()), ids=list(BAD_SIZES))
+@pytest.mark.parametrize("overrides", cases(BAD_SIZES, fast=4))
 def test_synth_refuses_bad_sizes(ws: Workspace, overrides: tuple[str, ...]) -> None:
     ws.refused("datasets", "synth", *overrides, "paths.raw_dir=data/raw-fresh")
 
@@ -43,12 +43,13 @@ BAD_SYNTH_PATHS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("overrides", list(BAD_SYNTH_PATHS.values()), ids=list(BAD_SYNTH_PATHS))
+@pytest.mark.parametrize("overrides", cases(BAD_SYNTH_PATHS, fast=2))
 def test_synth_never_writes_over_what_is_not_its_own(ws: Workspace, overrides: tuple[str, ...]) -> None:
     overrides = tuple(o.replace("RUN", ws.runs["ease"]) for o in overrides)
     ws.refused("datasets", "synth", "data.generator.n_events=500", *overrides)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("A")
 def test_synth_into_a_folder_of_foreign_files_is_refused(ws: Workspace) -> None:
     """A raw folder holding the user's own export (no synth manifest) is not the generator's to replace."""
@@ -59,7 +60,9 @@ def test_synth_into_a_folder_of_foreign_files_is_refused(ws: Workspace) -> None:
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("source", ["movielens100k", "retailrocket", "generic", "nosuch"])
+@pytest.mark.parametrize(
+    "source", cases({s: s for s in ["generic", "movielens100k", "retailrocket", "nosuch"]}, fast=1)
+)
 def test_synth_refuses_a_source_it_cannot_generate(ws: Workspace, source: str) -> None:
     ws.refused("datasets", "synth", f"data={source}", "data.generator.n_events=500", "paths.raw_dir=data/raw-fresh")
 
@@ -71,7 +74,7 @@ def test_synth_rerun_over_its_own_output_is_allowed(ws: Workspace) -> None:
 
 @pytest.mark.slice("E")
 @pytest.mark.parametrize(
-    "config_dir", ["no/such/conf", f"{RAW}/events.csv", "EMPTY"], ids=["missing", "a file", "empty"]
+    "config_dir", cases({"missing": "no/such/conf", "a file": f"{RAW}/events.csv", "empty": "EMPTY"}, fast=1)
 )
 def test_datasets_list_refuses_a_bad_config_dir(ws: Workspace, config_dir: str) -> None:
     if config_dir == "EMPTY":
@@ -80,6 +83,7 @@ def test_datasets_list_refuses_a_bad_config_dir(ws: Workspace, config_dir: str) 
     ws.refused("datasets", "list", "--config-dir", config_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("E")
 def test_datasets_list_with_a_broken_source_config_is_clean(ws: Workspace) -> None:
     """One unreadable YAML in conf/data/: listed as broken or refused, never a traceback."""

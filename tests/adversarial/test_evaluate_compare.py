@@ -8,7 +8,7 @@ import shutil
 import polars as pl
 import pytest
 
-from tests.adversarial.conftest import LAKE, RAW, SPLIT, SYNTH, Workspace, edit_json, flip_byte, run_cli
+from tests.adversarial.conftest import LAKE, RAW, SPLIT, SYNTH, Workspace, cases, edit_json, flip_byte, run_cli
 
 # ---------------------------------------------------------------- evaluate
 
@@ -28,7 +28,7 @@ BAD_EVAL_CONFIG = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("overrides", list(BAD_EVAL_CONFIG.values()), ids=list(BAD_EVAL_CONFIG))
+@pytest.mark.parametrize("overrides", cases(BAD_EVAL_CONFIG, fast=2))
 def test_invalid_evaluate_config_is_refused(ws: Workspace, overrides: tuple[str, ...]) -> None:
     ws.refused("evaluate", ws.runs["ease"], *overrides)
 
@@ -45,7 +45,7 @@ BAD_EVAL_OUT = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("out", list(BAD_EVAL_OUT.values()), ids=list(BAD_EVAL_OUT))
+@pytest.mark.parametrize("out", cases(BAD_EVAL_OUT, fast=2))
 def test_evaluate_out_dir_that_is_not_an_evaluation_is_refused(ws: Workspace, out: str) -> None:
     out = {"OTHER_RUN": ws.runs["popularity"], "THE_RUN": ws.runs["ease"]}.get(out, out)
     ws.refused("evaluate", ws.runs["ease"], f"out_dir={out}")
@@ -54,8 +54,16 @@ def test_evaluate_out_dir_that_is_not_an_evaluation_is_refused(ws: Workspace, ou
 @pytest.mark.slice("B1")
 @pytest.mark.parametrize(
     "target",
-    ["runs/ease/nosuch", f"{RAW}/events.csv", LAKE, ".", "runs"],
-    ids=["missing", "a file", "the lake", "the working directory", "the runs root"],
+    cases(
+        {
+            "missing": "runs/ease/nosuch",
+            "a file": f"{RAW}/events.csv",
+            "the lake": LAKE,
+            ".": ".",
+            "the runs root": "runs",
+        },
+        fast=1,
+    ),
 )
 def test_evaluate_refuses_what_is_not_a_run(ws: Workspace, target: str) -> None:
     ws.refused("evaluate", target)
@@ -104,6 +112,7 @@ def test_compare_a_run_with_itself_is_refused(ws: Workspace) -> None:
     ws.refused("compare", ws.runs["ease"], ws.runs["ease"], "--resamples", "50")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("F")
 def test_compare_a_run_with_itself_through_another_spelling_is_refused(ws: Workspace) -> None:
     run = ws.runs["ease"]
@@ -130,12 +139,14 @@ def test_compare_with_a_forged_per_user_file_is_refused(ws: Workspace) -> None:
     ws.refused("compare", ws.runs["popularity"], ws.runs["ease"], "--resamples", "50")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B1")
 def test_compare_with_a_missing_per_user_file_is_refused(ws: Workspace) -> None:
     (ws.path(ws.runs["ease"]) / "per_user.parquet").unlink()
     ws.refused("compare", ws.runs["popularity"], ws.runs["ease"], "--resamples", "50")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B1")
 def test_compare_with_a_flipped_byte_in_per_user_is_refused(ws: Workspace) -> None:
     flip_byte(ws.path(ws.runs["ease"]) / "per_user.parquet")
@@ -166,16 +177,18 @@ BAD_COMPARE_OPTIONS = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("options", list(BAD_COMPARE_OPTIONS.values()), ids=list(BAD_COMPARE_OPTIONS))
+@pytest.mark.parametrize("options", cases(BAD_COMPARE_OPTIONS, fast=2))
 def test_compare_refuses_bad_options(ws: Workspace, options: tuple[str, ...]) -> None:
     ws.refused("compare", ws.runs["popularity"], ws.runs["ease"], *options)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("E")
 def test_compare_refuses_a_single_run(ws: Workspace) -> None:
     ws.refused("compare", ws.runs["popularity"], "--resamples", "50")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B1")
 def test_compare_refuses_a_missing_run(ws: Workspace) -> None:
     ws.refused("compare", ws.runs["popularity"], "runs/ease/nosuch", "--resamples", "50")
@@ -191,7 +204,7 @@ BAD_COMPARE_OUT = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("out", list(BAD_COMPARE_OUT.values()), ids=list(BAD_COMPARE_OUT))
+@pytest.mark.parametrize("out", cases(BAD_COMPARE_OUT, fast=2))
 def test_compare_out_never_overwrites_what_is_not_ours(ws: Workspace, out: str) -> None:
     if out == "RUN_METRICS":
         out = f"{ws.runs['ease']}/metrics.json"
@@ -204,6 +217,7 @@ def test_compare_positive_control(ws: Workspace) -> None:
     assert json.loads(ws.path("cmp.json").read_text()), result.describe()
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B1")
 def test_compare_a_run_whose_model_class_was_tampered(ws: Workspace) -> None:
     """compare reads per-user metrics only, but a run with a forged model.json is not a run to trust."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.adversarial.conftest import LAKE, RAW, SPLIT, Workspace
+from tests.adversarial.conftest import LAKE, RAW, SPLIT, Workspace, cases
 
 GENERIC = "data/raw/generic"
 GENERIC_LAKE = "data/lake/generic"
@@ -63,16 +63,18 @@ BAD_LAKE_DIRS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("target", list(BAD_LAKE_DIRS.values()), ids=list(BAD_LAKE_DIRS))
+@pytest.mark.parametrize("target", cases(BAD_LAKE_DIRS, fast=5))
 def test_lake_dir_that_is_not_a_lake_is_refused(ws: Workspace, target: str) -> None:
     ws.refused("ingest", f"lake_dir={target}")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("A")
 def test_lake_dir_that_is_a_run_folder_is_refused(ws: Workspace) -> None:
     ws.refused("ingest", f"lake_dir={ws.runs['ease']}")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("A")
 def test_lake_dir_through_a_symlink_to_the_raw_folder_is_refused(ws: Workspace) -> None:
     os.symlink(ws.path(RAW).resolve(), ws.path("data/lake/alias"))
@@ -114,7 +116,7 @@ BAD_FILES: dict[str, tuple[str, bytes | str, tuple[str, ...]]] = {
 
 
 @pytest.mark.slice("D")
-@pytest.mark.parametrize("name,content,overrides", list(BAD_FILES.values()), ids=list(BAD_FILES))
+@pytest.mark.parametrize("name,content,overrides", cases(BAD_FILES, fast=4, unpack=True))
 def test_unreadable_events_file_is_refused(
     ws: Workspace, name: str, content: bytes | str, overrides: tuple[str, ...]
 ) -> None:
@@ -188,7 +190,7 @@ def test_ids_with_surrounding_spaces_are_the_same_item(ws: Workspace) -> None:
 
 
 @pytest.mark.slice("D")
-@pytest.mark.parametrize("price", ["inf", "-inf", "NaN", "1e300", "1e400"])
+@pytest.mark.parametrize("price", cases({p: p for p in ["inf", "NaN", "1e300", "-inf", "1e400"]}, fast=2))
 def test_non_finite_or_absurd_prices_are_quarantined(ws: Workspace, price: str) -> None:
     rows = [r + ",9.5" for r in GOOD_ROWS] + [f"{USERS[2]},I2,purchase,2026-01-03T10:00:00Z,{price}"]
     write_generic(ws, "events.csv", good_csv(rows, HEADER + ",price"))
@@ -214,6 +216,7 @@ def test_every_iso_8601_spelling_is_parsed(ws: Workspace) -> None:
     assert lake_events(ws).height == len(GOOD_ROWS) + len(spellings)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("D")
 def test_negative_epoch_timestamps_are_quarantined(ws: Workspace) -> None:
     rows = [f"{u},I1,view,{1767261600 + 3600 * i}" for i, u in enumerate(USERS)] + [f"{USERS[0]},I2,view,-86400"]
@@ -222,6 +225,7 @@ def test_negative_epoch_timestamps_are_quarantined(ws: Workspace) -> None:
     assert lake_events(ws).height == len(USERS)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("D")
 def test_unicode_ids_survive_ingest(ws: Workspace) -> None:
     items = ["Ｉ１", "über", "שלום", "🛒", "a\u200bb", "İstanbul"]
@@ -231,6 +235,7 @@ def test_unicode_ids_survive_ingest(ws: Workspace) -> None:
     assert set(items) <= set(lake_events(ws)["item_id"].to_list())
 
 
+@pytest.mark.slow
 @pytest.mark.slice("D")
 def test_latin1_bytes_in_a_row_are_quarantined_or_refused(ws: Workspace) -> None:
     content = good_csv().encode() + f"{USERS[3]},caf\xe9,view,2026-01-02T10:00:00Z\n".encode("latin-1")
@@ -238,6 +243,7 @@ def test_latin1_bytes_in_a_row_are_quarantined_or_refused(ws: Workspace) -> None
     ws.handled("ingest", "data=generic")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("D")
 def test_non_utf8_file_name_is_read_or_refused(ws: Workspace) -> None:
     write_generic(ws, "placeholder.txt", "")
@@ -247,6 +253,7 @@ def test_non_utf8_file_name_is_read_or_refused(ws: Workspace) -> None:
     ws.handled("ingest", "data=generic")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("D")
 def test_a_folder_named_like_an_events_file_is_refused(ws: Workspace) -> None:
     write_generic(ws, "events.csv", good_csv())
@@ -254,6 +261,7 @@ def test_a_folder_named_like_an_events_file_is_refused(ws: Workspace) -> None:
     ws.refused("ingest", "data=generic")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("D")
 def test_duplicate_header_columns_are_refused(ws: Workspace) -> None:
     rows = [r + "," + r.split(",")[0] for r in GOOD_ROWS]
@@ -267,12 +275,14 @@ def test_appending_another_sources_files_into_a_lake_is_refused(ws: Workspace) -
     ws.refused("ingest", "--append", "data=generic", f"lake_dir={LAKE}")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("D")
 def test_append_to_a_missing_lake_is_refused_or_creates_it(ws: Workspace) -> None:
     write_generic(ws, "events.csv", good_csv())
     ws.handled("ingest", "--append", "data=generic")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("D")
 def test_missing_raw_folder_is_refused(ws: Workspace) -> None:
     ws.refused("ingest", "data=generic")
@@ -291,11 +301,12 @@ WEAK_KEYS = {
 
 
 @pytest.mark.slice("C")
-@pytest.mark.parametrize("key", list(WEAK_KEYS.values()), ids=list(WEAK_KEYS))
+@pytest.mark.parametrize("key", cases(WEAK_KEYS, fast=2))
 def test_production_refuses_a_weak_key(ws: Workspace, key: str) -> None:
     ws.refused("ingest", "pii=production", "lake_dir=data/lake/prod", env=ws.env(RECSYS_PII_KEY=key))
 
 
+@pytest.mark.slow
 @pytest.mark.slice("C")
 def test_production_refuses_without_a_key(ws: Workspace) -> None:
     ws.refused("ingest", "pii=production", "lake_dir=data/lake/prod")
@@ -328,7 +339,7 @@ def _personal_value(column: str, i: int) -> str:
 
 
 @pytest.mark.slice("C")
-@pytest.mark.parametrize("column", list(PERSONAL_VARIANTS.values()), ids=list(PERSONAL_VARIANTS))
+@pytest.mark.parametrize("column", cases(PERSONAL_VARIANTS, fast=2))
 def test_undeclared_personal_column_never_reaches_the_lake(ws: Workspace, column: str) -> None:
     """Development mode: a variant spelling of a personal column is still dropped or hashed."""
     write_generic(ws, "events.csv", good_csv())
@@ -364,7 +375,7 @@ BAD_INGEST_CONFIG = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("overrides", list(BAD_INGEST_CONFIG.values()), ids=list(BAD_INGEST_CONFIG))
+@pytest.mark.parametrize("overrides", cases(BAD_INGEST_CONFIG, fast=2))
 def test_invalid_ingest_config_is_refused(ws: Workspace, overrides: tuple[str, ...]) -> None:
     write_generic(ws, "events.csv", good_csv())
     ws.refused("ingest", *overrides)
@@ -378,6 +389,72 @@ def test_config_dir_without_the_data_group_is_refused(ws: Workspace) -> None:
     ws.refused("ingest", "--config-dir", conf)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("E")
 def test_missing_config_dir_is_refused(ws: Workspace) -> None:
     ws.refused("ingest", "--config-dir", "no/such/conf")
+
+
+# ---------------------------------------------------------------- two writers at once (slice A)
+
+SYNTH_HEADER = "event_time,customer_id,sku,event,session,rating,qty,unit_price,channel,ip"
+
+
+def _extra_events(ws: Workspace, name: str, day: int) -> Path:
+    users = sorted(s for s in ws.secrets if s.startswith("C0") and len(s) == 8)[:20]
+    rows = [
+        f"2026-02-{day:02d}T1{i % 10}:00:00.000Z,{u},P0000{i % 50:03d},view,x{day}s{i},,,,web,10.9.{day}.{i}"
+        for i, u in enumerate(users)
+    ]
+    path = ws.path(RAW) / name
+    path.write_text(SYNTH_HEADER + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _concurrently(ws: Workspace, *argvs: tuple[str, ...]) -> list[tuple[int, str]]:
+    import subprocess
+    import sys
+
+    from tests.adversarial.conftest import cli_env
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "recsys_cli", *argv],
+            cwd=ws.root,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for argv in argvs
+    ]
+    outs = [p.communicate(timeout=180) for p in procs]
+    return [(p.returncode, err.decode(errors="replace")) for p, (_, err) in zip(procs, outs, strict=True)]
+
+
+def _clean(rc: int, stderr: str) -> bool:
+    return "Traceback" not in stderr and (rc == 0 or len([x for x in stderr.splitlines() if x.strip()]) == 1)
+
+
+@pytest.mark.slice("A")
+def test_two_appends_at_once_never_both_succeed_with_a_loss(ws: Workspace) -> None:
+    first, second = _extra_events(ws, "events-extra1.csv", 20), _extra_events(ws, "events-extra2.csv", 21)
+    results = _concurrently(ws, ("ingest", "--append"), ("ingest", "--append"))
+    assert all(_clean(rc, err) for rc, err in results), results
+    assert any(rc == 0 for rc, _ in results), results
+    manifest = json.loads((ws.path(LAKE) / "manifest.json").read_text())
+    listed = {Path(i["path"]).name for i in manifest["inputs"]}
+    if all(rc == 0 for rc, _ in results):
+        assert {first.name, second.name} <= listed, f"both appends succeeded but the lake lists {sorted(listed)}"
+    verify = ws.run("lake", "describe", LAKE, "--verify", "--brief")
+    assert verify.returncode == 0, verify.describe()
+
+
+@pytest.mark.slice("A")
+def test_two_ingests_at_once_leave_one_clean_lake(ws: Workspace) -> None:
+    results = _concurrently(ws, ("ingest", "lake_dir=data/lake/twin"), ("ingest", "lake_dir=data/lake/twin"))
+    assert all(_clean(rc, err) for rc, err in results), results
+    assert any(rc == 0 for rc, _ in results), results
+    verify = ws.run("lake", "describe", "data/lake/twin", "--verify", "--brief")
+    assert verify.returncode == 0, verify.describe()
+    leftovers = [p.name for p in ws.path("data/lake").iterdir() if p.name not in {"synth", "twin"}]
+    assert not leftovers, f"staging folders left behind: {leftovers}"

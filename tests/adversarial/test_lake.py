@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.adversarial.conftest import LAKE, RAW, Workspace, edit_json, file_text, flip_byte, leaked_secrets
+from tests.adversarial.conftest import LAKE, RAW, Workspace, cases, edit_json, file_text, flip_byte, leaked_secrets
 
 
 def _days(ws: Workspace) -> list[Path]:
@@ -107,14 +107,14 @@ DAMAGE: dict[str, Callable[[Workspace], None]] = {
 
 
 @pytest.mark.slice("B2")
-@pytest.mark.parametrize("damage", list(DAMAGE.values()), ids=list(DAMAGE))
+@pytest.mark.parametrize("damage", cases(DAMAGE, fast=6))
 def test_split_refuses_a_damaged_lake(ws: Workspace, damage: Callable[[Workspace], None]) -> None:
     damage(ws)
     ws.refused("split", "split_dir=data/splits/synth/fresh")
 
 
 @pytest.mark.slice("B2")
-@pytest.mark.parametrize("damage", list(DAMAGE.values()), ids=list(DAMAGE))
+@pytest.mark.parametrize("damage", cases(DAMAGE, fast=5))
 def test_verify_refuses_a_damaged_lake(ws: Workspace, damage: Callable[[Workspace], None]) -> None:
     damage(ws)
     ws.refused("lake", "describe", LAKE, "--verify")
@@ -179,7 +179,7 @@ BAD_DESCRIBE = {
 
 
 @pytest.mark.slice("B2")
-@pytest.mark.parametrize("target", list(BAD_DESCRIBE.values()), ids=list(BAD_DESCRIBE))
+@pytest.mark.parametrize("target", cases(BAD_DESCRIBE, fast=2))
 def test_describe_refuses_what_is_not_a_lake(ws: Workspace, target: str | None) -> None:
     ws.refused("lake", "describe", target or ws.runs["ease"], "--verify")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial.conftest import LAKE, RAW, SPLIT, Workspace
+from tests.adversarial.conftest import LAKE, RAW, SPLIT, Workspace, cases
 
 # A chain small enough that a missed refusal costs seconds.
 TINY = """\
@@ -53,13 +53,15 @@ BAD_EXPERIMENTS: dict[str, str | bytes] = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("text", list(BAD_EXPERIMENTS.values()), ids=list(BAD_EXPERIMENTS))
+@pytest.mark.parametrize("text", cases(BAD_EXPERIMENTS, fast=3))
 def test_reproduce_refuses_a_malformed_experiment(ws: Workspace, text: str | bytes) -> None:
     ws.refused("reproduce", _experiment(ws, text), "--workdir", "repro")
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("target", ["nosuch.yaml", "data", f"{RAW}/events.csv"], ids=["missing", "a folder", "a CSV"])
+@pytest.mark.parametrize(
+    "target", cases({"missing": "nosuch.yaml", "a folder": "data", "a CSV": f"{RAW}/events.csv"}, fast=1)
+)
 def test_reproduce_refuses_what_is_not_an_experiment(ws: Workspace, target: str) -> None:
     ws.refused("reproduce", target, "--workdir", "repro")
 
@@ -76,7 +78,7 @@ BAD_WORKDIRS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("workdir", list(BAD_WORKDIRS.values()), ids=list(BAD_WORKDIRS))
+@pytest.mark.parametrize("workdir", cases(BAD_WORKDIRS, fast=2))
 def test_reproduce_refuses_a_workdir_over_other_outputs(ws: Workspace, workdir: str) -> None:
     workdir = ws.runs["ease"] if workdir == "RUN" else workdir
     ws.refused("reproduce", _experiment(ws, TINY), "--workdir", workdir)
@@ -92,11 +94,12 @@ BAD_OUTS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("out", list(BAD_OUTS.values()), ids=list(BAD_OUTS))
+@pytest.mark.parametrize("out", cases(BAD_OUTS, fast=2))
 def test_reproduce_out_never_overwrites_what_is_not_ours(ws: Workspace, out: str) -> None:
     ws.refused("reproduce", _experiment(ws, TINY), "--workdir", "repro", "--out", out)
 
 
+@pytest.mark.slow
 @pytest.mark.slice("A")
 def test_reproduce_workdir_holding_foreign_files_is_refused(ws: Workspace) -> None:
     """A folder of the user's own notes is not a reproduction to replace."""

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.adversarial.conftest import FEATURES, LAKE, RAW, SPLIT, Workspace, flip_byte
+from tests.adversarial.conftest import FEATURES, LAKE, RAW, SPLIT, Workspace, cases, flip_byte
 
 # ---------------------------------------------------------------- output folders (slice A)
 
@@ -23,11 +23,12 @@ BAD_SPLIT_DIRS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("target", list(BAD_SPLIT_DIRS.values()), ids=list(BAD_SPLIT_DIRS))
+@pytest.mark.parametrize("target", cases(BAD_SPLIT_DIRS, fast=3))
 def test_split_dir_that_is_not_a_split_is_refused(ws: Workspace, target: str) -> None:
     ws.refused("split", f"split_dir={target}")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("A")
 def test_split_dir_that_is_a_run_is_refused(ws: Workspace) -> None:
     ws.refused("split", f"split_dir={ws.runs['popularity']}")
@@ -44,7 +45,7 @@ BAD_FEATURES_DIRS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("target", list(BAD_FEATURES_DIRS.values()), ids=list(BAD_FEATURES_DIRS))
+@pytest.mark.parametrize("target", cases(BAD_FEATURES_DIRS, fast=2))
 def test_features_dir_that_is_not_features_is_refused(ws: Workspace, target: str) -> None:
     ws.refused("features", f"features_dir={target}")
 
@@ -76,7 +77,7 @@ BAD_SPLIT_CONFIG = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("overrides", list(BAD_SPLIT_CONFIG.values()), ids=list(BAD_SPLIT_CONFIG))
+@pytest.mark.parametrize("overrides", cases(BAD_SPLIT_CONFIG, fast=3))
 def test_invalid_split_config_is_refused(ws: Workspace, overrides: tuple[str, ...]) -> None:
     ws.refused("split", *overrides, "split_dir=data/splits/synth/fresh")
 
@@ -97,7 +98,7 @@ BAD_FEATURES_CONFIG = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("overrides", list(BAD_FEATURES_CONFIG.values()), ids=list(BAD_FEATURES_CONFIG))
+@pytest.mark.parametrize("overrides", cases(BAD_FEATURES_CONFIG, fast=2))
 def test_invalid_features_config_is_refused(ws: Workspace, overrides: tuple[str, ...]) -> None:
     ws.refused("features", *overrides, "features_dir=data/features/synth/fresh")
 
@@ -116,12 +117,14 @@ def test_features_refuses_a_flipped_byte_in_split_targets(ws: Workspace) -> None
     ws.refused("features", "features_dir=data/features/synth/fresh")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B2")
 def test_features_refuses_a_split_manifest_that_is_a_list(ws: Workspace) -> None:
     (ws.path(SPLIT) / "manifest.json").write_text(json.dumps(["fold-0"]))
     ws.refused("features", "features_dir=data/features/synth/fresh")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B2")
 def test_features_refuses_a_split_of_another_lake(ws: Workspace) -> None:
     """The split was cut from a lake that has changed since (re-ingested with fewer days)."""
@@ -135,7 +138,9 @@ def test_features_refuses_a_split_of_another_lake(ws: Workspace) -> None:
 
 
 @pytest.mark.slice("B2")
-@pytest.mark.parametrize("name", ["interactions.parquet", "vocab.json", "sequences.parquet"])
+@pytest.mark.parametrize(
+    "name", cases({n: n for n in ["interactions.parquet", "vocab.json", "sequences.parquet"]}, fast=1)
+)
 def test_train_refuses_damaged_features(ws: Workspace, name: str) -> None:
     flip_byte(ws.path(FEATURES) / "fold-0" / "val" / name)
     ws.refused("train", "model=ease", "runs_dir=runs-fresh")
@@ -146,16 +151,19 @@ def test_train_refuses_missing_features(ws: Workspace) -> None:
     ws.refused("train", "model=popularity", "features_dir=data/features/synth/nosuch", "runs_dir=runs-fresh")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B2")
 def test_check_leakage_refuses_missing_features(ws: Workspace) -> None:
     ws.refused("check-leakage", "features_dir=data/features/synth/nosuch")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B2")
 def test_split_refuses_a_missing_lake(ws: Workspace) -> None:
     ws.refused("split", "lake_dir=data/lake/nosuch", "split_dir=data/splits/synth/fresh")
 
 
+@pytest.mark.slow
 @pytest.mark.slice("B2")
 def test_split_refuses_a_raw_folder_as_lake(ws: Workspace) -> None:
     ws.refused("split", f"lake_dir={RAW}", "split_dir=data/splits/synth/fresh")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial.conftest import LAKE, RAW, Workspace
+from tests.adversarial.conftest import LAKE, RAW, Workspace, cases
 
 # One cheap trial when a bad input slips through, so a missed refusal costs seconds, not minutes.
 TINY = ("model=bpr_mf", "sweep=tiny", "trainer=smoke", "--trials", "1")
@@ -24,7 +24,7 @@ BAD_STORAGES = {
 
 
 @pytest.mark.slice("none")
-@pytest.mark.parametrize("storage", list(BAD_STORAGES.values()), ids=list(BAD_STORAGES))
+@pytest.mark.parametrize("storage", cases(BAD_STORAGES, fast=2))
 def test_sweep_refuses_an_unusable_storage(ws: Workspace, storage: str) -> None:
     ws.refused("sweep", "run", *TINY, "--storage", storage)
 
@@ -39,7 +39,7 @@ BAD_STUDIES = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("study", list(BAD_STUDIES.values()), ids=list(BAD_STUDIES))
+@pytest.mark.parametrize("study", cases(BAD_STUDIES, fast=2))
 def test_sweep_refuses_a_study_name_that_is_a_path(ws: Workspace, study: str) -> None:
     ws.refused("sweep", "run", *TINY, "--study", study)
 
@@ -53,7 +53,7 @@ BAD_SWEEPS_DIRS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("target", list(BAD_SWEEPS_DIRS.values()), ids=list(BAD_SWEEPS_DIRS))
+@pytest.mark.parametrize("target", cases(BAD_SWEEPS_DIRS, fast=1))
 def test_sweep_refuses_a_sweeps_dir_inside_inputs(ws: Workspace, target: str) -> None:
     ws.refused("sweep", "run", *TINY, f"sweeps_dir={target}", "--study", "synth")
 
@@ -83,7 +83,7 @@ BAD_SWEEP_OPTIONS = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("args", list(BAD_SWEEP_OPTIONS.values()), ids=list(BAD_SWEEP_OPTIONS))
+@pytest.mark.parametrize("args", cases(BAD_SWEEP_OPTIONS, fast=3))
 def test_sweep_refuses_bad_options(ws: Workspace, args: tuple[str, ...]) -> None:
     ws.refused("sweep", "run", *args)
 
@@ -99,7 +99,7 @@ BAD_SHOW = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("args", list(BAD_SHOW.values()), ids=list(BAD_SHOW))
+@pytest.mark.parametrize("args", cases(BAD_SHOW, fast=2))
 def test_sweep_show_refuses_what_is_not_a_study(ws: Workspace, args: tuple[str, ...]) -> None:
     ws.refused("sweep", "show", *args)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.adversarial.conftest import LAKE, RAW, SPLIT, Workspace, edit_json, flip_byte
+from tests.adversarial.conftest import LAKE, RAW, SPLIT, Workspace, cases, edit_json, flip_byte
 
 # ---------------------------------------------------------------- hyperparameters (slice E)
 
@@ -46,7 +46,7 @@ BAD_TRAIN_CONFIG = {
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("overrides", list(BAD_TRAIN_CONFIG.values()), ids=list(BAD_TRAIN_CONFIG))
+@pytest.mark.parametrize("overrides", cases(BAD_TRAIN_CONFIG, fast=5))
 def test_invalid_train_config_is_refused(ws: Workspace, overrides: tuple[str, ...]) -> None:
     ws.refused("train", *overrides, "runs_dir=runs-fresh")
 
@@ -55,7 +55,7 @@ BAD_RUNS_DIRS = {"the raw folder": RAW, "the lake": LAKE, "the split": SPLIT, "a
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("target", list(BAD_RUNS_DIRS.values()), ids=list(BAD_RUNS_DIRS))
+@pytest.mark.parametrize("target", cases(BAD_RUNS_DIRS, fast=1))
 def test_runs_dir_inside_inputs_is_refused(ws: Workspace, target: str) -> None:
     ws.refused("train", "model=popularity", f"runs_dir={target}")
 
@@ -90,7 +90,7 @@ FOREIGN_CLASSES = {
 
 @pytest.mark.slice("B1")
 @pytest.mark.parametrize("command", ["recommend", "evaluate"])
-@pytest.mark.parametrize("cls,params", list(FOREIGN_CLASSES.values()), ids=list(FOREIGN_CLASSES))
+@pytest.mark.parametrize("cls,params", cases(FOREIGN_CLASSES, fast=3, unpack=True))
 def test_tampered_model_class_is_never_loaded(ws: Workspace, command: str, cls: str, params: dict) -> None:
     edit_json(_model_json(ws, ws.runs["ease"]), _set_class(cls, params))
     ws.refused(command, ws.runs["ease"])
@@ -206,7 +206,7 @@ DAMAGED_RUNS: dict[str, Callable[[Workspace, str], None]] = {
 
 
 @pytest.mark.slice("B1")
-@pytest.mark.parametrize("damage", list(DAMAGED_RUNS.values()), ids=list(DAMAGED_RUNS))
+@pytest.mark.parametrize("damage", cases(DAMAGED_RUNS, fast=6))
 def test_recommend_refuses_a_damaged_run(ws: Workspace, damage: Callable[[Workspace, str], None]) -> None:
     run = ws.runs["ease"]
     damage(ws, run)
@@ -214,7 +214,7 @@ def test_recommend_refuses_a_damaged_run(ws: Workspace, damage: Callable[[Worksp
 
 
 @pytest.mark.slice("B1")
-@pytest.mark.parametrize("model", ["popularity", "item_knn"])
+@pytest.mark.parametrize("model", cases({m: m for m in ["item_knn", "popularity"]}, fast=1))
 def test_recommend_refuses_flipped_weights_of_other_models(ws: Workspace, model: str) -> None:
     run = ws.runs[model]
     weights = sorted((ws.path(run) / "model").glob("*"))
@@ -235,7 +235,7 @@ BAD_RUN_PATHS = {
 
 
 @pytest.mark.slice("B1")
-@pytest.mark.parametrize("target", list(BAD_RUN_PATHS.values()), ids=list(BAD_RUN_PATHS))
+@pytest.mark.parametrize("target", cases(BAD_RUN_PATHS, fast=2))
 def test_recommend_refuses_what_is_not_a_run(ws: Workspace, target: str | None) -> None:
     ws.refused("recommend", target or f"{ws.runs['ease']}/model", "--out", "recs.parquet")
 
@@ -244,7 +244,9 @@ def test_recommend_refuses_what_is_not_a_run(ws: Workspace, target: str | None) 
 
 
 @pytest.mark.slice("E")
-@pytest.mark.parametrize("k", ["-1", "0", "-1000000", "abc", "1.5", "99999999999999999999"])
+@pytest.mark.parametrize(
+    "k", cases({k: k for k in ["-1", "0", "abc", "-1000000", "1.5", "99999999999999999999"]}, fast=3)
+)
 def test_recommend_refuses_bad_k(ws: Workspace, k: str) -> None:
     ws.refused("recommend", ws.runs["ease"], "--k", k, "--out", "recs.parquet")
 
@@ -269,7 +271,7 @@ BAD_OUTS = {
 
 
 @pytest.mark.slice("A")
-@pytest.mark.parametrize("out", list(BAD_OUTS.values()), ids=list(BAD_OUTS))
+@pytest.mark.parametrize("out", cases(BAD_OUTS, fast=2))
 def test_recommend_out_never_overwrites_what_is_not_ours(ws: Workspace, out: str | None) -> None:
     if out is None:
         out = f"{ws.runs['ease']}/config.yaml"
@@ -369,7 +371,7 @@ BAD_USERS: dict[str, Callable[[Workspace], str]] = {
 
 
 @pytest.mark.slice("C")
-@pytest.mark.parametrize("make", list(BAD_USERS.values()), ids=list(BAD_USERS))
+@pytest.mark.parametrize("make", cases(BAD_USERS, fast=4))
 def test_recommend_refuses_a_bad_users_file(ws: Workspace, make: Callable[[Workspace], str]) -> None:
     users = make(ws)
     ws.refused("recommend", ws.runs["ease"], "--users", users, "--out", "recs.parquet")
@@ -402,6 +404,7 @@ def test_recommend_with_raw_ids_pseudonymises_or_refuses(ws: Workspace) -> None:
         assert "unknown" in (result.stdout + result.stderr).lower(), "the number of unknown users is not reported"
 
 
+@pytest.mark.slow
 @pytest.mark.slice("C")
 def test_recommend_with_unicode_and_odd_ids_is_clean(ws: Workspace) -> None:
     ids = ["🛒", "שלום", "a,b", '"quoted"', "x" * 5000, "nul\\x00"]
@@ -415,3 +418,49 @@ def test_recommend_positive_control(ws: Workspace) -> None:
     ws.succeeds("recommend", ws.runs["ease"], "--k", "5", "--out", "recs.parquet")
     assert pl.read_parquet(ws.path("recs.parquet")).height > 0
     assert json.loads(_model_json(ws, ws.runs["ease"]).read_text())["class"].startswith("recsys_cli.models.")
+
+
+# ---------------------------------------------------------------- a run killed mid-fit (slice B1)
+
+
+@pytest.mark.slice("B1")
+def test_a_run_killed_mid_fit_is_never_taken_for_a_run(ws: Workspace) -> None:
+    """kill -9 during `train`: what is left under runs/ is hidden, marked, or refused by every reader."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.adversarial.conftest import cli_env
+
+    args = [
+        "train",
+        "model=bpr_mf",
+        "trainer=smoke",
+        "trainer.max_epochs=2000",
+        "model.patience=2000",
+        "runs_dir=runs-kill",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recsys_cli", *args],
+        cwd=ws.root,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(ws.path("runs-kill").rglob("config.yaml")):
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    visible = (
+        [p for p in ws.path("runs-kill").glob("*/*") if p.is_dir() and not p.name.startswith(".")]
+        if ws.path("runs-kill").exists()
+        else []
+    )
+    for run in visible:  # `ls -d runs/bpr_mf/* | tail -1` would pick these
+        ws.freeze()
+        ws.refused("recommend", run.relative_to(ws.root), "--out", "recs.parquet")
