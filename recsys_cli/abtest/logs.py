@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.abtest import AbTestError
-from recsys_cli.data.lake import MANIFEST, decoding, open_lake, open_output
+from recsys_cli.data.lake import MANIFEST, decoding, open_lake, open_output, scan_events
 from recsys_cli.data.schema import EVENT_TYPES, Col, Timestamp
 from recsys_cli.splits.base import TEST, VAL
 from recsys_cli.splits.global_temporal import parse_instant
@@ -118,7 +118,7 @@ def load(lake: Path, period: Period) -> Logs:
     if not events_dir.is_dir():
         raise AbTestError(f"{lake}: no events/ folder; the runs' lake is gone (rerun `recsys ingest`)")
     open_lake(lake)
-    events = pl.scan_parquet(events_dir, hive_partitioning=True)
+    events = scan_events(lake)
     ts = pl.col(Col.TS)
     lo, hi = pl.lit(period.start, dtype=Timestamp), pl.lit(period.end, dtype=Timestamp)
     before = ts < lo if period.history_start is None else (ts < lo) & (ts >= pl.lit(period.history_start, Timestamp))

@@ -308,11 +308,12 @@ def open_inputs(*folders: tuple[Path, str]) -> tuple[tuple[Path, str], ...]:
 def scan_events(lake: Path) -> pl.LazyFrame:
     """The events of an opened lake, without the `date` partition column; a lake
     whose input held no valid event (a header-only file) is refused by name here
-    rather than failing inside the first query."""
+    rather than failing inside the first query. Only Parquet files are read: a
+    stray file in a partition (`.DS_Store`) would fail a scan of the folder."""
     import polars as pl
 
     from recsys_cli.data.schema import Col
 
     if not any((lake / "events").glob(f"{Col.DATE}=*/*.parquet")):
         raise LakeError(f"{lake}: the lake holds no events (none of its input rows passed validation); nothing to read")
-    return pl.scan_parquet(lake / "events", hive_partitioning=True).drop(Col.DATE)
+    return pl.scan_parquet(lake / "events" / "**" / "*.parquet", hive_partitioning=True).drop(Col.DATE)

@@ -146,7 +146,8 @@ def test_split_and_feature_folders_get_the_same_check(tmp_path: Path) -> None:
 
 
 def test_scan_events_reads_the_partitions_and_refuses_a_lake_without_any(lake: Path) -> None:
-    assert scan_events(lake).collect().shape == (150, 2)
+    (lake / "events" / f"date={DAYS[0]}" / ".DS_Store").write_bytes(b"\0")  # a file browser's, not ours
+    assert open_lake(lake) and scan_events(lake).collect().shape == (150, 2)
     shutil.rmtree(lake / "events")
     with pytest.raises(LakeError, match="holds no events"):
         scan_events(lake)
