@@ -83,8 +83,12 @@ def rich_progress() -> Iterator[RichReporter]:
         reporter = RichReporter(progress)
         try:
             yield reporter
-        finally:
-            reporter.done()
+        except BaseException:
+            # A failed command leaves only its error line: the half-drawn bars are
+            # erased instead of printed as a last frame above it.
+            progress.live.transient = True
+            raise
+        reporter.done()
 
 
 def kv_table(title: str, rows: Mapping[str, Any]) -> Table:
