@@ -26,6 +26,7 @@ from recsys_cli.data.lake import (
 from recsys_cli.errors import SplitError
 from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
 from recsys_cli.features.leakage import Leak, check_leakage
+from recsys_cli.registry.outputs import FEATURES, KIND, claim
 from recsys_cli.registry.outputs import FEATURES, KIND
 from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
 from recsys_cli.splits.global_temporal import parse_instant
@@ -126,6 +127,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = False)
     inputs = load(cfg, verify)
     make = builder(inputs)
     out = Path(cfg.features_dir)
+    claim(out, FEATURES, [cfg.lake_dir, cfg.split_dir])  # a wrong features_dir fails before any work
     reporter.start("building features", total=2 * len(inputs.folds))
     folds = []
     with decoding(*inputs.read), staged_version(out, FEATURES, [cfg.lake_dir, cfg.split_dir]) as tmp:

@@ -131,6 +131,22 @@ def test_default_output_sits_beside_the_runs(runs: dict[str, Path]) -> None:
     assert (folder / "abtest.json").is_file()
 
 
+def test_an_experiment_never_replaces_the_runs_folder_but_replaces_its_own(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    root = runs["popularity"].parents[1]
+    before = sorted(root.rglob("*"))
+    code, output = abtest(str(runs["popularity"]), str(runs["item_knn"]), "--out", str(root))
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "refusing to replace a folder that holds the input" in lines[0], output
+    assert sorted(root.rglob("*")) == before
+    out = tmp_path / "experiment"
+    for _ in range(2):  # a rerun replaces its own earlier experiment
+        code, output = abtest(str(runs["popularity"]), str(runs["item_knn"]), "--out", str(out), "abtest.resamples=10")
+        assert code == 0, output
+    assert json.loads((out / "manifest.json").read_text()) == {"kind": "abtest"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -127,6 +127,23 @@ def test_rerunning_replaces_the_evaluation_whole(val_run: Path, monkeypatch: pyt
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging folder left behind
 
 
+def test_an_evaluation_never_replaces_its_run_its_data_or_a_foreign_folder(
+    val_run: Path, prepared: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    for out_dir, message in (
+        (val_run, "refusing to replace a folder that holds the input"),
+        (val_run / "model", "refusing to replace the input"),
+        (prepared / "lake" / "synth", "refusing to replace the input"),
+        (tmp_path / "notes", "not an evaluation written by recsys: no manifest.json"),
+    ):
+        before = sorted(p for p in out_dir.rglob("*"))
+        assert message in one_line_error(["evaluate", str(val_run), *QUICK, f"out_dir={out_dir}"])
+        assert sorted(p for p in out_dir.rglob("*")) == before
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
 def one_line_error(args: list[str]) -> str:
     result = runner.invoke(app, args, env=WIDE)
     assert result.exit_code == 1, result.output

@@ -63,6 +63,25 @@ def test_recommend_never_pads_with_excluded_items(prepared: Path, tmp_path: Path
     assert seen.exit_code == 0
 
 
+def test_recommend_never_writes_over_its_users_file_or_a_foreign_file(prepared: Path, tmp_path: Path) -> None:
+    args = [f"paths.data_dir={prepared}", f"runs_dir={tmp_path / 'runs'}", "model=popularity"]
+    assert runner.invoke(app, ["train", *args], catch_exceptions=False).exit_code == 0
+    (run,) = (tmp_path / "runs").glob("*/*")
+    users = tmp_path / "users.csv"
+    users.write_text("user_id\nsomeone\n")
+    notes = tmp_path / "notes.parquet"
+    pl.DataFrame({"user_id": ["x"]}).write_parquet(notes)
+    for out, message in ((users, "over the input"), (notes, "not a recommendations written by recsys")):
+        before = out.read_bytes()
+        result = runner.invoke(app, ["recommend", str(run), "--users", str(users), "--out", str(out)])
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert out.read_bytes() == before
+    mine = tmp_path / "recs.parquet"
+    for _ in range(2):  # its own earlier output is replaced
+        result = runner.invoke(app, ["recommend", str(run), "--k", "3", "--out", str(mine)])
+        assert result.exit_code == 0, result.output
+
+
 def test_a_neural_run_records_the_device_and_precision_it_resolved(prepared: Path, tmp_path: Path) -> None:
     import torch
 
