@@ -131,17 +131,21 @@ def claim(path: Path | str, kind: str, inputs: Iterable[Path | str | None] = ())
     if not real.exists():
         return real
     if not real.is_dir():
-        raise OutputError(f"{path}: refusing to replace a file with a folder (not a {kind} written by recsys)")
+        raise OutputError(f"{path}: refusing to replace a file with a folder (not {_a(kind)} written by recsys)")
     if not any(real.iterdir()):
         return real
     found = kind_of(real)
     if found != kind:
-        what = f"it holds a {found} written by recsys" if found else _why_not(real)
+        what = f"it holds {_a(found)} written by recsys" if found else _why_not(real)
         raise OutputError(
-            f"{path}: refusing to replace this folder (not a {kind} written by recsys: {what}); "
+            f"{path}: refusing to replace this folder (not {_a(kind)} written by recsys: {what}); "
             "choose a new or empty folder"
         )
     return real
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
 
 
 def kind_of(folder: Path) -> str | None:
@@ -184,11 +188,11 @@ def _refuse_overlap(path: Path | str, real: Path, kind: str, inputs: Iterable[Pa
             continue
         other = Path(given).resolve()
         if other == real:
-            why = f"refusing to replace the input {given} with a {kind}"
+            why = f"refusing to replace the input {given} with {_a(kind)}"
         elif real in other.parents:
-            why = f"refusing to replace a folder that holds the input {given} (not a {kind} written by recsys)"
+            why = f"refusing to replace a folder that holds the input {given} (not {_a(kind)} written by recsys)"
         elif other in real.parents:
-            why = f"refusing to write a {kind} inside the input {given}"
+            why = f"refusing to write {_a(kind)} inside the input {given}"
         else:
             continue
         raise OutputError(f"{path}: {why}; outputs never overlap inputs")
@@ -197,16 +201,16 @@ def _refuse_overlap(path: Path | str, real: Path, kind: str, inputs: Iterable[Pa
 def _refuse_protected(path: Path | str, real: Path, kind: str) -> None:
     cwd, home = Path.cwd().resolve(), Path.home().resolve()
     reason = ""
-    if real == cwd or real in cwd.parents:
+    if real.parent == real:
+        reason = "the filesystem root"
+    elif real == cwd or real in cwd.parents:
         reason = "the current folder" if real == cwd else "a folder holding the current folder"
     elif real == home or real in home.parents:
         reason = "the home folder" if real == home else "a folder holding the home folder"
-    elif real.parent == real:
-        reason = "the filesystem root"
     elif (real / ".git").exists() or (real / "pyproject.toml").exists():
         reason = "a project folder (it holds .git or pyproject.toml)"
     if reason:
-        raise OutputError(f"{path}: refusing to replace {reason} (not a {kind} written by recsys)")
+        raise OutputError(f"{path}: refusing to replace {reason} (not {_a(kind)} written by recsys)")
 
 
 def _refuse_bad_parent(path: Path | str, real: Path, kind: str) -> None:
@@ -214,7 +218,7 @@ def _refuse_bad_parent(path: Path | str, real: Path, kind: str) -> None:
     for parent in real.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise OutputError(f"{path}: cannot write a {kind} here: {parent} is a file, not a folder")
+                raise OutputError(f"{path}: cannot write {_a(kind)} here: {parent} is a file, not a folder")
             return
 
 
@@ -232,14 +236,14 @@ def claim_file(path: Path | str, kind: str, inputs: Iterable[Path | str | None] 
         if other == real or other in real.parents:
             where = "over" if other == real else "inside"
             raise OutputError(
-                f"{path}: refusing to write a {kind} {where} the input {given}; outputs never overlap inputs"
+                f"{path}: refusing to write {_a(kind)} {where} the input {given}; outputs never overlap inputs"
             )
     _refuse_bad_parent(path, real, kind)
     if real.is_dir():
-        raise OutputError(f"{path}: refusing to replace a folder with a {kind} file; name a file")
+        raise OutputError(f"{path}: refusing to replace a folder with {_a(kind)} file; name a file")
     if real.exists() and not file_is(real, kind):
         raise OutputError(
-            f"{path}: refusing to replace this file (not a {kind} written by recsys); choose a new file name"
+            f"{path}: refusing to replace this file (not {_a(kind)} written by recsys); choose a new file name"
         )
     return real
 
