@@ -4,12 +4,14 @@ personalised model can learn while a popularity model cannot."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from recsys_cli.data.synth import SynthConfig, generate
+from recsys_cli.errors import OutputError
 
 SMALL = SynthConfig(n_events=20_000, n_days=20, seed=3)
 
@@ -94,3 +96,16 @@ def test_weekends_are_busier(shop: Path) -> None:
     weekend = per_day.filter(pl.col("wd") >= 6)["len"].mean()
     weekday = per_day.filter(pl.col("wd") <= 4)["len"].mean()
     assert weekend > weekday
+
+
+def test_generates_only_into_a_new_empty_or_earlier_synthetic_folder(tmp_path: Path) -> None:
+    tiny = SynthConfig(n_events=200, n_days=3, seed=1)
+    for _ in range(2):  # an earlier shop is replaced
+        generate(tiny, tmp_path / "shop")
+    assert json.loads((tmp_path / "shop" / "manifest.json").read_text())["kind"] == "synth"
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "events.csv").write_text("user_id,item_id\nu1,i1\n")  # someone's own log
+    with pytest.raises(OutputError, match="not a synth written by recsys: no manifest.json"):
+        generate(tiny, export)
+    assert [p.name for p in export.iterdir()] == ["events.csv"]

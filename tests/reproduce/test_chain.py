@@ -3,15 +3,24 @@ training expects, inside the work folder, with the experiment's data."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
 
 from recsys_cli.config import DEFAULT_CONF_DIR, compose
-from recsys_cli.errors import ConfigError
+from recsys_cli.errors import ConfigError, OutputError
 from recsys_cli.experiments import DataSpec, Experiment, Tolerance
-from recsys_cli.tasks.reproduce import Chain, base_overrides, collect, compose_experiment, hydra_value, step_config
+from recsys_cli.tasks.reproduce import (
+    Chain,
+    base_overrides,
+    collect,
+    compose_experiment,
+    hydra_value,
+    run,
+    step_config,
+)
 
 PRESETS = sorted(p.stem for p in (DEFAULT_CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -98,3 +107,19 @@ def test_the_current_folder_is_refused_as_work_folder(tmp_path: Path, monkeypatc
     with pytest.raises(ConfigError, match="--workdir .: the chain writes data/ and runs/ inside it"):
         Chain(experiment(), Path("."))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_work_folder_that_is_not_a_reproductions_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data" / "lake").mkdir(parents=True)  # a user's own working folder
+    with pytest.raises(OutputError, match="not a reproduction written by recsys: no manifest.json"):
+        Chain(experiment(), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_the_verdict_never_overwrites_the_experiment_file(tmp_path: Path) -> None:
+    spec = tmp_path / "exp.yaml"
+    spec.write_text("name: exp\n")
+    chain = Chain(replace(experiment(), path=spec), tmp_path / "work")
+    with pytest.raises(OutputError, match="refusing to write a reproduction over the input"):
+        run(chain, out=spec)
+    assert spec.read_text() == "name: exp\n" and not (tmp_path / "work").exists()
