@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from recsys_cli.console import err_console
 from recsys_cli.errors import RecsysError
@@ -30,7 +31,8 @@ def friendly_errors(fn: F) -> F:
         except RecsysError as exc:
             if state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # Escaped: a message may show config syntax (`pii.safe_columns.users=[a,b]`), not markup.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -24,7 +24,7 @@ from recsys_cli.data.expressions import (
     parse_number,
     parse_timestamp,
 )
-from recsys_cli.data.personal import Personal
+from recsys_cli.data.personal import Personal, blank_broken_records
 from recsys_cli.data.pseudonymise import pseudonymise
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.data.sources.base import RAGGED, TableSpec
@@ -87,7 +87,8 @@ def valid_rows(lf: pl.LazyFrame, src: int, personal: Personal, keep: Sequence[st
 
 def rejected_rows(lf: pl.LazyFrame, path: Path, personal: Personal) -> pl.LazyFrame:
     """Rows that failed, with their raw text, reason, file and line. Personal
-    columns are dropped here too: the quarantine is part of the lake."""
+    columns are dropped here too: the quarantine is part of the lake. A record the
+    reader could not split keeps no text at all (its values may be misplaced)."""
     names = lf.collect_schema().names()
     raw = [c for c in names if c not in (Col.LINE, RAGGED, Col.REASON) and not c.endswith(P)]
     raw = [c for c in raw if c not in personal.drop and c not in personal.hash]
@@ -96,7 +97,7 @@ def rejected_rows(lf: pl.LazyFrame, path: Path, personal: Personal) -> pl.LazyFr
         pl.col(Col.LINE).cast(pl.UInt64),
         pl.col(Col.REASON),
         pl.lit("events").alias(Col.TABLE),
-        *(pl.col(c) for c in raw),
+        *blank_broken_records(raw),
     )
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import polars as pl
 
 from recsys_cli.data.lake import read_manifest
-from recsys_cli.data.personal import polars_error_summary
 from recsys_cli.data.pseudonymise import DEVELOPMENT_KEY, PiiKey, pseudonym_table
+from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import LakeError, PiiKeyError, SourceError
 

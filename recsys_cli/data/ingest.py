@@ -39,8 +39,9 @@ from recsys_cli.data.lake import (
     write_json,
 )
 from recsys_cli.data.manifest import FORMAT_VERSION, build_manifest, inputs_section
-from recsys_cli.data.personal import Personal, PersonalPolicy, words
+from recsys_cli.data.personal import Personal, PersonalPolicy, blank_broken_records, words
 from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
+from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
 from recsys_cli.data.tables import ITEM_RULES, USER_RULES, prepare_table
@@ -241,7 +242,8 @@ def _stage(
         try:
             ev.stage_file(lf, path, src, staging, plans[src], source.events.keep)
         except pl.exceptions.ComputeError as exc:
-            raise SourceError(f"{path}: cannot be parsed: {str(exc).strip().splitlines()[0]}") from exc
+            # Never the reader's own text: it quotes the field it choked on (a user id, an e-mail).
+            raise SourceError(f"{path}: cannot be parsed: {polars_error_summary(exc)}") from exc
         good = pl.scan_parquet(staging / "events" / f"f{src:05d}.parquet").select(pl.len()).collect().item()
         bad = pl.read_parquet(staging / "quarantine" / f"f{src:05d}.parquet", columns=[Col.REASON])
         reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows())
@@ -390,7 +392,8 @@ def _write_tables(
 def _protect(
     good: pl.DataFrame, bad: pl.DataFrame, user_ids: pl.DataFrame, key: PiiKey, personal: Personal
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Pseudonymise user ids and drop or hash personal columns in a small table."""
+    """Pseudonymise user ids and drop or hash personal columns in a small table; a
+    quarantined record the reader could not split keeps no text (see `rejected_rows`)."""
     frames = []
     for df in (good, bad):
         if Col.USER in df.columns:
@@ -399,7 +402,9 @@ def _protect(
             table = pseudonym_table(df[column].cast(pl.String), key, words(column))
             df = pseudonymise(df, column, table)
         frames.append(df.drop(*(personal.drop & set(df.columns))))
-    return frames[0], frames[1]
+    lineage = {Col.FILE, Col.LINE, Col.REASON, Col.TABLE}
+    bad = frames[1].with_columns(blank_broken_records([c for c in frames[1].columns if c not in lineage]))
+    return frames[0], bad
 
 
 def _write_quarantine(tmp: Path, staging: Path, run: int, user_ids: pl.DataFrame) -> None:

@@ -27,19 +27,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+import polars as pl
+
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
+from recsys_cli.data.sources.base import RAGGED
 from recsys_cli.errors import ConfigError, PersonalDataError
 
 Action = Literal["drop", "hash"]
 ACTIONS: tuple[Action, ...] = ("drop", "hash")
 TABLES = ("events", "items", "users")
 # Contract columns are never personal columns: user ids are pseudonymised on their
-# own, and the rest are the lake's typed core. `_line`/`_ragged` are lineage.
+# own, and the rest are the lake's typed core. The lineage columns a reader adds
+# (file, line, its verdict on the record) are ours, not the source's.
+LINEAGE = (Col.LINE, Col.FILE, RAGGED)
 CONTRACT: dict[str, frozenset[str]] = {
-    "events": frozenset([*EVENTS_SCHEMA.names(), Col.LINE, "_ragged"]),
-    "items": frozenset([Col.ITEM, Col.CATEGORY, Col.BRAND, Col.PRICE, Col.STOCK, Col.LAUNCHED_AT, Col.LINE]),
-    "users": frozenset([Col.USER, Col.SIGNUP_AT, Col.LINE]),
+    "events": frozenset([*EVENTS_SCHEMA.names(), *LINEAGE]),
+    "items": frozenset([Col.ITEM, Col.CATEGORY, Col.BRAND, Col.PRICE, Col.STOCK, Col.LAUNCHED_AT, *LINEAGE]),
+    "users": frozenset([Col.USER, Col.SIGNUP_AT, *LINEAGE]),
 }
+# Quarantine reasons of records the reader could not split into fields: their values
+# may sit under the wrong column (an e-mail shifted into `item_id`), so the quarantine
+# keeps only where they were and why, never their text.
+BROKEN_RECORD = ("too_few_fields", "ragged_row", "unterminated_quote", "bad_quote", "bad_id", "invalid_utf8")
 
 
 @dataclass(frozen=True)
@@ -157,13 +166,13 @@ class PersonalPolicy:
         guesses = {c: classify(c, (*self.rules, *self.table_rules.get(table, ()))) for c in undeclared}
         looks = [f"'{c}' looks personal ({a})" for c, a in guesses.items() if a]
         listed = ", ".join(f"'{c}'" for c in undeclared)
-        declared = ",".join([*sorted(safe), *(words(c) for c in undeclared if not guesses[c])])
-        first = undeclared[0]
+        safe_list = ",".join([*sorted(safe), *dict.fromkeys(words(c) for c in undeclared)])
+        first = next((c for c in undeclared if guesses[c]), undeclared[0])
         raise PersonalDataError(
             f"{file}: {table} column(s) {listed} not declared (pii=production refuses undeclared columns"
             + (f"; {', '.join(looks)}" if looks else "")
-            + f"): declare them safe with pii.safe_columns.{table}=[{declared}], "
-            f"or drop or hash them with +pii.personal_columns.{words(first)}={guesses[first] or 'drop'}"
+            + f"): drop or hash one with +pii.personal_columns.{words(first)}={guesses[first] or 'drop'}, "
+            f"or declare them safe with pii.safe_columns.{table}=[{safe_list}]"
         )
 
 
@@ -187,31 +196,8 @@ def policy_from_config(pii: Mapping[str, Any]) -> PersonalPolicy:
     )
 
 
-# What a reader's error was about, by a phrase of its text, in our own words: the text
-# itself can quote cell values (Polars prints the field it "could not parse").
-_READ_ERRORS = (
-    ("more fields than defined", "a record has more fields than the header"),
-    ("could not parse", "a field could not be parsed; an unbalanced quote?"),
-    ("unterminated", "a quoted field never closes"),
-    ("utf-8", "the bytes are not UTF-8 text"),
-    ("utf8", "the bytes are not UTF-8 text"),
-    ("magic", "not a Parquet file"),
-    ("parquet", "a damaged or foreign Parquet file"),
-    ("json", "not valid JSON lines"),
-    ("schema", "its columns or types do not match"),
-    ("no data", "no data"),
-    ("empty", "no data"),
-)
-
-
-def polars_error_summary(exc: BaseException) -> str:
-    """A reader error (Polars, OS, a Rust panic) summarised without any of its text.
-
-    >>> polars_error_summary(ValueError("could not parse `alice@example.org` as dtype i64 at column 'x'"))
-    'a field could not be parsed; an unbalanced quote?'
-    """
-    text = str(exc).lower()
-    for phrase, summary in _READ_ERRORS:
-        if phrase in text:
-            return summary
-    return type(exc).__name__
+def blank_broken_records(columns: Iterable[str]) -> list[pl.Expr]:
+    """`columns` of a quarantine frame, nulled in rows whose reason says the record is
+    broken (`BROKEN_RECORD`, with or without a `:column` suffix)."""
+    broken = pl.col(Col.REASON).str.replace(r":.*$", "").is_in(list(BROKEN_RECORD)).fill_null(False)
+    return [pl.when(broken).then(None).otherwise(pl.col(c)).alias(c) for c in columns]

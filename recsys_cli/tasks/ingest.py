@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import Reporter
 from recsys_cli.data.ingest import IngestResult, Rules, ingest
 from recsys_cli.data.personal import policy_from_config
 from recsys_cli.data.pseudonymise import load_key
+from recsys_cli.data.read_errors import polars_error_summary
+from recsys_cli.errors import SourceError
 
 
 def run(cfg: DictConfig, append: bool = False, reporter: Reporter | None = None) -> IngestResult:
@@ -22,5 +25,11 @@ def run(cfg: DictConfig, append: bool = False, reporter: Reporter | None = None)
     personal = policy_from_config(cast(dict[str, Any], OmegaConf.to_container(pii, resolve=True)))
     rules = Rules(**cast(dict[str, Any], OmegaConf.to_container(cfg.validation)))
     snapshot = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
-    return ingest(source, Path(cfg.lake_dir), key, personal, rules, snapshot, append=append, reporter=reporter)
+    try:
+        return ingest(source, Path(cfg.lake_dir), key, personal, rules, snapshot, append=append, reporter=reporter)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
+        # A reader error that no step turned into its own message: name the source, never
+        # the reader's text, which can quote cell values (user ids, e-mails); --debug keeps it.
+        where = getattr(source, "path", cfg.data.get("path", "the source"))
+        raise SourceError(f"{where}: cannot be read ({polars_error_summary(exc)}); --debug shows the details") from exc
 

@@ -52,7 +52,8 @@ def test_movielens_original_layout(original_movielens: Path) -> None:
     }
     assert items["title"][2] == "Café au lait (1994)"
     users = pl.read_parquet(original_movielens / "lake" / "movielens100k" / "users.parquet")
-    assert set(users.columns) >= {"user_id", "age", "age_bucket", "gender", "occupation", "zip_code"}
+    assert set(users.columns) >= {"user_id", "age", "age_bucket", "gender", "occupation"}
+    assert "zip_code" not in users.columns  # a postcode is personal: dropped (conf/pii)
     assert "196" not in users["user_id"].to_list()
     assert sorted(users["age_bucket"].to_list()) == ["25-34", "35-44", "45-54"]
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import SourceError
 
@@ -165,5 +166,5 @@ def _check_readable(path: Path) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The reader's error in our words: its own text can quote a cell (a user id, an e-mail)."""
+    return polars_error_summary(exc)

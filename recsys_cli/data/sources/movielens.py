@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableSpec, TimestampSpec
 from recsys_cli.data.sources.tabular import TabularSource
@@ -146,4 +147,4 @@ def _read_tsv(path: Path) -> pl.DataFrame:
     try:
         return pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"{path}: cannot be read as tab-separated text: {exc}") from exc
+        raise SourceError(f"{path}: cannot be read as tab-separated text: {polars_error_summary(exc)}") from exc
