@@ -12,7 +12,8 @@ import typer
 
 from recsys_cli import __version__
 from recsys_cli.cli import abtest, compare, datasets, evaluate, features, ingest, lake, reproduce, split, sweep, train
-from recsys_cli.cli._errors import debug_from_env, state
+from recsys_cli.cli._errors import debug_from_env, state, usage_error
+from recsys_cli.console import err_console
 
 app = typer.Typer(
     name="recsys",
@@ -53,4 +54,14 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """Run `recsys`. Typer's usage errors (an option out of its range, an unknown
+    option, a missing argument) become one red line naming the option, like every
+    other refusal, instead of a usage panel; they keep Typer's exit code 2."""
+    try:
+        code = app(prog_name="recsys", standalone_mode=False)
+    except typer.TyperException as exc:
+        code = usage_error(exc)
+    except typer.Abort:
+        err_console.print("[bold red]error:[/] aborted", highlight=False)
+        code = 1
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -13,6 +13,13 @@ from recsys_cli.cli._errors import friendly_errors
 _VERDICT_STYLE = {"better": "green", "worse": "red", "mixed": "yellow"}
 
 
+def _open_unit(value: float) -> float:
+    """0 would ask for intervals covering everything, 1 for intervals of nothing."""
+    if not 0 < value < 1:
+        raise typer.BadParameter(f"{value:g} is not strictly between 0 and 1")
+    return value
+
+
 @friendly_errors
 def compare(
     runs: Annotated[
@@ -21,12 +28,15 @@ def compare(
     metric: Annotated[str, typer.Option("--metric", help="Per-user metric column, e.g. recall@20.")] = "ndcg@10",
     resamples: Annotated[int, typer.Option("--resamples", min=1, help="Bootstrap resamples.")] = 10_000,
     alpha: Annotated[
-        float, typer.Option("--alpha", min=0, max=1, help="Family-wise error rate; intervals are at 1 - alpha.")
+        float,
+        typer.Option(
+            "--alpha", callback=_open_unit, help="Family-wise error rate, in (0, 1); intervals are at 1 - alpha."
+        ),
     ] = 0.05,
     all_pairs: Annotated[
         bool, typer.Option("--all-pairs", help="Compare every pair, not each run vs the first.")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Bootstrap seed.")] = 0,
     out: Annotated[
         Path | None, typer.Option("--out", help="Output JSON [<runs root>/comparisons/<timestamp>.json].")
     ] = None,

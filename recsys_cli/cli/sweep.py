@@ -311,4 +311,7 @@ def _seconds(text: str | None) -> float | None:
     parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
     if not parts or "".join(n + u for n, u in parts) != text.strip().replace(" ", ""):
         raise typer.BadParameter(f"{text!r}: use seconds or a duration such as 45m, 2h, 1h30m", param_hint="--timeout")
-    return sum(float(n) * _UNITS[u or "s"] for n, u in parts)
+    seconds = sum(float(n) * _UNITS[u or "s"] for n, u in parts)
+    if seconds <= 0:  # 0 would read as "no deadline"
+        raise typer.BadParameter(f"{text!r}: give a duration longer than 0", param_hint="--timeout")
+    return seconds

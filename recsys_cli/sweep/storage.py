@@ -5,6 +5,8 @@ shared disk."""
 
 from __future__ import annotations
 
+import errno
+import json
 import re
 import time
 import warnings
@@ -36,10 +38,10 @@ def open_storage(url: str) -> Any:
     from sqlalchemy.exc import SQLAlchemyError
 
     if url.startswith(JOURNAL):
-        return _journal(Path(url.removeprefix(JOURNAL)).expanduser())
+        return _journal(url.removeprefix(JOURNAL))
     engine: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite:"):
+        _sqlite_folder(url)
         # Workers queue for SQLite's single write lock instead of failing at once.
         engine = {"connect_args": {"timeout": 60}}
     for attempt in range(CREATE_TRIES):
@@ -59,11 +61,59 @@ def open_storage(url: str) -> Any:
     raise AssertionError("unreachable")
 
 
-def _journal(path: Path) -> Any:
+def _journal(text: str) -> Any:
+    """Optuna's journal file at `text`: a new file, or one an earlier sweep wrote;
+    never a folder or someone else's file, which the journal would append to."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    if not text.strip():
+        raise ConfigError(f"storage {JOURNAL}: name the journal file, e.g. {JOURNAL}runs/sweeps/study.log")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"storage {JOURNAL}{path}: is a folder; name a file, e.g. {JOURNAL}{path / 'study.log'}")
+    if path.is_file() and not _is_journal(path):
+        raise ConfigError(f"storage {JOURNAL}{path}: not an Optuna journal; name a new file or an earlier sweep's")
+    try:
+        _make_folder(path.parent)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except OSError as exc:
+        raise ConfigError(f"storage {JOURNAL}{path}: cannot be written: {exc.strerror or _first_line(exc)}") from exc
+
+
+def _is_journal(path: Path) -> bool:
+    """Empty, or its first line is a journal record (a JSON object with an op_code)."""
+    with path.open("rb") as handle:
+        first = handle.readline(1 << 20)
+    if not first.strip():
+        return path.stat().st_size == 0
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "op_code" in record
+
+
+def _sqlite_folder(url: str) -> None:
+    """SQLite needs a database file (an in-memory one would vanish with the process
+    and is not shared with workers) in a folder that exists or can be made."""
+    file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+    if not file or file == ":memory:" or file.startswith("file:"):
+        raise ConfigError(f"storage {redact(url)}: name a database file, e.g. sqlite:///runs/sweeps/study.db")
+    path = Path(file.split("?", 1)[0])
+    if path.is_dir():
+        raise ConfigError(f"storage {redact(url)}: is a folder; name a database file inside it")
+    try:
+        _make_folder(path.parent)
+    except OSError as exc:
+        raise ConfigError(f"storage {redact(url)}: cannot be written: {exc.strerror or _first_line(exc)}") from exc
+
+
+def _make_folder(folder: Path) -> None:
+    """mkdir -p, naming the file that stands where a folder is needed."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def redact(url: str) -> str:

@@ -14,7 +14,7 @@ from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data.given_users import MatchedUsers, lake_key, match_user_ids, read_user_ids
 from recsys_cli.data.lake import decoding, open_inputs
 from recsys_cli.data.schema import Col
-from recsys_cli.errors import OutputError
+from recsys_cli.errors import ConfigError, OutputError
 from recsys_cli.models.base import Recommender
 from recsys_cli.registry.outputs import PARQUET_KIND_KEY, RECOMMENDATIONS, claim_file
 from recsys_cli.registry.run_dir import CONFIG, MODEL, load_run_config
@@ -40,6 +40,8 @@ def run(
     Users from `users_file` may be raw ids (pseudonymised with the lake's key) or
     lake pseudonyms; the output holds them as they were given, so raw ids are
     written only to a file the caller names outside the run folder."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"--k: items per user must be a whole number >= 1, got {k!r}")
     reporter = reporter or NullReporter()
     cfg = load_run_config(run_dir)
     reads = [run_dir / MODEL, run_dir / CONFIG, users_file if users_file else Path(str(cfg.split_dir))]

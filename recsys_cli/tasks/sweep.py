@@ -92,7 +92,6 @@ def prepare(
     if not STUDY_NAME.fullmatch(name):
         raise ConfigError(f"study name {name!r}: use letters, digits, '.', '_' and '-'")
     out = (Path(cfg.sweeps_dir) / name).resolve()
-    _claim_folder(out, cfg)
     plan = SweepPlan(
         study=name,
         storage=storage or default_url(out),
@@ -105,8 +104,11 @@ def prepare(
         seed=int(cfg.seed),
     )
     _dry_compose(plan)
+    given = open_storage(storage) if storage else None  # a bad --storage fails before any folder is made
+    _claim_folder(out, cfg)
     space = plan.space()
-    open_study(open_storage(plan.storage), name, plan.spec(), None, None, space.check_enqueued(node["enqueue"]))
+    backend = given if given is not None else open_storage(plan.storage)
+    open_study(backend, name, plan.spec(), None, None, space.check_enqueued(node["enqueue"]))
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_JSON).write_text(plan.to_json())
     return plan

@@ -113,10 +113,10 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(prepar
 
 
 def test_pruning_stops_a_trial_that_does_not_learn(prepared: Path, tmp_path: Path) -> None:
-    frozen = [  # learning rate 0 after a working one: its validation NDCG never moves
+    frozen = [  # a learning rate of 1e-9 after a working one: its validation NDCG never moves (0 is refused)
         "~sweep.params.model.lr",
-        "+sweep.params.model.lr={type:categorical,choices:[0.05,0.0]}",
-        "sweep.enqueue=[{model.lr:0.05,model.dim:16},{model.lr:0.0,model.dim:16}]",
+        "+sweep.params.model.lr={type:categorical,choices:[0.05,1.0e-9]}",
+        "sweep.enqueue=[{model.lr:0.05,model.dim:16},{model.lr:1.0e-9,model.dim:16}]",
         "sweep/pruner=median",
         "sweep.pruner.n_startup_trials=1",
         "sweep.pruner.n_warmup_steps=2",
