@@ -45,6 +45,11 @@ class PiiKey:
     secret: bytes
     is_development: bool
 
+    def __post_init__(self) -> None:
+        # The public key is the development key however it came (environment, code, a
+        # lake's manifest): the manifest's `development_key` must never say otherwise.
+        object.__setattr__(self, "is_development", self.is_development or self.secret == DEVELOPMENT_KEY.encode())
+
     @property
     def fingerprint(self) -> str:
         """Identifies the key without revealing it (an HMAC of a fixed label)."""

@@ -5,6 +5,7 @@ import pytest
 
 from recsys_cli.data.pseudonymise import (
     DEVELOPMENT_KEY,
+    PiiKey,
     key_weakness,
     load_key,
     pseudonym,
@@ -121,3 +122,8 @@ def test_development_accepts_a_weak_but_long_enough_key(monkeypatch: pytest.Monk
     monkeypatch.setenv("RECSYS_PII_KEY", "a" * 16)
     key = load_key(allow_development_key=True, min_length=16)
     assert not key.is_development
+
+
+def test_a_key_holding_the_development_key_is_marked_whatever_it_was_told() -> None:
+    assert PiiKey(DEVELOPMENT_KEY.encode(), is_development=False).is_development
+    assert not PiiKey(b"9f86d081884c7d659a2feaa0c55ad015", is_development=False).is_development
