@@ -252,3 +252,37 @@ def test_production_ingests_personal_columns_declared_for_drop_or_hash(
     users = pl.read_parquet(lake_dir / "users.parquet")
     assert set(users.columns) == {"user_id", "signup_at", "IPAddress", "region"}
     assert not [v for v in PERSONAL_VALUES if v in lake_text(lake_dir)]
+
+
+# ---------------------------------------------------------------- every source
+
+
+def test_the_synthetic_shop_keeps_no_email_phone_or_raw_ip(tmp_path: Path) -> None:
+    from recsys_cli.config import build, compose
+
+    cfg = compose("ingest", [f"paths.data_dir={tmp_path}", "data.generator.n_events=400", "data.generator.n_days=4"])
+    build(cfg.data).generate()
+    raw_ips = set(pl.read_csv(tmp_path / "raw" / "synth" / "events*.csv", infer_schema=False)["ip"].to_list())
+    run(cfg)
+    lake = tmp_path / "lake" / "synth"
+    assert {"email", "phone"}.isdisjoint(pl.read_parquet(lake / "users.parquet").columns)
+    ips = pl.read_parquet(lake / "events", hive_partitioning=True)["ip"]
+    assert ips.str.len_chars().unique().to_list() == [20] and raw_ips.isdisjoint(ips.to_list())
+    assert "@example.com" not in lake_text(lake)
+
+
+def test_retailrocket_events_with_an_extra_personal_column_keep_none_of_it(tmp_path: Path) -> None:
+    raw = tmp_path / "raw" / "retailrocket"
+    raw.mkdir(parents=True)
+    (raw / "events.csv").write_text(
+        "timestamp,visitorid,event,itemid,transactionid,Visitor E-Mail\n"
+        "1433221332117,257597,view,355908,,ann@private.example\n"
+        "1433224214164,992329,addtocart,248676,,bob@private.example\n"
+        "1433221999827,111016,wishlist,248676,,eve@private.example\n"
+    )
+    from recsys_cli.config import compose
+
+    run(compose("ingest", ["data=retailrocket", f"paths.data_dir={tmp_path}", "validation.max_bad_fraction=0.5"]))
+    lake = tmp_path / "lake" / "retailrocket"
+    assert pl.read_parquet(lake / "quarantine")["reason"].to_list() == ["unknown_event_type"]
+    assert "private.example" not in lake_text(lake)
