@@ -23,6 +23,7 @@ from recsys_cli.data.expressions import (
     map_event_type,
     parse_number,
     parse_timestamp,
+    trimmed,
 )
 from recsys_cli.data.personal import Personal, blank_broken_records
 from recsys_cli.data.pseudonymise import pseudonymise
@@ -49,16 +50,21 @@ class FileCounts:
 
 
 def parse_events(lf: pl.LazyFrame, spec: TableSpec, min_ts: datetime, max_ts: datetime) -> pl.LazyFrame:
-    """Raw text columns -> raw (trimmed) + parsed twins + a `reason` for invalid rows."""
+    """Raw text columns -> raw (trimmed) + parsed twins + a `reason` for invalid rows.
+
+    Every text is trimmed first, and empty-after-trim is missing: ` 42 ` and `42`
+    are one item, and an id of spaces is no id.
+    """
     names = lf.collect_schema().names()
     raw = [c for c in names if c not in (Col.LINE, RAGGED)]
+    lf = lf.with_columns(trimmed(c) for c in raw)
     parsed = [
         parse_timestamp(pl.col(Col.TS), spec.timestamp).alias(Col.TS + P) if Col.TS in raw else None,
         map_event_type(pl.col(Col.EVENT), spec.event_types).alias(Col.EVENT + P) if Col.EVENT in raw else None,
         *(parse_number(pl.col(c), t).alias(c + P) for c, t in NUMERIC_EVENT_COLUMNS.items() if c in raw),
     ]
     return lf.with_columns(e for e in parsed if e is not None).with_columns(
-        event_reason(raw, min_ts, max_ts, P).alias(Col.REASON)
+        event_reason(raw, min_ts, max_ts, P, spec.rating_scale).alias(Col.REASON)
     )
 
 

@@ -24,8 +24,26 @@ NUMERIC_EVENT_COLUMNS: dict[str, pl.DataType] = {
     Col.PRICE: pl.Float64(),
     Col.QUANTITY: pl.Int32(),
 }
-ISO_8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+# ISO 8601 / RFC 3339 calendar dates and times, extended or basic: date, then optionally
+# hours[:minutes[:seconds[.fraction]]] after `T` or a space, then optionally `Z` or an offset.
+ISO_8601 = (
+    r"^(\d{4})-?(\d{2})-?(\d{2})"
+    r"(?:[Tt ](\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,](\d+))?)?)?)?"
+    r" ?([Zz]|[+-]\d{2}(?::?\d{2})?)?$"
+)
+ISO_CANONICAL = "%Y-%m-%dT%H:%M:%S%.6f%z"
+# Larger magnitudes are no price, quantity or rating but an overflow or a unit error
+# (1e300 parses as a float); inf and NaN parse too. Both are rejected as bad numbers.
+MAX_ABS_NUMBER = 1e12
+ID_COLUMNS = (Col.USER, Col.ITEM)
+CONTROL_CHARS = r"[\x00-\x1f\x7f]"  # no id holds a line break, tab or NUL: it is a broken record
 REPLACEMENT_CHAR = "\ufffd"  # what utf8-lossy decoding puts where bytes were not UTF-8
+
+
+def trimmed(name: str) -> pl.Expr:
+    """Text without surrounding whitespace; null when nothing is left."""
+    text = pl.col(name).str.strip_chars()
+    return pl.when(text.str.len_bytes() > 0).then(text).alias(name)
 
 
 def missing(name: str) -> pl.Expr:
@@ -35,22 +53,52 @@ def missing(name: str) -> pl.Expr:
 
 def parse_timestamp(expr: pl.Expr, spec: TimestampSpec) -> pl.Expr:
     """Raw text -> UTC microsecond datetime; null where the text does not parse."""
+    if spec.unit == "iso" and spec.format is None:
+        return iso_canonical(expr).str.to_datetime(ISO_CANONICAL, time_unit="us", strict=False, time_zone="UTC")
     if spec.unit == "iso":
-        parsed = expr.str.to_datetime(format=spec.format, time_unit="us", strict=False, time_zone="UTC")
-        if spec.format is None:
-            # Without a format Polars would also guess day/month orders; accept ISO 8601 only.
-            parsed = pl.when(expr.str.contains(ISO_8601)).then(parsed)
-        return parsed.cast(Timestamp)
+        return expr.str.to_datetime(format=spec.format, time_unit="us", strict=False, time_zone="UTC").cast(Timestamp)
     micros = (expr.cast(pl.Float64, strict=False) * EPOCH_FACTOR[spec.unit]).round(0).cast(pl.Int64, strict=False)
     return pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC")
 
 
+def iso_canonical(expr: pl.Expr) -> pl.Expr:
+    """Any ISO 8601 spelling -> `ISO_CANONICAL` text, row by row; null when it is not ISO 8601.
+
+    Polars infers one format from the first value; rewriting every spelling into one
+    form lets a single strptime read them all. Missing time parts are zero, the
+    fraction is cut to microseconds, and a time without offset is UTC.
+    """
+    g = expr.str.strip_chars().str.extract_groups(ISO_8601)
+
+    def part(i: int, default: str | None = None) -> pl.Expr:
+        field = g.struct.field(str(i))
+        return field.fill_null(default) if default is not None else field
+
+    fraction = part(7, "").str.pad_end(6, "0").str.slice(0, 6)
+    zone = part(8)
+    offset = (
+        pl.when(zone.str.to_uppercase() == "Z")
+        .then(pl.lit("+0000"))
+        .otherwise(zone.str.replace(":", "", literal=True).str.pad_end(5, "0"))
+        .fill_null("+0000")
+    )
+    pieces = [part(1), "-", part(2), "-", part(3), "T", part(4, "00"), ":", part(5, "00"), ":", part(6, "00")]
+    return pl.concat_str([*(pl.lit(p) if isinstance(p, str) else p for p in pieces), pl.lit("."), fraction, offset])
+
+
 def parse_number(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Raw text -> number; null where it is not one, not finite, or beyond `MAX_ABS_NUMBER`;
+    integers must be whole (`2.0` is 2, `2.5` is not an integer)."""
+    as_float = expr.str.strip_chars().cast(pl.Float64, strict=False)
+    plausible = as_float.is_finite() & (as_float.abs() <= MAX_ABS_NUMBER)
     if dtype.is_integer():
-        as_float = expr.cast(pl.Float64, strict=False)
-        whole = as_float == as_float.round(0)
-        return pl.when(whole).then(as_float).cast(dtype, strict=False)
-    return expr.cast(dtype, strict=False)
+        return pl.when(plausible & (as_float == as_float.round(0))).then(as_float).cast(dtype, strict=False)
+    return pl.when(plausible).then(as_float).cast(dtype, strict=False)
+
+
+def bad_id(name: str) -> pl.Expr:
+    """An id holding a control character (a line break from a swallowed record, a NUL)."""
+    return pl.col(name).str.contains(CONTROL_CHARS)
 
 
 def map_event_type(expr: pl.Expr, mapping: Mapping[str, str] | None) -> pl.Expr:
@@ -77,23 +125,33 @@ def has_invalid_utf8(columns: Sequence[str]) -> pl.Expr:
     return pl.any_horizontal([pl.col(c).str.contains(REPLACEMENT_CHAR, literal=True) for c in columns]).fill_null(False)
 
 
-def event_reason(raw: Sequence[str], min_ts: datetime, max_ts: datetime, parsed_suffix: str = "__p") -> pl.Expr:
+def event_reason(
+    raw: Sequence[str],
+    min_ts: datetime,
+    max_ts: datetime,
+    parsed_suffix: str = "__p",
+    rating_scale: Sequence[float] | None = None,
+) -> pl.Expr:
     """The first rule an event row breaks, as a short code; null when the row is valid.
 
     Expects raw text columns (`user_id`, ...) and their parsed twins (`ts__p`, ...).
     Order matters: a row missing its timestamp reports that, not an out-of-range time.
+    Numbers that are not finite or implausibly large are `bad_number:<column>` (see
+    `parse_number`); with a `rating_scale` (low, high), a rating outside it is
+    `out_of_scale:value`.
     """
 
     def p(name: str) -> pl.Expr:
         return pl.col(name + parsed_suffix)
 
-    rules: list[tuple[pl.Expr, str]] = [
-        (pl.col(RAGGED), "too_few_fields"),
+    rules: list[tuple[pl.Expr, str | pl.Expr]] = [
+        (pl.col(RAGGED).is_not_null(), pl.col(RAGGED)),  # the reader's reason: ragged_row, unterminated_quote...
         # Every column, dropped ones too: a bad byte anywhere marks a corrupt row, and
         # reading every field lets the CSV reader notice rows with too many fields.
         (has_invalid_utf8(raw), "invalid_utf8"),
         (missing(Col.USER), "missing:user_id"),
         (missing(Col.ITEM), "missing:item_id"),
+        (pl.any_horizontal([bad_id(c) for c in ID_COLUMNS if c in raw]), "bad_id"),
         (missing(Col.EVENT), "missing:event_type"),
         (p(Col.EVENT).is_null(), "unknown_event_type"),
         (missing(Col.TS), "missing:ts"),
@@ -106,4 +164,10 @@ def event_reason(raw: Sequence[str], min_ts: datetime, max_ts: datetime, parsed_
             rules.append((p(name) < 0, f"negative:{name}"))
     if Col.VALUE in raw:
         rules.append(((p(Col.EVENT) == "rating") & p(Col.VALUE).is_null(), "missing:value"))
-    return pl.coalesce([pl.when(cond.fill_null(False)).then(pl.lit(code)) for cond, code in rules])
+        if rating_scale is not None:
+            low, high = rating_scale
+            outside = (p(Col.EVENT) == "rating") & ~p(Col.VALUE).is_between(low, high)
+            rules.append((outside, "out_of_scale:value"))
+    return pl.coalesce(
+        [pl.when(cond.fill_null(False)).then(pl.lit(code) if isinstance(code, str) else code) for cond, code in rules]
+    )

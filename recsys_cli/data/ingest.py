@@ -27,6 +27,7 @@ import polars as pl
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import events as ev
+from recsys_cli.data.expressions import trimmed
 from recsys_cli.data.lake import (
     MANIFEST,
     damaged,
@@ -43,8 +44,8 @@ from recsys_cli.data.personal import Personal, PersonalPolicy, blank_broken_reco
 from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
 from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
-from recsys_cli.data.sources.base import TableSpec, TimestampSpec
-from recsys_cli.data.tables import ITEM_RULES, USER_RULES, prepare_table
+from recsys_cli.data.sources.base import TableReport, TableSpec, TimestampSpec
+from recsys_cli.data.tables import ITEM_RULES, USER_RULES, prepare_table, table_inputs
 from recsys_cli.errors import LakeError, PiiKeyError, SourceError, ValidationThresholdError
 from recsys_cli.registry.integrity import seal
 from recsys_cli.registry.outputs import LAKE, owned
@@ -67,6 +68,8 @@ class Source(Protocol):
     def users(self) -> tuple[pl.DataFrame, str] | None: ...
 
     def table_timestamp(self, table: str) -> TimestampSpec: ...
+
+    def table_report(self, table: str) -> TableReport | None: ...
 
 
 @dataclass(frozen=True)
@@ -149,9 +152,8 @@ def ingest(
             f"{previous['pii']['key_fingerprint']}, now {key.fingerprint}): appended user ids would not "
             "join; re-ingest everything without --append, or use the original key"
         )
-    known = {i["sha256"] for i in previous.get("inputs", [])} if (previous and append) else set()
-    new_files = [f for f in files if digests[str(f)] not in known]
-    if append and previous and not new_files:
+    new_files, rebuild = _what_to_read(source, lake, previous if append else None, files, tables, digests)
+    if append and previous and not new_files and not rebuild:
         return IngestResult(lake, previous, no_op=True, message="no new event files to append")
     for f in new_files:  # fail on unreadable files before any work
         source.scan_events(f)
@@ -168,16 +170,46 @@ def ingest(
         user_ids = _user_table(staging, loaded["users"], key)
         hashes = _hash_tables(staging, Personal(hash=frozenset().union(*(p.hash for p in plans))), key)
         _write_days(tmp, staging, counts, user_ids, hashes, run, rules.window_rows, reporter)
-        table_counts = _write_tables(tmp, staging, source, loaded, user_ids, key, table_plans)
+        loaded = {name: t if name in rebuild else None for name, t in loaded.items()}
+        table_inputs = _write_tables(tmp, staging, source, loaded, user_ids, key, table_plans, tables)
         _write_quarantine(tmp, staging, run, user_ids)
         shutil.rmtree(staging)
-        inputs = inputs_section(previous if append else None, counts, tables, digests, table_counts)
+        inputs = inputs_section(previous if append else None, counts, digests, table_inputs, run)
         manifest = build_manifest(tmp, source.name, config, fingerprint, key, inputs, run, now)
         manifest = seal(manifest)
         write_json(tmp / MANIFEST, manifest)
+    rebuilt = f"; rebuilt {' and '.join(sorted(table_inputs))} (input changed)" if append and table_inputs else ""
     return IngestResult(
-        lake, manifest, files=counts, message=f"wrote {manifest['rows']['events']:,} events", repaired=damage
+        lake, manifest, files=counts, message=f"wrote {manifest['rows']['events']:,} events{rebuilt}", repaired=damage
     )
+
+
+def _what_to_read(
+    source: Source,
+    lake: Path,
+    previous: dict[str, Any] | None,
+    files: list[Path],
+    tables: dict[str, list[Path]],
+    digests: dict[str, str],
+) -> tuple[list[Path], set[str]]:
+    """Event files to stage and tables to (re)build: everything, or with `--append`
+    (a `previous` manifest) the event files the lake has not seen and the tables
+    whose files changed (a table whose files are gone keeps what the lake holds)."""
+    if previous is None:
+        return files, set(tables)
+    if previous.get("source") != source.name:
+        raise LakeError(
+            f"{lake} holds source '{previous.get('source')}', not '{source.name}': --append only adds files of the "
+            "lake's own source; ingest this source into its own lake_dir"
+        )
+    inputs = previous.get("inputs", [])
+    seen = {i["sha256"] for i in inputs if i.get("table", "events") == "events"}
+
+    def before(name: str) -> set[str]:
+        return {i["sha256"] for i in inputs if i.get("table") == name}
+
+    rebuild = {name for name, fs in tables.items() if fs and {digests[str(f)] for f in fs} != before(name)}
+    return [f for f in files if digests[str(f)] not in seen], rebuild
 
 
 def previous_lake(lake: Path, append: bool) -> tuple[dict[str, Any] | None, str]:
@@ -241,7 +273,7 @@ def _stage(
         lf = ev.parse_events(source.scan_events(path), source.events, low, high)
         try:
             ev.stage_file(lf, path, src, staging, plans[src], source.events.keep)
-        except pl.exceptions.ComputeError as exc:
+        except pl.exceptions.PolarsError as exc:
             # Never the reader's own text: it quotes the field it choked on (a user id, an e-mail).
             raise SourceError(f"{path}: cannot be parsed: {polars_error_summary(exc)}") from exc
         good = pl.scan_parquet(staging / "events" / f"f{src:05d}.parquet").select(pl.len()).collect().item()
@@ -288,13 +320,14 @@ def _plan_personal(
 def _user_table(staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiKey) -> pl.DataFrame:
     """Pseudonyms for every raw user id in events, the users table and quarantined rows.
 
-    Ids are taken exactly as they are replaced later (no trimming): a table keyed on
-    altered values would leave the original ids without a pseudonym.
+    Ids are taken exactly as they are replaced later (trimmed, as `parse_events` and
+    `prepare_table` trim them): a table keyed on other values would leave ids without
+    a pseudonym.
     """
     staged = ev.staged_files(staging)
     ids = [pl.scan_parquet(staged).select(Col.USER)] if staged else []
     if users is not None:
-        ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String)))
+        ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String)).select(trimmed(Col.USER)))
     for path in (staging / "quarantine").glob("f*.parquet"):
         if Col.USER in pl.read_parquet_schema(path):
             ids.append(pl.scan_parquet(path).select(Col.USER))
@@ -363,30 +396,41 @@ def _write_tables(
     user_ids: pl.DataFrame,
     key: PiiKey,
     plans: dict[str, Personal],
-) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+    files: dict[str, list[Path]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Write the loaded tables; per table, the manifest's entries of its input files."""
+    out: dict[str, list[dict[str, Any]]] = {}
     for name, rules in (("items", ITEM_RULES), ("users", USER_RULES)):
         table = loaded[name]
         if table is None:
             continue
-        df, files = table
-        good, bad = prepare_table(df, rules, source.table_timestamp(name), files)
-        good, bad = _protect(good, bad, user_ids, key, plans[name])
+        df, joined = table
+        good, bad = prepare_table(df, rules, source.table_timestamp(name), joined)
+        report = source.table_report(name)
+        if report is not None:
+            bad = pl.concat([bad, report.rejected], how="diagonal_relaxed")
+        out[name] = table_inputs(files.get(name, []), good, bad, report)
+        good, bad = _protect(good.drop(Col.FILE), bad, user_ids, key, plans[name])
         target = tmp / f"{name}.parquet"
         target.unlink(missing_ok=True)  # may be a hard link into the previous version
         good.write_parquet(target, compression="zstd")
+        _forget_quarantine(tmp, name)  # an appended lake's earlier rows of this table: replaced below
         if bad.height:
             (staging / "quarantine").mkdir(parents=True, exist_ok=True)
             bad.write_parquet(staging / "quarantine" / f"{name}.parquet")
-        reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows()) if bad.height else {}
-        out[name] = {
-            "path": files,
-            "rows_in": df.height,
-            "rows_written": good.height,
-            "rows_quarantined": bad.height,
-            "quarantine_by_reason": reasons,
-        }
     return out
+
+
+def _forget_quarantine(tmp: Path, table: str) -> None:
+    """Drop `table`'s rows from earlier runs' quarantine files, so a rebuilt table is counted once."""
+    for path in sorted((tmp / "quarantine").glob("run-*.parquet")):
+        rows = pl.read_parquet(path)
+        if Col.TABLE not in rows.columns or not (rows[Col.TABLE] == table).any():
+            continue
+        rest = rows.filter(pl.col(Col.TABLE) != table)
+        path.unlink()  # a hard link into the previous version
+        if rest.height:
+            rest.write_parquet(path)
 
 
 def _protect(

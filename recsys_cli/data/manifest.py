@@ -27,17 +27,22 @@ FORMAT_VERSION = 2  # 2: the manifest carries manifest_sha256 (data.lake.SEALED_
 def inputs_section(
     previous: dict[str, Any] | None,
     counts: list[ev.FileCounts],
-    tables: dict[str, list[Path]],
     digests: dict[str, str],
-    table_counts: dict[str, dict[str, Any]],
+    table_inputs: dict[str, list[dict[str, Any]]],
+    run: int = 1,
 ) -> list[dict[str, Any]]:
-    old = [i for i in (previous or {}).get("inputs", []) if i.get("table") == "events"]
+    """One entry per input file with its own reconciliation (rows_in = written +
+    quarantined (+ duplicates for events)). An appended lake keeps the previous
+    entries of its events and of every table not rebuilt in this `run`."""
+    kept = [
+        i
+        for i in (previous or {}).get("inputs", [])
+        if i.get("table", "events") == "events" or i.get("table") not in table_inputs
+    ]
     new = [{"table": "events", **c.__dict__} for c in counts]
-    for name, info in table_counts.items():
-        for f in tables.get(name, []):
-            new.append({"table": name, "path": str(f), "sha256": digests[str(f)]})
-        new[-1].update({k: v for k, v in info.items() if k != "path"})
-    return old + new
+    for name, entries in table_inputs.items():
+        new += [{"table": name, **e, "sha256": digests[e["path"]], "run": run} for e in entries]
+    return kept + new
 
 
 def build_manifest(

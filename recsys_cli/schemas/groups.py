@@ -89,6 +89,7 @@ class RawTable(Schema):
     event_types: dict[str, EventType] | None = optional()
     timestamp: Timestamp = optional()
     keep: list[Text] = optional()
+    rating_scale: Annotated[list[float], Field(min_length=2, max_length=2)] | None = optional()  # (low, high)
 
 
 class Generator(Schema):

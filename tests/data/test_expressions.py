@@ -45,7 +45,7 @@ def _row(**kw: object) -> dict[str, object]:
         "event_type": "view",
         "ts": "2026-01-01T00:00:00Z",
         "price": None,
-        RAGGED: False,
+        RAGGED: None,
     }
     return base | kw
 
@@ -54,7 +54,14 @@ def _row(**kw: object) -> dict[str, object]:
     ("row", "reason"),
     [
         (_row(), None),
-        (_row(**{RAGGED: True}), "too_few_fields"),
+        (_row(**{RAGGED: "too_few_fields"}), "too_few_fields"),
+        (_row(**{RAGGED: "ragged_row"}), "ragged_row"),  # the reader's own reason comes first
+        (_row(user_id="u\n2"), "bad_id"),  # a line break in an id: a record that swallowed the next
+        (_row(item_id="i\x00"), "bad_id"),
+        (_row(price="inf"), "bad_number:price"),
+        (_row(price="NaN"), "bad_number:price"),
+        (_row(price="1e300"), "bad_number:price"),
+        (_row(ts="2026-01-01 10:00"), None),
         (_row(item_id="caf\ufffd"), "invalid_utf8"),
         (_row(user_id=None), "missing:user_id"),
         (_row(item_id=None), "missing:item_id"),
@@ -70,7 +77,7 @@ def _row(**kw: object) -> dict[str, object]:
     ],
 )
 def test_event_reason_names_the_first_broken_rule(row: dict[str, object], reason: str | None) -> None:
-    df = pl.DataFrame([row], schema={k: (pl.Boolean if k == RAGGED else pl.String) for k in row})
+    df = pl.DataFrame([row], schema=dict.fromkeys(row, pl.String))
     df = df.with_columns(
         parse_timestamp(pl.col("ts"), TimestampSpec()).alias("ts__p"),
         map_event_type(pl.col("event_type"), None).alias("event_type__p"),

@@ -173,10 +173,13 @@ def test_truncated_last_line_is_quarantined(write_events: Writer, ingest_cfg: Cf
     assert events(lake_dir).height == 5
 
 
-def test_too_many_fields_is_a_clear_error(write_events: Writer, ingest_cfg: Cfg) -> None:
-    path = write_events([*GOOD_ROWS, "u1,i1,view,2026-01-01T10:00:00Z,,,,extra,extra"])
-    with pytest.raises(SourceError, match=f"{path}: cannot be parsed"):
-        run(ingest_cfg())
+def test_a_row_with_too_many_fields_is_quarantined_alone(write_events: Writer, ingest_cfg: Cfg, lake_dir: Path) -> None:
+    write_events([GOOD_ROWS[0], "u1,i1,view,2026-01-01T10:00:00Z,,,,extra,extra", *GOOD_ROWS[1:]])
+    m = run(ingest_cfg("validation.max_bad_fraction=0.5")).manifest
+    assert quarantine(lake_dir).select("_line", "reason").rows() == [(3, "ragged_row")]
+    assert events(lake_dir).height == 5
+    (entry,) = m["inputs"]
+    assert (entry["rows_in"], entry["rows_written"], entry["rows_quarantined"]) == (6, 5, 1)
 
 
 def test_non_utf8_bytes_are_quarantined(write_events: Writer, ingest_cfg: Cfg, lake_dir: Path) -> None:

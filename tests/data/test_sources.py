@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from recsys_cli.config import compose
+from recsys_cli.data.sources import csv_reader
+from recsys_cli.errors import SourceError
 from recsys_cli.tasks.ingest import run
 
 
@@ -128,3 +132,195 @@ def test_generic_jsonl_with_mapping(tmp_path: Path) -> None:
     )
     m = run(cfg).manifest
     assert m["events_by_type"] == {"view": 1, "purchase": 1}
+
+
+# ------------------------------------------------------------------ the CSV reader
+# Every case goes through the real ingest (`run`), on the generic source's layout.
+
+HEADER = "user_id,item_id,event_type,ts\n"
+ROWS = [f"u{i},i{i % 3},view,2026-01-0{1 + i % 3}T10:00:0{i}Z" for i in range(6)]
+
+
+def generic(tmp_path: Path, content: bytes | str, name: str = "events.csv", *overrides: str) -> dict:
+    raw = tmp_path / "raw" / "generic"
+    raw.mkdir(parents=True, exist_ok=True)
+    data = content.encode() if isinstance(content, str) else content
+    (raw / name).write_bytes(data)
+    cfg = compose(
+        "ingest", ["data=generic", f"paths.data_dir={tmp_path}", "validation.max_bad_fraction=0.9", *overrides]
+    )
+    return run(cfg).manifest
+
+
+def quarantined(tmp_path: Path) -> list[tuple[int, str]]:
+    q = pl.read_parquet(tmp_path / "lake" / "generic" / "quarantine").sort("_line")
+    return q.select("_line", "reason").rows()
+
+
+def lake_rows(tmp_path: Path) -> int:
+    return events(tmp_path / "lake" / "generic").height
+
+
+def reconciles(manifest: dict) -> bool:
+    return all(
+        i["rows_in"] == i["rows_written"] + i["rows_quarantined"] + i.get("duplicates_dropped", 0)
+        for i in manifest["inputs"]
+    )
+
+
+def test_a_ragged_row_and_an_unterminated_quote_are_quarantined_alone(tmp_path: Path) -> None:
+    lines = [ROWS[0], "u9,i1,view,2026-01-01T10:00:00Z,extra", ROWS[1], 'u8,"i1,view,2026-01-01T10:00:00Z', *ROWS[2:]]
+    m = generic(tmp_path, HEADER + "\n".join(lines) + "\n")
+    assert quarantined(tmp_path) == [(3, "ragged_row"), (5, "unterminated_quote")]
+    assert lake_rows(tmp_path) == len(ROWS)
+    assert m["inputs"][0]["rows_in"] == len(ROWS) + 2 and reconciles(m)
+
+
+def test_quarantine_lines_are_physical_lines_after_multi_line_fields(tmp_path: Path) -> None:
+    header = "user_id,item_id,event_type,ts,note\n"
+    body = ROWS[0] + ',"two\nlines"\n' + ROWS[1] + ',"three\r\nmore\nlines"\n' + "u7,,view,2026-01-01T10:00:00Z,\n"
+    generic(tmp_path, header + body)
+    assert quarantined(tmp_path) == [(7, "missing:item_id")]  # line 7 of the file, its 4th record
+    assert lake_rows(tmp_path) == 2
+
+
+def test_a_quote_closed_mid_field_is_a_bad_quote(tmp_path: Path) -> None:
+    generic(tmp_path, HEADER + "\n".join([ROWS[0], 'u1,"i1"x,view,2026-01-01T10:00:00Z', *ROWS[1:]]) + "\n")
+    assert quarantined(tmp_path) == [(3, "bad_quote")]
+
+
+def test_quotes_that_pair_across_lines_swallow_no_valid_row(tmp_path: Path) -> None:
+    lines = [ROWS[0], 'u1,"i1,view,2026-01-01T10:00:00Z', ROWS[1], 'u2,i2",view,2026-01-01T10:00:00Z', *ROWS[2:]]
+    m = generic(tmp_path, HEADER + "\n".join(lines) + "\n")
+    # Read as CSV, lines 3-5 are one record whose item id holds two line breaks: not an id.
+    assert quarantined(tmp_path) == [(3, "bad_id")]
+    assert reconciles(m)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("cr-only (classic Mac)", (HEADER + "\n".join(ROWS) + "\n").replace("\n", "\r").encode()),
+        ("crlf + byte-order mark", b"\xef\xbb\xbf" + (HEADER + "\n".join(ROWS) + "\n").replace("\n", "\r\n").encode()),
+        ("gzip named .csv", gzip.compress((HEADER + "\n".join(ROWS) + "\n").encode())),
+        ("no final line break", (HEADER + "\n".join(ROWS)).encode()),
+    ],
+)
+def test_odd_but_valid_files_are_read_whole(tmp_path: Path, name: str, content: bytes) -> None:
+    m = generic(tmp_path, content)
+    assert lake_rows(tmp_path) == len(ROWS), name
+    assert m["quarantine_by_reason"] == {}
+    assert set(events(tmp_path / "lake" / "generic")["item_id"]) == {"i0", "i1", "i2"}
+
+
+def test_gzipped_csv_files_in_the_generic_source(tmp_path: Path) -> None:
+    content = gzip.compress((HEADER + "\n".join(ROWS) + "\n").encode())
+    generic(tmp_path, content, "events.csv.gz", "data.events.files=[events*.csv.gz]")
+    assert lake_rows(tmp_path) == len(ROWS)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ((HEADER + ROWS[0] + "\n").encode("utf-16"), "UTF-16"),
+        (b"PK\x03\x04" + b"\x00" * 40, "zip archive"),
+        (gzip.compress(HEADER.encode() + ROWS[0].encode() * 2000)[:200], "cannot be decompressed"),
+        ("user_id,item_id,user_id,event_type,ts\n", "column 'user_id' appears more than once"),
+    ],
+)
+def test_unreadable_files_are_one_error_naming_the_file(tmp_path: Path, content: bytes | str, message: str) -> None:
+    with pytest.raises(SourceError, match=message) as caught:
+        generic(tmp_path, content)
+    assert str(tmp_path / "raw" / "generic" / "events.csv") in str(caught.value)
+
+
+def test_a_folder_matching_the_file_pattern_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "raw" / "generic" / "events-2.csv").mkdir(parents=True)
+    with pytest.raises(SourceError, match="events-2.csv: is a folder"):
+        generic(tmp_path, HEADER + ROWS[0] + "\n")
+
+
+def test_one_broken_record_among_many_chunks_costs_only_its_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks Polars refuses are re-read record by record; the others stay whole."""
+    monkeypatch.setattr(csv_reader, "CHUNK_BYTES", 256)
+    rows = [f"u{i},i{i % 7},view,2026-01-0{1 + i % 3}T10:{i % 60:02d}:00Z" for i in range(300)]
+    rows[150] += ",extra"
+    rows[200] = 'u200,"i1,view,2026-01-01T10:00:00Z'
+    m = generic(tmp_path, HEADER + "\n".join(rows) + "\n")
+    assert quarantined(tmp_path) == [(152, "ragged_row"), (202, "unterminated_quote")]
+    assert lake_rows(tmp_path) + m["inputs"][0]["duplicates_dropped"] == 298 and reconciles(m)
+
+
+# ------------------------------------------------------------------ JSON lines and Parquet
+
+
+def test_jsonl_lists_objects_and_broken_lines_are_quarantined_by_physical_line(tmp_path: Path) -> None:
+    def line(user: object, item: object) -> str:
+        return json.dumps({"user_id": user, "item_id": item, "event_type": "view", "ts": "2026-01-01T10:00:00Z"})
+
+    lines = [line("u1", 1), "", line(["u1"], "i1"), line("u2", {"id": 1}), "not json", line("u3", 1.5), "[1, 2]"]
+    generic(tmp_path, "\n".join(lines) + "\n", "e.jsonl", "data.events.format=jsonl", "data.events.files=[e.jsonl]")
+    assert quarantined(tmp_path) == [(3, "bad_id"), (4, "bad_id"), (5, "invalid_json"), (7, "invalid_json")]
+    assert sorted(events(tmp_path / "lake" / "generic")["item_id"]) == ["1", "1.5"]  # numbers as written
+
+
+@pytest.mark.parametrize("ids", [[["u1"], ["u2"]], [{"id": "u1"}, {"id": "u2"}]], ids=["list", "struct"])
+def test_parquet_id_columns_of_lists_or_structs_are_refused(tmp_path: Path, ids: list) -> None:
+    raw = tmp_path / "raw" / "generic"
+    raw.mkdir(parents=True)
+    pl.DataFrame({"user_id": ids, "item_id": ["i1", "i2"], "event_type": "view", "ts": "2026-01-01"}).write_parquet(
+        raw / "e.parquet"
+    )
+    with pytest.raises(SourceError, match=r"e.parquet: column 'user_id' \(user_id\) holds"):
+        generic(tmp_path, b"", "placeholder.txt", "data.events.format=parquet", "data.events.files=[e.parquet]")
+
+
+def test_parquet_list_columns_beside_the_ids_become_json_text(tmp_path: Path) -> None:
+    raw = tmp_path / "raw" / "generic"
+    raw.mkdir(parents=True)
+    frame = {"user_id": ["u1"], "item_id": ["i1"], "event_type": ["view"], "ts": ["2026-01-01"], "tags": [["a", "b"]]}
+    pl.DataFrame(frame).write_parquet(raw / "e.parquet")
+    generic(
+        tmp_path,
+        b"",
+        "placeholder.txt",
+        "data.events.format=parquet",
+        "data.events.files=[e.parquet]",
+        "data.events.keep=[tags]",
+    )
+    assert events(tmp_path / "lake" / "generic")["tags"].to_list() == ['["a","b"]']
+
+
+# ------------------------------------------------------------------ RetailRocket items
+
+
+def test_retailrocket_items_files_reconcile_each_on_their_own_rows(tmp_path: Path) -> None:
+    d = tmp_path / "raw" / "retailrocket"
+    d.mkdir(parents=True)
+    (d / "events.csv").write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,10,\n")
+    (d / "item_properties_part1.csv").write_text(
+        "timestamp,itemid,property,value\n1435460400000,10,categoryid,7\n1435460400000,,categoryid,7\n"
+    )
+    (d / "item_properties_part2.csv").write_text(
+        "timestamp,itemid,property,value\n1431226800000,10,available,1\nyesterday,11,available,1\n"
+        "1431226800000,12,790,n1\n1431226800000,12,790,n1,extra\n"
+    )
+    (d / "category_tree.csv").write_text("categoryid,parentid\n7,1\n7,2\n,3\n")
+    m = run(compose("ingest", ["data=retailrocket", f"paths.data_dir={tmp_path}"])).manifest
+    counts = {
+        Path(i["path"]).name: (i["rows_in"], i["rows_written"], i["rows_quarantined"], i["quarantine_by_reason"])
+        for i in m["inputs"]
+        if i["table"] == "items"
+    }
+    assert counts == {
+        "item_properties_part1.csv": (2, 1, 1, {"missing:item_id": 1}),
+        "item_properties_part2.csv": (4, 2, 2, {"bad_timestamp": 1, "ragged_row": 1}),
+        "category_tree.csv": (3, 1, 2, {"duplicate:categoryid": 1, "missing:categoryid": 1}),
+    }
+    items = pl.read_parquet(tmp_path / "lake" / "retailrocket" / "items.parquet").sort("item_id")
+    assert items.select("item_id", "category", "available", "parent_category").rows() == [
+        ("10", "7", 1, "1"),
+        ("12", None, None, None),
+    ]

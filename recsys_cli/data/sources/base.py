@@ -8,7 +8,6 @@ source gets the same rules and the same quarantine reasons.
 
 from __future__ import annotations
 
-import csv
 import glob
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +18,13 @@ import polars as pl
 
 from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
+from recsys_cli.data.sources.csv_reader import READ_ERROR, Dialect, scan_records, sniff_eol
+from recsys_cli.data.sources.jsonl_reader import is_json_container, scan_jsonl
 from recsys_cli.errors import SourceError
 
 Format = Literal["csv", "jsonl", "parquet"]
-RAGGED = "_ragged"  # set on a last row cut short by a truncated file
+RAGGED = READ_ERROR  # why the reader could not split a record (ragged_row, unterminated_quote...); null if it could
+ID_COLUMNS = (Col.USER, Col.ITEM)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class TableSpec:
 
     `columns` maps contract name -> raw name; `constants` fills contract columns
     the raw table lacks (MovieLens has no event type: every row is a rating).
+    `rating_scale` (low, high), where set, bounds the value of rating events.
     """
 
     files: Sequence[str] = ()
@@ -52,51 +55,79 @@ class TableSpec:
     event_types: Mapping[str, str] | None = None
     timestamp: TimestampSpec = field(default_factory=TimestampSpec)
     keep: Sequence[str] = ()
+    rating_scale: Sequence[float] | None = None
 
     def resolve(self, root: Path) -> list[Path]:
         found: list[Path] = []
         for pattern in self.files:
             found.extend(Path(p) for p in sorted(glob.glob(str(root / pattern))))
+        folders = [p for p in found if p.is_dir()]
+        if folders:
+            raise SourceError(f"{folders[0]}: is a folder, but matches the file pattern {list(self.files)}")
         return found
 
 
-def scan_raw(path: Path, spec: TableSpec) -> pl.LazyFrame:
-    """Scan one raw file with every column as a string and a 1-based `_line`.
+@dataclass(frozen=True)
+class TableReport:
+    """What a source read for a table it derives from other records (RetailRocket
+    builds items from property snapshots): records per input file, and the records
+    it set aside, as quarantine rows (`Col.FILE`, `Col.LINE`, `Col.REASON`, `Col.TABLE`, text)."""
 
-    Empty fields are missing (null).
+    records: Mapping[str, int]
+    rejected: pl.DataFrame
+
+
+def scan_raw(path: Path, spec: TableSpec) -> pl.LazyFrame:
+    """Scan one raw file with every column as text, the 1-based physical line
+    `Col.LINE` of each record, and `RAGGED`, the reader's reason a record is broken.
+
+    Empty fields are missing (null). CSV and JSON lines go through our own streaming
+    readers (broken records are set aside, not fatal; see `csv_reader`), Parquet
+    through Polars.
     """
     _check_readable(path)
     if spec.format == "csv":
-        lf = pl.scan_csv(
-            path,
-            separator=spec.separator,
-            has_header=spec.has_header,
-            new_columns=list(spec.raw_columns) if spec.raw_columns else None,
-            infer_schema=False,
-            encoding="utf8-lossy",
-            empty_string_is_null=True,
-            row_index_name=Col.LINE,
-            row_index_offset=2 if spec.has_header else 1,
-            quote_char=spec.quote_char,
-        )
-    elif spec.format == "jsonl":
-        lf = pl.scan_ndjson(path, infer_schema_length=1000, row_index_name=Col.LINE, row_index_offset=1)
-        lf = lf.with_columns(pl.all().exclude(Col.LINE).cast(pl.String))
-    elif spec.format == "parquet":
-        lf = pl.scan_parquet(path).with_row_index(Col.LINE, offset=1)
-        lf = lf.with_columns(pl.all().exclude(Col.LINE).cast(pl.String))
-    else:
-        raise SourceError(f"{path}: unknown format '{spec.format}' (expected csv, jsonl or parquet)")
-    return lf
+        eol = sniff_eol(path)
+        dialect = Dialect(spec.separator, spec.quote_char, spec.has_header, eol)
+        return scan_records(path, dialect, list(spec.raw_columns) if spec.raw_columns else None)
+    if spec.format == "jsonl":
+        return scan_jsonl(path)
+    if spec.format == "parquet":
+        return _scan_parquet(path)
+    raise SourceError(f"{path}: unknown format '{spec.format}' (expected csv, jsonl or parquet)")
+
+
+def _scan_parquet(path: Path) -> pl.LazyFrame:
+    """Parquet columns as text; lists and structs as JSON text, so they can be shown, never as ids."""
+    lf = pl.scan_parquet(path)
+    schema = _parquet_schema(path, lf)
+    text = [
+        pl.struct(c).struct.json_encode().str.json_path_match("$.*").alias(c)
+        if t.is_nested()
+        else pl.col(c).cast(pl.String, strict=False)
+        for c, t in schema.items()
+    ]
+    return (
+        lf.select(*text)
+        .with_row_index(Col.LINE, offset=1)
+        .with_columns(pl.col(Col.LINE).cast(pl.UInt64), pl.lit(None, dtype=pl.String).alias(RAGGED))
+    )
+
+
+def _parquet_schema(path: Path, lf: pl.LazyFrame) -> pl.Schema:
+    try:
+        return lf.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise SourceError(f"{path}: cannot be read as parquet: {_first_line(exc)}") from exc
 
 
 def raw_schema(path: Path, spec: TableSpec) -> list[str]:
     """Column names of a raw file; a clear `SourceError` when it cannot be read at all."""
     try:
-        return [c for c in scan_raw(path, spec).collect_schema().names() if c != Col.LINE]
+        return [c for c in scan_raw(path, spec).collect_schema().names() if c not in (Col.LINE, RAGGED)]
     except pl.exceptions.NoDataError as exc:
         raise SourceError(f"{path}: file is empty (no header, no rows)") from exc
-    except (pl.exceptions.ComputeError, OSError) as exc:
+    except (pl.exceptions.PolarsError, OSError) as exc:
         raise SourceError(f"{path}: cannot be read as {spec.format}: {_first_line(exc)}") from exc
 
 
@@ -114,48 +145,45 @@ def map_columns(lf: pl.LazyFrame, spec: TableSpec, path: Path, required: Sequenc
         shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
         hint = " (wrong delimiter?)" if len(names) == 1 and spec.format == "csv" else ""
         raise SourceError(f"{path}: missing required column(s) {', '.join(missing)}; found [{shown}]{hint}")
+    if spec.format == "parquet":
+        _refuse_nested_ids(path, {**mapping, **{c: c for c in ID_COLUMNS if c not in mapping}})
     exprs = [pl.col(raw).alias(contract) for contract, raw in mapping.items() if raw in names]
     exprs += [pl.col(c) for c in names if c not in mapping and c not in mapping.values()]
     consts = [pl.lit(str(v) if v is not None else None, dtype=pl.String).alias(k) for k, v in spec.constants.items()]
-    lf = lf.select(pl.col(Col.LINE), *exprs)
-    truncated = _truncated_last_line(path, spec, len(names)) if spec.format == "csv" else None
-    lf = lf.with_columns((pl.col(Col.LINE) == truncated if truncated else pl.lit(False)).alias(RAGGED))
+    lf = lf.select(pl.col(Col.LINE), pl.col(RAGGED), *exprs)
+    if spec.format == "jsonl":
+        ids = [is_json_container(pl.col(c)) for c in ID_COLUMNS if c in mapping or c in names]
+        lf = lf.with_columns(pl.col(RAGGED).fill_null(pl.when(pl.any_horizontal(ids)).then(pl.lit("bad_id"))))
     return lf.with_columns(*consts) if consts else lf
 
 
-def _truncated_last_line(path: Path, spec: TableSpec, n_columns: int) -> int | None:
-    """Line number of the file's last line when it was cut short (no final newline
-    and fewer fields than the header), else None.
-
-    Polars pads short rows with empty fields, so a file truncated mid-row would
-    otherwise load its last row with silently shortened values.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        fh.seek(max(0, size - 65_536))
-        tail = fh.read()
-    if not tail or tail.endswith(b"\n"):
-        return None
-    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
-    fields = next(csv.reader([last], delimiter=spec.separator, quotechar=spec.quote_char or '"'), [])
-    if len(fields) >= n_columns:
-        return None
-    newlines = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            newlines += chunk.count(b"\n")
-    return newlines + 1
+def _refuse_nested_ids(path: Path, mapping: Mapping[str, str]) -> None:
+    """A Parquet id column of lists or structs holds no id in any row: refuse the file."""
+    schema = pl.read_parquet_schema(path)
+    for contract in ID_COLUMNS:
+        raw = mapping.get(contract, contract)
+        if raw in schema and schema[raw].is_nested():
+            raise SourceError(
+                f"{path}: column '{raw}' ({contract}) holds {schema[raw]} values; ids must be text or numbers"
+            )
 
 
 def read_small_table(path: Path, spec: TableSpec) -> pl.DataFrame:
-    """Items and users tables are small: read eagerly, typed later by the caller."""
+    """Items and users tables are small: read eagerly, typed later by the caller.
+
+    Keeps `Col.LINE` and `RAGGED` (the reader's reason a record is broken) and adds
+    `Col.FILE`, so every row can be quarantined and counted against its own file.
+    """
     lf = scan_raw(path, spec)
     names = raw_schema(path, spec)
     renames = {raw: contract for contract, raw in spec.columns.items() if raw in names}
-    df = lf.collect().rename(renames)
+    try:
+        df = lf.collect().rename(renames)
+    except pl.exceptions.PolarsError as exc:
+        raise SourceError(f"{path}: cannot be read as {spec.format}: {_first_line(exc)}") from exc
     for key, value in spec.constants.items():
         df = df.with_columns(pl.lit(value).alias(key))
-    return df.with_columns(pl.col(pl.String).replace("", None))
+    return df.with_columns(pl.col(pl.String).replace("", None), pl.lit(str(path)).alias(Col.FILE))
 
 
 def _check_readable(path: Path) -> None:

@@ -43,6 +43,8 @@ GENRES = (
 AGE_EDGES = (18, 25, 35, 45, 55)
 AGE_LABELS = ("<18", "18-24", "25-34", "35-44", "45-54", "55+")
 
+RATING_SCALE = (0.5, 5.0)  # MovieLens stars: whole in 100K, halves in the larger releases
+
 RECBOLE_EVENTS = TableSpec(
     files=("ml-100k.inter",),
     separator="\t",
@@ -55,6 +57,7 @@ RECBOLE_EVENTS = TableSpec(
     },
     constants={Col.EVENT: "rating"},
     timestamp=TimestampSpec(unit="s"),
+    rating_scale=RATING_SCALE,
 )
 ORIGINAL_EVENTS = TableSpec(
     files=("u.data",),
@@ -64,6 +67,7 @@ ORIGINAL_EVENTS = TableSpec(
     raw_columns=(Col.USER, Col.ITEM, Col.VALUE, Col.TS),
     constants={Col.EVENT: "rating"},
     timestamp=TimestampSpec(unit="s"),
+    rating_scale=RATING_SCALE,
 )
 
 

@@ -13,7 +13,14 @@ from typing import Any
 import polars as pl
 
 from recsys_cli.data.schema import EVENTS_REQUIRED, Col
-from recsys_cli.data.sources.base import TableSpec, TimestampSpec, map_columns, read_small_table, scan_raw
+from recsys_cli.data.sources.base import (
+    TableReport,
+    TableSpec,
+    TimestampSpec,
+    map_columns,
+    read_small_table,
+    scan_raw,
+)
 from recsys_cli.errors import SourceError
 
 
@@ -73,6 +80,10 @@ class TabularSource:
 
     def users(self) -> tuple[pl.DataFrame, str] | None:
         return self._table(self.users_spec, Col.USER)
+
+    def table_report(self, table: str) -> TableReport | None:
+        """None: every row of `items()`/`users()` is one record of its `Col.FILE`."""
+        return None
 
     def table_timestamp(self, table: str) -> TimestampSpec:
         spec = self.items_spec if table == "items" else self.users_spec
