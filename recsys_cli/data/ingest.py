@@ -46,9 +46,9 @@ from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableReport, TableSpec, TimestampSpec
 from recsys_cli.data.tables import ITEM_RULES, USER_RULES, prepare_table, table_inputs
-from recsys_cli.errors import LakeError, PiiKeyError, SourceError, ValidationThresholdError
+from recsys_cli.errors import LakeError, OutputError, PiiKeyError, SourceError, ValidationThresholdError
 from recsys_cli.registry.integrity import seal
-from recsys_cli.registry.outputs import LAKE, owned
+from recsys_cli.registry.outputs import LAKE, claim, owned
 
 WINDOW_WORKERS = 2
 
@@ -113,10 +113,26 @@ def _owns_lake(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(source: Source, lake: Path, *args: Any, **kwargs: Any) -> Any:
-        with owned(lake, LAKE, raw_inputs(source)):
+        inputs = raw_inputs(source)
+        _refuse_other_source(lake, claim(lake, LAKE, inputs), source.name)  # before the lock: touches nothing
+        with owned(lake, LAKE, inputs) as real:
+            _refuse_other_source(lake, real, source.name)  # again: another process may have written it meanwhile
             return fn(source, lake, *args, **kwargs)
 
     return cast(F, wrapper)
+
+
+def _refuse_other_source(lake: Path, real: Path, name: str) -> None:
+    """A lake holds one source: another source's lake is neither replaced nor appended to."""
+    try:
+        written = json.loads((real / MANIFEST).read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return  # no lake yet, or a damaged one that the ingest itself rebuilds or refuses
+    if isinstance(written, str) and written != name:
+        raise OutputError(
+            f"{lake}: refusing to replace the lake of source {written!r} with source {name!r} "
+            f"(not a {name} lake written by recsys); choose its own lake_dir"
+        )
 
 
 @_owns_lake

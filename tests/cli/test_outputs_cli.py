@@ -47,6 +47,12 @@ def test_ingest_into_the_data_folder_or_the_raw_folder_deletes_nothing(prepared:
     refused(["ingest", data, f"lake_dir={root / 'splits'}"], root, "not a lake written by recsys: no manifest.json")
     (split,) = (root / "splits" / "synth").iterdir()
     refused(["ingest", data, f"lake_dir={split}"], root, "not a lake written by recsys: it holds a split")
+    (root / "raw" / "generic").mkdir()
+    (root / "raw" / "generic" / "events.csv").write_text("user_id,item_id,event_type,ts\nu,i,view,2026-01-01\n")
+    lake = root / "lake" / "synth"
+    message = "refusing to replace the lake of source 'synth' with source 'generic'"
+    for append in ([], ["--append"]):
+        refused(["ingest", data, "data=generic", f"lake_dir={lake}", *append], root, message)
 
 
 def test_ingest_into_the_current_folder_is_refused(lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
