@@ -382,13 +382,16 @@ class TwoStageRanker(Recommender):
         self.tables, cards = _tables_from_state(state, len(self.users or ()), len(self.items))
         self.calibration = _calibration_from_state(state, self.params["calibration"])
         self.best_epoch = int(tensor(state, "best_epoch", (1,), "iu")[0]) or None
+        # The candidate features: three per generator, the category affinity, then the side tables.
+        n_numeric = 3 * len(self.params["generators"]) + 1
+        n_numeric += self.tables.items.numeric.shape[1] + self.tables.users.numeric.shape[1]
         if self.params["backend"] == "dcn":
-            n_numeric = tensor(state, "dcn.numeric_mean", (None,), "f").shape[0]
+            tensor(state, "dcn.numeric_mean", (n_numeric,), "f")
             self.network = self._network(cards, n_numeric)
             self.network.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("dcn.")})
             self.network.eval()
         else:
-            self.boosters = _boosters_from_state(state, self.best_epoch)
+            self.boosters = _boosters_from_state(state, self.best_epoch, n_numeric + len(cards))
         self.generators = {}
         for name, spec in self.params["generators"].items():
             model = _instantiate(spec, f"{META}: params.generators.{name}")
@@ -453,8 +456,10 @@ def _calibration_from_state(state: dict[str, np.ndarray], method: str) -> np.nda
     return params
 
 
-def _boosters_from_state(state: dict[str, np.ndarray], best_epoch: int | None) -> list[tuple[Any, int]]:
-    """The LightGBM boosters with the trees each predicts with."""
+def _boosters_from_state(
+    state: dict[str, np.ndarray], best_epoch: int | None, n_features: int
+) -> list[tuple[Any, int]]:
+    """The LightGBM boosters with the trees each predicts with, each reading `n_features` columns."""
     import lightgbm as lgb
 
     if "lightgbm" in state:  # saved before ensembles: one booster, predicting with best_epoch trees
@@ -468,6 +473,10 @@ def _boosters_from_state(state: dict[str, np.ndarray], best_epoch: int | None) -
             booster = lgb.Booster(model_str=text.tobytes().decode())
         except (lgb.basic.LightGBMError, UnicodeDecodeError, ValueError) as exc:
             raise StateError(f"LightGBM model {i} is not readable ({type(exc).__name__})") from None
+        if booster.num_feature() != n_features:
+            raise StateError(
+                f"LightGBM model {i} reads {booster.num_feature()} features; the candidates have {n_features}"
+            )
         if not 0 <= t <= booster.num_trees():
             raise StateError(f"lightgbm_trees asks LightGBM model {i} for {t} trees; it has {booster.num_trees()}")
         boosters.append((booster, t))

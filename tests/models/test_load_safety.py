@@ -164,6 +164,11 @@ def _bump(key: str, by: int) -> Callable[[dict[str, np.ndarray]], None]:
         ("ranker_lgbm", _bump("model.tables.item_category", 10**6), "item_category holds indices outside"),
         ("ranker_lgbm", _bump("model.gen.ease.x_indices", 10**6), "x_indices holds columns outside"),
         ("ranker_lgbm", lambda t: t.update({"model.lightgbm.0": t["model.lightgbm.0"][:40]}), "not readable"),
+        (
+            "ranker_lgbm",
+            lambda t: t.update({"model.tables.item_num": np.pad(t["model.tables.item_num"], ((0, 0), (0, 1)))}),
+            "LightGBM model 0 reads",
+        ),
     ],
 )
 def test_corrupt_arrays_are_refused_before_use(
