@@ -36,3 +36,21 @@ def friendly_errors(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def usage_error(exc: Exception) -> int:
+    """Print a usage error as one line (`recsys sweep run: Invalid value for
+    '--trials': ...`) and return its exit code; help already printed for a bare
+    command needs no more."""
+    code = int(getattr(exc, "exit_code", 2))
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return code
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    from rich.markup import escape
+
+    line = escape(" ".join(f"{where}{message}".split()))
+    err_console.print(f"[bold red]error:[/] {line} (see --help)", highlight=False, soft_wrap=True)
+    return code
