@@ -45,6 +45,18 @@ def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RECSYS_PII_KEY", raising=False)
 
 
+def test_an_unterminated_quote_in_the_id_field_never_prints_the_id(tmp_path: Path) -> None:
+    root = shop(tmp_path, [*GOOD[:3], f'"{SECRET},i1,view,2026-01-01T10:00:00Z', *GOOD[3:6]])
+    code, output = ingest(root)  # one broken record in seven: above the 5% threshold
+    assert code == 1 and "unterminated_quote" in output and SECRET not in output
+    code, output = ingest(root, "validation.max_bad_fraction=0.5")
+    assert code == 0, output
+    assert SECRET not in output and SECRET not in lake_text(root)
+    quarantined = pl.read_parquet(root / "lake" / "generic" / "quarantine")
+    assert quarantined.select("_line", "reason").rows() == [(5, "unterminated_quote")]
+    assert quarantined["user_id"].null_count() == 1  # a broken record keeps only where and why
+
+
 def test_a_reader_error_is_summarised_never_quoted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import polars.exceptions as ple
 
