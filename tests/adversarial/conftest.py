@@ -229,16 +229,19 @@ def assert_succeeded_cleanly(
     secrets: frozenset[str],
     root: Path,
     may_change: Iterable[str] = (),
+    may_hold_raw_ids: Iterable[str] = (),
 ) -> None:
-    """Exit 0, no traceback, only the expected paths changed, no raw identifier written."""
+    """Exit 0, no traceback, only the expected paths changed, no raw identifier written (except in
+    `may_hold_raw_ids`: files the user asked to receive raw ids in)."""
     problems: list[str] = []
     if result.returncode != 0:
         problems.append(f"exit code {result.returncode} (expected 0)")
     if "Traceback" in result.stdout or "Traceback" in result.stderr:
         problems.append("a traceback was printed")
     problems += [f"pre-existing path changed: {p}" for p in changed_paths(before, after, may_change)]
-    texts = [result.stdout, result.stderr, *(file_text(p) for p in written_files(root, before, after))]
-    leaks = leaked_secrets(texts, secrets)
+    exempt = {root / rel for rel in may_hold_raw_ids}
+    written = [p for p in written_files(root, before, after) if p not in exempt]
+    leaks = leaked_secrets([result.stdout, result.stderr, *(file_text(p) for p in written)], secrets)
     if leaks:
         problems.append(f"raw personal identifiers in the output: {len(leaks)} (e.g. {leaks[0][:3]}...)")
     assert not problems, "\n".join([*problems, result.describe(12)])
@@ -292,7 +295,11 @@ class Workspace:
         return result
 
     def handled(
-        self, *args: str | Path, env: dict[str, str] | None = None, may_change: Iterable[str] = ()
+        self,
+        *args: str | Path,
+        env: dict[str, str] | None = None,
+        may_change: Iterable[str] = (),
+        may_hold_raw_ids: Iterable[str] = (),
     ) -> CliResult:
         """Either outcome is acceptable, done cleanly: exit 0 as `succeeds`, or a refusal as `refused`."""
         if not self.before:
@@ -300,7 +307,7 @@ class Workspace:
         result = self.run(*args, env=env)
         after = snapshot(self.root)
         if result.returncode == 0:
-            assert_succeeded_cleanly(result, self.before, after, self.secrets, self.root, may_change)
+            assert_succeeded_cleanly(result, self.before, after, self.secrets, self.root, may_change, may_hold_raw_ids)
         else:
             assert_refused(result, self.before, after, self.secrets, self.root, may_change)
         return result

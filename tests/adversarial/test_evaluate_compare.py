@@ -107,13 +107,13 @@ def test_evaluate_from_another_folder_scores_the_same_window(ws: Workspace) -> N
 # ---------------------------------------------------------------- compare
 
 
-@pytest.mark.slice("F")
+@pytest.mark.slice("none")
 def test_compare_a_run_with_itself_is_refused(ws: Workspace) -> None:
     ws.refused("compare", ws.runs["ease"], ws.runs["ease"], "--resamples", "50")
 
 
 @pytest.mark.slow
-@pytest.mark.slice("F")
+@pytest.mark.slice("none")
 def test_compare_a_run_with_itself_through_another_spelling_is_refused(ws: Workspace) -> None:
     run = ws.runs["ease"]
     ws.refused("compare", run, f"./{run}/", "--resamples", "50")
