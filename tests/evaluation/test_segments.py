@@ -75,3 +75,17 @@ def test_item_table_by_hand() -> None:
     assert b["recall@1"] == 0.0 and b["recall@2"] == pytest.approx(1 / 2)
     assert np.isnan(a["recall@2"])  # nothing of group a was relevant
     assert unseen["recall@2"] == 0.0 and np.isnan(unseen["exposure_ratio@2"])
+
+
+def test_new_products_past_the_catalogue_count_once_each_in_the_unseen_group() -> None:
+    """Ground truth holds each product the model never saw in a column past the
+    catalogue (models.validation.Targets): two such products are two positives of
+    the `not in training` group, not one."""
+    g = segments.item_attribute("category", ["a", "a", "b"])
+    popularity = np.array([0.0, 6, 2, 2])
+    recs = np.array([[1, 3]])
+    truth = sp.csr_matrix(np.array([[0, 0, 0, 1, 1, 1]]))  # item 3, and two new products (columns 4, 5)
+    hit = np.array([[False, True]])
+    rows = {r["group"]: r for r in segments.item_table(g, recs, hit, truth, popularity, [2])}
+    assert rows[segments.UNSEEN]["positive_share"] == pytest.approx(2 / 3)
+    assert rows["b"]["positive_share"] == pytest.approx(1 / 3) and rows["b"]["recall@2"] == 1.0

@@ -129,3 +129,18 @@ def test_settings_are_checked() -> None:
         Settings(ks=[10, 10], primary="ndcg@10")
     with pytest.raises(ValueError, match="go beyond"):
         evaluate(planted_inputs(), Settings(ks=[5, 20], primary="ndcg@5", resamples=10))
+
+
+def test_new_products_in_the_truth_lower_recall_and_leave_the_catalogue_alone() -> None:
+    """User 0 also engaged with three products the model never saw (columns past
+    the catalogue): their recall@5 becomes 1/4 and NDCG@5 1 / IDCG(4); coverage and
+    the catalogue size still count the model's items only."""
+    inputs = planted_inputs()
+    extra = sp.csr_matrix((np.ones(3), ([0, 0, 0], [0, 1, 2])), shape=(N_USERS, 3))
+    inputs.truth = sp.hstack([inputs.truth, extra]).tocsr()
+    result = evaluate(inputs, SETTINGS)
+    assert result.per_user["recall@5"][0] == pytest.approx(1 / 4)
+    ideal = sum(1 / np.log2(r + 1) for r in range(1, 5))
+    assert result.per_user["ndcg@5"][0] == pytest.approx(1 / ideal)
+    assert result.summary["items"]["catalogue"] == N_ITEMS - 1
+    assert result.summary["beyond"]["coverage@1"] == pytest.approx(41 / 59)

@@ -48,3 +48,13 @@ def test_calibration_keeps_the_order(
     scores = np.sort(overconfident[2])
     probs = apply_calibration(method, params, scores)  # type: ignore[arg-type]
     assert (np.diff(probs) >= 0).all() and ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_isotonic_probabilities_are_the_fitted_steps_themselves() -> None:
+    """No share of the raw score is mixed in (the ranker orders ties by the raw score
+    instead), so a probability reported to a user is exactly the calibrated one."""
+    scores = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    labels = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+    params = fit_calibration("isotonic", scores, labels)
+    probs = apply_calibration("isotonic", params, np.array([0.0, 0.5, 2.0, 3.0, 5.0, 9.0]))
+    np.testing.assert_array_equal(probs, [0.0, 0.0, 0.5, 0.5, 1.0, 1.0])

@@ -56,3 +56,34 @@ def test_probabilities_stay_probabilities_for_unknown_users() -> None:
     assert ((cold >= 0.0) & (cold <= 1.0)).all()
     assert model.score(np.array([0]))[0, 1:].max() > 1.0  # the ranking: raw popularity counts
     assert cold.max() < 1.0
+
+
+def test_calibrated_ties_are_ranked_by_the_raw_score() -> None:
+    """An isotonic map gives whole ranges of raw scores one probability, and float32
+    merges more: the ranker's lists follow its raw scores across the top-k cut
+    (every candidate is above every other item), the same on every call, and
+    report the calibrated probabilities themselves."""
+    from recsys_cli.models.calibration import apply_calibration
+    from tests.models.conftest import checkerboard
+    from tests.models.test_contract import SMALL, make
+
+    data, _ = checkerboard()
+    model = make("ranker_lgbm", *SMALL["ranker_lgbm"]).fit(data)
+    users = np.arange(1, data.n_users)
+    calibrated, raw = model._score_with_tiebreak(users)
+    # A coarse isotonic map: two steps, so most candidates of a user share a probability.
+    middle = float(np.median(raw[np.isfinite(raw)]))
+    model.params["calibration"], model.calibration = "isotonic", np.array([middle, middle + 1e-9, 0.2, 0.6])
+    calibrated, raw = model._score_with_tiebreak(users)
+    assert (calibrated == np.float32(0.2)).sum() > users.size  # ties within users' lists
+    k = 4
+    top, scores = model.recommend(users, k, exclude_seen=False)
+    np.testing.assert_array_equal(top, model.recommend(users, k, exclude_seen=False)[0])
+    masked = np.where(np.isfinite(raw), raw, -np.inf)
+    masked[:, 0] = -np.inf
+    expected = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    candidates = np.isfinite(np.take_along_axis(masked, expected, axis=1)).all(axis=1)
+    assert candidates.mean() > 0.9
+    np.testing.assert_array_equal(top[candidates], expected[candidates])
+    probabilities = apply_calibration("isotonic", model.calibration, np.take_along_axis(raw, top, axis=1))
+    np.testing.assert_array_equal(scores[candidates], probabilities[candidates].astype(np.float32))
