@@ -6,9 +6,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from recsys_cli.data.events import SRC, day_windows, duplicate_mask
+from recsys_cli.data.events import SRC, day_windows, duplicate_mask, parse_events, rejected_rows, valid_rows
+from recsys_cli.data.personal import Personal
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
+from recsys_cli.data.sources.base import RAGGED, TableSpec
 
 
 def frame(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
@@ -45,3 +49,68 @@ def test_windows_hold_whole_days_up_to_the_row_budget(tmp_path: Path) -> None:
         (date(2026, 1, 4), date(2026, 1, 4)),
     ]
     assert day_windows(tmp_path, max_rows=100) == [(date(2026, 1, 1), date(2026, 1, 4))]
+
+
+# ------------------------------------------------------------------ the row validator, on arbitrary text
+
+COLUMNS = (Col.USER, Col.ITEM, Col.EVENT, Col.TS, Col.PRICE, Col.QUANTITY, Col.VALUE, Col.SESSION)
+LOW, HIGH = datetime(1990, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)
+TRICKY = [
+    "",
+    " ",
+    "\t",
+    " u1 ",
+    "u\n1",
+    "u\x001",
+    "\ufffd",
+    "view",
+    " VIEW ",
+    "purchase",
+    "rating",
+    "wishlist",
+    "2026-01-01",
+    "2026-01-01T10:00:00Z",
+    "2026-01-01 10:00:00.123+02",
+    "20260101T1000",
+    "2026-02-30",
+    "1767261600",
+    "0",
+    "-1",
+    "2.5",
+    "1e300",
+    "inf",
+    "-inf",
+    "NaN",
+    "1e12",
+    "999999999999999999999",
+    "[1]",
+    '{"a": 1}',
+]
+cell = st.one_of(st.none(), st.text(max_size=25), st.sampled_from(TRICKY))
+reader = st.one_of(st.none(), st.sampled_from(["ragged_row", "unterminated_quote", "too_few_fields"]))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(*(cell for _ in COLUMNS), reader), min_size=1, max_size=15))
+def test_every_row_is_written_or_quarantined_with_a_reason(rows: list[tuple[str | None, ...]]) -> None:
+    schema = {**dict.fromkeys(COLUMNS, pl.String), RAGGED: pl.String}
+    raw = pl.DataFrame(rows, schema=schema, orient="row").with_row_index(Col.LINE, offset=2).lazy()
+    parsed = parse_events(raw, TableSpec(rating_scale=(1, 5)), LOW, HIGH)
+    good = valid_rows(parsed, 0, Personal(), ()).collect()
+    bad = rejected_rows(parsed, Path("events.csv"), Personal()).collect()
+    assert good.height + bad.height == len(rows)
+    reasons = bad[Col.REASON]
+    assert reasons.null_count() == 0 and (reasons.str.len_bytes() > 0).all()
+    assert sorted([*good[Col.LINE], *bad[Col.LINE]]) == list(range(2, len(rows) + 2))
+    # What is written keeps the contract: real ids, a known type, a time in range, sane numbers.
+    for column in (Col.USER, Col.ITEM):
+        ids = good[column]
+        assert ids.null_count() == 0 and (ids.str.strip_chars() == ids).all()
+        assert not ids.str.contains(r"[\x00-\x1f\x7f]").any() and (ids.str.len_bytes() > 0).all()
+    assert good[Col.EVENT].null_count() == 0
+    assert good[Col.TS].is_between(LOW, HIGH).all()
+    for column in (Col.PRICE, Col.QUANTITY, Col.VALUE):
+        values = good[column].drop_nulls().cast(pl.Float64)
+        assert values.is_finite().all() and (values >= 0).all() and (values <= 1e12).all()
+    ratings = good.filter(pl.col(Col.EVENT) == "rating")[Col.VALUE]
+    assert ratings.null_count() == 0 and ratings.is_between(1, 5).all()

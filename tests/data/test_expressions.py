@@ -87,3 +87,64 @@ def test_event_reason_names_the_first_broken_rule(row: dict[str, object], reason
     low, high = datetime(1990, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)
     out = df.select(event_reason(raw, low, high).alias("r"))["r"][0]
     assert out == reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-01-02", datetime(2026, 1, 2, tzinfo=UTC)),
+        ("2026-01-02T10:00", datetime(2026, 1, 2, 10, tzinfo=UTC)),
+        ("2026-01-02 10:00", datetime(2026, 1, 2, 10, tzinfo=UTC)),
+        ("2026-01-02T10:00:05", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),  # naive = UTC
+        ("2026-01-02 10:00:05.5", datetime(2026, 1, 2, 10, 0, 5, 500000, tzinfo=UTC)),
+        ("2026-01-02T10:00:05.123456789Z", datetime(2026, 1, 2, 10, 0, 5, 123456, tzinfo=UTC)),
+        ("2026-01-02T10:00:05Z", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("2026-01-02t10:00:05z", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("2026-01-02T12:00:05+02:00", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("2026-01-02T12:00:05+0200", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("2026-01-02T12:00:05+02", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("2026-01-02T04:30:05-05:30", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("2026-01-02 12:00:05 +02:00", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("20260102T100005Z", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("2026-01-02T10:00:05,25Z", datetime(2026, 1, 2, 10, 0, 5, 250000, tzinfo=UTC)),
+        (" 2026-01-02T10:00:05Z ", datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)),
+        ("02/01/2026", None),
+        ("2026-13-01", None),
+        ("2026-02-30T10:00:00Z", None),
+        ("2026-01-02T25:00:00Z", None),
+        ("1767261600", None),
+    ],
+)
+def test_every_iso_8601_spelling_parses_row_by_row(raw: str, expected: datetime | None) -> None:
+    """One file may mix spellings: each row is read on its own, not by the first row's format."""
+    values = pl.Series(["2026-01-02T10:00:00Z", raw])  # another spelling first, as Polars would infer from
+    out = pl.select(parse_timestamp(pl.lit(values), TimestampSpec()).alias("t"))["t"]
+    assert out.dtype == UTC_DT
+    assert out.to_list() == [datetime(2026, 1, 2, 10, tzinfo=UTC), expected]
+
+
+@pytest.mark.parametrize("raw", ["inf", "-inf", "Infinity", "NaN", "nan", "1e300", "-1e300", "1e13"])
+def test_numbers_that_are_not_finite_or_absurdly_large_are_not_numbers(raw: str) -> None:
+    for dtype in (pl.Float64(), pl.Int32()):
+        assert pl.select(parse_number(pl.lit(raw), dtype)).item() is None
+
+
+def test_plausible_numbers_parse_with_surrounding_spaces() -> None:
+    out = pl.select(parse_number(pl.lit(pl.Series([" 9.5 ", "1e3", "-2", "1000000000000"])), pl.Float64()))
+    assert out.to_series().to_list() == [9.5, 1000.0, -2.0, 1e12]
+
+
+def test_ratings_outside_a_declared_scale_are_quarantined() -> None:
+    df = pl.DataFrame(
+        {"user_id": "u", "item_id": "i", "event_type": "rating", "ts": "2026-01-01", "value": ["0", "3", "5.5", "5"]}
+    ).with_columns(pl.lit(None, dtype=pl.String).alias(RAGGED))
+    df = df.with_columns(
+        parse_timestamp(pl.col("ts"), TimestampSpec()).alias("ts__p"),
+        map_event_type(pl.col("event_type"), None).alias("event_type__p"),
+        parse_number(pl.col("value"), pl.Float64()).alias("value__p"),
+    )
+    raw = ["user_id", "item_id", "event_type", "ts", "value"]
+    low, high = datetime(1990, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)
+    reasons = df.select(event_reason(raw, low, high, rating_scale=(1, 5)).alias("r"))["r"].to_list()
+    assert reasons == ["out_of_scale:value", None, "out_of_scale:value", None]
+    assert df.select(event_reason(raw, low, high).alias("r"))["r"].to_list() == [None] * 4  # no scale: no bound

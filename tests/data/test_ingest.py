@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from recsys_cli.data import ingest as ingest_mod
 from recsys_cli.data.lake import read_manifest, verify
-from recsys_cli.errors import PiiKeyError, SourceError, ValidationThresholdError
+from recsys_cli.errors import PiiKeyError, RecsysError, SourceError, ValidationThresholdError
 from recsys_cli.tasks.ingest import run
 from tests.conftest import GOOD_ROWS
 
@@ -299,3 +299,93 @@ def test_every_user_in_the_users_table_gets_a_pseudonym(
     run(ingest_cfg())
     users = pl.read_parquet(lake_dir / "users.parquet")
     assert users.height == 2 and users["user_id"].null_count() == 0
+
+
+def test_ids_are_trimmed_and_blank_ids_are_missing(
+    write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, raw_dir: Path
+) -> None:
+    write_events([*GOOD_ROWS, " u1 , i1 ,view,2026-01-03T09:00:00Z,,,", "  ,i2,view,2026-01-03T09:00:00Z,,,"])
+    (raw_dir / "items.csv").write_text("item_id,price\n i1 ,3\ni2,4\n")
+    run(ingest_cfg("validation.max_bad_fraction=0.5"))
+    df = events(lake_dir)
+    assert set(df["item_id"]) == {"i1", "i2", "i3"}
+    by_time = dict(zip(df["ts"].dt.to_string("%d %H"), df["user_id"], strict=True))
+    assert by_time["03 09"] == by_time["01 10"]  # " u1 " is u1: one pseudonym
+    assert quarantine(lake_dir).select("_line", "reason").rows() == [(8, "missing:user_id")]
+    assert sorted(pl.read_parquet(lake_dir / "items.parquet")["item_id"]) == ["i1", "i2"]
+
+
+@pytest.mark.parametrize("price", ["inf", "-inf", "NaN", "1e300", "-2"])
+def test_item_prices_that_are_no_prices_are_quarantined(
+    write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, raw_dir: Path, price: str
+) -> None:
+    write_events(GOOD_ROWS)
+    (raw_dir / "items.csv").write_text(f"item_id,price\ni1,9.5\ni2,{price}\n")
+    m = run(ingest_cfg()).manifest
+    assert pl.read_parquet(lake_dir / "items.parquet")["item_id"].to_list() == ["i1"]
+    reason = "negative:price" if price == "-2" else "bad_number:price"
+    assert quarantine(lake_dir).filter(pl.col("table") == "items").select("_line", "reason").rows() == [(3, reason)]
+    (entry,) = [i for i in m["inputs"] if i["table"] == "items"]
+    assert (entry["rows_in"], entry["rows_written"], entry["rows_quarantined"]) == (2, 1, 1)
+
+
+def test_each_items_file_reconciles_on_its_own_rows(
+    write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, raw_dir: Path
+) -> None:
+    write_events(GOOD_ROWS)
+    (raw_dir / "items-a.csv").write_text("item_id,price\ni1,1\ni2,x\n")
+    (raw_dir / "items-b.csv").write_text("item_id,price\ni3,2\ni1,5\ni4,1,extra\ni5,3\n")
+    m = run(ingest_cfg("validation.max_bad_fraction=0.5")).manifest
+    counts = {
+        Path(i["path"]).name: (i["rows_in"], i["rows_written"], i["rows_quarantined"], i["quarantine_by_reason"])
+        for i in m["inputs"]
+        if i["table"] == "items"
+    }
+    assert counts == {
+        "items-a.csv": (2, 1, 1, {"bad_number:price": 1}),
+        "items-b.csv": (4, 2, 2, {"duplicate:item_id": 1, "ragged_row": 1}),
+    }
+    q = quarantine(lake_dir).filter(pl.col("table") == "items").sort("_file", "_line")
+    assert [(Path(f).name, line) for f, line in q.select("_file", "_line").rows()] == [
+        ("items-a.csv", 3),
+        ("items-b.csv", 3),
+        ("items-b.csv", 4),
+    ]
+
+
+def test_append_rebuilds_a_changed_items_table_and_records_it(
+    write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, raw_dir: Path
+) -> None:
+    write_events(GOOD_ROWS, name="events-1.csv")
+    (raw_dir / "items.csv").write_text("item_id,price\ni1,1\ni2,bad\n")
+    run(ingest_cfg("validation.max_bad_fraction=0.5"))
+    (raw_dir / "items.csv").write_text("item_id,price\ni1,1.5\ni2,2\ni3,bad\n")
+    result = run(ingest_cfg("validation.max_bad_fraction=0.5"), append=True)
+    assert not result.no_op and "rebuilt items" in result.message
+    items = pl.read_parquet(lake_dir / "items.parquet").sort("item_id")
+    assert items.select("item_id", "price").rows() == [("i1", 1.5), ("i2", 2.0)]
+    (entry,) = [i for i in result.manifest["inputs"] if i["table"] == "items"]
+    assert (entry["run"], entry["rows_in"], entry["rows_quarantined"]) == (2, 3, 1)
+    assert result.manifest["quarantine_by_reason"] == {"bad_number:price": 1}  # the old items row is gone
+    assert verify(lake_dir) == []
+    # New events, same items: the table is kept as it is, not rebuilt or counted twice.
+    write_events(["u9,i9,view,2026-01-04T08:00:00Z,,,"], name="events-2.csv")
+    again = run(ingest_cfg("validation.max_bad_fraction=0.5"), append=True)
+    assert "rebuilt" not in again.message
+    assert [i["run"] for i in again.manifest["inputs"] if i["table"] == "items"] == [2]
+    assert again.manifest["quarantine_by_reason"] == {"bad_number:price": 1}
+
+
+def test_append_into_another_sources_lake_is_refused(
+    write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, tmp_path: Path
+) -> None:
+    write_events(GOOD_ROWS)
+    run(ingest_cfg())
+    ml = tmp_path / "raw" / "ml-100k"
+    ml.mkdir(parents=True)
+    (ml / "u.data").write_text("196\t242\t3\t881250949\n")
+    before = {p: p.stat().st_mtime_ns for p in lake_dir.rglob("*")}
+    cfg = ingest_cfg("data=movielens100k", f"lake_dir={lake_dir}")
+    with pytest.raises(RecsysError, match="generic"):
+        run(cfg, append=True)
+    assert {p: p.stat().st_mtime_ns for p in lake_dir.rglob("*")} == before

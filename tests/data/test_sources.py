@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recsys_cli.config import compose
 from recsys_cli.data.sources import csv_reader
-from recsys_cli.errors import SourceError
+from recsys_cli.errors import RecsysError, SourceError
 from recsys_cli.tasks.ingest import run
 
 
@@ -324,3 +330,85 @@ def test_retailrocket_items_files_reconcile_each_on_their_own_rows(tmp_path: Pat
         ("10", "7", 1, "1"),
         ("12", None, None, None),
     ]
+
+
+# ------------------------------------------------------------------ the CSV reader, on arbitrary bytes
+
+TRICKY_ROWS = [
+    b"u1,i1,view,2026-01-01T10:00:00Z",
+    b"u2,i2,purchase,2026-01-02 10:00:00+02",
+    b"u3,i1,view,2026-01-01T10:00:00Z,extra,fields",
+    b'"u4,i1,view,2026-01-01T10:00:00Z',
+    b'u5,"i""1",view,2026-01-01',
+    b'u6,"i1"x,view,2026-01-01',
+    b'u7,"multi',
+    b'line",view,2026-01-01',
+    b"u8,i\x001,view,2026-01-01",
+    b"u9,caf\xe9,view,2026-01-01",
+    b"\xef\xbb\xbf",
+    b'"',
+    b",,,",
+    b"",
+    b"u10," + b"x" * 3000 + b",view,2026-01-01",
+]
+row_bytes = st.one_of(st.binary(max_size=40), st.sampled_from(TRICKY_ROWS))
+
+
+def _physical_records(body: bytes, eol: bytes) -> int:
+    """Records of a body without quotes: one per line, a final line break ends the last one."""
+    return 0 if not body else body.count(eol) + (0 if body.endswith(eol) else 1)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(row_bytes, max_size=10), st.sampled_from([b"\n", b"\r\n", b"\r"]), st.booleans())
+def test_arbitrary_rows_after_a_valid_header_never_crash_and_reconcile(
+    rows: list[bytes], eol: bytes, final_break: bool
+) -> None:
+    body = eol.join(rows) + (eol if final_break and rows else b"")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        try:
+            m = generic(root, HEADER.encode().replace(b"\n", eol) + body, "events.csv", "validation.max_bad_fraction=1")
+        except RecsysError as exc:  # a clean refusal: one line naming the file, never a raw value
+            assert "\n" not in str(exc) and "events.csv" in str(exc)
+            return
+        (entry,) = m["inputs"]
+        assert entry["rows_in"] == entry["rows_written"] + entry["rows_quarantined"] + entry["duplicates_dropped"]
+        lines = body.count(b"\n" if b"\n" in HEADER.encode().replace(b"\n", eol) + body else b"\r") + 2
+        if (root / "lake" / "generic" / "quarantine").exists():
+            seen = pl.read_parquet(root / "lake" / "generic" / "quarantine")["_line"]
+            assert seen.is_unique().all() and seen.is_between(2, lines).all()
+        if b'"' not in body and eol != b"\r":
+            assert entry["rows_in"] == _physical_records(body, b"\n")
+
+
+def test_the_cli_reads_a_hostile_csv_without_a_traceback(tmp_path: Path) -> None:
+    """The real `recsys ingest`, in a subprocess: broken records cost their row, never the run."""
+    raw = tmp_path / "raw" / "generic"
+    raw.mkdir(parents=True)
+    rows = [
+        *(r for r in TRICKY_ROWS if r),
+        *(f"u{i},i{i % 3},view,2026-01-01T1{i % 10}:00:00Z".encode() for i in range(40)),
+    ]
+    (raw / "events.csv").write_bytes(HEADER.encode() + b"\r\n".join(rows) + b"\r\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recsys_cli",
+            "ingest",
+            "data=generic",
+            f"paths.data_dir={tmp_path}",
+            "validation.max_bad_fraction=0.5",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RECSYS_DEBUG": ""},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    m = json.loads((tmp_path / "lake" / "generic" / "manifest.json").read_text())
+    (entry,) = m["inputs"]
+    assert entry["rows_in"] == entry["rows_written"] + entry["rows_quarantined"] + entry["duplicates_dropped"]
+    assert {"ragged_row", "unterminated_quote", "bad_quote", "bad_id", "invalid_utf8"} <= set(m["quarantine_by_reason"])
