@@ -64,13 +64,15 @@ def test_calibrated_ties_are_ranked_by_the_raw_score() -> None:
     (every candidate is above every other item), the same on every call, and
     report the calibrated probabilities themselves."""
     from recsys_cli.models.calibration import apply_calibration
+    from recsys_cli.models.ranker import TwoStageRanker
     from tests.models.conftest import checkerboard
     from tests.models.test_contract import SMALL, make
 
     data, _ = checkerboard()
     model = make("ranker_lgbm", *SMALL["ranker_lgbm"]).fit(data)
+    assert isinstance(model, TwoStageRanker)
     users = np.arange(1, data.n_users)
-    calibrated, raw = model._score_with_tiebreak(users)
+    _, raw = model._score_with_tiebreak(users)
     # A coarse isotonic map: two steps, so most candidates of a user share a probability.
     middle = float(np.median(raw[np.isfinite(raw)]))
     model.params["calibration"], model.calibration = "isotonic", np.array([middle, middle + 1e-9, 0.2, 0.6])
