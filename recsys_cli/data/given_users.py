@@ -153,7 +153,11 @@ def match_user_ids(given: pl.Series, known: pl.Series, key: PiiKey | None, path:
         )
     unknown = int((~(frame["as_raw"] | frame["as_is"])).sum())
     if unknown == given.len():
-        hint = "" if key is not None else " (without the lake's key only pseudonymised ids can match: set it)"
+        hint = (
+            ""
+            if key is not None
+            else " (raw ids match only through the lake's key, and the run's lake or that key was not found)"
+        )
         raise SourceError(f"{path}: none of its {given.len():,} user ids is known to this run's model{hint}")
     lake_ids = frame.select(
         pl.when(pl.col("as_raw")).then(pl.col("pseudo")).otherwise(pl.col("given")).alias(Col.USER)

@@ -63,7 +63,7 @@ def test_a_file_matching_nobody_is_refused_without_quoting_it() -> None:
     known = pl.Series([pseudonym("u1", KEY, "user_id")])
     with pytest.raises(SourceError, match="none of its 2 user ids is known") as raised:
         match_user_ids(pl.Series(["ann@private.example", "u1"]), known, None, Path("users.csv"))
-    assert "ann@" not in str(raised.value) and "set it" in str(raised.value)
+    assert "ann@" not in str(raised.value) and "lake's key" in str(raised.value)
 
 
 def test_an_id_that_matches_both_ways_is_refused() -> None:
