@@ -222,6 +222,25 @@ def _refuse_bad_parent(path: Path | str, real: Path, kind: str) -> None:
             return
 
 
+def claim_container(path: Path | str, kind: str, inputs: Iterable[Path | str | None] = ()) -> Path:
+    """A folder a command adds new entries to but never replaces (`runs_dir`, `sweeps_dir`):
+    whatever else it holds stays, but it is never a file, never an input and never
+    inside one (runs written into the raw folder or the lake would corrupt them)."""
+    real = Path(path).resolve()
+    for given in inputs:
+        if given is None or str(given) == "":
+            continue
+        other = Path(given).resolve()
+        if other == real or other in real.parents:
+            raise OutputError(
+                f"{path}: refusing to write {kind}s inside the input {given}; outputs never overlap inputs"
+            )
+    _refuse_bad_parent(path, real, kind)
+    if real.exists() and not real.is_dir():
+        raise OutputError(f"{path}: cannot write {kind}s here: it is a file, not a folder")
+    return real
+
+
 # -- single-file outputs ----------------------------------------------------------------------------------------
 
 

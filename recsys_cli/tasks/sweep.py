@@ -88,7 +88,7 @@ def prepare(
     raw = OmegaConf.to_container(cfg.sweep, resolve=True)
     assert isinstance(raw, dict)
     node = _checked({str(k): v for k, v in raw.items()}, train_overrides, [int(k) for k in cfg.eval.ks])
-    name = study or f"{cfg.data.name}-{node['name']}"
+    name = study if study is not None else f"{cfg.data.name}-{node['name']}"  # --study "" is no name
     if not STUDY_NAME.fullmatch(name):
         raise ConfigError(f"study name {name!r}: use letters, digits, '.', '_' and '-'")
     out = (Path(cfg.sweeps_dir) / name).resolve()
@@ -119,7 +119,7 @@ def _claim_folder(out: Path, cfg: Any) -> None:
     data the trials read; it is marked as a sweep's before the study is created in it."""
     from recsys_cli.data.lake import MANIFEST, write_json
 
-    claim(out, SWEEP, [cfg.get(key) for key in ("lake_dir", "split_dir", "features_dir")])
+    claim(out, SWEEP, [cfg.get(key) for key in ("lake_dir", "split_dir", "features_dir")] + [cfg.data.get("path")])
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).is_file():
         write_json(out / MANIFEST, {KIND: SWEEP, "study": out.name})

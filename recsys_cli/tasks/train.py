@@ -26,6 +26,7 @@ from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
 from recsys_cli.registry import environment, lineage
+from recsys_cli.registry.outputs import RUN, claim_container
 from recsys_cli.registry.run_dir import ENVIRONMENT, METRICS, MODEL, PER_USER, new_run, publish_run
 from recsys_cli.splits.base import TEST, VAL
 from recsys_cli.splits.targets import COLD
@@ -44,6 +45,8 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     # Absolute data folders, and their manifests' digests as read now: a run is only
     # ever scored on the data it was trained on (registry/lineage.py).
     cfg = lineage.pinned(cfg)
+    reads = [cfg.get(key) for key in ("lake_dir", "split_dir", "features_dir")] + [cfg.data.get("path")]
+    claim_container(cfg.runs_dir, RUN, reads)  # never runs written into the data they are trained on
     trained_on = lineage.record(cfg)
     part = str(cfg.part)
     if part not in (VAL, TEST):

@@ -73,6 +73,12 @@ def test_split_into_the_raw_folder_or_the_lake_is_refused_and_a_rerun_replaces_i
     refused(["features", data, f"split_dir={out}", f"features_dir={out}"], lake, "refusing to replace the input")
 
 
+def test_runs_are_never_written_into_the_data_they_are_trained_on(prepared: Path) -> None:
+    data = f"paths.data_dir={prepared}"
+    for inside in (prepared / "raw" / "synth", prepared / "lake" / "synth"):
+        refused(["train", data, "model=popularity", f"runs_dir={inside}"], prepared, "refusing to write runs inside")
+
+
 def test_synth_never_writes_over_someone_elses_export(tmp_path: Path) -> None:
     export = tmp_path / "export"
     export.mkdir()

@@ -14,7 +14,7 @@ import pytest
 from recsys_cli.data.lake import recover, staged_version
 from recsys_cli.errors import OutputError
 from recsys_cli.registry import outputs
-from recsys_cli.registry.outputs import claim, claim_file, kind_of, lock, lock_file
+from recsys_cli.registry.outputs import claim, claim_container, claim_file, kind_of, lock, lock_file
 
 
 def manifest(folder: Path, **content: object) -> Path:
@@ -172,6 +172,19 @@ def test_a_project_folder_is_never_an_output(tmp_path: Path, marker: str) -> Non
     (project / marker).touch()
     with pytest.raises(OutputError, match=r"refusing to replace a project folder \(it holds .git or pyproject.toml\)"):
         claim(project, "lake")
+
+
+def test_a_container_keeps_what_it_holds_but_never_lies_in_an_input_or_is_a_file(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    (runs / "notes.txt").parent.mkdir()
+    (runs / "notes.txt").write_text("mine")
+    assert claim_container(runs, "run", [tmp_path / "data" / "lake"]) == runs.resolve()
+    claim_container(tmp_path, "run", [tmp_path / "data" / "lake"])  # holding an input is fine: nothing is replaced
+    for inside in (tmp_path / "data" / "lake", tmp_path / "data" / "lake" / "runs"):
+        with pytest.raises(OutputError, match="refusing to write runs inside the input"):
+            claim_container(inside, "run", [tmp_path / "data" / "lake"])
+    with pytest.raises(OutputError, match="cannot write runs here: it is a file, not a folder"):
+        claim_container(runs / "notes.txt", "run")
 
 
 # -- the shared swap ---------------------------------------------------------------------------------------------

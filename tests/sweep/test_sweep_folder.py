@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from recsys_cli.config import DEFAULT_CONF_DIR
-from recsys_cli.errors import OutputError
+from recsys_cli.errors import ConfigError, OutputError
 from recsys_cli.tasks.sweep import prepare
 
 
@@ -30,3 +30,8 @@ def test_a_study_folder_never_holds_the_data_the_trials_read(tmp_path: Path) -> 
     with pytest.raises(OutputError, match="refusing to replace a folder that holds the input"):
         prepare(["model=sasrec", f"sweeps_dir={tmp_path}", f"paths.data_dir={tmp_path}/synth-sasrec"], DEFAULT_CONF_DIR)
     assert not any(tmp_path.iterdir())
+
+
+def test_an_empty_study_name_is_refused_not_replaced_by_the_default(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="study name ''"):
+        prepare(["model=sasrec", f"sweeps_dir={tmp_path}"], DEFAULT_CONF_DIR, study="")
