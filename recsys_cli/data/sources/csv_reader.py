@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+import numpy as np
 import polars as pl
 from polars.io.plugins import register_io_source
 
@@ -44,8 +45,10 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import SourceError
 
 READ_ERROR = "_ragged"  # why the reader could not split a record into fields; null when it could
-CHUNK_BYTES = 8 << 20
-MAX_CHUNK_BYTES = 64 << 20  # a quoted field may span lines, but not past this
+CHUNK_BYTES = 4 << 20
+MAX_CHUNK_BYTES = 16 << 20  # a quoted field may span lines, but not past this
+SMALL_PART = 64 << 10  # a refused part this small is parsed by `csv`, not cut again
+QUOTE_ERRORS = ("unterminated_quote", "bad_quote")
 SNIFF_BYTES = 1 << 16
 HEADER_BYTES = 1 << 20
 BOM = b"\xef\xbb\xbf"
@@ -275,24 +278,72 @@ def _drop_lines(chunk: bytes, eol: bytes, n: int) -> bytes:
 
 
 def parse_chunk(chunk: bytes, first_line: int, dialect: Dialect, columns: list[str], truncated: bool) -> pl.DataFrame:
-    """Records of one chunk of whole lines: by Polars when it can, else by `csv`.
+    """Records of one chunk of whole lines: by Polars where it can, else by `csv`.
 
-    `truncated`: the chunk ends the file without a line break; its last record is
-    parsed by `csv`, which can tell a short record from a full one.
+    A part Polars refuses is cut at record ends (`_cut_points`) and each piece tried
+    again, down to SMALL_PART bytes: a few bad records cost a few small pieces of
+    Python parsing, not the file. After a record `csv` cannot split (a quote), the
+    rest of the part goes back to Polars. `truncated`: the chunk ends the file
+    without a line break; its last record is parsed by `csv`, which can tell a short
+    record from a full one.
     """
-    body, tail = chunk, b""
-    if truncated:
-        cut = chunk.rfind(dialect.eol) + 1
-        quote = dialect.quote_char.encode() if dialect.quote_char else None
-        balanced = not quote or chunk.count(quote, 0, cut) % 2 == 0
-        body, tail = (chunk[:cut], chunk[cut:]) if balanced else (b"", chunk)
-    frames = []
-    if body:
-        fast = _parse_fast(body, first_line, dialect, columns)
-        frames.append(fast if fast is not None else _parse_careful(body, first_line, dialect, columns, False))
-    if tail:
-        frames.append(_parse_careful(tail, first_line + body.count(dialect.eol), dialect, columns, True))
+    frames: list[pl.DataFrame] = []
+    todo = [(chunk, first_line)]  # a stack: the next part last
+    while todo:
+        part, line = todo.pop()
+        ends_file = truncated and not part.endswith(dialect.eol)
+        fast = None if ends_file else _parse_fast(part, line, dialect, columns)
+        if fast is not None:
+            frames.append(fast)
+            continue
+        cuts = _cut_points(part, dialect, ends_file, len(columns))
+        if cuts:
+            todo += reversed(_pieces(part, line, [0, *cuts, len(part)], dialect.eol))
+            continue
+        frame, rest = _parse_careful(part, line, dialect, columns, ends_file)
+        frames.append(frame)
+        todo += [rest] if rest is not None else []
     return pl.concat(frames) if len(frames) > 1 else frames[0]
+
+
+def _pieces(part: bytes, line: int, bounds: list[int], eol: bytes) -> list[tuple[bytes, int]]:
+    """`part` cut at `bounds`, each piece with the physical line it starts on."""
+    out = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        out.append((part[a:b], line))
+        line += part.count(eol, a, b)
+    return out
+
+
+def _cut_points(part: bytes, dialect: Dialect, ends_file: bool, n_columns: int) -> list[int]:
+    """Where to cut a part Polars refused, at line ends outside quotes (record ends).
+
+    Around every record with more separators than columns allow, so Polars reads the
+    rest in a few pieces; else nearest the middle, to halve the search; the last one
+    when the part ends the file (its final record goes to `csv`). With no record end
+    inside the part, its first line opens a quote that never closes where a record
+    could end: that line is cut off alone, as the broken record. None: parse by `csv`.
+    """
+    data = np.frombuffer(part, dtype=np.uint8)
+    ends = np.flatnonzero(data == dialect.eol[0]) + 1
+    if not len(ends) or (not ends_file and len(part) <= SMALL_PART):
+        return []
+    separators = data == ord(dialect.separator)
+    records = ends
+    if dialect.quote_char and dialect.quote_char.encode() in part:
+        inside = np.bitwise_xor.accumulate((data == ord(dialect.quote_char)).view(np.uint8))
+        records = ends[inside[ends - 1] == 0]
+        separators &= inside == 0
+    inner = records[records < len(part)]
+    if not len(inner):
+        return [int(ends[0])] if ends[0] < len(part) else []
+    if ends_file:
+        return [int(inner[-1])]
+    starts = np.concatenate([[0], records[:-1]])
+    before = np.searchsorted(np.flatnonzero(separators), np.concatenate([starts, records[-1:]]))
+    ragged = np.flatnonzero(np.diff(before) + 1 > n_columns)
+    cuts = {int(c) for i in ragged for c in (starts[i], records[i])} - {0, len(part)}
+    return sorted(cuts) or [int(inner[np.argmin(np.abs(inner - len(part) // 2))])]
 
 
 def _parse_fast(chunk: bytes, first_line: int, dialect: Dialect, columns: list[str]) -> pl.DataFrame | None:
@@ -321,13 +372,16 @@ def _parse_fast(chunk: bytes, first_line: int, dialect: Dialect, columns: list[s
 
 
 def _parse_careful(
-    chunk: bytes, first_line: int, dialect: Dialect, columns: list[str], truncated: bool
-) -> pl.DataFrame:
-    """Record by record; a record `csv` cannot split is set aside at its first line."""
-    lines = _lines(chunk, dialect.eol)
+    part: bytes, first_line: int, dialect: Dialect, columns: list[str], truncated: bool
+) -> tuple[pl.DataFrame, tuple[bytes, int] | None]:
+    """Record by record up to the first one `csv` cannot split, which is set aside at
+    its first line; returns the rows and the part after that line, if any."""
+    raw = part.split(dialect.eol)
+    lines = _lines(raw, dialect.eol, part.endswith(dialect.eol))
     rows: list[list[str | None]] = []
     numbers: list[int] = []
     errors: list[str | None] = []
+    rest = None
     for start, fields, error in _records(lines, dialect):
         if error is None and len(fields) > len(columns):
             error = "ragged_row"
@@ -336,25 +390,30 @@ def _parse_careful(
         rows.append(_fit(fields, len(columns)))
         numbers.append(first_line + start)
         errors.append(error)
+        if error in QUOTE_ERRORS:
+            after = dialect.eol.join(raw[start + 1 :])
+            rest = (after, first_line + start + 1) if after else None
+            break
     frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String()), orient="row")
-    return frame.with_columns(
+    frame = frame.with_columns(
         pl.Series(Col.LINE, numbers, dtype=pl.UInt64), pl.Series(READ_ERROR, errors, dtype=pl.String)
     )
+    return frame, rest
 
 
-def _lines(chunk: bytes, eol: bytes) -> list[str]:
+def _lines(raw_lines: list[bytes], eol: bytes, ends_with_eol: bool) -> list[str]:
     """Physical lines with their break, decoded as `utf8-lossy` does; a stray CR
     (or LF in a CR file) inside a line becomes SENTINEL, since `csv` would end the
     record there while Polars keeps it as text."""
     stray = "\n" if eol == b"\r" else "\r"
     out = []
-    for raw in chunk.split(eol):
+    for raw in raw_lines:
         text = raw.decode("utf-8", errors="replace")
         body = text.removesuffix("\r") if eol == b"\n" else text
         if stray in body:
             text = body.replace(stray, SENTINEL) + text[len(body) :]
         out.append(text + eol.decode())
-    if chunk.endswith(eol):
+    if ends_with_eol:
         out.pop()
     else:
         out[-1] = out[-1][: -len(eol)]
@@ -362,7 +421,8 @@ def _lines(chunk: bytes, eol: bytes) -> list[str]:
 
 
 def _records(lines: list[str], dialect: Dialect) -> Iterator[tuple[int, list[str], str | None]]:
-    """(index of the record's first line, fields, error) for every record in `lines`."""
+    """(index of the record's first line, fields, error) for each record in `lines`, up
+    to and with the first one `csv` cannot split (its fields as far as they go)."""
     feeder = _Feeder(lines)
     with _field_limit():
         reader = _reader(feeder, dialect, strict=True)
@@ -374,15 +434,13 @@ def _records(lines: list[str], dialect: Dialect) -> Iterator[tuple[int, list[str
                 return
             except csv.Error:
                 error = "bad_quote" if feeder.pos == start + 1 and feeder.pos < len(lines) else "unterminated_quote"
-                feeder.pos = start + 1
                 yield start, _lenient(lines[start], dialect), error
-                reader = _reader(feeder, dialect, strict=True)
-                continue
+                return
             yield start, [f.replace(SENTINEL, "\r") if SENTINEL in f else f for f in fields], None
 
 
 class _Feeder:
-    """An iterator over lines whose position can be moved back after a bad record."""
+    """An iterator over lines that tells how far `csv` has read."""
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
