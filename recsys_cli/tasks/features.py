@@ -27,7 +27,6 @@ from recsys_cli.errors import SplitError
 from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
 from recsys_cli.features.leakage import Leak, check_leakage
 from recsys_cli.registry.outputs import FEATURES, KIND, claim
-from recsys_cli.registry.outputs import FEATURES, KIND
 from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
 from recsys_cli.splits.global_temporal import parse_instant
 from recsys_cli.splits.targets import TargetSpec
