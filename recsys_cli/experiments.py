@@ -210,7 +210,7 @@ def load_experiment(path: Path | str) -> Experiment:
         path=path,
         name=path.stem,
         description=r.text(top["description"], "description") if "description" in top else "",
-        preset=r.text(top["preset"], "preset"),
+        preset=_preset(r, top["preset"]),
         data=_data(r, top["data"]),
         folds=folds,
         parts=tuple(p for p in PARTS if p in parts),  # val first: test reads val's best epoch
@@ -296,3 +296,12 @@ def _kind(value: Any) -> str:
 
 def _list(values: Any) -> str:
     return ", ".join(sorted(values)) if isinstance(values, set) else ", ".join(values)
+
+
+def _preset(r: _Reader, value: Any) -> str:
+    """A preset is a file name in conf/experiment/, never a path: `../` would compose
+    any YAML on the machine into the chain's configs."""
+    name = r.text(value, "preset")
+    if not all(c.isalnum() or c in "_-" for c in name):
+        raise r.fail("preset", f"must name a file of conf/experiment/ (letters, digits, _ or -), got {name[:60]!r}")
+    return name

@@ -123,6 +123,7 @@ def test_every_shipped_experiment_loads_and_names_a_preset_that_exists(path: Pat
 
 MALFORMED = [
     ("missing preset", VALID.replace("preset: synth_small\n", ""), "preset: missing"),
+    ("preset is a path", VALID.replace("preset: synth_small", "preset: ../../tmp/x"), "preset: must name a file of"),
     ("unknown field", VALID + "expect: {}\n", "expect: unknown field"),
     ("not a mapping", "- a\n- b\n", "top level: must be a mapping"),
     ("empty file", "", "top level: must be a mapping, got nothing"),
