@@ -148,4 +148,18 @@ def _config(run: Path) -> DictConfig:
         raise IntegrityError(f"{run / CONFIG}: unreadable ({type(exc).__name__}); {RETRAIN}") from None
     if not isinstance(cfg, DictConfig):
         raise IntegrityError(f"{run / CONFIG}: not a mapping; {RETRAIN}")
+    if _interpolates(OmegaConf.to_container(cfg, resolve=False)):
+        # Saved resolved, so `${...}` was written by someone else: `${oc.env:...}` would
+        # copy an environment variable (a key) into whatever a command writes.
+        raise IntegrityError(f"{run / CONFIG}: holds a ${{...}} interpolation, which train never writes; {RETRAIN}")
     return cfg
+
+
+def _interpolates(node: Any) -> bool:
+    if isinstance(node, str):
+        return "${" in node
+    if isinstance(node, dict):
+        return any(_interpolates(k) or _interpolates(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_interpolates(v) for v in node)
+    return False

@@ -125,3 +125,11 @@ def test_remade_or_moved_data_is_refused_but_the_files_may_still_be_read(
     (data / "lake").rename(data / "lake-moved")
     with pytest.raises(IntegrityError, match="the lake it was trained on .* is gone"):
         open_run(run)
+
+
+def test_a_config_interpolation_is_refused_even_under_a_recomputed_manifest(tmp_path: Path, cfg: OmegaConf) -> None:
+    folder = staged(tmp_path, cfg)
+    (folder / CONFIG).write_text("fold: ${oc.env:RECSYS_PII_KEY}\n")  # would copy the key into outputs
+    run = publish_run(folder, {})
+    with pytest.raises(IntegrityError, match="interpolation, which train never writes"):
+        open_run(run)
