@@ -21,6 +21,7 @@ def compose(name: str, overrides: list[str] | None = None, config_dir: Path | st
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
 
     from recsys_cli.errors import ConfigError
     from recsys_cli.schemas import validate
@@ -33,7 +34,7 @@ def compose(name: str, overrides: list[str] | None = None, config_dir: Path | st
             cfg = hydra_compose(config_name=name, overrides=list(overrides or []))
         validate(name, cfg)  # every key's type and range (recsys_cli/schemas/), as one line
         return cfg
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, YAMLError) as exc:  # YAMLError: a config file that is not YAML
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
         raise ConfigError(f"config '{name}': " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
 

@@ -150,8 +150,9 @@ class _Reader:
         return ConfigError(f"{self.path}: {where or 'top level'}: {problem}")
 
     def mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"must be a mapping, got {_kind(value)}")
+        if not isinstance(value, dict):  # a whole file that is no experiment is never echoed
+            got = _kind(value) if where or not isinstance(value, str) else "text"
+            raise self.fail(where, f"must be a mapping, got {got}")
         for key in value:
             if not isinstance(key, str):
                 raise self.fail(where, f"keys must be strings, got {key!r}")
@@ -274,6 +275,7 @@ def _tolerance(r: _Reader, metric: str, value: Any, parts: tuple[str, ...], fold
         raise r.fail(where, f"part {part!r} is not trained (chain.parts: {_list(parts)})")
     if folds is not None and scope != MEAN and scope not in folds:
         raise r.fail(where, f"fold {scope!r} is not run (chain.folds: {_list(folds)})")
+    _check_ranked_metric(r, where, name)
     spec = r.mapping(value, where, _TOLERANCE)
     if "value" not in spec:
         raise r.fail(f"{where}.value", "missing")
@@ -286,12 +288,28 @@ def _tolerance(r: _Reader, metric: str, value: Any, parts: tuple[str, ...], fold
     )
 
 
+def _check_ranked_metric(r: _Reader, where: str, name: str) -> None:
+    """A `metric@k` must be one `recsys train` reports, or the check could only ever
+    come out missing; other names (users, best_epoch, a model's diagnostics) pass."""
+    if "@" not in name:
+        return
+    from recsys_cli.evaluation.metrics import RANKING_METRICS
+
+    metric, _, k = name.partition("@")
+    known = (*RANKING_METRICS, "coverage")
+    if metric not in known or not k.isdigit() or int(k) < 1:
+        raise r.fail(where, f"{name!r} is not a metric train reports ({'|'.join(known)}@k, k >= 1)")
+
+
 def _kind(value: Any) -> str:
+    """A wrong value as shown in a message: short values as written, anything long
+    (a whole other file read as YAML, which may hold personal data) by its size only."""
     if value is None:
         return "nothing"
     if isinstance(value, dict | list):
         return f"a {type(value).__name__}"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {type(value).__name__} of {len(str(value)):,} characters"
 
 
 def _list(values: Any) -> str:

@@ -148,7 +148,21 @@ MALFORMED = [
     ),
     ("generator and raw", VALID.replace("source: synth", "source: synth\n  raw: x"), "data.raw: give either"),
     ("generator value", VALID.replace("seed: 7", "seed: [7]"), "data.generator.seed: must be a string, number"),
+    (
+        "unknown ranked metric",
+        VALID.replace("fold-0/test/ndcg@10", "fold-0/test/happiness@10"),
+        "expected.fold-0/test/happiness@10: 'happiness@10' is not a metric train reports",
+    ),
+    ("metric at k zero", VALID.replace("fold-0/test/ndcg@10", "fold-0/test/ndcg@0"), "'ndcg@0' is not a metric"),
 ]
+
+
+def test_a_file_that_is_no_experiment_is_never_echoed(tmp_path: Path) -> None:
+    """A CSV of customer ids given by mistake reads as one YAML string: the message names its type only."""
+    path = write(tmp_path, "user_id,item_id\nC0000137,P0000033\n")
+    with pytest.raises(ConfigError, match="top level: must be a mapping, got text$") as info:
+        load_experiment(path)
+    assert "C0000137" not in str(info.value)
 
 
 @pytest.mark.parametrize(("text", "message"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])

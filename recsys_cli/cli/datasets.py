@@ -18,9 +18,13 @@ def list_(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
 
     from recsys_cli.config import compose
     from recsys_cli.console import console, rows_table
+    from recsys_cli.errors import ConfigError
 
+    sources = sorted((Path(config_dir) / "data").glob("*.yaml"))
+    if not sources:
+        raise ConfigError(f"{Path(config_dir) / 'data'}: no data source configs; is --config-dir a conf folder?")
     rows = []
-    for path in sorted((Path(config_dir) / "data").glob("*.yaml")):
+    for path in sources:
         cfg = compose("ingest", [f"data={path.stem}", *(overrides or [])], config_dir)
         raw = Path(cfg.data.path)
         lake = Path(cfg.lake_dir)

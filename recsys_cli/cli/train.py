@@ -34,7 +34,7 @@ def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
 @friendly_errors
 def recommend(
     run: Annotated[Path, typer.Argument(help="Run folder written by `recsys train`.")],
-    k: Annotated[int, typer.Option("--k", min=1, help="Items per user (>= 1).")] = 10,
+    k: Annotated[int, typer.Option("--k", min=1, max=1_000_000, help="Items per user.")] = 10,
     users: Annotated[Path | None, typer.Option("--users", help="Parquet or CSV with a user_id column.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output Parquet [RUN/recommendations.parquet].")] = None,
     include_seen: Annotated[bool, typer.Option("--include-seen", help="Do not exclude already-seen items.")] = False,

@@ -95,14 +95,16 @@ class RawTable(Schema):
 class Generator(Schema):
     """Size and behaviour of the synthetic shop (`data/synth.py:SynthConfig`)."""
 
-    n_events: PositiveInt = optional()
-    n_days: PositiveInt = optional()
+    # Upper bounds keep a typo (an extra zero or six) from running for days or
+    # allocating past any machine's memory; far above what a demo or benchmark needs.
+    n_events: Annotated[Int, Field(ge=1, le=10**10)] = optional()
+    n_days: Annotated[Int, Field(ge=1, le=36_500)] = optional()
     start: Day = optional()
-    n_users: Count = optional()  # 0: derived from n_events
-    n_items: Count = optional()
-    n_categories: PositiveInt = optional()
-    n_brands: PositiveInt = optional()
-    n_clusters: PositiveInt = optional()
+    n_users: Annotated[Int, Field(ge=0, le=10**8)] = optional()  # 0: derived from n_events
+    n_items: Annotated[Int, Field(ge=0, le=10**8)] = optional()
+    n_categories: Annotated[Int, Field(ge=1, le=10_000)] = optional()
+    n_brands: Annotated[Int, Field(ge=1, le=10**6)] = optional()
+    n_clusters: Annotated[Int, Field(ge=1, le=1_000)] = optional()
     new_item_share: Probability = optional()
     drift: Probability = optional()
     favourite_share: Probability = optional()
@@ -212,7 +214,7 @@ class Features(Schema):
     half_life_days: Positive | None = optional()
     dedup: Literal["sum", "max", "last"] = optional()
     max_len: PositiveInt = optional()
-    windows_days: list[Positive] = optional()
+    windows_days: Annotated[list[Positive], Field(min_length=1)] = optional()
     vocab_min_count: PositiveInt = optional()
     vocab_columns: list[Text] = optional()
     ranker_windows: Count = optional()

@@ -89,7 +89,7 @@ def _per_user(path: Path, metric: str) -> pl.DataFrame:
     if not file.is_file():
         raise sig.ComparisonError(f"{path}: no {PER_USER}; it is written by `recsys train` (retrain older runs)")
     columns = pl.read_parquet_schema(file)
-    if metric not in columns:
+    if metric not in columns or metric == Col.USER:  # the id column is not a metric
         found = ", ".join(c for c in columns if c != Col.USER)
         raise sig.ComparisonError(f"{file}: no {metric!r} column (found: {found})")
     return pl.read_parquet(file, columns=[Col.USER, metric])

@@ -49,6 +49,7 @@ def run(
     path = claim_file(target, RECOMMENDATIONS, reads)
     model = Recommender.load(run_dir / MODEL)
     assert model.users is not None and model.items is not None
+    k = min(k, len(model.items.tokens))  # never more than the catalogue (--k 10**20 allocates nothing)
     if users_file:
         given = read_user_ids(users_file)
         known = pl.Series(model.users.tokens[1:], dtype=pl.String)

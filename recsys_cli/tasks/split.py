@@ -14,8 +14,9 @@ from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
 from recsys_cli.data.lake import MANIFEST, decoding, open_lake, scan_events, sha256_file, staged_version, write_sealed
 from recsys_cli.data.schema import Col
+from recsys_cli.errors import SplitError
 from recsys_cli.registry.outputs import KIND, SPLIT
-from recsys_cli.splits.base import PART, PARTS, TEST, VAL, Fold, Splitter
+from recsys_cli.splits.base import PART, PARTS, TEST, TRAIN, VAL, Fold, Splitter
 from recsys_cli.splits.targets import COLD, TargetSpec, ground_truth
 
 
@@ -71,7 +72,18 @@ def _write_fold(folder: Path, assigned: pl.LazyFrame, fold: Fold, spec: TargetSp
     by_part = {p: {"rows": 0, "users": 0} for p in PARTS} | {
         r[PART]: {"rows": r["rows"], "users": r["users"]} for r in counts.iter_rows(named=True)
     }
+    _refuse_empty_parts(fold, by_part)
     return {**fold.to_json(), "parts": by_part, "targets": {"val": _target_counts(val), "test": _target_counts(test)}}
+
+
+def _refuse_empty_parts(fold: Fold, by_part: dict[str, dict[str, int]]) -> None:
+    """A fold with nothing to train on or nothing to test is a split of nothing
+    (cutoffs given past the lake's last event, or before its first): refused,
+    instead of a split whose every metric would be empty."""
+    for part, where in ((TRAIN, f"before {fold.val_start}"), (TEST, f"from {fold.test_start} to {fold.test_end}")):
+        if by_part[part]["rows"] == 0:
+            window = where if fold.val_start is not None else "(per user)"
+            raise SplitError(f"{fold.name}: no events in the {part} part {window}; check the split's cutoffs")
 
 
 def _target_counts(targets: pl.DataFrame) -> dict[str, int]:

@@ -59,9 +59,16 @@ def test_synth_refuses_non_positive_sizes_and_writes_nothing(tmp_path: Path, ove
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize("k", ["0", "-1"])
-def test_recommend_refuses_k_below_one(tmp_path: Path, k: str) -> None:
+@pytest.mark.parametrize("k", ["0", "-1", "1.5", "abc", "1000001", "99999999999999999999"])
+def test_recommend_refuses_k_out_of_range(tmp_path: Path, k: str) -> None:
     refused(["recommend", str(tmp_path), "--k", k], "--k", code=2)
+
+
+def test_split_refuses_cutoffs_past_the_lakes_events(lake: Path, tmp_path: Path) -> None:
+    out = tmp_path / "split"
+    args = ["split", f"paths.data_dir={lake}", f"split_dir={out}", "split.val_cutoff=2031-01-01"]
+    refused([*args, "split.test_cutoff=2031-02-01"], "fold-0: no events in the test part from 2031-02-01")
+    assert not out.exists()
 
 
 def test_the_recommend_task_refuses_k_below_one_before_reading_the_run(tmp_path: Path) -> None:
@@ -126,3 +133,18 @@ def test_a_usage_error_of_the_real_cli_is_one_line(args: list[str]) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: recsys ") and "Traceback" not in proc.stderr
+
+
+def test_datasets_list_refuses_a_config_dir_without_data_sources(tmp_path: Path) -> None:
+    refused(["datasets", "list", "--config-dir", str(tmp_path / "no" / "conf")], "no data source configs")
+
+
+def test_a_config_file_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:
+    import shutil
+
+    from recsys_cli.config import DEFAULT_CONF_DIR
+
+    shutil.copytree(DEFAULT_CONF_DIR, tmp_path / "conf")
+    (tmp_path / "conf" / "data" / "broken.yaml").write_text("name: [unclosed\n")
+    output = refused(["datasets", "list", "--config-dir", str(tmp_path / "conf")], "broken.yaml")
+    assert output.startswith("error: config 'ingest': while parsing") and output.count("\n") == 1
