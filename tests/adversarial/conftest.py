@@ -172,8 +172,9 @@ def written_files(root: Path, before: dict[str, Entry], after: dict[str, Entry])
 
 
 def _is_raw_input(rel: str) -> bool:
+    """A raw input folder (`data/raw*/`, also inside a reproduction's work folder)."""
     parts = rel.split("/")
-    return len(parts) > 1 and parts[0] == "data" and parts[1].startswith("raw")
+    return any(a == "data" and b.startswith("raw") for a, b in zip(parts, parts[1:], strict=False))
 
 
 # ---------------------------------------------------------------- assertions

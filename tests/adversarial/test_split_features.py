@@ -153,8 +153,8 @@ def test_train_refuses_missing_features(ws: Workspace) -> None:
 
 @pytest.mark.slow
 @pytest.mark.slice("B2")
-def test_check_leakage_refuses_missing_features(ws: Workspace) -> None:
-    ws.refused("check-leakage", "features_dir=data/features/synth/nosuch")
+def test_check_leakage_refuses_a_missing_split(ws: Workspace) -> None:
+    ws.refused("check-leakage", "split_dir=data/splits/synth/nosuch")
 
 
 @pytest.mark.slow
