@@ -83,6 +83,19 @@ def test_every_shipped_config_and_option_validates(primary: str, overrides: list
     compose(primary, overrides)
 
 
+@pytest.mark.parametrize("sweep", options("sweep"))
+def test_every_value_a_shipped_search_space_can_draw_validates(sweep: str) -> None:
+    from omegaconf import OmegaConf
+
+    from recsys_cli.sweep.search_space import SearchSpace, to_override
+
+    base = [f"model={sweep_model(sweep)}"]
+    cfg = compose("sweep", [*base, f"sweep={sweep}"])
+    space = SearchSpace.from_config(OmegaConf.to_container(cfg.sweep.params))  # type: ignore[arg-type]
+    for params in space.probes():
+        compose("train", [*base, *cfg.sweep.fixed, *(to_override(k, v) for k, v in params.items())])
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_experiment_file_composes_and_validates(path: Path, tmp_path: Path) -> None:
     from recsys_cli.experiments import load_experiment

@@ -26,7 +26,7 @@ def compare(
         list[Path], typer.Argument(metavar="RUN...", help="Run folders of one window; the first is the control.")
     ],
     metric: Annotated[str, typer.Option("--metric", help="Per-user metric column, e.g. recall@20.")] = "ndcg@10",
-    resamples: Annotated[int, typer.Option("--resamples", min=1, help="Bootstrap resamples.")] = 10_000,
+    resamples: Annotated[int, typer.Option("--resamples", min=1, max=1_000_000, help="Bootstrap resamples.")] = 10_000,
     alpha: Annotated[
         float,
         typer.Option(

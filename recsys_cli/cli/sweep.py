@@ -49,7 +49,8 @@ def run(
         str | None, typer.Option("--timeout", help="Start no trial after this long, e.g. 3600, 45m, 2h.")
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Worker processes on this machine (one GPU each when several).")
+        int,
+        typer.Option("--workers", min=1, max=256, help="Worker processes on this machine (one GPU each when several)."),
     ] = 1,
     storage: Annotated[
         str | None,

@@ -97,6 +97,11 @@ Int = Annotated[int, BeforeValidator(_whole)]
 PositiveInt = Annotated[Int, Field(ge=1)]
 Count = Annotated[Int, Field(ge=0)]
 Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
+# Sizes that allocate memory get generous upper bounds: a typo (dim=640000000) is
+# refused in one line instead of failing deep in an allocator with a traceback.
+Width = Annotated[Int, Field(ge=1, le=65_536)]  # an embedding or layer width, factors
+Batch = Annotated[Int, Field(ge=1, le=10_000_000)]
+Resamples = Annotated[Int, Field(ge=1, le=1_000_000)]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]

@@ -9,11 +9,12 @@ from pydantic import Field, model_validator
 
 from recsys_cli.abtest.experiment import RATIO_METRICS
 from recsys_cli.schemas._base import (
+    Int,
     NonNegative,
     OpenUnit,
     Positive,
-    PositiveInt,
     Probability,
+    Resamples,
     Schema,
     Seed,
     Text,
@@ -89,14 +90,14 @@ class OffPolicy(Schema):
 
 class AbTest(Schema):
     part: Literal["val", "test"] | None
-    slate_size: PositiveInt
+    slate_size: Annotated[Int, Field(ge=1, le=10_000)]
     exclude_seen: bool
     assignment: Assignment
     primary_metric: RatioMetric  # type: ignore[valid-type]
     alpha: OpenUnit
     power: OpenUnit
     target_lift: Positive
-    resamples: PositiveInt
+    resamples: Resamples
     offpolicy: OffPolicy
     simulator: Simulator  # type: ignore[valid-type]
     sequential: Sequential  # type: ignore[valid-type]

@@ -24,6 +24,7 @@ from recsys_cli.schemas._base import (
     Positive,
     PositiveInt,
     Probability,
+    Resamples,
     Scalar,
     Schema,
     Text,
@@ -213,7 +214,7 @@ class Features(Schema):
     weights: dict[EventType, NonNegative | Literal["value"]] = optional()
     half_life_days: Positive | None = optional()
     dedup: Literal["sum", "max", "last"] = optional()
-    max_len: PositiveInt = optional()
+    max_len: Annotated[Int, Field(ge=1, le=100_000)] = optional()
     windows_days: Annotated[list[Positive], Field(min_length=1)] = optional()
     vocab_min_count: PositiveInt = optional()
     vocab_columns: list[Text] = optional()
@@ -294,7 +295,7 @@ class TrainEval(Schema):
 
 
 class Bootstrap(Schema):
-    resamples: PositiveInt
+    resamples: Resamples
     confidence: OpenUnit
     seed: Annotated[Int, Field(ge=0)]
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from recsys_cli.schemas._base import (
+    Batch,
     Count,
     Dropout,
     Int,
@@ -23,6 +24,7 @@ from recsys_cli.schemas._base import (
     Schema,
     Seed,
     Text,
+    Width,
     by_target,
     fail,
     optional,
@@ -51,7 +53,7 @@ class SegmentPopularity(Schema):
 class EASE(Schema):
     target_: Literal["recsys_cli.models.ease.EASE"] = Field(alias="_target_")
     l2: Positive = optional()  # 0 leaves the Gram matrix singular
-    max_items: PositiveInt = optional()
+    max_items: Annotated[Int, Field(ge=1, le=100_000)] = optional()  # a dense max_items^2 matrix
 
 
 class ItemKNN(Schema):
@@ -63,7 +65,7 @@ class ItemKNN(Schema):
 
 class ALS(Schema):
     target_: Literal["recsys_cli.models.implicit_mf.ALS"] = Field(alias="_target_")
-    factors: PositiveInt = optional()
+    factors: Width = optional()
     regularization: NonNegative = optional()
     alpha: NonNegative = optional()
     iterations: PositiveInt = optional()
@@ -72,7 +74,7 @@ class ALS(Schema):
 
 class ImplicitBPR(Schema):
     target_: Literal["recsys_cli.models.implicit_mf.ImplicitBPR"] = Field(alias="_target_")
-    factors: PositiveInt = optional()
+    factors: Width = optional()
     learning_rate: Positive = optional()
     regularization: NonNegative = optional()
     iterations: PositiveInt = optional()
@@ -84,7 +86,7 @@ class _Neural(Schema):
 
     lr: Positive = optional()
     weight_decay: NonNegative = optional()
-    batch_size: PositiveInt = optional()
+    batch_size: Batch = optional()
     patience: Count = optional()
     seed: Seed = optional()
     trainer: Trainer | None = optional()
@@ -92,15 +94,15 @@ class _Neural(Schema):
 
 class BPRMF(_Neural):
     target_: Literal["recsys_cli.models.bpr_mf.BPRMF"] = Field(alias="_target_")
-    dim: PositiveInt = optional()
+    dim: Width = optional()
 
 
 class SASRec(_Neural):
     target_: Literal["recsys_cli.models.sasrec.SASRec"] = Field(alias="_target_")
-    max_len: PositiveInt = optional()
-    dim: PositiveInt = optional()
-    heads: PositiveInt = optional()
-    layers: PositiveInt = optional()
+    max_len: Annotated[Int, Field(ge=1, le=100_000)] = optional()
+    dim: Width = optional()
+    heads: Annotated[Int, Field(ge=1, le=256)] = optional()
+    layers: Annotated[Int, Field(ge=1, le=64)] = optional()
     dropout: Dropout = optional()
     negatives: Count = optional()
     train_stride: PositiveInt | None = optional()
@@ -114,11 +116,11 @@ class SASRec(_Neural):
 
 class TwoTower(_Neural):
     target_: Literal["recsys_cli.models.two_tower.TwoTower"] = Field(alias="_target_")
-    dim: PositiveInt = optional()
+    dim: Width = optional()
     dropout: Dropout = optional()
     temperature: Positive = optional()
     hard_negatives: Count = optional()
-    hard_pool: PositiveInt = optional()
+    hard_pool: Annotated[Int, Field(ge=1, le=1_000_000)] = optional()
     side_features: bool = optional()
 
 
@@ -144,14 +146,14 @@ class TwoStageRanker(_Neural):
     target_: Literal["recsys_cli.models.ranker.TwoStageRanker"] = Field(alias="_target_")
     recursive: Literal[False] = Field(default=False, alias="_recursive_")
     generators: Annotated[dict[Name, Generator], Field(min_length=1)] = optional()  # type: ignore[valid-type]
-    n_candidates: PositiveInt = optional()
+    n_candidates: Annotated[Int, Field(ge=1, le=100_000)] = optional()
     backend: Literal[BACKENDS] = optional()  # type: ignore[valid-type]
     calibration: Literal[CALIBRATIONS] = optional()  # type: ignore[valid-type]
     holdout: OpenUnit = optional()
     max_users_per_window: PositiveInt = optional()
-    embedding_dim: PositiveInt = optional()
-    cross_layers: Count = optional()
-    hidden: list[PositiveInt] = optional()
+    embedding_dim: Width = optional()
+    cross_layers: Annotated[Int, Field(ge=0, le=64)] = optional()
+    hidden: list[Width] = optional()
     dropout: Dropout = optional()
     lightgbm: dict[Text, Scalar] | None = optional()
     lightgbm_grid: dict[Text, Annotated[list[Scalar], Field(min_length=1)]] | None = optional()

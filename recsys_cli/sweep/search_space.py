@@ -87,6 +87,12 @@ class Param:
         """A legal value, to check that the key exists before any trial runs."""
         return self.choices[0] if self.type == "categorical" else (int(self.low) if self.type == "int" else self.low)
 
+    def extremes(self) -> list[Scalar]:
+        """Every value a config check must accept: both ends of a range, every choice."""
+        if self.type == "categorical":
+            return list(self.choices)
+        return [int(self.low), int(self.high)] if self.type == "int" else [self.low, self.high]
+
     def describe(self) -> dict[str, Any]:
         """JSON form: what a study records of its search space."""
         out: dict[str, Any] = {"type": self.type}
@@ -130,6 +136,13 @@ class SearchSpace:
 
     def probe(self) -> dict[str, Scalar]:
         return {p.name: p.probe() for p in self.params}
+
+    def probes(self) -> list[dict[str, Scalar]]:
+        """The probe, then each parameter at each of its extremes with the others at
+        the probe: a value the config schema refuses shows up before any trial."""
+        base = self.probe()
+        varied = [{**base, p.name: v} for p in self.params for v in p.extremes() if v != base[p.name]]
+        return [base, *varied]
 
     def describe(self) -> dict[str, dict[str, Any]]:
         return {p.name: p.describe() for p in self.params}

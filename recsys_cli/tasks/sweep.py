@@ -265,7 +265,8 @@ def _dry_compose(plan: SweepPlan) -> None:
     from recsys_cli.config import compose
 
     try:
-        compose("train", plan.trial_overrides(plan.space().probe()), Path(plan.config_dir))
+        for params in plan.space().probes():  # each end of every range and every choice
+            compose("train", plan.trial_overrides(params), Path(plan.config_dir))
     except ConfigError as exc:
         raise ConfigError(f"the search space does not fit the train config: {exc}") from exc
 

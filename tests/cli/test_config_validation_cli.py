@@ -113,6 +113,13 @@ def test_sweep_refuses_an_unwritable_storage_before_making_its_folder(tmp_path: 
         assert not sweeps.exists() and blocker.read_text() == "mine\n"
 
 
+def test_sweep_refuses_a_search_space_drawing_a_value_the_schema_refuses(tmp_path: Path) -> None:
+    sweeps = tmp_path / "sweeps"
+    args = ["sweep", "model=bpr_mf", "sweep=tiny", f"sweeps_dir={sweeps}", "sweep.params.model.dim.choices=[8,0]"]
+    refused(args, "the search space does not fit the train config: config 'train': model.dim = 0: must be >= 1")
+    assert not sweeps.exists()
+
+
 def test_sweep_show_refuses_a_negative_top() -> None:
     refused(["sweep", "show", "nosuch", "--top", "-1"], "--top", code=2)
 

@@ -100,16 +100,18 @@ def _conf_with_sweeps_dir(tmp_path: Path) -> Path:
 
 
 def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(prepared: Path, tmp_path: Path) -> None:
-    bad_batch = [
-        "+sweep.params.model.batch_size={type:categorical,choices:[256,0]}",
-        "sweep.enqueue=[{model.batch_size:0,model.dim:8},{model.batch_size:256,model.dim:8},{model.batch_size:256,model.dim:16}]",
+    # A fold the split does not have: a valid setting (a value the config schema refuses
+    # is refused before the first trial) that fails when the trial reads its features.
+    bad_fold = [
+        "+sweep.params.fold={type:categorical,choices:[fold-0,fold-9]}",
+        "sweep.enqueue=[{fold:fold-9,model.dim:8},{fold:fold-0,model.dim:8},{fold:fold-0,model.dim:16}]",
     ]
-    result = _sweep(*_args(prepared, tmp_path, *bad_batch), "--trials", "3")
+    result = _sweep(*_args(prepared, tmp_path, *bad_fold), "--trials", "3")
     assert result.exit_code == 0, result.output
     trials = _trials(tmp_path)
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
-    assert trials[0].params["model.batch_size"] == 0
-    assert "batch_size" in trials[0].user_attrs["error"] and "failed" in result.output
+    assert trials[0].params["fold"] == "fold-9"
+    assert "fold-9" in trials[0].user_attrs["error"] and "failed" in result.output
 
 
 def test_pruning_stops_a_trial_that_does_not_learn(prepared: Path, tmp_path: Path) -> None:

@@ -110,3 +110,19 @@ def test_an_override_parses_back_to_the_same_value(value: Any) -> None:
     (parsed,) = OverridesParser.create().parse_overrides([to_override("model.x", value)])
     assert parsed.key_or_group == "model.x"
     assert parsed.value() == value and type(parsed.value()) is type(value)
+
+
+def test_probes_cover_both_ends_of_each_range_and_every_choice() -> None:
+    space = SearchSpace.from_config(
+        {
+            "model": {
+                "lr": {"type": "float", "low": 0.1, "high": 1.0},
+                "dim": {"type": "categorical", "choices": [8, 16]},
+            }
+        }
+    )
+    assert space.probes() == [
+        {"model.lr": 0.1, "model.dim": 8},
+        {"model.lr": 1.0, "model.dim": 8},
+        {"model.lr": 0.1, "model.dim": 16},
+    ]
