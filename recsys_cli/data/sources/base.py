@@ -118,7 +118,7 @@ def _parquet_schema(path: Path, lf: pl.LazyFrame) -> pl.Schema:
     try:
         return lf.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise SourceError(f"{path}: cannot be read as parquet: {_first_line(exc)}") from exc
+        raise SourceError(f"{path}: cannot be read as parquet: {polars_error_summary(exc)}") from exc
 
 
 def raw_schema(path: Path, spec: TableSpec) -> list[str]:
@@ -128,7 +128,7 @@ def raw_schema(path: Path, spec: TableSpec) -> list[str]:
     except pl.exceptions.NoDataError as exc:
         raise SourceError(f"{path}: file is empty (no header, no rows)") from exc
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise SourceError(f"{path}: cannot be read as {spec.format}: {_first_line(exc)}") from exc
+        raise SourceError(f"{path}: cannot be read as {spec.format}: {polars_error_summary(exc)}") from exc
 
 
 def map_columns(lf: pl.LazyFrame, spec: TableSpec, path: Path, required: Sequence[str]) -> pl.LazyFrame:
@@ -180,7 +180,7 @@ def read_small_table(path: Path, spec: TableSpec) -> pl.DataFrame:
     try:
         df = lf.collect().rename(renames)
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"{path}: cannot be read as {spec.format}: {_first_line(exc)}") from exc
+        raise SourceError(f"{path}: cannot be read as {spec.format}: {polars_error_summary(exc)}") from exc
     for key, value in spec.constants.items():
         df = df.with_columns(pl.lit(value).alias(key))
     return df.with_columns(pl.col(pl.String).replace("", None), pl.lit(str(path)).alias(Col.FILE))
@@ -191,8 +191,3 @@ def _check_readable(path: Path) -> None:
         raise SourceError(f"{path}: file not found")
     if path.is_file() and path.stat().st_size == 0:
         raise SourceError(f"{path}: file is empty (no header, no rows)")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The reader's error in our words: its own text can quote a cell (a user id, an e-mail)."""
-    return polars_error_summary(exc)

@@ -98,7 +98,8 @@ class MovieLensSource(TabularSource):
             # u.item is Latin-1 and pipe-separated, with one 0/1 flag column per genre.
             text = path.read_bytes().decode("latin-1")
             cols = ["item_id", "title", "release_date", "video_release", "url", *GENRES]
-            raw = pl.read_csv(
+            raw = _read_csv(
+                path,
                 io.StringIO(text),
                 separator="|",
                 has_header=False,
@@ -131,7 +132,7 @@ class MovieLensSource(TabularSource):
         path = files[0]
         if self.original:
             cols = ["user_id", "age", "gender", "occupation", "zip_code"]
-            df = pl.read_csv(path, separator="|", has_header=False, new_columns=cols, infer_schema=False)
+            df = _read_csv(path, path, separator="|", has_header=False, new_columns=cols, infer_schema=False)
         else:
             df = _read_tsv(path).rename(lambda c: c.split(":")[0])
         age = pl.col("age").cast(pl.Int32, strict=False)
@@ -148,7 +149,12 @@ def age_bucket(age: pl.Expr) -> pl.Expr:
 
 
 def _read_tsv(path: Path) -> pl.DataFrame:
+    return _read_csv(path, path, separator="\t", infer_schema=False, quote_char=None)
+
+
+def _read_csv(path: Path, source: Path | io.StringIO, **options: Any) -> pl.DataFrame:
+    """A small MovieLens table, or one line naming the file (never the reader's text: it quotes cells)."""
     try:
-        return pl.read_csv(path, separator="\t", infer_schema=False, quote_char=None)
+        return pl.read_csv(source, **options)
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"{path}: cannot be read as tab-separated text: {polars_error_summary(exc)}") from exc
+        raise SourceError(f"{path}: cannot be read as a MovieLens table: {polars_error_summary(exc)}") from exc
