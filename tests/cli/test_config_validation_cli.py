@@ -82,7 +82,14 @@ def test_the_recommend_task_refuses_k_below_one_before_reading_the_run(tmp_path:
 
 @pytest.mark.parametrize(
     "options",
-    [["--alpha", "0"], ["--alpha", "1"], ["--alpha", "-0.5"], ["--seed", "-1"], ["--resamples", "0"]],
+    [
+        ["--alpha", "0"],
+        ["--alpha", "1"],
+        ["--alpha", "nan"],
+        ["--seed", "-1"],
+        ["--resamples", "0"],
+        ["--resamples", "2000000"],
+    ],
 )
 def test_compare_refuses_options_out_of_range(tmp_path: Path, options: list[str]) -> None:
     refused(["compare", str(tmp_path / "a"), str(tmp_path / "b"), *options], options[0], code=2)
@@ -90,7 +97,14 @@ def test_compare_refuses_options_out_of_range(tmp_path: Path, options: list[str]
 
 @pytest.mark.parametrize(
     "options",
-    [["--trials", "0"], ["--workers", "0"], ["--timeout", "0"], ["--timeout", "0m"], ["--timeout", "-5"]],
+    [
+        ["--trials", "0"],
+        ["--workers", "0"],
+        ["--workers", "100000"],
+        ["--timeout", "0"],
+        ["--timeout", "0m"],
+        ["--timeout", "-5"],
+    ],
 )
 def test_sweep_refuses_options_out_of_range(tmp_path: Path, options: list[str]) -> None:
     sweeps = tmp_path / "sweeps"
