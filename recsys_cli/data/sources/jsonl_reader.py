@@ -42,7 +42,7 @@ def jsonl_keys(path: Path) -> list[str]:
     keys: dict[str, None] = {}
     for line in head.split(b"\n")[:-1] if len(head) == SAMPLE_BYTES else head.split(b"\n"):
         try:
-            value = json.loads(line) if line.strip() else None
+            value = json.loads(line.decode("utf-8", errors="replace")) if line.strip() else None
         except ValueError:
             continue
         if isinstance(value, dict):
