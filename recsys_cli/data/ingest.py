@@ -189,7 +189,7 @@ def ingest(
         loaded = {name: t if name in rebuild else None for name, t in loaded.items()}
         table_inputs = _write_tables(tmp, staging, source, loaded, user_ids, key, table_plans, tables)
         _write_quarantine(tmp, staging, run, user_ids)
-        shutil.rmtree(staging)
+        shutil.rmtree(staging, ignore_errors=True)  # absent when --append only rebuilt a table
         inputs = inputs_section(previous if append else None, counts, digests, table_inputs, run)
         manifest = build_manifest(tmp, source.name, config, fingerprint, key, inputs, run, now)
         manifest = seal(manifest)

@@ -389,3 +389,15 @@ def test_append_into_another_sources_lake_is_refused(
     with pytest.raises(RecsysError, match="generic"):
         run(cfg, append=True)
     assert {p: p.stat().st_mtime_ns for p in lake_dir.rglob("*")} == before
+
+
+def test_append_with_only_a_changed_users_table_rebuilds_it(
+    write_events: Writer, ingest_cfg: Cfg, lake_dir: Path, raw_dir: Path
+) -> None:
+    write_events(GOOD_ROWS)
+    (raw_dir / "users.csv").write_text("user_id,region\nu1,north\n")
+    run(ingest_cfg())
+    (raw_dir / "users.csv").write_text("user_id,region\nu1,north\nu2,south\n")
+    result = run(ingest_cfg(), append=True)
+    assert "rebuilt users" in result.message and result.manifest["rows"]["users"] == 2
+    assert result.manifest["rows"]["events"] == 5 and verify(lake_dir) == []

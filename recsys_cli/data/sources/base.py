@@ -64,6 +64,12 @@ class TableSpec:
         folders = [p for p in found if p.is_dir()]
         if folders:
             raise SourceError(f"{folders[0]}: is a folder, but matches the file pattern {list(self.files)}")
+        for path in found:
+            try:
+                str(path).encode()
+            except UnicodeEncodeError:  # bytes that are not UTF-8, escaped by the OS layer
+                shown = str(path).encode("utf-8", errors="backslashreplace").decode()
+                raise SourceError(f"{shown}: the file name is not UTF-8 text; rename the file") from None
         return found
 
 
