@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import lzma
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -412,3 +415,34 @@ def test_the_cli_reads_a_hostile_csv_without_a_traceback(tmp_path: Path) -> None
     (entry,) = m["inputs"]
     assert entry["rows_in"] == entry["rows_written"] + entry["rows_quarantined"] + entry["duplicates_dropped"]
     assert {"ragged_row", "unterminated_quote", "bad_quote", "bad_id", "invalid_utf8"} <= set(m["quarantine_by_reason"])
+
+
+def test_a_line_longer_than_a_chunk_bound_is_refused_not_buffered(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"events.csv: a line is longer than 16 MiB"):
+        generic(tmp_path, HEADER.encode() + ROWS[0].encode() + b"\n" + b"x" * (17 << 20))
+
+
+@pytest.mark.parametrize("compress", [lzma.compress, bz2.compress], ids=["xz", "bzip2"])
+def test_xz_and_bzip2_files_are_read_as_they_stream(tmp_path: Path, compress: Callable[[bytes], bytes]) -> None:
+    generic(tmp_path, compress((HEADER + "\n".join(ROWS) + "\n").encode()))
+    assert lake_rows(tmp_path) == len(ROWS)
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("parquet", "items.parquet"), ("jsonl", "items.jsonl")])
+def test_list_or_object_item_ids_in_an_items_table_are_quarantined(tmp_path: Path, fmt: str, name: str) -> None:
+    raw = tmp_path / "raw" / "generic"
+    raw.mkdir(parents=True)
+    if fmt == "parquet":
+        pl.DataFrame({"item_id": [["i1"], ["i2"]], "price": [1.0, 2.0]}).write_parquet(raw / name)
+    else:
+        (raw / name).write_text('{"item_id": "i1", "price": 1}\n{"item_id": {"id": "i2"}, "price": 2}\n')
+    m = generic(
+        tmp_path,
+        HEADER + "\n".join(ROWS) + "\n",
+        "events.csv",
+        f"data.items.format={fmt}",
+        f"data.items.files=[{name}]",
+    )
+    items = pl.read_parquet(tmp_path / "lake" / "generic" / "items.parquet")
+    assert not items["item_id"].str.contains(r"[\[{]").any()
+    assert m["quarantine_by_reason"]["bad_id"] == (2 if fmt == "parquet" else 1)

@@ -223,7 +223,7 @@ def _batches(path: Path, dialect: Dialect, columns: list[str], header_lines: int
     """Parsed chunks of the file after its header, each with physical line numbers."""
     line = 1
     with open_raw(path) as fh:
-        chunks = split_chunks(read_blocks(fh, path), dialect.eol, dialect.quote_char)
+        chunks = split_chunks(read_blocks(fh, path), dialect.eol, dialect.quote_char, path)
         for i, (chunk, last) in enumerate(mark_last(chunks)):
             if i == 0:
                 chunk = _drop_lines(chunk.removeprefix(BOM), dialect.eol, header_lines)
@@ -250,14 +250,17 @@ def mark_last(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
         yield previous, True
 
 
-def split_chunks(blocks: Iterator[bytes], eol: bytes, quote_char: str | None) -> Iterator[bytes]:
+def split_chunks(blocks: Iterator[bytes], eol: bytes, quote_char: str | None, path: Path) -> Iterator[bytes]:
     """Cut a byte stream into chunks of whole lines, extending a chunk while its
-    quotes are unbalanced (a quoted field spans the cut), up to MAX_CHUNK_BYTES."""
+    quotes are unbalanced (a quoted field spans the cut), up to MAX_CHUNK_BYTES.
+    A line longer than that is no record: the file is refused (memory stays bounded)."""
     quote = quote_char.encode() if quote_char else None
     pending = b""
     for block in blocks:
         pending += block
         cut = pending.rfind(eol) + 1
+        if cut == 0 and len(pending) > MAX_CHUNK_BYTES:
+            raise SourceError(f"{path}: a line is longer than {MAX_CHUNK_BYTES >> 20} MiB: not a table of records")
         if cut == 0 or (quote and pending.count(quote, 0, cut) % 2 and len(pending) < MAX_CHUNK_BYTES):
             continue
         yield pending[:cut]

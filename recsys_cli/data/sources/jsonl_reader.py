@@ -62,7 +62,7 @@ def scan_jsonl(path: Path) -> pl.LazyFrame:
 def _batches(path: Path, keys: list[str]) -> Iterator[pl.DataFrame]:
     line = 1
     with open_raw(path) as fh:
-        for i, (chunk, _) in enumerate(mark_last(split_chunks(read_blocks(fh, path), b"\n", None))):
+        for i, (chunk, _) in enumerate(mark_last(split_chunks(read_blocks(fh, path), b"\n", None, path))):
             yield parse_lines(chunk.removeprefix(BOM) if i == 0 else chunk, line, keys)
             line += chunk.count(b"\n")
 

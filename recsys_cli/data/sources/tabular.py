@@ -14,6 +14,7 @@ import polars as pl
 
 from recsys_cli.data.schema import EVENTS_REQUIRED, Col
 from recsys_cli.data.sources.base import (
+    RAGGED,
     TableReport,
     TableSpec,
     TimestampSpec,
@@ -21,6 +22,7 @@ from recsys_cli.data.sources.base import (
     read_small_table,
     scan_raw,
 )
+from recsys_cli.data.sources.jsonl_reader import is_json_container
 from recsys_cli.errors import SourceError
 
 
@@ -100,5 +102,8 @@ class TabularSource:
             df = read_small_table(f, spec)
             if key not in df.columns:
                 raise SourceError(f"{f}: missing required column(s) {key} (raw '{spec.columns.get(key, key)}')")
+            if spec.format != "csv":  # a JSON or Parquet list or object where the id should be
+                bad = pl.when(is_json_container(pl.col(key))).then(pl.lit("bad_id"))
+                df = df.with_columns(pl.col(RAGGED).fill_null(bad))
             frames.append(df)
         return pl.concat(frames, how="diagonal_relaxed"), ",".join(str(f) for f in files)
