@@ -74,7 +74,7 @@ class RetailRocketSource(TabularSource):
         )
         rejected = scan.filter(pl.col(Col.REASON).is_not_null()).select(*REJECTED)
         records = scan.group_by(Col.FILE).len()
-        first, last, bad, counts = pl.collect_all([first_seen, latest, rejected, records])
+        first, last, bad, counts = pl.collect_all([first_seen, latest, rejected, records], engine="streaming")
         df = _items(first, last.pivot(on="property", index="itemid", values="value"))
         per_file = {str(p): 0 for p in props} | dict(counts.iter_rows())
         for tree_path in TREE.resolve(self.path):
