@@ -472,3 +472,28 @@ def test_two_ingests_at_once_leave_one_clean_lake(ws: Workspace) -> None:
     assert verify.returncode == 0, verify.describe()
     leftovers = [p.name for p in ws.path("data/lake").iterdir() if p.name not in {"synth", "twin"}]
     assert not leftovers, f"staging folders left behind: {leftovers}"
+
+
+# ---------------------------------------------------------------- reconciliation details (slice D)
+
+
+@pytest.mark.slice("D")
+def test_quarantine_line_numbers_are_physical_lines(ws: Workspace) -> None:
+    """A quoted field spanning two lines earlier in the file must not shift the bad row's line number."""
+    rows = [f'{r},"note"' for r in GOOD_ROWS[:10]]
+    rows.insert(3, f'{USERS[1]},I2,view,2026-01-02T10:00:00Z,"two\nlines"')
+    rows.append(f"{USERS[2]},I3,teleport,2026-01-02T11:00:00Z,bad")
+    write_generic(ws, "events.csv", good_csv(rows, HEADER + ",note"))
+    ws.succeeds("ingest", "data=generic", "validation.max_bad_fraction=0.5")
+    quarantine = pl.read_parquet(ws.path(GENERIC_LAKE) / "quarantine" / "*.parquet")
+    physical = 1 + len(rows) + 1  # header, the rows, and the extra line of the two-line field
+    assert quarantine["_line"].to_list() == [physical]
+
+
+@pytest.mark.slice("D")
+def test_append_picks_up_a_changed_items_table(ws: Workspace) -> None:
+    items = ws.path(RAW) / "items.csv"
+    items.write_text(items.read_text() + "P9999999,cat_01,brand_001,12.5,3,2026-01-05T00:00:00.000Z\n")
+    ws.succeeds("ingest", "--append", may_change=[LAKE])
+    table = pl.read_parquet(ws.path(LAKE) / "items.parquet")
+    assert "P9999999" in table["item_id"].to_list(), "--append ignored a changed items.csv"
