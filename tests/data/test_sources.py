@@ -233,7 +233,7 @@ def test_gzipped_csv_files_in_the_generic_source(tmp_path: Path) -> None:
     [
         ((HEADER + ROWS[0] + "\n").encode("utf-16"), "UTF-16"),
         (b"PK\x03\x04" + b"\x00" * 40, "zip archive"),
-        (gzip.compress(HEADER.encode() + ROWS[0].encode() * 2000)[:200], "cannot be decompressed"),
+        (gzip.compress(HEADER.encode() + ROWS[0].encode() * 2000)[:200], "cannot be read or decompressed"),
         ("user_id,item_id,user_id,event_type,ts\n", "column 'user_id' appears more than once"),
     ],
 )

@@ -3,15 +3,19 @@
 Polars' CSV reader stops at the first malformed record (more fields than the
 header, a quote that never closes) and its row index counts records, not lines.
 This reader hands Polars chunks of whole lines through an IO plugin: a chunk that
-Polars parses is used as it is (the common case, at Polars' speed), and only a
-chunk it refuses is parsed again record by record with Python's `csv` module,
-which marks each broken record and resumes at the line after the record's first
-line. Every row carries the physical line (1-based, header = line 1) where its
-record starts, and `READ_ERROR` names what was wrong with it:
+Polars parses is used as it is (the common case, at Polars' speed); a chunk it
+refuses is cut around its broken records and the clean pieces go back to Polars,
+so only the broken records are parsed by Python's `csv` module, which marks each
+one and resumes at the line after its first line.
+
+A record is one line, or several where a quoted field holds line breaks; a blank
+line is a record with every field missing. Every row carries the physical line
+(1-based, header = line 1) where its record starts, so `rows_in` counts records
+and quarantine lines point into the file. `READ_ERROR` names what was wrong:
 
 - `ragged_row`: more fields than the header (the first fields are kept as text);
-- `unterminated_quote`: a quoted field still open at the end of the file, or one
-  whose closing quote is followed by more text on a later line;
+- `unterminated_quote`: a quoted field that no line end closes (or that closes on
+  a later line into more text): its first line is the record, the next line starts anew;
 - `bad_quote`: a quoted field followed by more text on the same line (`"ab"c`);
 - `too_few_fields`: the file's last line, cut short (no final line break and
   fewer fields than the header): a truncated copy, not a short record.
@@ -130,11 +134,12 @@ def sniff_eol(path: Path) -> bytes:
 
 
 def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of the (decompressed) file."""
     try:
         with open_raw(path) as fh:
             return fh.read(size)
     except (OSError, EOFError, lzma.LZMAError) as exc:
-        raise SourceError(f"{path}: cannot be decompressed: {type(exc).__name__}") from exc
+        raise SourceError(f"{path}: cannot be read or decompressed: {type(exc).__name__}") from exc
 
 
 def header(path: Path, dialect: Dialect, names: list[str] | None) -> tuple[list[str], int]:
