@@ -102,6 +102,9 @@ class _InFlight:
 
 IN_FLIGHT = _InFlight()
 atexit.register(IN_FLIGHT.drain)
+# `csv` refuses fields over 128 KiB by default; a chunk bounds them anyway. Raised once,
+# for the process, rather than set and restored around each parse on Polars' threads.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_CHUNK_BYTES))
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,7 @@ def header(path: Path, dialect: Dialect, names: list[str] | None) -> tuple[list[
 def _refuse_repeated_names(path: Path, first: bytes, dialect: Dialect) -> None:
     """Two columns of one name: which one is the user id? (Polars would rename the second.)"""
     text = first.decode("utf-8", errors="replace").replace("\r", " ").replace("\n", " ")
-    with _field_limit():
-        raw = next(_reader([text], dialect, strict=False), [])
+    raw = next(_reader([text], dialect, strict=False), [])
     seen: set[str] = set()
     for name in (n.strip() for n in raw):
         if name and name in seen:
@@ -432,19 +434,18 @@ def _records(lines: list[str], dialect: Dialect) -> Iterator[tuple[int, list[str
     """(index of the record's first line, fields, error) for each record in `lines`, up
     to and with the first one `csv` cannot split (its fields as far as they go)."""
     feeder = _Feeder(lines)
-    with _field_limit():
-        reader = _reader(feeder, dialect, strict=True)
-        while True:
-            start = feeder.pos
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error:
-                error = "bad_quote" if feeder.pos == start + 1 and feeder.pos < len(lines) else "unterminated_quote"
-                yield start, _lenient(lines[start], dialect), error
-                return
-            yield start, [f.replace(SENTINEL, "\r") if SENTINEL in f else f for f in fields], None
+    reader = _reader(feeder, dialect, strict=True)
+    while True:
+        start = feeder.pos
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            error = "bad_quote" if feeder.pos == start + 1 and feeder.pos < len(lines) else "unterminated_quote"
+            yield start, _lenient(lines[start], dialect), error
+            return
+        yield start, [f.replace(SENTINEL, "\r") if SENTINEL in f else f for f in fields], None
 
 
 class _Feeder:
@@ -482,13 +483,3 @@ def _lenient(line: str, dialect: Dialect) -> list[str]:
 def _fit(fields: list[str], n: int) -> list[str | None]:
     out: list[str | None] = [f if f else None for f in fields[:n]]
     return out + [None] * (n - len(out))
-
-
-@contextmanager
-def _field_limit(limit: int = MAX_CHUNK_BYTES) -> Iterator[None]:
-    """`csv` refuses fields over 128 KiB by default; a chunk bounds them anyway."""
-    old = csv.field_size_limit(limit)
-    try:
-        yield
-    finally:
-        csv.field_size_limit(old)
