@@ -20,7 +20,8 @@ ConfigDir = Annotated[Path, typer.Option("--config-dir", help="Folder of Hydra c
 Verify = Annotated[
     bool,
     typer.Option(
-        "--verify", help="Re-hash every input file against its manifest (names and sizes are always checked)."
+        "--verify/--no-verify",
+        help="Re-hash every input file against its manifest; --no-verify checks names and sizes only.",
     ),
 ]
 DEFAULT_CONFIG_DIR = DEFAULT_CONF_DIR

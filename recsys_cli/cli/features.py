@@ -7,7 +7,7 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, Ve
 
 
 @friendly_errors
-def features(overrides: Overrides = None, verify: Verify = False, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+def features(overrides: Overrides = None, verify: Verify = True, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Build point-in-time features for every fold of a split.
 
     Interactions, sequences, user and item aggregates and vocabularies, each from

@@ -8,7 +8,7 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, Ve
 
 @help_choices("split", "target")
 @friendly_errors
-def split(overrides: Overrides = None, verify: Verify = False, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+def split(overrides: Overrides = None, verify: Verify = True, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Split a lake by time and write each fold's evaluation targets.
 
     split={split}; target={target}.

@@ -51,7 +51,7 @@ class Inputs:
     read: tuple[tuple[Path, str], ...] = ()  # (folder, kind) of what is read, for `decoding`
 
 
-def load(cfg: DictConfig, verify: bool = False) -> Inputs:
+def load(cfg: DictConfig, verify: bool = True) -> Inputs:
     """Lake tables, the split's folds (from its manifest) and the feature config.
 
     The lake and the split are checked against their manifests first (`verify`: every file re-hashed)."""
@@ -121,7 +121,7 @@ def _build(
     return build(assigned, part, cutoff, cfg, items, users, target)
 
 
-def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = False) -> FeaturesResult:
+def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = True) -> FeaturesResult:
     reporter = reporter or NullReporter()
     inputs = load(cfg, verify)
     make = builder(inputs)

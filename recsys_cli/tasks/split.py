@@ -26,7 +26,7 @@ class SplitResult:
     manifest: dict[str, Any]
 
 
-def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = False) -> SplitResult:
+def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = True) -> SplitResult:
     """Split the lake; it is checked against its manifest first (`verify`: every file re-hashed)."""
     from recsys_cli.config import build
 

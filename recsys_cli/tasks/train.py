@@ -18,7 +18,7 @@ import polars as pl
 from omegaconf import DictConfig
 
 from recsys_cli.console import NullReporter, Reporter
-from recsys_cli.data.lake import decoding, open_output
+from recsys_cli.data.lake import decoding, open_inputs, open_output
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError, SplitError
 from recsys_cli.evaluation.metrics import per_user, summarise
@@ -59,6 +59,10 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     read = ((Path(cfg.features_dir), "features"), (Path(cfg.split_dir), "split"))
     for checked, what in read:
         open_output(checked, what)
+    # The lake is not read here, but the run records it as its source: a lake damaged
+    # since the features were built is refused rather than recorded as intact.
+    if cfg.get("lake_dir"):
+        open_inputs((Path(cfg.lake_dir), "lake"))
     with decoding(*read):
         data = TrainData.from_features(folder)
         frame = pl.read_parquet(Path(cfg.split_dir) / cfg.fold / f"{part}_targets.parquet").filter(~pl.col(COLD))
