@@ -446,3 +446,14 @@ def test_list_or_object_item_ids_in_an_items_table_are_quarantined(tmp_path: Pat
     items = pl.read_parquet(tmp_path / "lake" / "generic" / "items.parquet")
     assert not items["item_id"].str.contains(r"[\[{]").any()
     assert m["quarantine_by_reason"]["bad_id"] == (2 if fmt == "parquet" else 1)
+
+
+@pytest.mark.parametrize("column", ["_line", "_ragged", "_file", "table", "ts__p"])
+def test_a_raw_column_named_like_a_lineage_column_is_refused(tmp_path: Path, column: str) -> None:
+    with pytest.raises(SourceError, match=f"column '{column}' has a name ingest uses itself"):
+        generic(tmp_path, f"user_id,item_id,event_type,ts,{column}\n{ROWS[0]},x\n")
+
+
+def test_spaces_around_header_names_are_no_part_of_them(tmp_path: Path) -> None:
+    generic(tmp_path, "user_id, item_id , event_type,ts\n" + "\n".join(ROWS) + "\n")
+    assert lake_rows(tmp_path) == len(ROWS)

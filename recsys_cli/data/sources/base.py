@@ -18,13 +18,14 @@ import polars as pl
 
 from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
-from recsys_cli.data.sources.csv_reader import READ_ERROR, Dialect, scan_records, sniff_eol
+from recsys_cli.data.sources.csv_reader import READ_ERROR, Dialect, refuse_lineage_names, scan_records, sniff_eol
 from recsys_cli.data.sources.jsonl_reader import is_json_container, scan_jsonl
 from recsys_cli.errors import SourceError
 
 Format = Literal["csv", "jsonl", "parquet"]
 RAGGED = READ_ERROR  # why the reader could not split a record (ragged_row, unterminated_quote...); null if it could
 ID_COLUMNS = (Col.USER, Col.ITEM)
+RESERVED = frozenset([Col.LINE, Col.FILE, Col.TABLE, RAGGED])  # lineage columns that travel beside the raw ones
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def _scan_parquet(path: Path) -> pl.LazyFrame:
     """Parquet columns as text; lists and structs as JSON text, so they can be shown, never as ids."""
     lf = pl.scan_parquet(path)
     schema = _parquet_schema(path, lf)
+    refuse_lineage_names(path, schema.names())
     text = [
         pl.struct(c).struct.json_encode().str.json_path_match("$.*").alias(c)
         if t.is_nested()
@@ -140,6 +142,7 @@ def raw_schema(path: Path, spec: TableSpec) -> list[str]:
 def map_columns(lf: pl.LazyFrame, spec: TableSpec, path: Path, required: Sequence[str]) -> pl.LazyFrame:
     """Rename raw columns to contract names and add constants; raise naming what is missing."""
     names = raw_schema(path, spec)
+    _refuse_reserved(path, names)
     mapping = {contract: spec.columns.get(contract, contract) for contract in spec.columns}
     missing = [
         f"{contract} (raw '{raw}')" if raw != contract else contract
@@ -163,6 +166,13 @@ def map_columns(lf: pl.LazyFrame, spec: TableSpec, path: Path, required: Sequenc
     return lf.with_columns(*consts) if consts else lf
 
 
+def _refuse_reserved(path: Path, names: Sequence[str]) -> None:
+    """A raw column named like a column ingest adds beside the raw ones (lineage, parsed twins)."""
+    taken = sorted(c for c in names if c in RESERVED or c.endswith("__p"))
+    if taken:
+        raise SourceError(f"{path}: column '{taken[0]}' has a name ingest uses itself; rename it in the file")
+
+
 def _refuse_nested_ids(path: Path, mapping: Mapping[str, str]) -> None:
     """A Parquet id column of lists or structs holds no id in any row: refuse the file."""
     schema = pl.read_parquet_schema(path)
@@ -182,6 +192,7 @@ def read_small_table(path: Path, spec: TableSpec) -> pl.DataFrame:
     """
     lf = scan_raw(path, spec)
     names = raw_schema(path, spec)
+    _refuse_reserved(path, names)
     renames = {raw: contract for contract, raw in spec.columns.items() if raw in names}
     try:
         df = lf.collect().rename(renames)

@@ -168,11 +168,20 @@ def header(path: Path, dialect: Dialect, names: list[str] | None) -> tuple[list[
         ).columns
     except pl.exceptions.PolarsError as exc:
         raise SourceError(f"{path}: the header line cannot be read as CSV") from exc
+    found = [c.strip() for c in found]  # "user_id, item_id": spaces after the separator are no part of a name
+    refuse_lineage_names(path, names or found)
     if not dialect.has_header:
         return names or found, 0
     if not names:
         _refuse_repeated_names(path, first, dialect)
     return (names or found), 1 + first.count(dialect.eol, 0, len(first) - 1)
+
+
+def refuse_lineage_names(path: Path, names: list[str]) -> None:
+    """A raw column named like the line or verdict column this reader adds beside it."""
+    taken = [c for c in names if c in (Col.LINE, READ_ERROR)]
+    if taken:
+        raise SourceError(f"{path}: column '{taken[0]}' has a name ingest uses itself; rename it in the file")
 
 
 def _refuse_repeated_names(path: Path, first: bytes, dialect: Dialect) -> None:

@@ -25,6 +25,7 @@ from recsys_cli.data.sources.csv_reader import (
     open_raw,
     read_blocks,
     read_head,
+    refuse_lineage_names,
     register_batches,
     split_chunks,
 )
@@ -49,6 +50,7 @@ def jsonl_keys(path: Path) -> list[str]:
             keys.update(dict.fromkeys(value))
     if not keys:
         raise SourceError(f"{path}: no line of the file's start is a JSON object (is it JSON lines?)")
+    refuse_lineage_names(path, list(keys))
     return list(keys)
 
 
