@@ -42,6 +42,9 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     from recsys_cli.config import build
 
     reporter = reporter or NullReporter()
+    # The model first: its constructor's cross-key checks (the ranker's LightGBM grid)
+    # refuse a bad setting before any data is hashed or read.
+    model: Recommender = build(cfg.model)
     # Absolute data folders, and their manifests' digests as read now: a run is only
     # ever scored on the data it was trained on (registry/lineage.py).
     cfg = lineage.pinned(cfg)
@@ -66,7 +69,6 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     with decoding(*read):
         data = TrainData.from_features(folder)
         frame = pl.read_parquet(Path(cfg.split_dir) / cfg.fold / f"{part}_targets.parquet").filter(~pl.col(COLD))
-    model: Recommender = build(cfg.model)
     targets = Targets.from_frame(frame, data)
     out = new_run(cfg.runs_dir, cfg.model._target_.rsplit(".", 1)[-1].lower(), cfg)
     try:

@@ -43,6 +43,14 @@ def test_train_refuses_invalid_hyperparameters_before_any_work(
     assert not runs.exists() and not (tmp_path / "data").exists()
 
 
+def test_a_models_cross_key_check_runs_before_any_data_is_read(tmp_path: Path) -> None:
+    """The ranker's LightGBM settings are checked by its constructor (they need LightGBM's
+    parameter list); train builds the model first, so no data folder is even looked at."""
+    args = ["train", f"paths.data_dir={tmp_path / 'none'}", f"runs_dir={tmp_path / 'runs'}", "model=ranker"]
+    refused([*args, "model.lightgbm_grid={num_leaves:[7,15]}"], "model.lightgbm_grid applies to backend=lightgbm")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
