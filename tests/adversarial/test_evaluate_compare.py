@@ -231,3 +231,9 @@ def test_compare_a_run_whose_model_class_was_tampered(ws: Workspace) -> None:
     edit_json(ws.path(ws.runs["ease"]) / "model" / "model.json", edit)
     ws.refused("compare", ws.runs["popularity"], ws.runs["ease"], "--resamples", "50")
     assert not ws.path("PWNED").exists()
+
+
+@pytest.mark.slice("A")
+def test_compare_out_through_a_symlink_to_the_lake_manifest_is_refused(ws: Workspace) -> None:
+    ws.path("cmp-link.json").symlink_to(ws.path(LAKE) / "manifest.json")
+    ws.refused("compare", ws.runs["popularity"], ws.runs["ease"], "--resamples", "50", "--out", "cmp-link.json")

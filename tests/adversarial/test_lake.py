@@ -89,6 +89,15 @@ def outputs_path_escapes(ws: Workspace) -> None:
     edit_json(ws.path(LAKE) / "manifest.json", edit)
 
 
+def part_replaced_by_symlink(ws: Workspace) -> None:
+    """A part file swapped for a symlink to a file outside the lake (of the same size)."""
+    part = _part(ws)
+    outside = ws.path("outside.parquet")
+    shutil.copy2(part, outside)
+    part.unlink()
+    part.symlink_to(outside)
+
+
 DAMAGE: dict[str, Callable[[Workspace], None]] = {
     "missing day": missing_day,
     "duplicated part file": duplicated_part,
@@ -103,6 +112,7 @@ DAMAGE: dict[str, Callable[[Workspace], None]] = {
     "unlisted day folder": foreign_day,
     "part files swapped between days": part_swapped_between_days,
     "manifest output path escapes the lake": outputs_path_escapes,
+    "part replaced by a symlink out of the lake": part_replaced_by_symlink,
 }
 
 

@@ -473,3 +473,10 @@ def test_a_run_killed_mid_fit_is_never_taken_for_a_run(ws: Workspace) -> None:
     for run in visible:  # `ls -d runs/bpr_mf/* | tail -1` would pick these
         ws.freeze()
         ws.refused("recommend", run.relative_to(ws.root), "--out", "recs.parquet")
+
+
+@pytest.mark.slice("A")
+def test_recommend_out_through_a_symlink_to_an_input_is_refused(ws: Workspace) -> None:
+    """--out names a symlink to the raw events: writing through it would replace an input."""
+    ws.path("recs-link.parquet").symlink_to(ws.path(RAW) / "events.csv")
+    ws.refused("recommend", ws.runs["ease"], "--out", "recs-link.parquet")
