@@ -90,10 +90,10 @@ def outputs_path_escapes(ws: Workspace) -> None:
 
 
 def part_replaced_by_symlink(ws: Workspace) -> None:
-    """A part file swapped for a symlink to a file outside the lake (of the same size)."""
+    """A part file swapped for a symlink to another day's part, copied outside the lake."""
     part = _part(ws)
     outside = ws.path("outside.parquet")
-    shutil.copy2(part, outside)
+    shutil.copy2(_part(ws, 4), outside)
     part.unlink()
     part.symlink_to(outside)
 
