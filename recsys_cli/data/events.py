@@ -141,14 +141,21 @@ def staged_files(staging: Path) -> list[Path]:
     return sorted((staging / "events").glob("f*.parquet"))
 
 
+def scan_staged(staging: Path) -> pl.LazyFrame:
+    """Every staged event file as one frame with the union of their columns: a
+    column that only a later input file has (a kept or hashed personal column)
+    must reach the lake or its pseudonym table, not vanish because the first
+    file set the schema."""
+    return pl.concat([pl.scan_parquet(f) for f in staged_files(staging)], how="diagonal_relaxed")
+
+
 def day_windows(staging: Path, max_rows: int) -> list[tuple[date, date]]:
     """Consecutive days grouped so each window holds at most `max_rows` rows (a
     larger single day gets a window of its own): the unit of the second pass,
     whose memory is therefore bounded by max(max_rows, largest day)."""
-    files = staged_files(staging)
-    if not files:
+    if not staged_files(staging):
         return []
-    days = pl.scan_parquet(files).group_by(Col.DATE).len().sort(Col.DATE).collect(engine="streaming")
+    days = scan_staged(staging).group_by(Col.DATE).len().sort(Col.DATE).collect(engine="streaming")
     windows: list[list[date]] = []
     rows = 0
     for day, n in days.iter_rows():  # one iteration per day, not per row
@@ -176,7 +183,7 @@ def dedupe_window(
     Returns the rows to write (with their `date`) and duplicates per source file.
     """
     frame = (
-        pl.scan_parquet(staged_files(staging), missing_columns="insert", extra_columns="ignore")
+        scan_staged(staging)
         .filter(pl.col(Col.DATE).is_between(pl.lit(window[0]), pl.lit(window[1])))
         .collect()
         .sort(Col.TS, maintain_order=True)

@@ -340,8 +340,7 @@ def _user_table(staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiK
     `prepare_table` trim them): a table keyed on other values would leave ids without
     a pseudonym.
     """
-    staged = ev.staged_files(staging)
-    ids = [pl.scan_parquet(staged).select(Col.USER)] if staged else []
+    ids = [ev.scan_staged(staging).select(Col.USER)] if ev.staged_files(staging) else []
     if users is not None:
         ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String)).select(trimmed(Col.USER)))
     for path in (staging / "quarantine").glob("f*.parquet"):
@@ -354,15 +353,13 @@ def _user_table(staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiK
 
 
 def _hash_tables(staging: Path, personal: Personal, key: PiiKey) -> dict[str, pl.DataFrame]:
-    files = ev.staged_files(staging)
-    if not files:
+    if not ev.staged_files(staging):
         return {}
-    names = set(pl.scan_parquet(files[0]).collect_schema().names())
+    staged = ev.scan_staged(staging)
+    names = set(staged.collect_schema().names())
     out = {}
     for column in sorted(personal.hash & names):
-        values = (
-            pl.scan_parquet(files, missing_columns="insert").select(column).unique().collect(engine="streaming")[column]
-        )
+        values = staged.select(column).unique().collect(engine="streaming")[column]
         out[column] = pseudonym_table(values, key, words(column))  # `IP` and `ip` hash alike
     return out
 

@@ -286,3 +286,19 @@ def test_retailrocket_events_with_an_extra_personal_column_keep_none_of_it(tmp_p
     lake = tmp_path / "lake" / "retailrocket"
     assert pl.read_parquet(lake / "quarantine")["reason"].to_list() == ["unknown_event_type"]
     assert "private.example" not in lake_text(lake)
+
+
+def test_a_column_only_a_later_event_file_has_is_kept_or_hashed_not_lost(
+    write_events: Writer, ingest_cfg: Cfg, lake_dir: Path
+) -> None:
+    write_events(["u1,i1,view,2026-01-01T10:00:00Z"], name="events-1.csv", header="user_id,item_id,event_type,ts\n")
+    write_events(
+        ["u2,i2,view,2026-01-02T10:00:00Z,10.1.2.4,web"],
+        name="events-2.csv",
+        header="user_id,item_id,event_type,ts,Client IP,channel\n",
+    )
+    run(ingest_cfg("data.events.files=[events-*.csv]", "data.events.keep=[channel]"))
+    events = pl.read_parquet(lake_dir / "events", hive_partitioning=True).sort("ts")
+    assert events["channel"].to_list() == [None, "web"]
+    assert events["Client IP"].null_count() == 1 and events["Client IP"].str.len_chars().to_list()[1] == 20
+    assert not [v for v in PERSONAL_VALUES if v in lake_text(lake_dir)]
