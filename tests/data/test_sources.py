@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import zlib
 import json
 import lzma
 import os
@@ -226,6 +227,18 @@ def test_gzipped_csv_files_in_the_generic_source(tmp_path: Path) -> None:
     content = gzip.compress((HEADER + "\n".join(ROWS) + "\n").encode())
     generic(tmp_path, content, "events.csv.gz", "data.events.files=[events*.csv.gz]")
     assert lake_rows(tmp_path) == len(ROWS)
+
+
+def test_rows_that_start_like_a_compressed_stream_are_read_as_text(tmp_path: Path) -> None:
+    """Polars decompresses bytes that start like zlib or gzip: a row `x^...` once failed
+    the file, and a compressed stream pasted into a row was read as the rows inside it."""
+    pasted = zlib.compress(b"u9,i9,view,2026-01-01T10:00:00Z\n").replace(b"\n", b"")
+    content = (HEADER + "x^1,i1,view,2026-01-01T10:00:00Z\n").encode() + pasted + ("\n" + "\n".join(ROWS) + "\n").encode()
+    manifest = generic(tmp_path, content)
+    assert reconciles(manifest)
+    assert lake_rows(tmp_path) == len(ROWS) + 1  # the x^1 row, as text
+    assert "i9" not in events(tmp_path / "lake" / "generic")["item_id"].to_list()
+    assert [line for line, _ in quarantined(tmp_path)] == [3]
 
 
 @pytest.mark.parametrize(

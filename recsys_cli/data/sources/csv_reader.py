@@ -365,7 +365,15 @@ def _cut_points(part: bytes, dialect: Dialect, ends_file: bool, n_columns: int) 
     return sorted(cuts) or [int(inner[np.argmin(np.abs(inner - len(part) // 2))])]
 
 
+# Polars decompresses bytes that start like a gzip, zlib or zstd stream. A chunk here
+# is already plain text of the file (the reader decompressed the file itself), so one
+# that starts so (a line `x^2,...`, or a gzip stream pasted into a row) goes to `csv`.
+_COMPRESSION_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
+
+
 def _parse_fast(chunk: bytes, first_line: int, dialect: Dialect, columns: list[str]) -> pl.DataFrame | None:
+    if chunk.startswith(_COMPRESSION_MAGIC):
+        return None
     try:
         df = pl.read_csv(
             chunk,
@@ -378,7 +386,7 @@ def _parse_fast(chunk: bytes, first_line: int, dialect: Dialect, columns: list[s
             empty_string_is_null=True,
             truncate_ragged_lines=False,
         )
-    except pl.exceptions.PolarsError:
+    except (pl.exceptions.PolarsError, OSError):
         return None
     eol = dialect.eol.decode()
     breaks = pl.sum_horizontal(pl.all().str.count_matches(eol, literal=True).fill_null(0))
