@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import zlib
 import json
 import lzma
 import os
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -233,7 +233,9 @@ def test_rows_that_start_like_a_compressed_stream_are_read_as_text(tmp_path: Pat
     """Polars decompresses bytes that start like zlib or gzip: a row `x^...` once failed
     the file, and a compressed stream pasted into a row was read as the rows inside it."""
     pasted = zlib.compress(b"u9,i9,view,2026-01-01T10:00:00Z\n").replace(b"\n", b"")
-    content = (HEADER + "x^1,i1,view,2026-01-01T10:00:00Z\n").encode() + pasted + ("\n" + "\n".join(ROWS) + "\n").encode()
+    content = (
+        (HEADER + "x^1,i1,view,2026-01-01T10:00:00Z\n").encode() + pasted + ("\n" + "\n".join(ROWS) + "\n").encode()
+    )
     manifest = generic(tmp_path, content)
     assert reconciles(manifest)
     assert lake_rows(tmp_path) == len(ROWS) + 1  # the x^1 row, as text
