@@ -210,7 +210,8 @@ def prepare(
     and build each features group when missing, stale or --fresh. Returns the sha256
     of each features manifest by "protocol/group", which keys the cache."""
     from recsys_cli.config import compose
-    from recsys_cli.data.lake import MANIFEST, read_manifest, sha256_file
+    from recsys_cli.data.lake import MANIFEST, read_manifest
+    from recsys_cli.registry.integrity import sha256_file
     from recsys_cli.tasks import features, ingest, split
 
     reporter.start("ingesting, splitting, building features", total=1 + len(protocols) * len(groups))

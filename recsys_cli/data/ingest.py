@@ -35,7 +35,6 @@ from recsys_cli.data.lake import (
     link_tree,
     read_manifest,
     recover,
-    sha256_file,
     staged_version,
     write_json,
 )
@@ -47,7 +46,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableReport, TableSpec, TimestampSpec
 from recsys_cli.data.tables import ITEM_RULES, USER_RULES, prepare_table, table_inputs
 from recsys_cli.errors import LakeError, OutputError, PiiKeyError, SourceError, ValidationThresholdError
-from recsys_cli.registry.integrity import seal
+from recsys_cli.registry.integrity import seal, sha256_file
 from recsys_cli.registry.outputs import LAKE, claim, owned
 
 WINDOW_WORKERS = 2

@@ -14,7 +14,6 @@ swap one folder at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,22 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recsys_cli.errors import IntegrityError, LakeError, RecsysError
-from recsys_cli.registry.integrity import SEAL, canonical_digest, file_entries, seal, unlisted, verify_files
+from recsys_cli.registry.integrity import MANIFEST, SEAL, canonical_digest, file_entries, seal, unlisted, verify_files
 from recsys_cli.registry.outputs import KIND, owned
 
 if TYPE_CHECKING:
     import polars as pl
-
-MANIFEST = "manifest.json"
-_CHUNK = 1 << 22
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(lake: Path | str) -> dict[str, Any]:

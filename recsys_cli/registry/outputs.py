@@ -172,7 +172,11 @@ def _why_not(folder: Path) -> str:
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
-    path = folder / MANIFEST
+    return _read_json(folder / MANIFEST)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file's content; None when it is missing, unreadable or not an object."""
     if not path.is_file():
         return None
     try:
@@ -282,13 +286,8 @@ _LEGACY_FILES: dict[str, Callable[[dict[str, Any]], bool]] = {
 
 
 def _json_object(path: Path, test: Callable[[dict[str, Any]], bool]) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        value = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(value, dict) and test(value)
+    value = _read_json(path)
+    return value is not None and test(value)
 
 
 def _recommendations_parquet(path: Path) -> bool:

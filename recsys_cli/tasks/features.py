@@ -19,13 +19,13 @@ from recsys_cli.data.lake import (
     open_lake,
     open_output,
     scan_events,
-    sha256_file,
     staged_version,
     write_sealed,
 )
 from recsys_cli.errors import SplitError
 from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
 from recsys_cli.features.leakage import Leak, check_leakage
+from recsys_cli.registry.integrity import sha256_file
 from recsys_cli.registry.outputs import FEATURES, KIND, claim
 from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
 from recsys_cli.splits.global_temporal import parse_instant

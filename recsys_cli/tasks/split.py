@@ -12,9 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
-from recsys_cli.data.lake import MANIFEST, decoding, open_lake, scan_events, sha256_file, staged_version, write_sealed
+from recsys_cli.data.lake import MANIFEST, decoding, open_lake, scan_events, staged_version, write_sealed
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import SplitError
+from recsys_cli.registry.integrity import sha256_file
 from recsys_cli.registry.outputs import KIND, SPLIT
 from recsys_cli.splits.base import PART, PARTS, TEST, TRAIN, VAL, Fold, Splitter
 from recsys_cli.splits.targets import COLD, TargetSpec, ground_truth
