@@ -186,11 +186,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _refuse_overlap(path: Path | str, real: Path, kind: str, inputs: Iterable[Path | str | None]) -> None:
+def _resolved(inputs: Iterable[Path | str | None]) -> Iterator[tuple[Path | str, Path]]:
+    """Each given input with its real path (symlinks followed); blank ones skipped."""
     for given in inputs:
-        if given is None or str(given) == "":
-            continue
-        other = Path(given).resolve()
+        if given is not None and str(given) != "":
+            yield given, Path(given).resolve()
+
+
+def _refuse_overlap(path: Path | str, real: Path, kind: str, inputs: Iterable[Path | str | None]) -> None:
+    for given, other in _resolved(inputs):
         if other == real:
             why = f"refusing to replace the input {given} with {_a(kind)}"
         elif real in other.parents:
@@ -231,10 +235,7 @@ def claim_container(path: Path | str, kind: str, inputs: Iterable[Path | str | N
     whatever else it holds stays, but it is never a file, never an input and never
     inside one (runs written into the raw folder or the lake would corrupt them)."""
     real = Path(path).resolve()
-    for given in inputs:
-        if given is None or str(given) == "":
-            continue
-        other = Path(given).resolve()
+    for given, other in _resolved(inputs):
         if other == real or other in real.parents:
             raise OutputError(
                 f"{path}: refusing to write {kind}s inside the input {given}; outputs never overlap inputs"
@@ -252,10 +253,7 @@ def claim_file(path: Path | str, kind: str, inputs: Iterable[Path | str | None] 
     """Refuse to write the single file `path` if it is an input, lies inside an input
     folder, or exists and is not the same kind of output; returns the resolved path."""
     real = Path(path).resolve()
-    for given in inputs:
-        if given is None or str(given) == "":
-            continue
-        other = Path(given).resolve()
+    for given, other in _resolved(inputs):
         if other == real or other in real.parents:
             where = "over" if other == real else "inside"
             raise OutputError(
