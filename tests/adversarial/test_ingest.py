@@ -497,3 +497,10 @@ def test_append_picks_up_a_changed_items_table(ws: Workspace) -> None:
     ws.succeeds("ingest", "--append", may_change=[LAKE])
     table = pl.read_parquet(ws.path(LAKE) / "items.parquet")
     assert "P9999999" in table["item_id"].to_list(), "--append ignored a changed items.csv"
+
+
+@pytest.mark.slice("C")
+def test_the_pii_key_is_never_written_or_printed(ws: Workspace) -> None:
+    write_generic(ws, "events.csv", good_csv())
+    ws.secrets = ws.secrets | {STRONG_KEY}
+    ws.succeeds("ingest", "data=generic", "pii=production", env=ws.env(RECSYS_PII_KEY=STRONG_KEY))

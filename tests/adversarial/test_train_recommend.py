@@ -480,3 +480,19 @@ def test_recommend_out_through_a_symlink_to_an_input_is_refused(ws: Workspace) -
     """--out names a symlink to the raw events: writing through it would replace an input."""
     ws.path("recs-link.parquet").symlink_to(ws.path(RAW) / "events.csv")
     ws.refused("recommend", ws.runs["ease"], "--out", "recs-link.parquet")
+
+
+@pytest.mark.slice("C")
+def test_train_never_records_the_pii_key(ws: Workspace) -> None:
+    """environment.json and config.yaml describe the run; the key in the environment is not part of it."""
+    key = "k3Jx9-Qm2Lp8-Zr7Tv4-Wn6Yh1-Bc5Fd0-Ge2Ua9"
+    ws.secrets = ws.secrets | {key}
+    ws.succeeds("train", "model=popularity", "runs_dir=runs-fresh", env=ws.env(RECSYS_PII_KEY=key))
+
+
+@pytest.mark.slice("none")
+@pytest.mark.parametrize("how", cases({"--debug": "flag", "RECSYS_DEBUG=1": "env"}))
+def test_debug_keeps_the_traceback(ws: Workspace, how: str) -> None:
+    args = ["recommend", "runs/ease/nosuch", "--out", "recs.parquet"]
+    result = ws.run("--debug", *args) if how == "flag" else ws.run(*args, env=ws.env(RECSYS_DEBUG="1"))
+    assert result.returncode != 0 and "Traceback" in result.stderr, result.describe()
