@@ -26,9 +26,10 @@ def describe(
     """
     from recsys_cli.cli.render import ingest_summary
     from recsys_cli.console import console
-    from recsys_cli.data.lake import damaged, folder_problems, is_legacy, read_manifest
+    from recsys_cli.data.lake import check_kind, damaged, folder_problems, is_legacy, read_manifest
 
     manifest = read_manifest(path)
+    check_kind(path, manifest, "lake")
     problems = folder_problems(path, manifest, full=verify)
     if problems:
         for problem in problems[:20] if verify else []:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from recsys_cli.errors import IntegrityError, LakeError, RecsysError
 from recsys_cli.registry.integrity import MANIFEST, SEAL, canonical_digest, file_entries, seal, unlisted, verify_files
-from recsys_cli.registry.outputs import KIND, owned
+from recsys_cli.registry.outputs import KIND, manifest_kind, owned
 
 if TYPE_CHECKING:
     import polars as pl
@@ -191,10 +191,23 @@ def open_output(folder: Path | str, what: str, full: bool = True) -> dict[str, A
     """
     path = Path(folder)
     manifest = read_manifest(path) if what == "lake" else _read_output_manifest(path, what)
+    check_kind(path, manifest, what)
     problems = folder_problems(path, manifest, full)
     if problems:
         raise damaged(path, what, problems)
     return manifest
+
+
+def check_kind(folder: Path, manifest: dict[str, Any], what: str) -> None:
+    """Refuse a manifest that is not a `what` manifest (another output's, or one emptied
+    down to `{}`): its file list would prove nothing about the data read next. An older
+    lake manifest counts only with its file list, which every lake manifest has had."""
+    found = manifest_kind(manifest)
+    if found == what and not (what == "lake" and is_legacy(manifest) and "outputs" not in manifest):
+        return
+    cls = LakeError if what == "lake" else IntegrityError
+    held = f"its kind is {found!r}" if found else "it names no kind of recsys output"
+    raise cls(f"{folder}: not a {what} (its {MANIFEST}: {held}); {HINTS[what]}")
 
 
 def folder_problems(folder: Path, manifest: dict[str, Any], full: bool) -> list[str]:
@@ -215,7 +228,7 @@ def folder_problems(folder: Path, manifest: dict[str, Any], full: bool) -> list[
 def is_legacy(manifest: dict[str, Any]) -> bool:
     """Written before manifests carried `manifest_sha256` (see `open_lake`)."""
     version = manifest.get("format_version", 1)
-    return SEAL not in manifest and isinstance(version, int) and version < SEALED_FORMAT
+    return SEAL not in manifest and KIND not in manifest and isinstance(version, int) and version < SEALED_FORMAT
 
 
 def _seal_problems(manifest: dict[str, Any]) -> list[str]:

@@ -151,16 +151,19 @@ def _a(kind: str) -> str:
 def kind_of(folder: Path) -> str | None:
     """The kind of output `folder` holds, from its manifest or its older shape; None if none."""
     manifest = _read_manifest(folder)
-    if manifest is not None:
-        if isinstance(manifest.get(KIND), str):
-            return str(manifest[KIND])
-        for kind, looks_like in _LEGACY_MANIFESTS.items():
-            if looks_like(manifest):
-                return kind
+    if manifest is not None and (kind := manifest_kind(manifest)) is not None:
+        return kind
     for kind, holds in _LEGACY_FOLDERS.items():
         if holds(folder):
             return kind
     return None
+
+
+def manifest_kind(manifest: dict[str, Any]) -> str | None:
+    """The kind of output a manifest describes: its `"kind"`, or an older manifest's keys."""
+    if isinstance(manifest.get(KIND), str):
+        return str(manifest[KIND])
+    return next((kind for kind, looks_like in _LEGACY_MANIFESTS.items() if looks_like(manifest)), None)
 
 
 def _why_not(folder: Path) -> str:

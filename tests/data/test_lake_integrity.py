@@ -113,8 +113,9 @@ def test_an_edited_manifest_is_refused(lake: Path, changes: dict[str, object]) -
 
 def test_a_legacy_lake_is_read_with_the_names_and_sizes_check_only(lake: Path) -> None:
     manifest = json.loads((lake / MANIFEST).read_text())
-    del manifest[SEAL]
-    (lake / MANIFEST).write_text(json.dumps(manifest | {"format_version": 1, "rows": {"events": 7}}))
+    del manifest[SEAL], manifest["kind"]  # as ingest wrote them before manifests were sealed:
+    older = {"format_version": 1, "source": "generic", "fingerprint": "f", "rows": {"events": 7}}
+    (lake / MANIFEST).write_text(json.dumps(manifest | older))
     assert open_lake(lake)["rows"] == {"events": 7}  # unsealed: its counts cannot be checked
     _part(lake, DAYS[0]).unlink()
     with pytest.raises(LakeError, match="missing: events/date=2026-01-01"):
@@ -139,8 +140,9 @@ def test_split_and_feature_folders_get_the_same_check(tmp_path: Path) -> None:
         open_output(split, "split")
     legacy = tmp_path / "legacy"
     legacy.mkdir()
-    (legacy / MANIFEST).write_text(json.dumps({"folds": []}))  # written before folders were sealed
-    assert open_output(legacy, "features") == {"folds": []}
+    written = {"split_manifest_sha256": "0" * 64, "folds": []}  # before folders were sealed
+    (legacy / MANIFEST).write_text(json.dumps(written))
+    assert open_output(legacy, "features") == written
     with pytest.raises(IntegrityError, match="no features here"):
         open_output(tmp_path / "nowhere", "features")
 
@@ -158,3 +160,19 @@ def test_a_rust_panic_while_decoding_a_damaged_file_is_named_too(lake: Path) -> 
     _flip(_part(lake, DAYS[2]), 60)
     with pytest.raises(LakeError, match="changed content: events/date=2026-01-03"), decoding((lake, "lake")):
         raise pl.exceptions.PanicException("assertion failed: start + len <= self.len()")
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {},
+        {"kind": "lake"},
+        {"kind": "split", "format_version": 1},
+        {"format_version": 1, "fingerprint": "f", "source": "s"},
+    ],
+    ids=["empty object", "a kind and nothing else", "another output's", "an older lake's without its file list"],
+)
+def test_a_manifest_that_does_not_describe_a_lake_is_refused(lake: Path, manifest: dict) -> None:
+    (lake / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(LakeError, match=f"{lake}: (not a lake|damaged lake)"):
+        open_lake(lake)
