@@ -43,6 +43,7 @@ def run(
     JSON-ready result, which is also written to `out` (see the module docstring)."""
     if len(runs) < 2:
         raise sig.ComparisonError(f"need at least two run folders to compare, got {len(runs)}")
+    _refuse_repeats(runs)
     target = claim_file(out or default_out(runs[0]), COMPARISON, runs)  # never a run's file, nor inside a run
     labels = _labels(runs)
     windows = [_window(path) for path in runs]
@@ -60,9 +61,23 @@ def default_out(first_run: Path) -> Path:
     return first_run.resolve().parent.parent / COMPARISONS / f"{stamp}.json"
 
 
+def _refuse_repeats(runs: list[Path]) -> None:
+    """A run given twice (another spelling, a symlink) can only differ from itself by
+    zero, and would count as a comparison in Holm's correction: a mistyped path, not a
+    test. An A/A check compares two runs of one config (two seeds)."""
+    first: dict[Path, Path] = {}
+    for path in runs:
+        same = first.setdefault(path.resolve(), path)
+        if same is not path:
+            raise sig.ComparisonError(
+                f"{path}: the same run as {same}; a run compared with itself always shows no difference "
+                "(for an A/A check, compare two runs of one config, e.g. two seeds)"
+            )
+
+
 def _labels(runs: list[Path]) -> list[str]:
-    """`<model>/<timestamp>`, the part of a run's path that tells runs apart; a run
-    given twice (an A/A check) gets a #2 suffix so rows stay distinct."""
+    """`<model>/<timestamp>`, the part of a run's path that tells runs apart; two runs
+    of that name under different roots get a #2 suffix so rows stay distinct."""
     labels: list[str] = []
     for path in runs:
         base = "/".join(path.resolve().parts[-2:])

@@ -114,6 +114,12 @@ def test_a_run_without_per_user_metrics_is_a_one_line_error(runs: list[Path]) ->
     assert str(runs[1]) in line and "per_user.parquet" in line
 
 
+def test_a_run_given_twice_is_refused_in_any_spelling(runs: list[Path]) -> None:
+    again = runs[0].parent / ".." / runs[0].parent.name / runs[0].name
+    line = one_line_error(["compare", str(runs[0]), str(runs[1]), str(again)])
+    assert f"{again}: the same run as {runs[0]}" in line
+
+
 def test_runs_of_different_parts_or_unknown_metrics_are_refused(runs: list[Path], tmp_path: Path) -> None:
     test_run = make_run(tmp_path / "other", "ease", CONTROL, part="test")
     assert "different windows: part" in one_line_error(["compare", str(runs[0]), str(test_run)])
