@@ -159,8 +159,11 @@ def kind_of(folder: Path) -> str | None:
     return None
 
 
-def manifest_kind(manifest: dict[str, Any]) -> str | None:
-    """The kind of output a manifest describes: its `"kind"`, or an older manifest's keys."""
+def manifest_kind(manifest: Any) -> str | None:
+    """The kind of output a manifest describes: its `"kind"`, or an older manifest's keys
+    (None for anything else, a JSON list included)."""
+    if not isinstance(manifest, dict):
+        return None
     if isinstance(manifest.get(KIND), str):
         return str(manifest[KIND])
     return next((kind for kind, looks_like in _LEGACY_MANIFESTS.items() if looks_like(manifest)), None)

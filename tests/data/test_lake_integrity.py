@@ -176,3 +176,11 @@ def test_a_manifest_that_does_not_describe_a_lake_is_refused(lake: Path, manifes
     (lake / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(LakeError, match=f"{lake}: (not a lake|damaged lake)"):
         open_lake(lake)
+
+
+def test_a_split_manifest_that_is_a_json_list_is_one_line(tmp_path: Path) -> None:
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / MANIFEST).write_text('["fold-0"]')
+    with pytest.raises(IntegrityError, match=f"{split}: not a split"):
+        open_output(split, "split")
