@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from recsys_cli.abtest import AbTestError
 from recsys_cli.abtest.logs import PURCHASE_QTY, build_catalog, exposures, observed_prices, period_of
+from recsys_cli.data.lake import write_sealed
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 
 ROWS = [
@@ -74,7 +74,7 @@ def test_the_period_comes_from_the_split_manifest(tmp_path: Path) -> None:
         "test_start": "2026-03-08T00:00:00+00:00",
         "test_end": "2026-03-15T12:00:00+00:00",
     }
-    (tmp_path / "manifest.json").write_text(json.dumps({"folds": [fold, {"name": "fold-1"}]}))
+    write_sealed(tmp_path, {"kind": "split", "folds": [fold, {"name": "fold-1"}]})  # as `recsys split` writes it
     period = period_of(tmp_path, "fold-0", "test")
     assert period.start == datetime(2026, 3, 8, tzinfo=UTC) and period.n_days == 8
     assert period_of(tmp_path, "fold-0", "val").n_days == 7
