@@ -271,6 +271,14 @@ class Workspace:
         self.last = run_cli(args, self.root, env)
         return self.last
 
+    def _run_between_snapshots(
+        self, args: tuple[str | Path, ...], env: dict[str, str] | None
+    ) -> tuple[CliResult, dict[str, Entry]]:
+        """The command's result and the workspace after it; `before` is taken first unless the test took it."""
+        if not self.before:
+            self.freeze()
+        return self.run(*args, env=env), snapshot(self.root)
+
     def freeze(self) -> None:
         """Take the `before` snapshot: call after the test's own set-up, just before the command."""
         self.before = snapshot(self.root)
@@ -279,20 +287,16 @@ class Workspace:
         self, *args: str | Path, env: dict[str, str] | None = None, may_change: Iterable[str] = ()
     ) -> CliResult:
         """Run a command that must be refused, and check the refusal."""
-        if not self.before:
-            self.freeze()
-        result = self.run(*args, env=env)
-        assert_refused(result, self.before, snapshot(self.root), self.secrets, self.root, may_change)
+        result, after = self._run_between_snapshots(args, env)
+        assert_refused(result, self.before, after, self.secrets, self.root, may_change)
         return result
 
     def succeeds(
         self, *args: str | Path, env: dict[str, str] | None = None, may_change: Iterable[str] = ()
     ) -> CliResult:
         """Run a command that must succeed, touching only `may_change` among existing paths."""
-        if not self.before:
-            self.freeze()
-        result = self.run(*args, env=env)
-        assert_succeeded_cleanly(result, self.before, snapshot(self.root), self.secrets, self.root, may_change)
+        result, after = self._run_between_snapshots(args, env)
+        assert_succeeded_cleanly(result, self.before, after, self.secrets, self.root, may_change)
         return result
 
     def handled(
@@ -303,10 +307,7 @@ class Workspace:
         may_hold_raw_ids: Iterable[str] = (),
     ) -> CliResult:
         """Either outcome is acceptable, done cleanly: exit 0 as `succeeds`, or a refusal as `refused`."""
-        if not self.before:
-            self.freeze()
-        result = self.run(*args, env=env)
-        after = snapshot(self.root)
+        result, after = self._run_between_snapshots(args, env)
         if result.returncode == 0:
             assert_succeeded_cleanly(result, self.before, after, self.secrets, self.root, may_change, may_hold_raw_ids)
         else:
