@@ -82,13 +82,14 @@ def build(
     target: TargetSpec | None = None,
 ) -> FeatureSet:
     """Features for predicting `part`, from the events of its history parts only;
-    with `cfg.ranker_windows`, also the ranker's labelled windows (`target` then
-    says what a positive is)."""
+    with `cfg.ranker_windows`, also the ranker's labelled windows. `target` says
+    what a positive is and which items count as already seen (default: purchases)."""
+    target = target or TargetSpec()
     history = assigned.filter(pl.col(PART).is_in(history_parts(part))).drop(PART)
     # One table at a time: collecting them together runs the four group-bys over
     # the history at once and multiplies peak memory.
     collected = {
-        name: lf.collect(engine="streaming") for name, lf in _tables(history, cutoff, cfg, items, users).items()
+        name: lf.collect(engine="streaming") for name, lf in _tables(history, cutoff, cfg, items, users, target).items()
     }
     for j, frames in enumerate(ranker_windows(history, cutoff, cfg, target, items, users)):
         collected |= {f"ranker/{j}/{name}": frame for name, frame in frames.items()}
@@ -102,6 +103,7 @@ def _tables(
     cfg: FeatureConfig,
     items: pl.LazyFrame | None,
     users: pl.LazyFrame | None,
+    target: TargetSpec,
 ) -> dict[str, pl.LazyFrame]:
     windows = list(cfg.windows_days)
     user_feats = user_aggregates(history, items, cutoff, windows)
@@ -113,7 +115,7 @@ def _tables(
         )
         user_feats = known.join(user_feats, on=Col.USER, how="full", coalesce=True).sort(Col.USER)
     return {
-        "interactions": interactions(history, cutoff, cfg.weights, cfg.half_life_days, cfg.dedup),
+        "interactions": interactions(history, cutoff, cfg.weights, cfg.half_life_days, cfg.dedup, target.excluded()),
         "sequences": sequences(history, cfg.max_len),
         "user_features": user_feats,
         "item_features": item_aggregates(history, items, cutoff, windows),
@@ -144,7 +146,7 @@ def ranker_windows(
         )
         before = inner.filter(pl.col(PART) == TRAIN).drop(PART)
         frames = {
-            name: lf.collect(engine="streaming") for name, lf in _tables(before, start, cfg, items, users).items()
+            name: lf.collect(engine="streaming") for name, lf in _tables(before, start, cfg, items, users, spec).items()
         }
         frames["labels"] = (
             ground_truth(inner, spec, VAL).filter(~pl.col(COLD)).select(Col.USER, Col.ITEM).collect(engine="streaming")

@@ -3,6 +3,10 @@
 Weights per event type say how much each signal means (a purchase is worth
 more than a view); a rating can carry its own value; time decay lets recent
 behaviour count more than old, measured back from the cutoff.
+
+Each pair also says whether the target counts the item as already seen by the
+user (`seen`): models never recommend those, and the ground truth never counts
+them (`splits.targets.TargetSpec.excluded`), so both sides exclude the same.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from recsys_cli.data.schema import EVENT_TYPES, Col, Timestamp
 from recsys_cli.errors import ConfigError
 
 VALUE = "value"  # a weight of "value" uses the event's own value (a rating)
+SEEN = "seen"  # the column: the target excludes this item for this user
 Dedup = Literal["sum", "max", "last"]
 
 
@@ -46,9 +51,13 @@ def interactions(
     weights: Mapping[str, float | str],
     half_life_days: float | None = None,
     dedup: Dedup = "sum",
+    seen: pl.Expr | None = None,
 ) -> pl.LazyFrame:
-    """(user, item) -> weight, events, last_ts; pairs whose weight is 0 are dropped.
+    """(user, item) -> weight, events, last_ts and, given `seen` (true for the events
+    that make an item already seen), whether any event of the pair is one.
 
+    Pairs whose weight is 0 are dropped, unless seen: an item the user removed
+    from the cart (weight 0 by default) is still excluded when the target says so.
     `dedup` combines repeated events of a pair: sum them, keep the strongest, or
     keep the latest.
     """
@@ -60,9 +69,9 @@ def interactions(
     }
     if dedup not in combine:
         raise ConfigError(f"features.interactions.dedup must be sum, max or last, got {dedup!r}")
-    return (
-        weighted.group_by(Col.USER, Col.ITEM)
-        .agg(combine[dedup].alias("weight"), pl.len().alias("events"), pl.col(Col.TS).max().alias("last_ts"))
-        .filter(pl.col("weight") > 0)
-        .sort(Col.USER, Col.ITEM)
-    )
+    aggregates = [combine[dedup].alias("weight"), pl.len().alias("events"), pl.col(Col.TS).max().alias("last_ts")]
+    keep = pl.col("weight") > 0
+    if seen is not None:
+        aggregates.append(seen.any().alias(SEEN))
+        keep = keep | pl.col(SEEN)
+    return weighted.group_by(Col.USER, Col.ITEM).agg(aggregates).filter(keep).sort(Col.USER, Col.ITEM)

@@ -5,6 +5,12 @@ MovieLens all ratings, or ratings of 4 and up), whether items the user already
 interacted with before the period are excluded from the ground truth, and the
 evaluated users: those with history before the period ("warm"); users without
 any are cold-start and reported apart.
+
+What is excluded as "already seen" is excluded on both sides: the feature set
+records it per (user, item) pair (`excluded`), models never recommend those
+items, and the ground truth never counts them. A shop that wants viewed items
+recommended again (re-targeting) lists only carts and purchases as seen; one
+that wants discovery only lists every event type (conf/target/engagement_new).
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ class TargetSpec:
         types, so a purchase after a view of the same item still counts."""
         return pl.col(Col.EVENT).cast(pl.String).is_in(list(self.seen_events or self.positive_events))
 
+    def excluded(self) -> pl.Expr:
+        """History events that take an item out of both the user's ground truth and
+        the user's recommendations: the seen events with `exclude_seen`, none without."""
+        return self.is_seen() if self.exclude_seen else pl.lit(False)
+
     def is_positive(self) -> pl.Expr:
         expr = pl.col(Col.EVENT).cast(pl.String).is_in(list(self.positive_events))
         if self.min_value is not None:
@@ -74,7 +85,8 @@ def ground_truth(assigned: pl.LazyFrame, spec: TargetSpec, part: str = TEST) -> 
     and its context (hour of day, day of week): what a ranker knows when asked.
 
     With `exclude_seen`, items the user already had a `seen_events` event with in
-    the history are dropped: recommending them again is not a discovery.
+    the history are dropped: recommending them again is not a discovery, and the
+    models do not (the feature set's `seen` column, from the same `excluded`).
     """
     history = assigned.filter(pl.col(PART).is_in(history_parts(part)))
     positives = (
@@ -83,9 +95,8 @@ def ground_truth(assigned: pl.LazyFrame, spec: TargetSpec, part: str = TEST) -> 
         .agg(pl.col(Col.TS).min())
         .with_columns(context(Col.TS))
     )
-    if spec.exclude_seen:
-        seen = history.filter(spec.is_seen()).select(Col.USER, Col.ITEM).unique()
-        positives = positives.join(seen, on=[Col.USER, Col.ITEM], how="anti", maintain_order="left")
+    seen = history.filter(spec.excluded()).select(Col.USER, Col.ITEM).unique()
+    positives = positives.join(seen, on=[Col.USER, Col.ITEM], how="anti", maintain_order="left")
     warm = history.select(Col.USER).unique().with_columns(pl.lit(False).alias(COLD))
     return (
         positives.join(warm, on=Col.USER, how="left", maintain_order="left")

@@ -10,14 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys_cli.data.schema import EVENTS_SCHEMA, Col
+from recsys_cli.data.schema import EVENT_TYPES, EVENTS_SCHEMA, Col
 from recsys_cli.features.build import FeatureConfig, build
 from recsys_cli.features.context import context
-from recsys_cli.features.interactions import interactions
+from recsys_cli.features.interactions import SEEN, interactions
 from recsys_cli.features.sequences import sequences
 from recsys_cli.features.vocab import OOV, Vocabulary
 from recsys_cli.splits.base import PART, TRAIN, Fold
 from recsys_cli.splits.global_temporal import GlobalTemporalSplitter
+from recsys_cli.splits.targets import TargetSpec
 from tests.splits.conftest import day
 
 CUTOFF = day(7)
@@ -130,3 +131,49 @@ def test_catalogues_without_prices_or_launch_dates(assigned: pl.LazyFrame) -> No
     assert users["price_affinity"].null_count() == users.height
     assert users.filter(pl.col(Col.USER) == "c")["top_category"].item() == "x"
     assert set(fs.frames["item_features"][Col.ITEM]) == {"i1", "i2", "i3"}
+
+
+# ---- what the target counts as already seen -------------------------------------------
+
+ENGAGEMENT = TargetSpec(name="engagement", positive_events=["add_to_cart", "purchase"])
+DISCOVERY = TargetSpec(
+    name="engagement_new", positive_events=["add_to_cart", "purchase"], seen_events=list(EVENT_TYPES)
+)
+
+
+def seen_pairs(frame: pl.DataFrame) -> list[tuple[str, str]]:
+    return frame.filter(pl.col(SEEN)).select(Col.USER, Col.ITEM).rows()
+
+
+def test_each_pair_records_whether_the_target_counts_it_as_seen(history: pl.LazyFrame) -> None:
+    """Before the cutoff a bought i1, b carted i2 and c bought i3; the rest were views."""
+    weights = {"view": 1, "add_to_cart": 3, "purchase": 5}
+    carted = interactions(history, CUTOFF, weights, seen=ENGAGEMENT.excluded()).collect()
+    assert seen_pairs(carted) == [("a", "i1"), ("b", "i2"), ("c", "i3")]
+    assert carted.height == 6  # the viewed pairs stay interactions, just not seen
+    everything = interactions(history, CUTOFF, weights, seen=DISCOVERY.excluded()).collect()
+    assert everything[SEEN].all() and everything.height == 6
+    kept = TargetSpec(positive_events=["purchase"], exclude_seen=False)
+    assert not interactions(history, CUTOFF, weights, seen=kept.excluded()).collect()[SEEN].any()
+
+
+def test_a_seen_pair_without_weight_is_kept_with_weight_zero(history: pl.LazyFrame) -> None:
+    """b only viewed and carted i2: with those weighing nothing the pair carries no
+    interaction, but a cart makes i2 seen, so it stays to be excluded."""
+    out = interactions(history, CUTOFF, {"purchase": 5}, seen=ENGAGEMENT.excluded()).collect()
+    assert out.select(Col.USER, Col.ITEM, "weight", SEEN).rows() == [
+        ("a", "i1", 5.0, True),
+        ("b", "i2", 0.0, True),
+        ("c", "i3", 5.0, True),
+    ]
+
+
+def test_the_feature_set_and_every_ranker_window_record_the_targets_seen_items(assigned: pl.LazyFrame) -> None:
+    cfg = FeatureConfig(windows_days=(1,), ranker_windows=2, ranker_label_days=2, ranker_stride_days=1)
+    fs = build(full(assigned), "val", CUTOFF, cfg, target=ENGAGEMENT)
+    assert seen_pairs(fs.frames["interactions"]) == [("a", "i1"), ("b", "i2"), ("c", "i3")]
+    # window 0 predicts days 5-7 from the events before day 5: only a's purchase of i1 and b's cart of i2
+    assert seen_pairs(fs.frames["ranker/0/interactions"]) == [("a", "i1"), ("b", "i2")]
+    assert seen_pairs(fs.frames["ranker/1/interactions"]) == [("a", "i1"), ("b", "i2")]
+    discovery = build(full(assigned), "val", CUTOFF, cfg, target=DISCOVERY)
+    assert all(discovery.frames[f"{w}interactions"][SEEN].all() for w in ("", "ranker/0/", "ranker/1/"))
