@@ -41,6 +41,11 @@ class Recommender(ABC):
         # What a model measured about itself while fitting (a ranker's held-out
         # calibration error); `recsys train` reports it beside the window's metrics.
         self.diagnostics: dict[str, float] = {}
+        # Settings the model chose on the validation window during a fit with it, as
+        # config keys under `model.` (`{"l2": 100.0}`). `recsys train part=val` writes
+        # them to the run's selection.json and part=test pins them for its refit
+        # (registry/selection.py); a model doing this also sets `chooses_on_validation`.
+        self.selected: dict[str, Any] = {}
 
     def lightning_trainer(self) -> dict[str, Any] | None:
         """The Trainer settings (conf/trainer/) a fit runs the shared Lightning loop
@@ -51,8 +56,10 @@ class Recommender(ABC):
         """Fit on `data`; models trained by gradient steps use `validation` for early
         stopping and `workdir` for checkpoints and logs; closed-form ones ignore both."""
         self.users, self.items = data.users, data.items
-        self.seen = (data.matrix > 0).astype(np.float32).tocsr()
-        self.popularity = np.asarray(self.seen.sum(axis=0)).ravel().astype(np.float32)
+        # Excluded items follow the target (the ground truth leaves out the same ones);
+        # popularity counts every interacting user, whatever the target.
+        self.seen = data.seen_matrix().astype(np.float32).tocsr()
+        self.popularity = np.asarray(data.interacted().sum(axis=0)).ravel().astype(np.float32)
         self._fit(data, validation, workdir)
         return self
 
@@ -77,7 +84,8 @@ class Recommender(ABC):
         tiebreak: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of a (len(users), n_items) score matrix, never the unknown item nor,
-        with `exclude_seen`, what the user already had; `scores` is overwritten.
+        with `exclude_seen`, what the target counts as already seen by the user (the
+        items its ground truth leaves out too); `scores` is overwritten.
         Equal scores go by `tiebreak` (higher first) where given, then by item index."""
         scores[:, 0] = -np.inf
         if exclude_seen and self.seen is not None:

@@ -16,6 +16,8 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys_cli.data.schema import Col
+from recsys_cli.errors import SplitError
+from recsys_cli.features.interactions import SEEN
 from recsys_cli.features.vocab import Vocabulary
 
 
@@ -33,6 +35,10 @@ class TrainData:
     # Earlier cutoffs with the positives that followed them (features.ranker_windows):
     # what a second-stage ranker learns from. Indexed with this set's vocabularies.
     windows: list[LabelledWindow] = field(default_factory=list)
+    # (n_users, n_items) 1 where the target counts the item as already seen by the
+    # user (the feature set's `seen` column): never recommended, never ground truth.
+    # None: every interaction counts (`interacted`), for data built in memory.
+    seen: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
@@ -41,6 +47,14 @@ class TrainData:
     @property
     def n_items(self) -> int:
         return len(self.items)
+
+    def interacted(self) -> sp.csr_matrix:
+        """(n_users, n_items) 1 where the user has any weighted interaction with the item."""
+        return (self.matrix > 0).astype(np.float32).tocsr()
+
+    def seen_matrix(self) -> sp.csr_matrix:
+        """What a model excludes from a user's recommendations: the target's seen items."""
+        return self.interacted() if self.seen is None else self.seen
 
     @classmethod
     def from_features(cls, folder: Path | str) -> TrainData:
@@ -58,7 +72,13 @@ class TrainData:
 
     @classmethod
     def _tables(cls, folder: Path, users: Vocabulary, items: Vocabulary, vocab: dict[str, Vocabulary]) -> TrainData:
-        inter = pl.read_parquet(folder / "interactions.parquet")
+        path = folder / "interactions.parquet"
+        inter = pl.read_parquet(path)
+        if SEEN not in inter.columns:
+            raise SplitError(
+                f"{path}: written before feature sets recorded which items the target counts as seen; "
+                "rerun `recsys features` with the same overrides"
+            )
         return cls(
             users,
             items,
@@ -67,6 +87,7 @@ class TrainData:
             _maybe(folder / "item_features.parquet"),
             _maybe(folder / "sequences.parquet"),
             vocab,
+            seen=seen_matrix(inter, users, items),
         )
 
     def sequence_matrix(self, max_len: int) -> np.ndarray:
@@ -133,13 +154,22 @@ class LabelledWindow:
 
 
 def interaction_matrix(inter: pl.DataFrame, users: Vocabulary, items: Vocabulary) -> sp.csr_matrix:
+    """Weights of the pairs that carry any; seen pairs of weight 0 stay out."""
     coded = inter.select(users.encode(Col.USER).alias("u"), items.encode(Col.ITEM).alias("i"), pl.col("weight"))
-    coded = coded.filter((pl.col("u") > 0) & (pl.col("i") > 0))
+    coded = coded.filter((pl.col("u") > 0) & (pl.col("i") > 0) & (pl.col("weight") > 0))
     matrix = sp.csr_matrix(
         (coded["weight"].to_numpy().astype(np.float32), (coded["u"].to_numpy(), coded["i"].to_numpy())),
         shape=(len(users), len(items)),
     )
     matrix.sum_duplicates()
+    return matrix
+
+
+def seen_matrix(inter: pl.DataFrame, users: Vocabulary, items: Vocabulary) -> sp.csr_matrix:
+    """1 for the pairs whose `seen` column is true, whatever their weight."""
+    pairs = inter.filter(pl.col(SEEN)).with_columns(pl.lit(1.0).alias("weight"))
+    matrix = interaction_matrix(pairs, users, items)
+    matrix.data[:] = 1.0
     return matrix
 
 

@@ -73,7 +73,7 @@ class SegmentPopularity(Popularity):
         self.attribute = attribute
 
     def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
-        assert self.popularity is not None and self.seen is not None
+        assert self.popularity is not None
         if data.user_features is None or self.attribute not in data.user_features.columns:
             raise ConfigError(f"segment popularity: the users table has no '{self.attribute}' column")
         values = data.user_features.select(Col.USER, pl.col(self.attribute).cast(pl.String))
@@ -82,7 +82,7 @@ class SegmentPopularity(Popularity):
         index = data.user_index(values[Col.USER])
         segment[index[index > 0]] = codes[index > 0]
         onehot = sp.csr_matrix((np.ones(data.n_users, np.float32), (np.arange(data.n_users), segment)))
-        per_segment = np.asarray((onehot.T @ self.seen).todense(), dtype=np.float32)
+        per_segment = np.asarray((onehot.T @ data.interacted()).todense(), dtype=np.float32)
         per_segment[0] = self.popularity  # unknown segment: global popularity
         tie_break = self.popularity / (self.popularity.max() + 1)
         self.segment_scores, self.user_segment = per_segment + tie_break, segment
