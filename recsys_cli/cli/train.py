@@ -37,7 +37,13 @@ def recommend(
     k: Annotated[int, typer.Option("--k", min=1, max=1_000_000, help="Items per user.")] = 10,
     users: Annotated[Path | None, typer.Option("--users", help="Parquet or CSV with a user_id column.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output Parquet [RUN/recommendations.parquet].")] = None,
-    include_seen: Annotated[bool, typer.Option("--include-seen", help="Do not exclude already-seen items.")] = False,
+    include_seen: Annotated[
+        bool,
+        typer.Option(
+            "--include-seen",
+            help="Also recommend the items the run's target counts as already seen (its seen_events).",
+        ),
+    ] = False,
 ) -> None:
     """Write top-K recommendations of a run as Parquet (user_id, item_id, rank, score).
 

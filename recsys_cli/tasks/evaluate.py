@@ -3,8 +3,9 @@
 Reads only boxes: the run (its config and model), the split's targets for the
 window, the run's feature set (item catalogue attributes, as of the model's
 cutoff) and the lake's users table for demographics. Every evaluated user gets
-a full ranking over the catalogue (seen items excluded, as in training), in
-batches of users; `evaluation.suite` does the rest.
+a full ranking over the catalogue (the items the target counts as seen excluded,
+as in training and in the ground truth), in batches of users; `evaluation.suite`
+does the rest.
 
 The window defaults to the one the run was scored on (`part`); a validation run
 may also be scored on the later test window, but a run refitted on train +
@@ -39,6 +40,7 @@ from recsys_cli.errors import ConfigError, SplitError
 from recsys_cli.evaluation import segments
 from recsys_cli.evaluation.fairness import Thresholds
 from recsys_cli.evaluation.suite import Inputs, Settings, evaluate
+from recsys_cli.features.vocab import Vocabulary
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
@@ -123,8 +125,9 @@ def settings_from(eval_cfg: DictConfig) -> Settings:
 def rank(
     model: Recommender, users: np.ndarray, k: int, batch: int, reporter: Reporter | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k items and their scores for every user over the whole catalogue (seen
-    items excluded), a batch of users at a time so the score matrix stays small."""
+    """Top-k items and their scores for every user over the whole catalogue (the
+    target's seen items excluded), a batch of users at a time so the score matrix
+    stays small."""
     reporter = reporter or NullReporter()
     reporter.start(f"ranking the catalogue for {users.size:,} users", total=users.size)
     items, scores = [], []
@@ -188,9 +191,9 @@ def _inputs(
     recs: np.ndarray,
     scores: np.ndarray,
 ) -> Inputs:
-    assert model.seen is not None and model.popularity is not None and model.items is not None
+    assert model.popularity is not None and model.items is not None and model.users is not None
     users = window.targets.users
-    interactions = model.seen.getnnz(axis=1)
+    interactions = interactions_per_user(run_cfg, window.run_part, model.users)
     user_groups = [
         segments.cold_start(users == 0),
         segments.activity(interactions[users], list(cfg.eval.segments.activity_edges)),
@@ -219,6 +222,26 @@ def _inputs(
         scored=scored,
         calibration_note=note,
     )
+
+
+def interactions_per_user(run_cfg: DictConfig, run_part: str, users: Vocabulary) -> np.ndarray:
+    """Items each user (by vocabulary index) interacted with before the model's
+    cutoff, from the run's feature set: activity counts every interaction, not only
+    those the target excludes as seen (the model's `seen`), which may be far fewer."""
+    path = Path(run_cfg.features_dir) / run_cfg.fold / run_part / "interactions.parquet"
+    if not path.is_file():
+        raise SplitError(f"{path}: the run's interactions are missing; rerun `recsys features` with its settings")
+    per_user = (
+        pl.read_parquet(path, columns=[Col.USER, "weight"])
+        .filter(pl.col("weight") > 0)
+        .group_by(Col.USER)
+        .len()
+        .select(users.encode(Col.USER).alias("u"), pl.col("len"))
+        .filter(pl.col("u") > 0)
+    )
+    counts = np.zeros(len(users), dtype=np.int64)
+    counts[per_user["u"].to_numpy()] = per_user["len"].to_numpy()
+    return counts
 
 
 def engagement_probabilities(

@@ -31,7 +31,10 @@ def run(
     exclude_seen: bool = True,
     reporter: Reporter | None = None,
 ) -> tuple[Path, int, int]:
-    """Top-k per user, best first. A user whose unseen items run out before k
+    """Top-k per user, best first. With `exclude_seen`, the items the run's target
+    counts as already seen (its `seen_events`, as the ground truth does) are left
+    out: under the shop default `engagement` only carted or bought ones, so viewed
+    items may come back (re-targeting). A user whose unseen items run out before k
     (a small catalogue, a heavy user) gets fewer rows: never an excluded item
     or the unknown-item placeholder padded in with a score of -inf.
 

@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from recsys_cli.cli import app
-from recsys_cli.tasks.evaluate import engagement_probabilities
+from recsys_cli.features.vocab import Vocabulary
+from recsys_cli.tasks.evaluate import engagement_probabilities, interactions_per_user
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "220"}
@@ -220,3 +221,24 @@ def test_a_ranker_run_gets_its_calibration_checked(lake: Path, tmp_path: Path) -
     assert cal["available"] and cal["users"] == summary["users"]["evaluated"] - summary["users"]["cold_start"]
     assert 0 <= cal["ece"] <= 1 and cal["pairs"] == cal["users"] * 10
     assert "plot-reliability" in (run / "eval" / "val" / "report.html").read_text()
+
+
+def test_activity_counts_every_interaction_not_only_the_seen_ones(tmp_path: Path) -> None:
+    """A user's activity segment is how many items they interacted with before the
+    cutoff, although the model excludes only those the target counts as seen: u1
+    viewed a, bought b and removed c from the cart (weight 0: no interaction)."""
+    from omegaconf import OmegaConf
+
+    folder = tmp_path / "fold-0" / "val"
+    folder.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2", "gone"],
+            "item_id": ["a", "b", "c", "a", "a"],
+            "weight": [1.0, 5.0, 0.0, 1.0, 1.0],
+            "seen": [False, True, True, False, False],
+        }
+    ).write_parquet(folder / "interactions.parquet")
+    run_cfg = OmegaConf.create({"features_dir": str(tmp_path), "fold": "fold-0"})
+    counts = interactions_per_user(run_cfg, "val", Vocabulary(("<oov>", "u1", "u2", "u3")))
+    assert counts.tolist() == [0, 2, 1, 0]  # the unknown user and u3 have none
