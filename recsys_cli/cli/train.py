@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -17,18 +19,48 @@ def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
     """Fit a model on a fold's features and report its metrics.
 
     model={model};
-    part=val (fit on train) or part=test (refit on train + validation). Writes runs/<model>/<timestamp>/.
+    part=val (fit on train, early stopping and selection on the validation window),
+    part=test (refit on train + validation for the best epoch and settings the
+    matching part=val run chose: found by itself, refit_from=RUN names one,
+    trainer.max_epochs=N skips it) or part=val+test (both in turn).
+    Writes runs/<model>/<timestamp>/ per run; a fit without a progress bar logs each epoch.
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress, rows_table
     from recsys_cli.tasks import train as task
 
-    cfg = compose("train", overrides, config_dir)
-    with rich_progress() as reporter:
-        result = task.run(cfg, reporter=reporter)
-    rows = [(k, v) for k, v in result.metrics.items()]
-    console.print(rows_table(f"Metrics ({cfg.part})", ["metric", "value"], rows))
-    console.print(f"[green]run written:[/] {result.run}")
+    overrides = list(overrides or [])
+    cfg = compose("train", [*overrides, *task.refit_overrides(overrides)], config_dir)
+    with rich_progress() as reporter, _epoch_lines():
+        for result in task.run_parts(cfg, reporter=reporter):
+            part = "test" if any(k.startswith("test/") for k in result.metrics) else "val"
+            if result.refit is not None and result.refit.source:
+                console.print(f"refit with {result.refit.describe()} as chosen by {result.refit.source['run']}")
+            rows = [(k, v) for k, v in result.metrics.items()]
+            console.print(rows_table(f"Metrics ({part})", ["metric", "value"], rows))
+            console.print(f"[green]run written:[/] {result.run}")
+
+
+@contextmanager
+def _epoch_lines() -> Iterator[None]:
+    """Show the shared training loop's per-epoch log lines (models/lightning.py's
+    `EpochLog`, used when no progress bar is drawn) on stderr for the command."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    from recsys_cli.console import err_console
+
+    logger = logging.getLogger("recsys_cli.models.lightning")
+    handler = RichHandler(console=err_console, show_time=False, show_level=False, show_path=False)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @friendly_errors

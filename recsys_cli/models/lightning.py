@@ -11,6 +11,7 @@ and checkpointing follow. `NeuralRecommender` wraps a module in the common
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from abc import abstractmethod
@@ -32,6 +33,7 @@ from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
 
+log = logging.getLogger(__name__)
 MONITOR_K = 10
 MONITOR = f"val/ndcg@{MONITOR_K}"
 # Extra Lightning callbacks for every fit in the current context: a sweep's pruning
@@ -119,14 +121,19 @@ def fit_module(
         callbacks += [EarlyStopping(monitor, mode=mode, patience=params["patience"]), checkpoint, clock]
     options: dict[str, Any] = {"logger": False, "enable_model_summary": False, "deterministic": True}
     options |= trainer_options(params["trainer"])
+    # A bar redrawn into a log file is noise: without a terminal (or with the bar
+    # off) each epoch is one log line instead.
+    options["enable_progress_bar"] = bool(options.get("enable_progress_bar", True)) and _terminal()
+    logged = [] if options["enable_progress_bar"] else [EpochLog(monitor, mode)]
     if workdir is not None and options.get("logger") is not False:
         options.setdefault("default_root_dir", str(workdir))
     # The context's callbacks join the fit but never turn checkpointing on by themselves.
     extra = list(FIT_CALLBACKS.get())
-    trainer = L.Trainer(callbacks=[*callbacks, *extra], enable_checkpointing=bool(callbacks), **options)
+    trainer = L.Trainer(callbacks=[*callbacks, *logged, *extra], enable_checkpointing=bool(callbacks), **options)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # inside Lightning itself
         warnings.filterwarnings("ignore", message=".*does not have many workers")  # in-memory tensors
+        warnings.filterwarnings("ignore", message=".*no `val_dataloader`")  # a refit has no validation, by design
         trainer.fit(module, loader, val_loader)
     best = None
     if callbacks and checkpoint.best_model_path:
@@ -188,12 +195,57 @@ class _EpochClock(L.Callback):
             self.elapsed[trainer.current_epoch] = time.perf_counter() - self._start
 
 
+def _terminal() -> bool:
+    """Whether stderr, where Lightning draws its bar, is an interactive terminal."""
+    return sys.stderr.isatty()
+
+
+class EpochLog(L.Callback):
+    """One INFO line per epoch on the `recsys_cli.models.lightning` logger, for fits
+    whose progress bar is off (`trainer.enable_progress_bar=false`, or no terminal):
+    the epoch, training loss, the monitored validation metric with the best so far,
+    and the wall time since the fit began. `recsys train` shows these lines."""
+
+    def __init__(self, monitor: str = MONITOR, mode: str = "max") -> None:
+        self.monitor, self.mode = monitor, mode
+        self._start = 0.0
+        self._score: tuple[int, float] | None = None  # (epoch, value) of the latest validation
+        self._best: tuple[int, float] | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._score, self._best = time.perf_counter(), None, None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        self._score = (trainer.current_epoch + 1, float(value))
+        better = max if self.mode == "max" else min
+        if self._best is None or better(self._best[1], self._score[1]) != self._best[1]:
+            self._best = self._score
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        parts = [f"epoch {epoch}/{trainer.max_epochs}"]
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None:
+            parts.append(f"train/loss {float(loss):.4f}")
+        if self._score is not None and self._score[0] == epoch and self._best is not None:
+            parts.append(f"{self.monitor} {self._score[1]:.4f} (best {self._best[1]:.4f} at epoch {self._best[0]})")
+        parts.append(f"{time.perf_counter() - self._start:.1f} s")
+        log.info(", ".join(parts))
+
+
 class NeuralRecommender(Recommender):
     """A `Recommender` trained by the shared Lightning loop.
 
     `trainer` holds Trainer keywords (from conf/trainer/); `patience` is early
     stopping on validation NDCG@10, whose best checkpoint is restored at the end.
+    The epochs to that checkpoint (`best_epoch`) are chosen on the validation
+    window, so a refit on train + validation repeats them (registry/selection.py).
     """
+
+    chooses_on_validation = True
 
     def __init__(
         self,

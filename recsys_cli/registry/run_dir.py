@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,3 +164,22 @@ def _interpolates(node: Any) -> bool:
     if isinstance(node, list):
         return any(_interpolates(v) for v in node)
     return False
+
+
+def find_run(root: Path | str, name: str, matches: Callable[[Path, DictConfig], bool]) -> Path | None:
+    """The newest sealed run folder of `root/<name>/` whose config.yaml passes
+    `matches(folder, config)`; None when none does. Unfinished (hidden) runs and
+    folders without a manifest are never candidates, and nothing is verified here:
+    `open_run` the answer before reading anything else from it."""
+    folder = Path(root) / name
+    if not folder.is_dir():
+        return None
+    sealed = [p for p in folder.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()]
+    for run in sorted(sealed, key=lambda p: p.name, reverse=True):  # timestamps: newest first
+        try:
+            cfg = OmegaConf.load(run / CONFIG)
+        except Exception:  # noqa: BLE001, S112 - an unreadable config matches nothing
+            continue
+        if isinstance(cfg, DictConfig) and matches(run, cfg):
+            return run
+    return None

@@ -33,6 +33,8 @@ def _fold(value: str) -> str:
 
 Fold = Annotated[str, AfterValidator(_fold)]
 Part = Literal["val", "test"]
+# `recsys train` also runs both in turn: the validation run, then the refit from it.
+TrainPart = Literal["val", "test", "val+test"]
 
 
 class IngestConfig(Schema):
@@ -70,7 +72,9 @@ class TrainConfig(FeaturesConfig):
     model: Model  # type: ignore[valid-type]
     runs_dir: Text
     fold: Fold
-    part: Part
+    part: TrainPart
+    # auto | none | a part=val run folder (registry/selection.py)
+    refit_from: Text | None = "auto"
     eval: TrainEval
     seed: Seed
 
@@ -78,6 +82,7 @@ class TrainConfig(FeaturesConfig):
 class SweepConfig(TrainConfig):
     """conf/sweep.yaml: the train config every trial composes, and the search."""
 
+    part: Part  # a trial is one validation run
     sweep: Sweep
     sweeps_dir: Text
 

@@ -1,5 +1,9 @@
 """`recsys train`: fit one model on a fold's features and score one window of it:
-validation (fit on train) or test (refit on train + validation).
+validation (fit on train) or test (refit on train + validation), or both in turn.
+
+The refit repeats what the validation run chose (its best epoch, settings a model
+picked on validation: registry/selection.py): part=test finds the matching part=val
+run by itself (`refit_from=auto`), and part=val+test runs one, then the other.
 
 The run folder holds the mean metrics (metrics.json) and the per-user values
 behind them (per_user.parquet), so two runs on the same window can be compared
@@ -10,12 +14,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data.lake import decoding, open_inputs, open_output
@@ -25,22 +30,50 @@ from recsys_cli.evaluation.metrics import per_user, summarise
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
-from recsys_cli.registry import environment, lineage
+from recsys_cli.registry import environment, lineage, selection
 from recsys_cli.registry.outputs import RUN, claim_container
 from recsys_cli.registry.run_dir import ENVIRONMENT, METRICS, MODEL, PER_USER, new_run, publish_run
+from recsys_cli.registry.selection import Selection
 from recsys_cli.splits.base import TEST, VAL
 from recsys_cli.splits.targets import COLD
+
+BOTH = f"{VAL}+{TEST}"
+# refit_from: the newest matching part=val run in runs_dir, or none at all
+AUTO, NONE = "auto", "none"
+EPOCH_KEYS = ("trainer.max_epochs", "model.trainer.max_epochs")
 
 
 @dataclass
 class TrainResult:
     run: Path
     metrics: dict[str, float]
+    # part=test: what the refit pinned and the validation run it came from
+    refit: Selection | None = None
+
+
+def run_parts(cfg: DictConfig, reporter: Reporter | None = None) -> Iterator[TrainResult]:
+    """The runs `part` asks for: one, or for part=val+test the validation run and
+    then the test refit from exactly that run (`refit_from=<its folder>`)."""
+    if str(cfg.part) != BOTH:
+        yield run(cfg, reporter)
+        return
+    val = run(_with(cfg, part=VAL), reporter)
+    yield val
+    yield run(_with(cfg, part=TEST, refit_from=str(val.run)), reporter)
+
+
+def refit_overrides(overrides: Sequence[str]) -> list[str]:
+    """`refit_from=none` when the command line gives the epochs itself (and no
+    refit_from): the user chose them, so no validation run is looked for."""
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    return [f"refit_from={NONE}"] if keys & set(EPOCH_KEYS) and "refit_from" not in keys else []
 
 
 def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     from recsys_cli.config import build
 
+    if str(cfg.part) == BOTH:
+        raise ConfigError("part=val+test is two runs: use run_parts (or `recsys train part=val+test`)")
     reporter = reporter or NullReporter()
     # The model first: its constructor's cross-key checks (the ranker's LightGBM grid)
     # refuse a bad setting before any data is hashed or read.
@@ -53,7 +86,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     trained_on = lineage.record(cfg)
     part = str(cfg.part)
     if part not in (VAL, TEST):
-        raise ConfigError(f"part must be val or test, got {part!r}")
+        raise ConfigError(f"part must be val, test or val+test, got {part!r}")
     folder = Path(cfg.features_dir) / cfg.fold / part
     if not (folder / "vocab.json").is_file():
         raise SplitError(
@@ -70,13 +103,51 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
         data = TrainData.from_features(folder)
         frame = pl.read_parquet(Path(cfg.split_dir) / cfg.fold / f"{part}_targets.parquet").filter(~pl.col(COLD))
     targets = Targets.from_frame(frame, data)
-    out = new_run(cfg.runs_dir, cfg.model._target_.rsplit(".", 1)[-1].lower(), cfg)
+    name = cfg.model._target_.rsplit(".", 1)[-1].lower()
+    chosen = refit_selection(cfg, model, name) if part == TEST else None
+    if chosen is not None:
+        cfg = selection.apply(cfg, chosen)
+        model = build(cfg.model)
+    out = new_run(cfg.runs_dir, name, cfg)
     try:
-        metrics = _fit_and_write(cfg, model, data, targets, frame, out, reporter)
+        metrics = _fit_and_write(cfg, model, data, targets, frame, out, reporter, chosen)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # only a whole, sealed run is ever published
         raise
-    return TrainResult(publish_run(out, trained_on), metrics)
+    return TrainResult(publish_run(out, trained_on), metrics, chosen)
+
+
+def refit_selection(cfg: DictConfig, model: Recommender, name: str) -> Selection | None:
+    """What the test refit takes from its validation run (`refit_from`): the newest
+    matching one (auto), a named one, or none. A model that chooses on validation
+    (best epoch, an on-validation grid) is refused when auto finds no match: its
+    refit would otherwise quietly train for the configured epochs or defaults."""
+    source = cfg.get("refit_from", AUTO)
+    if source is None or str(source) == NONE:
+        return None
+    if str(source) != AUTO:
+        return selection.read(selection.named_source(cfg, Path(str(source)), name), model)
+    found = selection.find_source(cfg, name)
+    if found is not None:
+        return selection.read(found, model)
+    if not selection.chooses_on_validation(model):
+        return None
+    differs = selection.nearest_difference(cfg, name)
+    why = f" (the newest part=val run of {name} there differs in {differs})" if differs else ""
+    given = "; or give trainer.max_epochs" if selection.pins_epochs(model) else "; or refit_from=none"
+    raise ConfigError(
+        f"no validation run matches in {cfg.runs_dir}/{name}{why}: run `recsys train ... part=val` with the "
+        f"same overrides first, or part=val+test{given}"
+    )
+
+
+def _with(cfg: DictConfig, **keys: str) -> DictConfig:
+    """A copy of `cfg` with top-level `keys` replaced."""
+    out = cfg.copy()
+    with open_dict(out):
+        for key, value in keys.items():
+            out[key] = value
+    return out
 
 
 def _fit_and_write(
@@ -87,15 +158,21 @@ def _fit_and_write(
     frame: pl.DataFrame,
     out: Path,
     reporter: Reporter,
+    chosen: Selection | None = None,
 ) -> dict[str, float]:
-    """Fit, score the window and write every file of the run into `out` (still hidden)."""
+    """Fit, score the window and write every file of the run into `out` (still hidden):
+    a validation run records what it chose, a refit what it was given and from where."""
     part = str(cfg.part)
     reporter.start(f"fitting {type(model).__name__}", total=1)
     # Test scores come from a refit on train + validation; the test window never
-    # steers training (no early stopping on it: set trainer.max_epochs from the
-    # validation run's best_epoch).
+    # steers training (no early stopping on it: the epochs come from the validation
+    # run's best_epoch, `refit_selection`).
     model.fit(data, validation=targets if part == VAL else None, workdir=out)
     reporter.advance()
+    if part == VAL:
+        selection.write(out, selection.chosen(model))
+    elif chosen is not None:
+        selection.write(out, chosen)
     ks = list(cfg.eval.ks)
     recs = rank(model, targets, max(ks), int(cfg.eval.batch_users))
     metrics = summarise(recs, targets.truth, ks, data.n_items, f"{part}/")
