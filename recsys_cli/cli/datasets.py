@@ -37,15 +37,20 @@ def list_(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
 @app.command("synth")
 @friendly_errors
 def synth(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
-    """Generate the synthetic shop's raw logs (users.csv, items.csv, events.csv).
+    """Generate a synthetic shop's raw logs into its source's folder (data=synth by default).
 
-    Size and seed are config keys: `recsys datasets synth data.generator.n_events=1000000 data.generator.seed=7`.
+    Size, seed and behaviour are config keys: `recsys datasets synth data.generator.n_events=1000000
+    data.generator.seed=7`. Other presets: data=shop_clickstream (views dominating, one-day visitors,
+    complements, re-targeting), data=retailrocket_synth (the same in RetailRocket's layout).
     """
     from recsys_cli.config import build, compose
     from recsys_cli.console import console, kv_table, rich_progress
+    from recsys_cli.errors import ConfigError
 
     cfg = compose("ingest", ["data=synth", *(overrides or [])], config_dir)
     source = build(cfg.data)
+    if not callable(getattr(source, "generate", None)):
+        raise ConfigError(f"data={cfg.data.name}: not a synthetic source (no generator); try data=synth")
     with rich_progress() as reporter:
         counts = source.generate(reporter=reporter)
     console.print(kv_table(f"Synthetic shop written to {source.path}", counts))

@@ -10,6 +10,12 @@ new products keep arriving, so time-aware evaluation matters.
 The log is generated one day at a time from a generator seeded by (seed, day),
 appended to CSV, so memory stays flat from 10 thousand to 100 million events and
 the same seed always gives the same bytes.
+
+Clickstream knobs (all off by default, so the default shop keeps its bytes) shape
+a shop like a real clickstream: views dominating (`cart_scale`, `click_share`),
+one-day visitors (`casual_share`), item-to-item complements (`complement_share`)
+and re-targeting (`retarget_share`); see `synth_clickstream.py`. `layout` writes
+the same shop in RetailRocket's public layout instead (`synth_layouts.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.data import synth_layouts
+from recsys_cli.data.synth_clickstream import UserMemory, casual_visits, complement_items, follow_complements
+from recsys_cli.errors import ConfigError
 from recsys_cli.registry.outputs import KIND, SYNTH, owned
 
 AGE_BUCKETS = ("18-24", "25-34", "35-44", "45-54", "55+")
@@ -37,6 +46,10 @@ WEEKDAY_FACTOR = np.array([0.92, 0.9, 0.94, 1.0, 1.08, 1.22, 1.18])
 # Sessions by hour of day (UTC): a night trough and an evening peak.
 HOUR_WEIGHT = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 6, 7, 7, 6, 6, 6, 7, 9, 11, 12, 11, 8, 4], dtype=float)
 EVENTS_PER_SESSION = 3.1  # measured mean of the funnel below; sizes the number of sessions
+VIEW_STOP = 0.42  # a session ends after each view with this chance: 2.4 views per session
+LAYOUTS = ("shop", "retailrocket")
+SHOP_TABLES = ("users", "items", "events")
+RETAILROCKET_TABLES = ("item_properties_part1", "item_properties_part2", "category_tree", "events")
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
 
 
@@ -58,11 +71,38 @@ class SynthConfig:
     duplicate_share: float = 0.003
     dirty_share: float = 0.001
     seed: int = 42
+    # Sizes derived from n_events where n_users / n_items are 0.
+    events_per_user: float = 40.0
+    events_per_item: float = 100.0
+    # Clickstream knobs; the defaults are the original shop's funnel.
+    views_per_session: float = 0.0  # mean views per session; 0: the shop's 1 / VIEW_STOP
+    click_share: float = 0.2  # share of views that also log a click
+    cart_scale: float = 1.0  # multiplies every view's chance of being carted: < 1 lets views dominate
+    casual_share: float = 0.0  # share of users active on one day only, for one or two sessions
+    complement_share: float = 0.0  # chance the next view is a complement of the previous item (or last purchase)
+    n_complements: int = 4  # complement items per item
+    retarget_share: float = 0.0  # share of sessions that open on an item viewed on an earlier day
+    retarget_boost: float = 3.0  # multiplies the chance of carting a re-targeted item
+    layout: str = "shop"  # shop: users/items/events CSV; retailrocket: RetailRocket's public layout
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"generator.layout: {self.layout!r}; known: {', '.join(LAYOUTS)}")
 
     def sizes(self) -> tuple[int, int]:
-        users = self.n_users or max(200, self.n_events // 40)
-        items = self.n_items or int(min(200_000, max(300, self.n_events // 100)))
+        users = self.n_users or int(max(200, self.n_events // self.events_per_user))
+        items = self.n_items or int(min(200_000, max(300, self.n_events // self.events_per_item)))
         return users, items
+
+    def events_per_session(self) -> float:
+        """Events a session yields on average, to size each day's sessions. The
+        original funnel's is measured; other funnels use an estimate biased low
+        (carts count for little), so days are over- rather than under-filled."""
+        if (self.views_per_session, self.click_share, self.cart_scale, self.layout) == (0.0, 0.2, 1.0, "shop"):
+            return EVENTS_PER_SESSION
+        views = self.views_per_session or 1 / VIEW_STOP
+        clicks = self.click_share if self.layout == "shop" else 0.0
+        return views * (1 + clicks + 0.08 * self.cart_scale)
 
 
 @dataclass(frozen=True)
@@ -83,11 +123,20 @@ class _World:
     affinity_to: np.ndarray
     users: pl.DataFrame
     items: pl.DataFrame
+    item_brand: np.ndarray | None = None
+    item_stock: np.ndarray | None = None
+    # Clickstream structure, None where its knob is off (see synth_clickstream.py).
+    complements: np.ndarray | None = None  # (n_items, n_complements) item ids
+    casual: np.ndarray | None = None  # per user: visits on one day only
+    casual_users: np.ndarray | None = None  # the casual sessions' users, ordered by day
+    casual_bounds: np.ndarray | None = None  # day d's casual sessions: casual_users[bounds[d]:bounds[d + 1]]
 
 
 def generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None = None) -> dict[str, int]:
-    """Write `users.csv`, `items.csv`, `events.csv` and a manifest into `out_dir`; return row counts.
+    """Write the shop's raw files and a manifest into `out_dir`; return row counts.
 
+    Layout `shop`: `users.csv`, `items.csv`, `events.csv`; layout `retailrocket`:
+    RetailRocket's `events.csv`, `item_properties_part1/2.csv`, `category_tree.csv`.
     Only a folder that is new, empty or an earlier synthetic shop is written into
     (`registry.outputs.claim`, kind synth): these names would overwrite someone's
     own export. Two generators of one folder run one after the other (its lock).
@@ -95,13 +144,31 @@ def generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None = 
     from recsys_cli.data.lake import MANIFEST, write_json
 
     with owned(out_dir, SYNTH):
+        earlier = _earlier_tables(Path(out_dir) / MANIFEST)
         counts = _generate(cfg, Path(out_dir), reporter)
+        for name in earlier - set(counts):  # an earlier shop of the other layout: its files would be read too
+            (Path(out_dir) / f"{name}.csv").unlink(missing_ok=True)
         write_json(Path(out_dir) / MANIFEST, {KIND: SYNTH, "generator": asdict(cfg), "rows": counts})
     return counts
 
 
+def _earlier_tables(manifest: Path) -> set[str]:
+    """The tables an earlier synthetic shop in this folder wrote (its manifest's row counts)."""
+    import json
+
+    try:
+        rows = json.loads(manifest.read_text()).get("rows", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return (
+        {str(name) for name in rows if str(name) in SHOP_TABLES + RETAILROCKET_TABLES}
+        if isinstance(rows, dict)
+        else set()
+    )
+
+
 def _generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None = None) -> dict[str, int]:
-    """Write `users.csv`, `items.csv` and `events.csv` into `out_dir`; return row counts.
+    """Write the layout's files into `out_dir`; return row counts.
 
     Files are written under temporary names and renamed at the end, so an
     interrupted run never leaves a half-written dataset that looks complete.
@@ -110,16 +177,31 @@ def _generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = _build_world(cfg)
-    tmp = {name: out / f".{name}.csv.tmp" for name in ("users", "items", "events")}
-    world.users.write_csv(tmp["users"], datetime_format=TS_FORMAT)
-    world.items.write_csv(tmp["items"], datetime_format=TS_FORMAT)
+    retailrocket = cfg.layout == "retailrocket"
+    if retailrocket:
+        tables = synth_layouts.retailrocket_tables(cfg, world)
+    else:
+        tables = {"users": world.users, "items": world.items}
+    tmp = {name: out / f".{name}.csv.tmp" for name in (*tables, "events")}
+    for name, frame in tables.items():
+        frame.write_csv(tmp[name], datetime_format=TS_FORMAT)
     day_targets = _events_per_day(cfg)
+    memory = UserMemory(world.user_weight.size) if cfg.complement_share or cfg.retarget_share else None
+    transactions = 0
     reporter.start(f"generating {cfg.n_events:,} events", total=cfg.n_events)
     written = 0
     try:
         with open(tmp["events"], "wb") as fh:
             for day, target in enumerate(day_targets):
-                frame = _day_events(cfg, world, day, int(target))
+                day_log = _day_log(cfg, world, day, int(target), memory)
+                if retailrocket:
+                    frame, n_transactions = synth_layouts.retailrocket_events(cfg, world, day_log, transactions)
+                    transactions += n_transactions
+                else:
+                    frame = _assemble(cfg, world, day_log)
+                frame = (synth_layouts.retailrocket_dirt if retailrocket else _with_dirt)(
+                    cfg, day_log.rng, frame, day_log.n_dup
+                )
                 frame.write_csv(fh, include_header=day == 0, datetime_format=TS_FORMAT)
                 written += frame.height
                 reporter.advance(frame.height)
@@ -128,7 +210,7 @@ def _generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None =
     finally:
         for path in tmp.values():
             path.unlink(missing_ok=True)
-    return {"users": world.users.height, "items": world.items.height, "events": written}
+    return {**{name: frame.height for name, frame in tables.items()}, "events": written}
 
 
 def _events_per_day(cfg: SynthConfig) -> np.ndarray:
@@ -197,6 +279,14 @@ def _build_world(cfg: SynthConfig) -> _World:
             "launched": _day_offsets_to_ts(start, launch_day, rng.integers(0, 86_400, n_items)),
         }
     )
+    # Clickstream structure comes from a generator of its own: the default shop's draws stay as they were.
+    aux = np.random.default_rng([cfg.seed, 1_000_003, 1])
+    complements = (
+        complement_items(aux, item_cat, item_pop, cfg.n_categories, cfg.n_complements)
+        if cfg.complement_share > 0
+        else None
+    )
+    casual = casual_visits(aux, signup_day, cfg.n_days, cfg.casual_share) if cfg.casual_share > 0 else (None,) * 3
     return _World(
         start,
         user_cluster,
@@ -212,38 +302,108 @@ def _build_world(cfg: SynthConfig) -> _World:
         affinity_to,
         users,
         items,
+        item_brand,
+        stock,
+        complements,
+        *casual,
     )
 
 
-def _day_events(cfg: SynthConfig, w: _World, day: int, target: int) -> pl.DataFrame:
+@dataclass
+class _DayLog:
+    """One day's events before a layout writes them: parallel arrays over every
+    generated event, `order` the written ones in time order (the day's first
+    `target - n_dup`), and the generator the layout goes on drawing from."""
+
+    day: int
+    rng: np.random.Generator
+    s_user: np.ndarray
+    sess: np.ndarray
+    item: np.ndarray
+    kind: np.ndarray
+    ts: np.ndarray
+    qty: np.ndarray
+    value: np.ndarray
+    order: np.ndarray
+    n_dup: int
+
+
+def _day_log(cfg: SynthConfig, w: _World, day: int, target: int, memory: UserMemory | None) -> _DayLog:
+    """The day's events; with another funnel than the original, a day that comes
+    out short of its target is drawn again with more sessions (a generator of its
+    own per try), so the file still holds exactly `n_events` rows."""
+    per_session = cfg.events_per_session()
+    log = _day_events(cfg, w, day, target, per_session, memory, attempt=0)
+    attempt = 0
+    while per_session != EVENTS_PER_SESSION and log.order.size < target - log.n_dup and attempt < 8:
+        attempt += 1
+        log = _day_events(cfg, w, day, target, per_session / 1.5**attempt, memory, attempt)
+    if memory is not None:
+        o = log.order
+        kind = log.kind[o]
+        memory.remember(log.s_user[log.sess[o]], log.item[o], kind == "view", kind == "purchase")
+    return log
+
+
+def _day_events(
+    cfg: SynthConfig,
+    w: _World,
+    day: int,
+    target: int,
+    per_session: float,
+    memory: UserMemory | None,
+    attempt: int,
+) -> _DayLog:
     """All events of one day: sessions → views (and clicks) → carts → purchases → ratings."""
-    rng = np.random.default_rng([cfg.seed, day])
-    n_sessions = max(1, int(np.ceil(target / EVENTS_PER_SESSION * 1.15)))
+    rng = np.random.default_rng([cfg.seed, day] if attempt == 0 else [cfg.seed, day, 1000 + attempt])
+    aux = np.random.default_rng([cfg.seed, day, 1] if attempt == 0 else [cfg.seed, day, 1, attempt])
+    n_sessions = max(1, int(np.ceil(target / per_session * 1.15)))
     lam = cfg.drift * day / max(cfg.n_days - 1, 1)
     affinity = (1 - lam) * w.affinity_from + lam * w.affinity_to
 
     active = w.user_signup_day <= day
-    s_user = _sample(rng, np.where(active, w.user_weight, 0.0), n_sessions)
+    if w.casual is None:
+        s_user = _sample(rng, np.where(active, w.user_weight, 0.0), n_sessions)
+    else:  # the day's casual visitors, then regulars drawn by weight
+        casual = w.casual_users[w.casual_bounds[day] : w.casual_bounds[day + 1]]
+        regular = _sample(rng, np.where(active & ~w.casual, w.user_weight, 0.0), max(0, n_sessions - casual.size))
+        s_user = np.concatenate([casual, regular])
+        n_sessions = s_user.size
     s_cluster = w.user_cluster[s_user]
     s_cat = np.where(
         rng.random(n_sessions) < cfg.favourite_share, w.user_fav[s_user], _sample_rows(rng, affinity[s_cluster])
     )
+    opener = np.full(n_sessions, -1, dtype=np.int64)
+    retargeted = np.zeros(n_sessions, dtype=bool)
+    if memory is not None:
+        opener, retargeted = _session_openers(cfg, w, aux, memory, s_user, day)
+        s_cat = np.where(opener >= 0, w.item_cat[np.maximum(opener, 0)], s_cat)
     s_start = (
         day * 86_400
         + rng.choice(24, n_sessions, p=HOUR_WEIGHT / HOUR_WEIGHT.sum()) * 3600
         + rng.integers(0, 3600, n_sessions)
     )
 
-    n_views = 1 + rng.geometric(0.42, n_sessions) - 1
+    n_views = 1 + rng.geometric(1 / cfg.views_per_session if cfg.views_per_session else VIEW_STOP, n_sessions) - 1
     v_sess = np.repeat(np.arange(n_sessions), n_views)
     in_cat = rng.random(v_sess.size) < 0.8
     v_item = _sample_items(rng, w, day, np.where(in_cat, s_cat[v_sess], -1))
+    v_boost = np.ones(v_sess.size)
+    if memory is not None:
+        first = np.searchsorted(v_sess, np.arange(n_sessions))  # every session has a first view
+        v_item[first] = np.where(opener >= 0, opener, v_item[first])
+        v_boost[first[retargeted]] = cfg.retarget_boost
+    if w.complements is not None and cfg.complement_share > 0:
+        v_item = follow_complements(aux, w.complements, w.item_launch_day, day, v_sess, v_item, cfg.complement_share)
     v_ts = s_start[v_sess] + _within_session_offsets(rng, v_sess, 40.0)
 
     taste = affinity[s_cluster[v_sess], w.item_cat[v_item]] / affinity[s_cluster[v_sess]].max(axis=1)
     fav = w.item_cat[v_item] == w.user_fav[s_user[v_sess]]
     price_penalty = np.clip(np.log1p(w.item_price[v_item]) / 8, 0, 0.5)
-    p_cart = np.clip(0.04 + 0.35 * taste + 0.12 * fav - 0.1 * price_penalty, 0.01, 0.8)
+    base = 0.04 + 0.35 * taste + 0.12 * fav - 0.1 * price_penalty
+    if memory is not None:
+        base = base * v_boost
+    p_cart = np.clip(base * cfg.cart_scale, 0.01 * min(cfg.cart_scale, 1.0), 0.8)
     carted = rng.random(v_sess.size) < p_cart
     c_idx = np.flatnonzero(carted)
     c_ts = v_ts[c_idx] + rng.integers(5, 90, c_idx.size)
@@ -255,7 +415,7 @@ def _day_events(cfg: SynthConfig, w: _World, day: int, target: int) -> pl.DataFr
     b_ts = session_end[v_sess[b_idx]] + rng.integers(30, 300, b_idx.size)
     r_idx = b_idx[rng.random(b_idx.size) < 0.15]
     r_val = np.clip(np.round(2.4 + 2.2 * taste[r_idx] + rng.normal(0, 0.7, r_idx.size)), 1, 5)
-    k_idx = np.flatnonzero(rng.random(v_sess.size) < 0.2)
+    k_idx = np.flatnonzero(rng.random(v_sess.size) < cfg.click_share)
 
     parts = [
         _part(v_sess, v_item, v_ts, "view"),
@@ -276,9 +436,46 @@ def _day_events(cfg: SynthConfig, w: _World, day: int, target: int) -> pl.DataFr
             value=r_val,
         ),
     ]
+    if cfg.layout == "retailrocket":  # its log knows views, carts and transactions only
+        parts = [p for p in parts if p["kind"] in ("view", "add_to_cart", "purchase")]
     n_dup = int(rng.binomial(target, cfg.duplicate_share))
-    events = _assemble(cfg, w, rng, parts, s_user, day, target - n_dup)
-    return _with_dirt(cfg, rng, events, n_dup)
+    sess = np.concatenate([p["sess"] for p in parts])
+    ts = np.concatenate([p["ts"] for p in parts])
+    # Keep the day's first `target` events in time order; events of sessions that run
+    # past midnight stay with the day that started them, as in batched log exports.
+    return _DayLog(
+        day=day,
+        rng=rng,
+        s_user=s_user,
+        sess=sess,
+        item=np.concatenate([p["item"] for p in parts]),
+        kind=np.concatenate([np.full(p["sess"].size, p["kind"]) for p in parts]),
+        ts=ts,
+        qty=np.concatenate([p["qty"] for p in parts]),
+        value=np.concatenate([p["value"] for p in parts]),
+        order=np.lexsort((sess, ts))[: target - n_dup],
+        n_dup=n_dup,
+    )
+
+
+def _session_openers(
+    cfg: SynthConfig, w: _World, rng: np.random.Generator, memory: UserMemory, s_user: np.ndarray, day: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The item each session opens on (-1: an ordinary first view) and whether it
+    is a re-targeted one: an item the user viewed on an earlier day and did not
+    buy (`retarget_share` of sessions, where there is one), else, with
+    `complement_share`, a launched complement of the user's last purchase."""
+    n = s_user.size
+    recent = memory.pick_recent(rng, s_user) if cfg.retarget_share else np.full(n, -1, dtype=np.int64)
+    retargeted = (rng.random(n) < cfg.retarget_share) & (recent >= 0)
+    opener = np.where(retargeted, recent, -1)
+    if w.complements is not None and cfg.complement_share:
+        bought = memory.last_bought[s_user]
+        pick = w.complements[np.maximum(bought, 0), rng.integers(0, w.complements.shape[1], n)]
+        follow = ~retargeted & (bought >= 0) & (rng.random(n) < cfg.complement_share)
+        follow &= w.item_launch_day[pick] <= day
+        opener = np.where(follow, pick, opener)
+    return opener, retargeted
 
 
 def _part(
@@ -300,32 +497,24 @@ def _part(
     }
 
 
-def _assemble(
-    cfg: SynthConfig, w: _World, rng: np.random.Generator, parts: list[dict], s_user: np.ndarray, day: int, target: int
-) -> pl.DataFrame:
-    sess = np.concatenate([p["sess"] for p in parts])
-    item = np.concatenate([p["item"] for p in parts])
-    kind = np.concatenate([np.full(p["sess"].size, p["kind"]) for p in parts])
-    ts = np.concatenate([p["ts"] for p in parts])
-    qty = np.concatenate([p["qty"] for p in parts])
-    value = np.concatenate([p["value"] for p in parts])
-    # Keep the day's first `target` events in time order; events of sessions that run
-    # past midnight stay with the day that started them, as in batched log exports.
-    order = np.lexsort((sess, ts))[:target]
-    user = s_user[sess[order]]
+def _assemble(cfg: SynthConfig, w: _World, log: _DayLog) -> pl.DataFrame:
+    """The shop layout's rows of the day's written events."""
+    rng, order = log.rng, log.order
+    kind, item = log.kind, log.item
+    user = log.s_user[log.sess[order]]
     discount = np.where(rng.random(order.size) < 0.1, 0.85, 1.0)
     is_money = np.isin(kind[order], ("add_to_cart", "purchase"))
-    qty_s = pl.Series(qty[order])
+    qty_s = pl.Series(log.qty[order])
     price_s = pl.Series(np.round(w.item_price[item[order]] * discount, 2))
     frame = pl.DataFrame(
         {
             "event_time": w.start
-            + pl.Series(ts[order] * 1_000_000 + rng.integers(0, 1000, order.size) * 1000).cast(pl.Duration("us")),
+            + pl.Series(log.ts[order] * 1_000_000 + rng.integers(0, 1000, order.size) * 1000).cast(pl.Duration("us")),
             "customer_id": _ids("C", 0, user),
             "sku": _ids("P", 0, item[order]),
             "event": kind[order],
-            "session": f"d{day}s" + pl.Series(sess[order]).cast(pl.String),
-            "rating": pl.Series(value[order]).fill_nan(None),
+            "session": f"d{log.day}s" + pl.Series(log.sess[order]).cast(pl.String),
+            "rating": pl.Series(log.value[order]).fill_nan(None),
             "qty": pl.select(pl.when(qty_s > 0).then(qty_s)).to_series(),
             "unit_price": pl.select(pl.when(pl.Series(is_money)).then(price_s)).to_series(),
             "channel": np.where(w.user_app[user], "app", "web"),

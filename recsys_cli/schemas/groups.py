@@ -112,6 +112,25 @@ class Generator(Schema):
     duplicate_share: Annotated[float, Field(ge=0, lt=1)] = optional()
     dirty_share: Probability = optional()
     seed: Annotated[Int, Field(ge=0)] = optional()
+    events_per_user: Annotated[float, Field(ge=1)] = optional()  # sizes users and items where n_users / n_items are 0
+    events_per_item: Annotated[float, Field(ge=1)] = optional()
+    # Clickstream knobs (data/synth_clickstream.py); the defaults are the original shop's funnel.
+    views_per_session: Annotated[float, Field(ge=0, le=1_000)] = optional()  # 0: the shop's 2.4 (otherwise >= 1)
+    click_share: Probability = optional()
+    cart_scale: Annotated[float, Field(ge=0, le=100)] = optional()
+    casual_share: Probability = optional()
+    complement_share: Probability = optional()
+    n_complements: Annotated[Int, Field(ge=1, le=1_000)] = optional()
+    retarget_share: Probability = optional()
+    retarget_boost: Annotated[float, Field(ge=0, le=100)] = optional()
+    layout: Literal["shop", "retailrocket"] = optional()
+
+    @field_validator("views_per_session")
+    @classmethod
+    def _a_session_has_a_view(cls, value: float | None) -> float | None:
+        if value is not None and 0 < value < 1:
+            refuse("must be 0 (the shop's default) or at least 1: every session has a view")
+        return value
 
 
 class _Source(Schema):
@@ -140,7 +159,14 @@ class RetailRocketSource(_Source):
     target_: Literal["recsys_cli.data.sources.retailrocket.RetailRocketSource"] = Field(alias="_target_")
 
 
-Data = by_target("data source", [TabularSource, SynthSource, MovieLensSource, RetailRocketSource])
+class SynthRetailRocketSource(RetailRocketSource):
+    target_: Literal["recsys_cli.data.sources.synth.SynthRetailRocketSource"] = Field(alias="_target_")  # type: ignore[assignment]
+    generator: Generator | None = optional()
+
+
+Data = by_target(
+    "data source", [TabularSource, SynthSource, MovieLensSource, RetailRocketSource, SynthRetailRocketSource]
+)
 
 
 class IngestRules(Schema):
