@@ -29,7 +29,7 @@ from recsys_cli.schemas._base import (
     fail,
     optional,
 )
-from recsys_cli.schemas.groups import Events, Trainer
+from recsys_cli.schemas.groups import Events, EventType, Trainer
 
 CALIBRATIONS = ("temperature", "platt", "isotonic", "none")  # models/calibration.py:Method
 BACKENDS = ("dcn", "lightgbm")  # models/ranker.py:Backend
@@ -79,6 +79,16 @@ class ImplicitBPR(Schema):
     regularization: NonNegative = optional()
     iterations: PositiveInt = optional()
     seed: Seed = optional()
+
+
+EventWeights = dict[EventType, NonNegative]  # type: ignore[valid-type]
+
+
+class CategoryAffinity(Schema):
+    target_: Literal["recsys_cli.models.affinity.CategoryAffinity"] = Field(alias="_target_")
+    half_life_days: Positive | None = optional()
+    event_weights: EventWeights = optional()
+    global_weight: Annotated[float, Field(ge=0, le=1)] = optional()
 
 
 class _Neural(Schema):
@@ -135,6 +145,7 @@ GENERATORS: list[type[Schema]] = [
     BPRMF,
     SASRec,
     TwoTower,
+    CategoryAffinity,
 ]
 Generator = by_target("candidate generator", GENERATORS)
 
