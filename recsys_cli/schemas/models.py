@@ -91,6 +91,20 @@ class CategoryAffinity(Schema):
     global_weight: Annotated[float, Field(ge=0, le=1)] = optional()
 
 
+class ItemTransitions(Schema):
+    target_: Literal["recsys_cli.models.transitions.ItemTransitions"] = Field(alias="_target_")
+    window: Annotated[Int, Field(ge=1, le=100)] = optional()
+    max_gap_minutes: Positive = optional()
+    backward: NonNegative = optional()
+    event_weights: EventWeights = optional()
+    shrink: NonNegative = optional()
+    popularity_damping: Annotated[float, Field(ge=0, le=1)] = optional()
+    neighbours: Annotated[Int, Field(ge=1, le=10_000)] = optional()
+    last_n: Annotated[Int, Field(ge=1, le=1_000)] = optional()
+    recency: Annotated[float, Field(gt=0, le=1)] = optional()
+    popularity_half_life_days: Positive | None = optional()
+
+
 class _Neural(Schema):
     """Keys of every model fitted by the shared Lightning loop (`NeuralRecommender`)."""
 
