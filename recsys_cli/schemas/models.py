@@ -105,6 +105,14 @@ class ItemTransitions(Schema):
     popularity_half_life_days: Positive | None = optional()
 
 
+class RecentlyViewed(Schema):
+    target_: Literal["recsys_cli.models.recently_viewed.RecentlyViewed"] = Field(alias="_target_")
+    half_life_days: Positive = optional()
+    event_weights: EventWeights = optional()
+    skip_purchased: bool = optional()
+    popularity_half_life_days: Positive | None = optional()
+
+
 class _Neural(Schema):
     """Keys of every model fitted by the shared Lightning loop (`NeuralRecommender`)."""
 
