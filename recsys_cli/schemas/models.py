@@ -168,6 +168,8 @@ GENERATORS: list[type[Schema]] = [
     SASRec,
     TwoTower,
     CategoryAffinity,
+    ItemTransitions,
+    RecentlyViewed,
 ]
 Generator = by_target("candidate generator", GENERATORS)
 
