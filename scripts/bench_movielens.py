@@ -353,6 +353,7 @@ class Bench:
         point, val = max(scored, key=lambda s: s[1]["metrics"][SELECT_BY])  # first of equals wins
         epochs = val["metrics"].get("best_epoch")
         extra = [f"trainer.max_epochs={int(epochs)}"] if epochs is not None else []
+        extra.append("refit_from=none")  # this point's own validation run chose; it lives in another runs_dir
         test = self.fit(p, fold, spec, point, "test", extra)
         self.reporter.advance()
         return {

@@ -35,7 +35,8 @@ def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
         for result in task.run_parts(cfg, reporter=reporter):
             part = "test" if any(k.startswith("test/") for k in result.metrics) else "val"
             if result.refit is not None and result.refit.source:
-                console.print(f"refit with {result.refit.describe()} as chosen by {result.refit.source['run']}")
+                line = f"refit with {result.refit.describe()} as chosen by {result.refit.source['run']}"
+                console.print(line, soft_wrap=True, highlight=False)
             rows = [(k, v) for k, v in result.metrics.items()]
             console.print(rows_table(f"Metrics ({part})", ["metric", "value"], rows))
             console.print(f"[green]run written:[/] {result.run}")

@@ -58,9 +58,11 @@ class SweepPlan:
 
     def refit_overrides(self, params: Mapping[str, Scalar], best_epoch: float | None) -> list[str]:
         """Train + validation, scored on test, for as many epochs as the trial took
-        to its best validation score (no early stopping without validation)."""
+        to its best validation score (no early stopping without validation). The
+        epochs come from the trial itself, so no validation run is looked for."""
         epochs = [f"trainer.max_epochs={int(best_epoch)}"] if best_epoch else []
-        return [*self.experiment_overrides(params), "part=test", f"runs_dir={Path(self.out) / REFIT_DIR}", *epochs]
+        refit = [f"runs_dir={Path(self.out) / REFIT_DIR}", "refit_from=none"]
+        return [*self.experiment_overrides(params), "part=test", *refit, *epochs]
 
     def spec(self) -> dict[str, Any]:
         """What makes two sweeps the same search, recorded on the study."""

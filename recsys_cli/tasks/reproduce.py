@@ -174,14 +174,17 @@ class Chain:
     def train(self, folds: Sequence[str], reporter: Reporter) -> dict[str, dict[str, Any]]:
         """Each fold's parts in order. A test run refits on train + validation for
         the validation run's best epoch, as the benchmarks do, so the test window
-        never steers training."""
+        never steers training: it takes them from the fold's validation run just
+        trained (`refit_from=auto` finds it), or without one refits as configured."""
         from recsys_cli.tasks import train
 
         runs: dict[str, dict[str, Any]] = {}
+        alone = [] if "val" in self.experiment.parts else ["refit_from=none"]
         for fold in folds:
             best_epoch: float | None = None
             for part in self.experiment.parts:
                 extra = [f"trainer.max_epochs={int(best_epoch)}"] if part == "test" and best_epoch else []
+                extra += alone if part == "test" else []
                 overrides = [*self.overrides, f"fold={fold}", f"part={part}", *extra]
                 with self._timed(f"train {fold}/{part}", reporter):
                     result = train.run(compose("train", overrides, self.config_dir))
