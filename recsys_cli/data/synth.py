@@ -74,6 +74,7 @@ class SynthConfig:
     # Sizes derived from n_events where n_users / n_items are 0.
     events_per_user: float = 40.0
     events_per_item: float = 100.0
+    popularity_shape: float = 1.1  # Pareto shape of item popularity: larger, a flatter catalogue
     # Clickstream knobs; the defaults are the original shop's funnel.
     views_per_session: float = 0.0  # mean views per session; 0: the shop's 1 / VIEW_STOP
     click_share: float = 0.2  # share of views that also log a click
@@ -253,7 +254,7 @@ def _build_world(cfg: SynthConfig) -> _World:
     item_brand = item_cat * brands_per_cat + rng.integers(0, brands_per_cat, n_items)
     cat_price = np.exp(rng.normal(3.3, 0.8, cfg.n_categories))
     item_price = np.round(cat_price[item_cat] * np.exp(rng.normal(0, 0.45, n_items)), 2) + 0.99
-    item_pop = rng.pareto(1.1, n_items) + 0.02
+    item_pop = rng.pareto(cfg.popularity_shape, n_items) + 0.02
     new = rng.random(n_items) < cfg.new_item_share
     launch_day = np.where(new, rng.integers(0, max(cfg.n_days, 1), n_items), -rng.integers(1, 720, n_items))
     stock = np.where(rng.random(n_items) < 0.05, 0, rng.poisson(40, n_items))

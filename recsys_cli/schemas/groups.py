@@ -114,6 +114,7 @@ class Generator(Schema):
     seed: Annotated[Int, Field(ge=0)] = optional()
     events_per_user: Annotated[float, Field(ge=1)] = optional()  # sizes users and items where n_users / n_items are 0
     events_per_item: Annotated[float, Field(ge=1)] = optional()
+    popularity_shape: Annotated[float, Field(gt=0, le=100)] = optional()
     # Clickstream knobs (data/synth_clickstream.py); the defaults are the original shop's funnel.
     views_per_session: Annotated[float, Field(ge=0, le=1_000)] = optional()  # 0: the shop's 2.4 (otherwise >= 1)
     click_share: Probability = optional()

@@ -109,3 +109,151 @@ def test_generates_only_into_a_new_empty_or_earlier_synthetic_folder(tmp_path: P
     with pytest.raises(OutputError, match="not a synth written by recsys: no manifest.json"):
         generate(tiny, export)
     assert [p.name for p in export.iterdir()] == ["events.csv"]
+
+
+# --------------------------------------------------------------------------- clickstream knobs and layouts
+
+# The default shop's bytes, pinned when the clickstream knobs were added: every knob
+# is off by default, so `SMALL` (and experiments/synth_small.yaml) keep their data.
+SMALL_EVENTS_SHA256 = "eabbff7fcf3d2513397af59d75171585bbb0af45998db841cfed0b3e0fe19cac"
+CLICK = dict(n_events=20_000, n_days=20, seed=3, cart_scale=0.3, click_share=0.03, views_per_session=4.0)
+
+
+def shop_events(cfg: SynthConfig, out: Path) -> pl.DataFrame:
+    """The written events of a shop-layout config, with the view's day."""
+    generate(cfg, out)
+    ev = pl.read_csv(out / "events.csv").drop_nulls(["customer_id", "sku"])
+    return ev.with_columns(pl.col("event_time").str.slice(0, 10).alias("day"))
+
+
+def test_default_config_keeps_the_shops_bytes(shop: Path) -> None:
+    assert digest(shop / "events.csv") == SMALL_EVENTS_SHA256
+
+
+def test_cart_scale_and_click_share_let_views_dominate(shop: Path, tmp_path: Path) -> None:
+    def view_share(ev: pl.DataFrame) -> float:
+        return float((ev["event"] == "view").mean())
+
+    default = view_share(pl.read_csv(shop / "events.csv"))
+    clickstream = view_share(shop_events(SynthConfig(**CLICK), tmp_path))
+    assert default < 0.7 and clickstream > 0.85
+
+
+def test_casual_visitors_come_on_one_day_only(tmp_path: Path) -> None:
+    def one_day_share(ev: pl.DataFrame) -> float:
+        return float((ev.group_by("customer_id").agg(pl.col("day").n_unique())["day"] == 1).mean())
+
+    regulars = one_day_share(shop_events(SynthConfig(**CLICK), tmp_path / "a"))
+    casual = one_day_share(shop_events(SynthConfig(**CLICK, casual_share=0.7), tmp_path / "b"))
+    assert regulars < 0.4 and casual > 0.6
+    ev = shop_events(SynthConfig(**CLICK, casual_share=0.7), tmp_path / "b")
+    sessions = ev.group_by("customer_id").agg(pl.col("session").n_unique())["session"]
+    assert float((sessions <= 2).mean()) > 0.6  # most visitors: one or two sessions
+
+
+def complement_lift(ev: pl.DataFrame, items: pl.DataFrame) -> float:
+    """How much likelier than its overall share a session's next view falls in the
+    category that most often follows the current one (another category), averaged
+    over categories: co-occurrence lift of categories, which complements create."""
+    views = (
+        ev.filter(pl.col("event") == "view")
+        .join(items.select("sku", "category"), on="sku")
+        .sort("session", "event_time", maintain_order=True)
+        .with_columns(pl.col("category").shift(-1).over("session").alias("next"))
+        .filter(pl.col("next").is_not_null() & (pl.col("next") != pl.col("category")))
+    )
+    share = views.group_by("next").agg((pl.len() / views.height).alias("p"))
+    follows = (
+        views.group_by("category", "next").len().with_columns(pl.col("len") / pl.col("len").sum().over("category"))
+    )
+    lift = follows.join(share, on="next").with_columns(pl.col("len") / pl.col("p"))
+    return float(lift.group_by("category").agg(pl.col("len").max())["len"].mean())
+
+
+def test_complements_lead_views_to_a_complement_category(tmp_path: Path) -> None:
+    def lift(knobs: dict, out: Path) -> float:
+        return complement_lift(shop_events(SynthConfig(**knobs), out), pl.read_csv(out / "items.csv"))
+
+    plain = lift(CLICK, tmp_path / "a")
+    complements = lift(dict(CLICK, complement_share=0.5), tmp_path / "b")
+    assert complements > 3 * plain
+
+
+def returning_sessions(ev: pl.DataFrame) -> pl.DataFrame:
+    """Per session: whether it opens on an item the user viewed on an earlier day,
+    and whether that opening item was carted in the session."""
+    first_seen = (
+        ev.filter(pl.col("event") == "view").group_by("customer_id", "sku").agg(pl.col("day").min().alias("seen"))
+    )
+    carted = ev.filter(pl.col("event") == "add_to_cart").select("session", "sku").unique().with_columns(carted=True)
+    opening = ev.filter(pl.col("event") == "view").sort("event_time").group_by("session").first()
+    return (
+        opening.join(first_seen, on=["customer_id", "sku"])
+        .join(carted, on=["session", "sku"], how="left")
+        .select((pl.col("seen") < pl.col("day")).alias("returns"), pl.col("carted").fill_null(False))
+    )
+
+
+def test_retargeting_brings_users_back_to_items_viewed_before(tmp_path: Path) -> None:
+    wide = dict(CLICK, n_items=5_000)  # a catalogue wide enough that users rarely meet an item twice by chance
+    plain = returning_sessions(shop_events(SynthConfig(**wide), tmp_path / "a"))
+    retarget = returning_sessions(shop_events(SynthConfig(**wide, retarget_share=0.6), tmp_path / "b"))
+    assert retarget["returns"].mean() > plain["returns"].mean() + 0.2
+    rate = retarget.group_by("returns").agg(pl.col("carted").mean())
+    back, new = (rate.filter(pl.col("returns") == flag)["carted"].item() for flag in (True, False))
+    assert back > 1.6 * new  # an item looked at before is carted more often when the user comes back to it
+
+
+@pytest.mark.parametrize("layout", ["shop", "retailrocket"])
+def test_clickstream_shops_are_deterministic(tmp_path: Path, layout: str) -> None:
+    knobs = dict(CLICK, casual_share=0.5, complement_share=0.3, retarget_share=0.2, layout=layout, n_events=5_000)
+    generate(SynthConfig(**knobs), tmp_path / "a")
+    generate(SynthConfig(**knobs), tmp_path / "b")
+    generate(SynthConfig(**{**knobs, "seed": 4}), tmp_path / "c")
+    files = sorted(p.name for p in (tmp_path / "a").glob("*.csv"))
+    assert files and all(digest(tmp_path / "a" / f) == digest(tmp_path / "b" / f) for f in files)
+    assert digest(tmp_path / "a" / "events.csv") != digest(tmp_path / "c" / "events.csv")
+    assert pl.read_csv(tmp_path / "a" / "events.csv").height == 5_000
+
+
+def test_retailrocket_layout_is_ingested_by_the_retailrocket_source(tmp_path: Path) -> None:
+    from recsys_cli.config import compose
+    from recsys_cli.tasks.ingest import run
+
+    raw = tmp_path / "raw" / "retailrocket"
+    cfg = SynthConfig(**dict(CLICK, n_events=3_000, casual_share=0.5, complement_share=0.3), layout="retailrocket")
+    counts = generate(cfg, raw)
+    assert set(counts) == {"events", "item_properties_part1", "item_properties_part2", "category_tree"}
+    written = pl.read_csv(raw / "events.csv")
+    assert written.columns == ["timestamp", "visitorid", "event", "itemid", "transactionid"]
+    assert written.height == 3_000
+    clean = written.drop_nulls(["visitorid", "itemid"]).filter(pl.col("event") != "unknown_action").unique()
+    expected = dict(clean["event"].value_counts().iter_rows())
+
+    m = run(compose("ingest", ["data=retailrocket", f"paths.data_dir={tmp_path}"])).manifest
+    names = {"view": "view", "add_to_cart": "addtocart", "purchase": "transaction"}
+    assert {names[k]: v for k, v in m["events_by_type"].items()} == expected
+    lake = tmp_path / "lake" / "retailrocket"
+    items = pl.read_parquet(lake / "items.parquet")
+    assert items.height == cfg.sizes()[1]
+    assert items["category"].null_count() == 0 and items["parent_category"].null_count() == 0
+    assert set(items["available"].unique()) <= {0, 1}
+    bought = pl.read_parquet(lake / "events", hive_partitioning=True).filter(pl.col("event_type") == "purchase")
+    assert bought["transaction_id"].null_count() == 0
+
+
+def test_a_source_refuses_a_generator_of_the_other_layout(tmp_path: Path) -> None:
+    from recsys_cli.config import build, compose
+    from recsys_cli.errors import ConfigError
+
+    cfg = compose("ingest", ["data=retailrocket_synth", "data.generator.layout=shop"])
+    with pytest.raises(ConfigError, match="reads the 'retailrocket' layout"):
+        build(cfg.data)
+
+
+def test_rewriting_a_folder_in_the_other_layout_leaves_no_stale_files(tmp_path: Path) -> None:
+    tiny = dict(n_events=300, n_days=3, seed=1)
+    generate(SynthConfig(**tiny), tmp_path / "shop")
+    generate(SynthConfig(**tiny, layout="retailrocket"), tmp_path / "shop")
+    assert not (tmp_path / "shop" / "users.csv").exists() and not (tmp_path / "shop" / "items.csv").exists()
+    assert (tmp_path / "shop" / "category_tree.csv").exists()
