@@ -48,15 +48,15 @@ PRIOR = 1e-4
 class ItemTransitions(Recommender):
     def __init__(
         self,
-        window: int = 3,
+        window: int = 5,
         max_gap_minutes: float = 60.0,
-        backward: float = 0.5,
+        backward: float = 1.0,
         event_weights: Mapping[str, float] | None = None,
         shrink: float = 5.0,
         popularity_damping: float = 0.0,
         neighbours: int = 100,
-        last_n: int = 5,
-        recency: float = 0.5,
+        last_n: int = 10,
+        recency: float = 0.7,
         popularity_half_life_days: float | None = 7.0,
     ) -> None:
         weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
