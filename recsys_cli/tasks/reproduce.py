@@ -258,11 +258,11 @@ def provide_raw(experiment: Experiment, ingest_cfg: DictConfig) -> dict[str, int
     """Generate the synthetic shop into the work folder, or check that the raw
     files the experiment names are there. Returns the generator's counts, if any."""
     from recsys_cli.config import build
-    from recsys_cli.data.sources.synth import SynthSource
+    from recsys_cli.data.sources.synth import SynthRetailRocketSource, SynthSource
 
     source = build(ingest_cfg.data)
     data = experiment.data
-    if isinstance(source, SynthSource) and data.raw is None:
+    if isinstance(source, SynthSource | SynthRetailRocketSource) and data.raw is None:
         return source.generate()
     if data.raw is None:
         raise ConfigError(f"{experiment.path}: data.raw: missing; {data.source} is read from files, name their folder")
