@@ -89,6 +89,8 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ConfigError(f"generator.layout: {self.layout!r}; known: {', '.join(LAYOUTS)}")
+        if 0 < self.views_per_session < 1:
+            raise ConfigError(f"generator.views_per_session: {self.views_per_session}; 0 (the default) or at least 1")
 
     def sizes(self) -> tuple[int, int]:
         users = self.n_users or int(max(200, self.n_events // self.events_per_user))
