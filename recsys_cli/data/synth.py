@@ -365,7 +365,7 @@ def _day_events(
     affinity = (1 - lam) * w.affinity_from + lam * w.affinity_to
 
     active = w.user_signup_day <= day
-    if w.casual is None:
+    if w.casual is None or w.casual_users is None or w.casual_bounds is None:
         s_user = _sample(rng, np.where(active, w.user_weight, 0.0), n_sessions)
     else:  # the day's casual visitors, then regulars drawn by weight
         casual = w.casual_users[w.casual_bounds[day] : w.casual_bounds[day + 1]]
