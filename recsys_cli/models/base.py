@@ -44,7 +44,8 @@ class Recommender(ABC):
         # Settings the model chose on the validation window during a fit with it, as
         # config keys under `model.` (`{"l2": 100.0}`). `recsys train part=val` writes
         # them to the run's selection.json and part=test pins them for its refit
-        # (registry/selection.py); a model doing this also sets `chooses_on_validation`.
+        # (registry/selection.py). Such a model also says so before fitting: a true
+        # `chooses_on_validation` attribute, or a non-empty `grid` (models/selection.py).
         self.selected: dict[str, Any] = {}
 
     def lightning_trainer(self) -> dict[str, Any] | None:
