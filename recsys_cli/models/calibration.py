@@ -19,17 +19,21 @@ from scipy.special import expit
 Method = Literal["temperature", "platt", "isotonic", "none"]
 
 
-def fit_calibration(method: Method, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Parameters of the map from raw score (a logit for the network) to probability."""
+def fit_calibration(
+    method: Method, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Parameters of the map from raw score (a logit for the network) to probability.
+    `weights`: how many examples each one stands for (sampled negatives), else 1."""
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels, np.float64)
+    w = None if weights is None else np.asarray(weights, np.float64)
     if method == "none":
         return np.zeros(0, np.float64)
     if method in ("temperature", "platt"):
-        return _fit_scale(scores, labels, shift=method == "platt")
+        return _fit_scale(scores, labels, shift=method == "platt", weights=w)
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, labels)
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, labels, sample_weight=w)
         return np.concatenate([iso.X_thresholds_, iso.y_thresholds_]).astype(np.float64)
     raise ValueError(f"calibration must be temperature, platt, isotonic or none, got {method!r}")
 
@@ -48,16 +52,32 @@ def apply_calibration(method: Method, params: np.ndarray, scores: np.ndarray) ->
     return np.interp(scores, params[:half], params[half:])
 
 
-def _fit_scale(scores: np.ndarray, labels: np.ndarray, shift: bool) -> np.ndarray:
-    """Scale a > 0 (1 / temperature) and, with `shift`, b minimising the log loss
-    of sigmoid(a * score + b)."""
+def weighted_ece(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error (evaluation.calibration's) with each example
+    counting `weights` times: the error over the candidate lists a sample stands for."""
+    probs, labels, w = (np.asarray(a, np.float64) for a in (probs, labels, weights))
+    if probs.size == 0 or w.sum() <= 0:
+        return 0.0
+    which = np.minimum((probs * bins).astype(np.int64), bins - 1)
+    gap = np.bincount(which, weights=w * (labels - probs), minlength=bins)
+    return float(np.abs(gap).sum() / w.sum())
+
+
+def _fit_scale(scores: np.ndarray, labels: np.ndarray, shift: bool, weights: np.ndarray | None = None) -> np.ndarray:
+    """Scale a > 0 (1 / temperature) and, with `shift`, b minimising the (weighted)
+    log loss of sigmoid(a * score + b)."""
+    total = float(scores.size) if weights is None else float(weights.sum())
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         a, b = np.exp(theta[0]), theta[1]
         z = a * scores + b
         p = expit(z)
-        nll = float(np.mean(np.logaddexp(0.0, z) - labels * z))
-        grad_z = (p - labels) / scores.size
+        if weights is None:
+            nll = float(np.mean(np.logaddexp(0.0, z) - labels * z))
+            grad_z = (p - labels) / scores.size
+        else:
+            nll = float(np.sum(weights * (np.logaddexp(0.0, z) - labels * z)) / total)
+            grad_z = weights * (p - labels) / total
         return nll, np.array([float(np.sum(grad_z * scores) * a), float(np.sum(grad_z)) if shift else 0.0])
 
     result = minimize(loss, np.zeros(2), jac=True, method="L-BFGS-B")

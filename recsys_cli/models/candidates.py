@@ -23,6 +23,7 @@ from recsys_cli.models.data import TrainData
 from recsys_cli.models.side_features import SideFeatures, encode_side
 
 ITEM_BUCKETS = {"price": 10, "age_days": 8, "release_year": 8}
+_BATCH_SCORES = 1 << 22
 
 
 @dataclass
@@ -90,10 +91,13 @@ def candidate_pairs(
     tables: SideTables,
     users: np.ndarray,
     n_candidates: int,
-    batch: int = 256,
+    batch: int | None = None,
 ) -> Pairs:
     """Union of every generator's top `n_candidates` unseen items for each user,
-    with the features of each pair."""
+    with the features of each pair. Users go through in batches whose dense score
+    matrices hold about 2^22 floats each (256 users up to 16k items), so memory
+    stays flat as the catalogue grows."""
+    batch = batch or max(8, min(256, _BATCH_SCORES // max(tables.item_category.size, 1)))
     parts = [
         _batch_pairs(generators, tables, users[i : i + batch], n_candidates, i) for i in range(0, users.size, batch)
     ]
@@ -142,3 +146,55 @@ def _batch_pairs(
         ).astype(np.float32),
         np.concatenate([items[:, None], tables.items.categorical[items], tables.users.categorical[users[row]]], axis=1),
     )
+
+
+def proposal_rank(pairs: Pairs, n_generators: int) -> np.ndarray:
+    """Each pair's best rank in any generator's list (log scale, as its features hold
+    it): how hard a negative it is for the ranker."""
+    return pairs.numeric[:, 2 : 3 * n_generators : 3].min(axis=1)
+
+
+def sample_negatives(
+    group: np.ndarray,
+    labels: np.ndarray,
+    rank: np.ndarray,
+    negatives: int,
+    rng: np.random.Generator,
+    droppable: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of candidate lists (grouped in runs of `group`) to keep, and their
+    weights. Every positive stays; of the negatives, the `negatives // 2` the
+    generators ranked highest (the hard ones a ranker must learn to push down) and
+    `negatives - negatives // 2` drawn at random from the rest, each weighted by how
+    many of that rest it stands for (positives and hard ones weigh 1). A list
+    without a positive is dropped where `droppable` (a training list: it teaches a
+    ranker nothing), kept otherwise (held-out lists calibrate probabilities).
+    Rows come back in their order; the draws follow `rng`, so a seed repeats them."""
+    starts = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1]
+    run = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, group.size]))
+    positive = labels > 0
+    n_hard = negatives // 2
+    negative = np.flatnonzero(~positive)
+    hard = _first_per_run(negative[np.lexsort((rank[negative], run[negative]))], run, n_hard)
+    rest = np.setdiff1d(negative, hard, assume_unique=True)
+    drawn = _first_per_run(rest[np.lexsort((rng.random(rest.size), run[rest]))], run, negatives - n_hard)
+    keep = positive.copy()
+    keep[hard] = keep[drawn] = True
+    has_positive = np.bincount(run, weights=positive, minlength=starts.size) > 0
+    keep &= has_positive[run] | ~droppable
+    weight = np.ones(group.size, np.float32)
+    if drawn.size:
+        stands_for = np.bincount(run[rest], minlength=starts.size) / np.maximum(
+            np.bincount(run[drawn], minlength=starts.size), 1
+        )
+        weight[drawn] = stands_for[run[drawn]]
+    return keep, weight
+
+
+def _first_per_run(ordered: np.ndarray, run: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` rows of each run in `ordered` (rows sorted by run, then preference)."""
+    if n <= 0 or ordered.size == 0:
+        return ordered[:0]
+    r = run[ordered]
+    position = np.arange(r.size) - np.searchsorted(r, r, side="left")
+    return ordered[position < n]

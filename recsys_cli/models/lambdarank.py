@@ -216,7 +216,9 @@ def chosen_diagnostics(grid: Mapping[str, Sequence[Any]], point: Mapping[str, An
 
 
 def feature_matrix(pairs: Pairs) -> np.ndarray:
-    return np.concatenate([pairs.numeric.astype(np.float64), pairs.categorical.astype(np.float64)], axis=1)
+    """float32, LightGBM's own precision: half the memory of float64, the same bins
+    (the numeric features are float32 already; the codes are far below 2^24)."""
+    return np.concatenate([pairs.numeric, pairs.categorical.astype(np.float32)], axis=1)
 
 
 def categorical_columns(pairs: Pairs) -> list[int]:

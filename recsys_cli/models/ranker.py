@@ -39,8 +39,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from recsys_cli.errors import ConfigError
 from recsys_cli.evaluation.calibration import expected_calibration_error
 from recsys_cli.models.base import META, Recommender
-from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration
-from recsys_cli.models.candidates import FIELDS, Pairs, SideTables, candidate_pairs
+from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration, weighted_ece
+from recsys_cli.models.candidates import (
+    FIELDS,
+    Pairs,
+    SideTables,
+    candidate_pairs,
+    proposal_rank,
+    sample_negatives,
+)
 from recsys_cli.models.data import LabelledWindow, TrainData
 from recsys_cli.models.dcn import DCNModule
 from recsys_cli.models.lambdarank import (
@@ -67,7 +74,11 @@ from recsys_cli.models.state import StateError, check_codes, check_range, tensor
 from recsys_cli.models.validation import Targets
 
 Backend = Literal["dcn", "lightgbm"]
-Examples = tuple[Pairs, np.ndarray, np.ndarray]  # candidate pairs, group (window, user), label
+# Labelled users whose candidates are built at once when negatives are sampled.
+_CHUNK_USERS = 1024
+# Candidate pairs, group (window, user), label, and weight: how many candidates of its
+# group a kept negative stands for when negatives are sampled (1 otherwise).
+Examples = tuple[Pairs, np.ndarray, np.ndarray, np.ndarray]
 
 
 class TwoStageRanker(Recommender):
@@ -79,6 +90,7 @@ class TwoStageRanker(Recommender):
         calibration: Method = "platt",
         holdout: float = 0.2,
         max_users_per_window: int = 20000,
+        negatives: int | None = None,
         embedding_dim: int = 16,
         cross_layers: int = 3,
         hidden: Sequence[int] = (256, 128),
@@ -94,12 +106,15 @@ class TwoStageRanker(Recommender):
         trainer: Mapping[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
+        if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 1):
+            raise ConfigError(f"model.negatives: give a positive integer or null, got {negatives!r}")
         if backend not in ("dcn", "lightgbm"):
             raise ConfigError(f"ranker backend must be dcn or lightgbm, got {backend!r}")
         lightgbm, lightgbm_grid = _plain(lightgbm or {}), _plain(lightgbm_grid or {})
         check_lightgbm(lightgbm, lightgbm_grid, backend)
         check_cv_folds(lightgbm_cv_folds, lightgbm_grid, backend, lightgbm_cv_ensemble)
-        generators = {k: _plain(v) for k, v in (generators or {}).items()}
+        # A generator set to null is off: a preset can drop one its base config lists.
+        generators = {k: _plain(v) for k, v in (generators or {}).items() if v is not None}
         if not generators:
             raise ConfigError("ranker: name at least one candidate generator under model.generators")
         super().__init__(
@@ -109,6 +124,7 @@ class TwoStageRanker(Recommender):
             calibration=calibration,
             holdout=holdout,
             max_users_per_window=max_users_per_window,
+            negatives=negatives,
             embedding_dim=embedding_dim,
             cross_layers=cross_layers,
             hidden=list(hidden),
@@ -152,31 +168,35 @@ class TwoStageRanker(Recommender):
             raw = self._fit_dcn(train, held, workdir)
         else:
             raw, held = self._fit_lightgbm(examples)
-        self.calibration, calibration = self._calibrate(raw, held[1], held[2])
+        self.calibration, calibration = self._calibrate(raw, held[1], held[2], held[3])
         self.diagnostics |= calibration
         self.generators = self._fit_generators(data)
 
-    def _calibrate(self, raw: np.ndarray, group: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    def _calibrate(
+        self, raw: np.ndarray, group: np.ndarray, labels: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, float]]:
         """Fit the calibration map on the held-out users (for a cross-validation
         ensemble, every user's out-of-fold score). Its effect is measured on
         half of them with a map fitted on the other half, so the reported errors
-        are out of sample; the map kept is fitted on all of them."""
+        are out of sample; the map kept is fitted on all of them. With sampled
+        negatives each kept negative counts for the ones it stands for, so the
+        probabilities are those of the whole candidate lists."""
         method: Method = self.params["calibration"]
+        w = None if self.params["negatives"] is None else weights
         first = group % 2 == 0
         plain = apply_calibration("none", np.zeros(0), raw) if self.params["backend"] == "dcn" else _minmax(raw)
         diagnostics = {
-            "holdout_pairs": float(labels.size),
-            "holdout_positive_rate": float(labels.mean()) if labels.size else 0.0,
+            "holdout_pairs": float(labels.size if w is None else w.sum()),
+            "holdout_positive_rate": float(np.average(labels, weights=w)) if labels.size else 0.0,
         }
         if first.any() and (~first).any():
-            half = fit_calibration(method, raw[first], labels[first])
+            half = fit_calibration(method, raw[first], labels[first], _part(w, first))
+            rest = _part(w, ~first)
             diagnostics |= {
-                "holdout_ece_raw": expected_calibration_error(plain[~first], labels[~first]),
-                "holdout_ece_calibrated": expected_calibration_error(
-                    apply_calibration(method, half, raw[~first]), labels[~first]
-                ),
+                "holdout_ece_raw": _ece(plain[~first], labels[~first], rest),
+                "holdout_ece_calibrated": _ece(apply_calibration(method, half, raw[~first]), labels[~first], rest),
             }
-        return fit_calibration(method, raw, labels), diagnostics
+        return fit_calibration(method, raw, labels, w), diagnostics
 
     def _fit_generators(self, data: TrainData) -> dict[str, Recommender]:
         return {name: _instantiate(spec).fit(data) for name, spec in self.params["generators"].items()}
@@ -186,8 +206,14 @@ class TwoStageRanker(Recommender):
         return self._split(self._labelled(windows, like))
 
     def _labelled(self, windows: list[LabelledWindow], like: SideTables) -> Examples:
-        """Every window's candidates with their labels, window after window."""
-        rng = np.random.default_rng(self.params["seed"])
+        """Every window's candidates with their labels, window after window. With
+        `negatives`, each (window, user) list keeps its positives and that many
+        negatives (`sample_negatives`), a chunk of users at a time, so a window's
+        full candidate lists never exist at once; a training user's list without a
+        positive candidate is dropped (it teaches a ranker nothing)."""
+        p = self.params
+        rng = np.random.default_rng(p["seed"])
+        chunk = _CHUNK_USERS if p["negatives"] is not None else None
         parts = []
         for w, window in enumerate(windows):
             labels = window.label_matrix()
@@ -195,12 +221,25 @@ class TwoStageRanker(Recommender):
             users = users[users > 0]
             if users.size == 0:  # an early window of a short history: nobody to learn from
                 continue
-            if users.size > self.params["max_users_per_window"]:
-                users = np.sort(rng.choice(users, self.params["max_users_per_window"], replace=False))
+            if users.size > p["max_users_per_window"]:
+                users = np.sort(rng.choice(users, p["max_users_per_window"], replace=False))
             generators = self._fit_generators(window.data)
-            pairs = candidate_pairs(generators, SideTables.of(window.data, like), users, self.params["n_candidates"])
-            y = np.asarray(labels[pairs.users, pairs.items]).ravel().astype(np.float32)
-            parts.append((pairs, pairs.users.astype(np.int64) + w * len(window.data.users), y))
+            tables = SideTables.of(window.data, like)
+            for start in range(0, users.size, chunk or users.size):
+                pairs = candidate_pairs(
+                    generators, tables, users[start : start + (chunk or users.size)], p["n_candidates"]
+                )
+                y = np.asarray(labels[pairs.users, pairs.items]).ravel().astype(np.float32)
+                group = pairs.users.astype(np.int64) + w * len(window.data.users)
+                weight = np.ones(y.size, np.float32)
+                if p["negatives"] is not None:
+                    train_user = ~_holdout_mask(pairs.users, p["holdout"], p["seed"])
+                    keep, weight = sample_negatives(
+                        group, y, proposal_rank(pairs, len(generators)), p["negatives"], rng, train_user
+                    )
+                    pairs, group, y, weight = _subset(pairs, group, y, weight, keep)
+                parts.append((pairs, group, y, weight))
+            del generators, tables
         if not parts:
             raise ConfigError("no labelled window has a known user with a positive: the ranker has nothing to learn")
         return _stack(parts)
@@ -219,7 +258,7 @@ class TwoStageRanker(Recommender):
         self.users, self.items = data.users, data.items
         self.tables = SideTables.of(data)
         train, _ = self._examples(data.windows, self.tables)
-        return self._scaled_network(train), _tensors(*train)
+        return self._scaled_network(train), _tensors(*train[:3])
 
     def _scaled_network(self, train: Examples) -> DCNModule:
         """A new network whose input scaling is the training examples' mean and spread."""
@@ -234,8 +273,8 @@ class TwoStageRanker(Recommender):
     def _fit_dcn(self, train: Examples, held: Examples, workdir: Path | None) -> np.ndarray:
         p = self.params
         self.network = self._scaled_network(train)
-        loader = shuffled_batches(_tensors(*train), p["batch_size"])
-        val_loader = DataLoader(_tensors(*held), batch_size=8192) if held[2].size else None
+        loader = shuffled_batches(_tensors(*train[:3]), p["batch_size"])
+        val_loader = DataLoader(_tensors(*held[:3]), batch_size=8192) if held[2].size else None
         best = fit_module(self.network, loader, val_loader, MONITOR, "max", p, workdir)
         if best is not None:
             self.best_epoch, self.best_score = best.epochs, best.score
@@ -493,13 +532,21 @@ def _rows(examples: Examples) -> Rows:
     return feature_matrix(examples[0]), examples[1], examples[2]
 
 
-def _subset(pairs: Pairs, group: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Examples:
-    return Pairs(*(getattr(pairs, f)[mask] for f in FIELDS)), group[mask], y[mask]
+def _subset(pairs: Pairs, group: np.ndarray, y: np.ndarray, weight: np.ndarray, mask: np.ndarray) -> Examples:
+    return Pairs(*(getattr(pairs, f)[mask] for f in FIELDS)), group[mask], y[mask], weight[mask]
 
 
 def _stack(parts: list[Examples]) -> Examples:
     pairs = Pairs(*(np.concatenate([getattr(p[0], f) for p in parts]) for f in FIELDS))
-    return pairs, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    return pairs, *(np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))  # type: ignore[return-value]
+
+
+def _part(weights: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    return None if weights is None else weights[mask]
+
+
+def _ece(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> float:
+    return expected_calibration_error(probs, labels) if weights is None else weighted_ece(probs, labels, weights)
 
 
 def _tensors(pairs: Pairs, group: np.ndarray, y: np.ndarray) -> TensorDataset:

@@ -180,12 +180,14 @@ class TwoStageRanker(_Neural):
 
     target_: Literal["recsys_cli.models.ranker.TwoStageRanker"] = Field(alias="_target_")
     recursive: Literal[False] = Field(default=False, alias="_recursive_")
-    generators: Annotated[dict[Name, Generator], Field(min_length=1)] = optional()  # type: ignore[valid-type]
+    # null turns a generator of the base config off (a preset drops one it lists).
+    generators: Annotated[dict[Name, Generator | None], Field(min_length=1)] = optional()  # type: ignore[valid-type]
     n_candidates: Annotated[Int, Field(ge=1, le=100_000)] = optional()
     backend: Literal[BACKENDS] = optional()  # type: ignore[valid-type]
     calibration: Literal[CALIBRATIONS] = optional()  # type: ignore[valid-type]
     holdout: OpenUnit = optional()
     max_users_per_window: PositiveInt = optional()
+    negatives: PositiveInt | None = optional()  # per labelled list; null = every candidate
     embedding_dim: Width = optional()
     cross_layers: Annotated[Int, Field(ge=0, le=64)] = optional()
     hidden: list[Width] = optional()
