@@ -50,10 +50,18 @@ class SegmentPopularity(Schema):
     attribute: Text = optional()
 
 
+WEIGHTINGS = Literal["raw", "binary", "log", "bm25", "tfidf"]  # models/weighting.py:Weighting
+# {setting: [values]} searched on the validation window (models/selection.py); null = none.
+SearchGrid = dict[Text, Annotated[list[Scalar], Field(min_length=1)]] | None
+
+
 class EASE(Schema):
     target_: Literal["recsys_cli.models.ease.EASE"] = Field(alias="_target_")
     l2: Positive = optional()  # 0 leaves the Gram matrix singular
+    l2_scale: Literal["absolute", "mean_diag"] = optional()
+    weighting: WEIGHTINGS = optional()
     max_items: Annotated[Int, Field(ge=1, le=100_000)] = optional()  # a dense max_items^2 matrix
+    grid: SearchGrid = optional()
 
 
 class ItemKNN(Schema):
@@ -61,6 +69,8 @@ class ItemKNN(Schema):
     k: PositiveInt = optional()
     shrink: NonNegative = optional()
     last_n: PositiveInt | None = optional()
+    weighting: WEIGHTINGS = optional()
+    grid: SearchGrid = optional()
 
 
 class ALS(Schema):
@@ -70,6 +80,8 @@ class ALS(Schema):
     alpha: NonNegative = optional()
     iterations: PositiveInt = optional()
     seed: Seed = optional()
+    weighting: WEIGHTINGS = optional()
+    grid: SearchGrid = optional()
 
 
 class ImplicitBPR(Schema):
