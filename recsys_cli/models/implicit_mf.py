@@ -13,7 +13,6 @@ and importing implicit loads one more.
 from __future__ import annotations
 
 from abc import abstractmethod
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,16 +21,18 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from threadpoolctl import threadpool_limits
 
-from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.selection import Grid, GridSelected
 from recsys_cli.models.state import tensor
-from recsys_cli.models.validation import Targets
+from recsys_cli.models.weighting import reweight
 
 
-class _ImplicitMF(Recommender):
+class _ImplicitMF(GridSelected):
     """Scores are user_factors @ item_factors.T; the state is the two factor arrays."""
 
-    def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
+    FITTED = ("user_factors", "item_factors")
+
+    def _fit_point(self, data: TrainData) -> None:
         with threadpool_limits(1, "blas"):  # also covers implicit's BLAS check in the constructor
             model = self._model()
             model.fit(self._user_items(data.matrix), show_progress=False)
@@ -62,14 +63,31 @@ class ALS(_ImplicitMF):
     implicit reads a matrix value as the whole confidence (unobserved cells count 1),
     and its own `alpha` only multiplies the values; passing 1 + alpha * weight keeps a
     small (decayed) weight from trusting an observed item less than an unobserved one.
+    `weighting` (models/weighting.py) reads the weights first: with a scale-free one,
+    `alpha` means the same on any data.
     """
 
     def __init__(
-        self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0, iterations: int = 15, seed: int = 0
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        seed: int = 0,
+        weighting: str = "raw",
+        grid: Grid | None = None,
     ) -> None:
-        super().__init__(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations, seed=seed)
+        super().__init__(
+            grid=grid,
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            seed=seed,
+            weighting=weighting,
+        )
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
-        self.iterations, self.seed = iterations, seed
+        self.iterations, self.seed, self.weighting = iterations, seed, weighting
 
     def _model(self) -> Any:
         # Each user's (and item's) solve is independent of the others, so several
@@ -83,8 +101,7 @@ class ALS(_ImplicitMF):
         )
 
     def _user_items(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
-        confidence = super()._user_items(matrix)
-        confidence.eliminate_zeros()
+        confidence = reweight(matrix, self.weighting)
         confidence.data = (1.0 + self.alpha * confidence.data).astype(np.float32)
         return confidence
 

@@ -3,28 +3,41 @@ of their interaction columns with shrinkage, keeping the `k` nearest per item.
 
 With `last_n`, only the user's most recent items count ("what goes with what I
 just watched"), a strong next-item signal that the whole-history profile blurs.
+
+`weighting` (models/weighting.py) sets what the similarities are computed from:
+the feature set's weights as they are (`raw`), or a scale-free reading of them
+(binary, log, or BM25/TF-IDF with heavy users down-weighted). The shrinkage is
+added to the product of two items' norms, so its meaning depends on that scale
+too: with `binary`, a norm is the root of the item's number of users.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.selection import Grid, GridSelected
 from recsys_cli.models.state import check_csr
-from recsys_cli.models.validation import Targets
+from recsys_cli.models.weighting import reweight
 
 
-class ItemKNN(Recommender):
-    def __init__(self, k: int = 100, shrink: float = 10.0, last_n: int | None = None) -> None:
-        super().__init__(k=k, shrink=shrink, last_n=last_n)
-        self.k, self.shrink, self.last_n = k, shrink, last_n
+class ItemKNN(GridSelected):
+    FITTED = ("sim", "x")
 
-    def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
-        x = data.matrix.tocsc().astype(np.float32)
+    def __init__(
+        self,
+        k: int = 100,
+        shrink: float = 10.0,
+        last_n: int | None = None,
+        weighting: str = "raw",
+        grid: Grid | None = None,
+    ) -> None:
+        super().__init__(grid=grid, k=k, shrink=shrink, last_n=last_n, weighting=weighting)
+        self.k, self.shrink, self.last_n, self.weighting = k, shrink, last_n, weighting
+
+    def _fit_point(self, data: TrainData) -> None:
+        x = reweight(data.matrix, self.weighting).tocsc()
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
         sim = (x.T @ x).tocsr().astype(np.float32)
         sim.setdiag(0)
@@ -32,7 +45,7 @@ class ItemKNN(Recommender):
         coo = sim.tocoo()
         coo.data = coo.data / (norms[coo.row] * norms[coo.col] + self.shrink)
         self.sim = _top_k_per_row(coo.tocsr(), self.k)
-        self.x = data.matrix.tocsr() if self.last_n is None else _recent_profile(data, self.last_n)
+        self.x = x.tocsr() if self.last_n is None else _recent_profile(data, self.last_n)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.x[users] @ self.sim.T).todense())
