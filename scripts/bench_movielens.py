@@ -107,8 +107,23 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         "recent_popularity_30d", "recent_popularity", BASELINE, ("model.window_days=30", "model.events=[rating]")
     ),
-    ModelSpec("item_knn", "item_knn", BASELINE, grid={"k": [50, 200], "shrink": [0.0, 10.0, 100.0]}),
-    ModelSpec("ease", "ease", BASELINE, grid={"l2": [50.0, 200.0, 500.0, 1000.0]}),
+    # The MovieLens settings these grids were recorded with: raw weights, EASE's
+    # absolute penalty, no grid inside the fit (the yaml defaults now read weights
+    # scale-free and choose on validation themselves, for clickstreams).
+    ModelSpec(
+        "item_knn",
+        "item_knn",
+        BASELINE,
+        ("model.weighting=raw", "model.grid=null"),
+        grid={"k": [50, 200], "shrink": [0.0, 10.0, 100.0]},
+    ),
+    ModelSpec(
+        "ease",
+        "ease",
+        BASELINE,
+        ("model.l2_scale=absolute", "model.grid=null"),
+        grid={"l2": [50.0, 200.0, 500.0, 1000.0]},
+    ),
     ModelSpec("als", "als", BASELINE, grid={"factors": [64, 128], "regularization": [0.01, 0.1]}),
     ModelSpec("implicit_bpr", "implicit_bpr", BASELINE, grid={"factors": [64, 128], "learning_rate": [0.01, 0.05]}),
     ModelSpec("bpr_mf", "bpr_mf", OURS, grid={"lr": [0.005, 0.001]}),
