@@ -192,7 +192,11 @@ BAD = [
     ("train", ["+trainer.callbacks=x"], "trainer.callbacks = 'x': unknown key"),
     # every model
     ("train", ["model=ease", "model.l2=-1"], "model.l2 = -1: must be > 0"),
-    ("train", ["model=ease", "+model.l2reg=1"], "model.l2reg = 1: unknown key; known: _target_, l2, l2_scale, weighting, max_items, grid"),
+    (
+        "train",
+        ["model=ease", "+model.l2reg=1"],
+        "model.l2reg = 1: unknown key; known: _target_, l2, l2_scale, weighting, max_items, grid",
+    ),
     ("train", ["model=ease", "model.max_items=0"], "model.max_items = 0: must be >= 1"),
     ("train", ["model=item_knn", "model.k=0"], "model.k = 0: must be >= 1"),
     ("train", ["model=item_knn", "model.shrink=-1"], "model.shrink = -1: must be >= 0"),
