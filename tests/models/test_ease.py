@@ -42,3 +42,27 @@ def test_the_defaults_keep_the_former_model() -> None:
     expected = -p / np.diag(p)
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(EASE().fit(data).b, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_above_max_items_the_model_covers_the_items_most_users_had_and_ranks_the_rest_below() -> None:
+    """A catalogue too large for a dense item-item matrix is not refused: the most
+    used items are modelled, every other item comes after them by popularity."""
+    data, _ = checkerboard()
+    users_per_item = np.diff(data.matrix.tocsc().indptr)
+    model = EASE(l2=2.0, l2_scale="mean_diag", max_items=4).fit(data)
+    assert model.kept is not None and model.kept.size == 4
+    assert set(model.kept) == set(np.argsort(-users_per_item, kind="stable")[:4])
+    scores = model.score(np.arange(1, data.n_users))
+    others = np.setdiff1d(np.arange(1, data.n_items), model.kept)
+    assert (scores[:, others].max(axis=1) < scores[:, model.kept].min(axis=1)).all()
+
+
+def test_a_covered_model_saves_and_loads_to_the_same_scores(tmp_path) -> None:
+    from recsys_cli.models.base import Recommender
+
+    data, _ = checkerboard()
+    model = EASE(l2=2.0, l2_scale="mean_diag", max_items=4).fit(data)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(model.score(users), loaded.score(users))
