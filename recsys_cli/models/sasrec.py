@@ -5,22 +5,37 @@ shop); with `negatives` > 0, a sampled softmax over the target and that many
 items drawn uniformly (shared by the batch) replaces it, so a catalogue of
 100k items costs the same per step as one of a few hundred. The item table is
 shared between input and output.
+
+A shop's clickstream is mostly views while the model is judged on carts and
+purchases: `target_events` names the event types whose items are the targets
+that count (`other_weight` weighs the rest: 1 is plain next-event prediction,
+0 learns from the positives alone while views stay inputs); `event_inputs`
+adds an embedding of each input's event type (a cart says more than a view);
+`dedupe` folds consecutive events of one item into one step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from torch.utils.data import TensorDataset
 
+from recsys_cli.data.schema import EVENT_TYPES, Col
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
 from recsys_cli.models.state import check_range, tensor
+
+# Event codes, weakest intent first: 0 is padding or an event of unknown type; folding
+# a run of one item (`dedupe`) keeps its strongest code.
+EVENT_CODES: tuple[str, ...] = ("", "view", "click", "remove_from_cart", "add_to_cart", "purchase", "rating")
+assert set(EVENT_CODES[1:]) == set(EVENT_TYPES)
 
 
 class SASRecModule(RecModule):
@@ -39,9 +54,13 @@ class SASRecModule(RecModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         negatives: int = 0,
+        event_inputs: bool = False,
+        target_weights: tuple[float, ...] | None = None,
     ) -> None:
         super().__init__(n_users, n_items, lr, weight_decay)
         self.negatives = negatives
+        # Loss weight of a target by its event code; None: every target weighs 1.
+        self.target_weights = target_weights
         self.pad = n_items  # an extra row: the padding item
         self.item = torch.nn.Embedding(n_items + 1, dim, padding_idx=self.pad)
         # The table is also the output layer: N(0, 1/dim) rows give logits of unit scale
@@ -60,11 +79,24 @@ class SASRecModule(RecModule):
         self.register_buffer(
             "causal", torch.triu(torch.ones(max_len, max_len, dtype=torch.bool), diagonal=1), persistent=False
         )
+        # Created last, and only when asked for, so a model without them draws the same
+        # initial weights and saves the same tensors as before they existed.
+        self.event: torch.nn.Embedding | None = None
+        if event_inputs:
+            self.event = torch.nn.Embedding(len(EVENT_CODES), dim, padding_idx=0)
+            torch.nn.init.normal_(self.event.weight, std=dim**-0.5)
+            with torch.no_grad():
+                self.event.weight[0].zero_()
+            self.register_buffer("events", torch.zeros((n_users, max_len), dtype=torch.long))
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
-        """(batch, len) item indices -> (batch, len, dim) states, each seeing only its past."""
+    def encode(self, items: torch.Tensor, events: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, len) item indices (and event codes) -> (batch, len, dim) states,
+        each seeing only its past."""
         positions = torch.arange(items.shape[1], device=items.device)
-        x = self.dropout(self.item(items) * self.item.embedding_dim**0.5 + self.position(positions))
+        x = self.item(items) * self.item.embedding_dim**0.5 + self.position(positions)
+        if self.event is not None and events is not None:
+            x = x + self.event(events)
+        x = self.dropout(x)
         length = items.shape[1]
         causal = torch.zeros(length, length, device=items.device).masked_fill(self.causal[:length, :length], -torch.inf)
         # Padding keys get a large finite penalty, not -inf: with left padding a padded
@@ -75,30 +107,42 @@ class SASRecModule(RecModule):
         return self.norm(h)
 
     def loss(self, batch: Any) -> torch.Tensor:
-        (seq,) = batch
+        seq, events = batch if len(batch) == 2 else (batch[0], None)
         inputs, targets = seq[:, :-1], seq[:, 1:]
-        states = self.encode(inputs)
+        states = self.encode(inputs, None if events is None else events[:, :-1])
+        if self.target_weights is None or events is None:
+            if self.negatives > 0:
+                keep = targets != self.pad
+                return self._sampled_loss(states[keep], targets[keep], "mean")
+            # Kept in its first form (every position's logits) so that unweighted
+            # training, MovieLens' included, reproduces its figures to the bit.
+            logits = states @ self.item.weight[: self.n_items].T
+            targets = targets.masked_fill(targets == self.pad, -100)
+            return torch.nn.functional.cross_entropy(
+                logits.reshape(-1, self.n_items), targets.reshape(-1), ignore_index=-100
+            )
+        # Weighted targets: only the positions that carry weight are scored at all.
+        weights = torch.as_tensor(self.target_weights, device=seq.device)[events[:, 1:]]
+        keep = (targets != self.pad) & (weights > 0)
+        h, target, weights = states[keep], targets[keep], weights[keep]
         if self.negatives > 0:
-            return self._sampled_loss(states, targets)
-        logits = states @ self.item.weight[: self.n_items].T
-        targets = targets.masked_fill(targets == self.pad, -100)
-        return torch.nn.functional.cross_entropy(
-            logits.reshape(-1, self.n_items), targets.reshape(-1), ignore_index=-100
-        )
+            losses = self._sampled_loss(h, target, "none")
+        else:
+            losses = torch.nn.functional.cross_entropy(h @ self.item.weight[: self.n_items].T, target, reduction="none")
+        return (losses * weights).sum() / weights.sum().clamp_min(1e-9)
 
-    def _sampled_loss(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _sampled_loss(self, h: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
         """Softmax over the target and shared uniform negatives (a negative equal to
         the target is masked); uniform sampling needs no log-q correction."""
-        keep = targets != self.pad
-        h, target = states[keep], targets[keep]
         negatives = torch.randint(1, self.n_items, (self.negatives,), device=h.device)
         positive = (h * self.item(target)).sum(-1, keepdim=True)
         negative = (h @ self.item(negatives).T).masked_fill(negatives[None, :] == target[:, None], -torch.inf)
         logits = torch.cat([positive, negative], dim=1)
-        return torch.nn.functional.cross_entropy(logits, torch.zeros_like(target))
+        return torch.nn.functional.cross_entropy(logits, torch.zeros_like(target), reduction=reduction)
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
-        states = self.encode(self.sequences[users])[:, -1]
+        events = self.events[users] if self.event is not None else None
+        states = self.encode(self.sequences[users], events)[:, -1]
         return states @ self.item.weight[: self.n_items].T
 
 
@@ -126,10 +170,19 @@ class SASRec(NeuralRecommender):
         weight_decay: float = 0.0,
         negatives: int = 0,
         train_stride: int | None = None,
+        target_events: list[str] | None = None,
+        other_weight: float = 1.0,
+        event_inputs: bool = False,
+        dedupe: bool = False,
         **kwargs: Any,
     ) -> None:
         if train_stride is not None and train_stride < 1:
             raise ConfigError(f"model.train_stride must be a positive number of items or null, got {train_stride}")
+        unknown = sorted(set(target_events or ()) - set(EVENT_TYPES))
+        if unknown:
+            raise ConfigError(f"model.target_events: unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}")
+        if not 0.0 <= other_weight <= 1.0:
+            raise ConfigError(f"model.other_weight must be between 0 and 1, got {other_weight}")
         super().__init__(
             max_len=max_len,
             dim=dim,
@@ -140,8 +193,24 @@ class SASRec(NeuralRecommender):
             weight_decay=weight_decay,
             negatives=negatives,
             train_stride=train_stride,
+            target_events=None if target_events is None else list(target_events),
+            other_weight=other_weight,
+            event_inputs=event_inputs,
+            dedupe=dedupe,
             **kwargs,
         )
+
+    def target_weights(self) -> tuple[float, ...] | None:
+        """Loss weight per event code: 1 for `target_events` and for events of unknown
+        type, `other_weight` for the rest; None where every target weighs 1."""
+        p = self.params
+        if p["target_events"] is None or p["other_weight"] == 1.0:
+            return None
+        named = set(p["target_events"])
+        return tuple(1.0 if code in named or not code else float(p["other_weight"]) for code in EVENT_CODES)
+
+    def _uses_events(self) -> bool:
+        return bool(self.params["event_inputs"]) or self.target_weights() is not None
 
     def _module(self, n_users: int, n_items: int) -> SASRecModule:
         p = self.params
@@ -156,26 +225,111 @@ class SASRec(NeuralRecommender):
             p["lr"],
             p["weight_decay"],
             p["negatives"],
+            p["event_inputs"],
+            self.target_weights(),
         )
 
     def build_module(self, data: TrainData) -> SASRecModule:
         module = self._module(data.n_users, data.n_items)
-        seqs = data.sequence_matrix(self.params["max_len"])
-        module.sequences.copy_(torch.as_tensor(np.where(seqs < 0, module.pad, seqs)))
+        steps = sequence_steps(data, self.params["dedupe"])
+        rows, items, events = steps.windows(self.params["max_len"], None, minimum=1)
+        module.sequences[rows] = torch.as_tensor(np.where(items < 0, module.pad, items))
+        if module.event is not None:
+            module.events[rows] = torch.as_tensor(np.maximum(events, 0))
         return module
 
     def train_dataset(self, data: TrainData) -> TensorDataset:
-        """Rows of max_len + 1 items (inputs and shifted targets): each user's latest
-        ones, or with `train_stride` windows over the whole stored history."""
+        """Rows of max_len + 1 steps (inputs and shifted targets): each user's latest
+        ones, or with `train_stride` windows over the whole stored history; with
+        event types in play, their codes ride along. Rows whose targets all weigh 0
+        (views only, where only positives count) are left out: nothing to learn."""
         length, stride = self.params["max_len"] + 1, self.params["train_stride"]
-        seqs = data.sequence_windows(length, stride) if stride else data.sequence_matrix(length)
-        seqs = seqs[(seqs >= 0).sum(axis=1) >= 2]
-        return TensorDataset(torch.as_tensor(np.where(seqs < 0, data.n_items, seqs)))
+        _, items, events = sequence_steps(data, self.params["dedupe"]).windows(length, stride, minimum=2)
+        weights = self.target_weights()
+        if weights is not None:
+            useful = (np.asarray(weights)[np.maximum(events[:, 1:], 0)] * (items[:, 1:] >= 0)).sum(axis=1) > 0
+            items, events = items[useful], events[useful]
+        tensors = [torch.as_tensor(np.where(items < 0, data.n_items, items))]
+        if self._uses_events():
+            tensors.append(torch.as_tensor(np.maximum(events, 0)))
+        return TensorDataset(*tensors)
 
     def module_from_state(self, state: dict[str, np.ndarray]) -> SASRecModule:
-        """Sized by the vocabularies; each stored sequence may hold items and the padding row only."""
+        """Sized by the vocabularies; each stored sequence may hold items and the padding
+        row only, each stored event code a known event type."""
         assert self.users is not None and self.items is not None
         n_users, n_items = len(self.users), len(self.items)
         check_range(state, "sequences", (n_users, self.params["max_len"]), 0, n_items + 1)
+        if self.params["event_inputs"]:
+            check_range(state, "events", (n_users, self.params["max_len"]), 0, len(EVENT_CODES))
         tensor(state, "item.weight", (n_items + 1, None), "f")
         return self._module(n_users, n_items)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Every user's stored sequence as flat arrays grouped by user index (ascending),
+    oldest first: the steps a sequential model reads."""
+
+    users: np.ndarray  # (n,) user index
+    items: np.ndarray  # (n,) item index (0: an item the vocabulary does not hold)
+    events: np.ndarray  # (n,) event code (`EVENT_CODES`; 0 where the type is unknown)
+
+    def starts(self) -> np.ndarray:
+        """(n,) flat position of the first step of each step's user."""
+        first = np.r_[True, self.users[1:] != self.users[:-1]] if self.users.size else np.zeros(0, bool)
+        return np.maximum.accumulate(np.where(first, np.arange(self.users.size), 0))
+
+    def windows(self, length: int, stride: int | None, minimum: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user of each row, items, event codes), rows of `length` steps right-aligned and
+        left-padded with -1: the first window of a user ends at the latest step and, with
+        a `stride`, each next one `stride` steps earlier (ends stay `minimum` steps in).
+        Without a stride, each user's latest window only. Users with fewer than `minimum`
+        steps get none. In user-index order, latest window first (`TrainData.sequence_windows`'
+        order, so unweighted training reads the same rows as it always did)."""
+        lengths = np.bincount(self.users, minlength=int(self.users.max(initial=-1)) + 1)
+        starts = np.cumsum(lengths) - lengths
+        if stride is None:
+            count = (lengths >= minimum).astype(np.int64)
+        else:  # ceil((n - minimum + 1) / stride) windows: ends stay >= minimum
+            count = np.maximum(0, -(-(lengths - minimum + 1) // stride))
+        user = np.repeat(np.arange(lengths.size), count)
+        j = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        end = lengths[user] - j * (stride or 0)  # exclusive, within the user's sequence
+        offset = end[:, None] - length + np.arange(length)[None, :]
+        valid = offset >= 0
+        at = np.where(valid, starts[user][:, None] + offset, 0)
+        items = np.where(valid, self.items[at], -1) if self.items.size else np.full(offset.shape, -1)
+        events = np.where(valid, self.events[at], -1) if self.events.size else np.full(offset.shape, -1)
+        return user, items.astype(np.int64), events.astype(np.int64)
+
+
+def sequence_steps(data: TrainData, dedupe: bool = False) -> Steps:
+    """The feature set's sequences in index space; with `dedupe`, each run of
+    consecutive events on one item becomes one step with the run's strongest event
+    (view, view, cart of one item: one cart). Sequences without event types (data
+    built in memory) have code 0 throughout."""
+    seqs = data.sequences
+    if seqs is None or seqs.height == 0:
+        empty = np.zeros(0, np.int64)
+        return Steps(empty, empty, empty)
+    typed = "event_types" in seqs.columns
+    lists = ["items", "event_types"] if typed else ["items"]
+    flat = seqs.select(Col.USER, *lists).explode(lists).drop_nulls("items")
+    codes = (
+        flat["event_types"].cast(pl.String).replace_strict(list(EVENT_CODES), list(range(len(EVENT_CODES))), default=0)
+        if typed
+        else pl.repeat(0, flat.height, eager=True)
+    )
+    users, items = data.user_index(flat[Col.USER]), data.item_index(flat["items"])
+    events = codes.to_numpy().astype(np.int64)
+    # Sequences come sorted by user id, not index: a stable sort groups them by index
+    # and keeps each user's events oldest first.
+    order = np.argsort(users, kind="stable")
+    users, items, events = users[order], items[order], events[order]
+    if dedupe and users.size:
+        last = np.r_[(users[1:] != users[:-1]) | (items[1:] != items[:-1]), True]  # a run's last step
+        run_starts = np.r_[0, np.flatnonzero(last)[:-1] + 1]
+        events = np.maximum.reduceat(events, run_starts)
+        users, items = users[last], items[last]
+    return Steps(users, items, events)
