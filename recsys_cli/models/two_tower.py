@@ -11,6 +11,15 @@ uniform pool: the near misses that in-batch negatives rarely supply.
 
 Scores are cosine similarities, so serving is a maximum inner product search
 over normalised item vectors.
+
+On a shop's clickstream most visitors come once: an id learnt from a handful of
+views says little. With `history` > 0 the user tower also reads the user's
+latest `history` events (the item tower's vectors of their items, pooled with
+learnt weights per event type and recency), and training examples become the
+events themselves, each with the events before it as its history: the model
+learns what follows a history rather than which ids met. `target_events` then
+says which events are the targets that count (carts and purchases in a shop)
+and `other_weight` how much the others (views) count.
 """
 
 from __future__ import annotations
@@ -21,11 +30,13 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from recsys_cli.data.schema import Col
+from recsys_cli.data.schema import EVENT_TYPES, Col
+from recsys_cli.errors import ConfigError
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
+from recsys_cli.models.sasrec import EVENT_CODES, sequence_steps
 from recsys_cli.models.side_features import SideFeatures, encode_side
-from recsys_cli.models.state import check_codes, tensor
+from recsys_cli.models.state import check_codes, check_range, tensor
 
 ITEM_BUCKETS = {"price": 10, "age_days": 8}
 
@@ -33,18 +44,24 @@ ITEM_BUCKETS = {"price": 10, "age_days": 8}
 class Tower(torch.nn.Module):
     """id embedding + one embedding per categorical + numeric features -> MLP -> unit vector."""
 
-    def __init__(self, n_ids: int, cardinalities: tuple[int, ...], n_numeric: int, dim: int, dropout: float) -> None:
+    def __init__(
+        self, n_ids: int, cardinalities: tuple[int, ...], n_numeric: int, dim: int, dropout: float, extra: int = 0
+    ) -> None:
         super().__init__()
         self.id = torch.nn.Embedding(n_ids, dim)
         self.categorical = torch.nn.ModuleList(torch.nn.Embedding(c, dim) for c in cardinalities)
-        width = dim * (1 + len(cardinalities)) + n_numeric
+        width = dim * (1 + len(cardinalities)) + n_numeric + extra
         self.mlp = torch.nn.Sequential(
             torch.nn.Linear(width, 2 * dim), torch.nn.ReLU(), torch.nn.Dropout(dropout), torch.nn.Linear(2 * dim, dim)
         )
         torch.nn.init.normal_(self.id.weight, std=0.05)
 
-    def forward(self, ids: torch.Tensor, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, ids: torch.Tensor, categorical: torch.Tensor, numeric: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
         parts = [self.id(ids), *(emb(categorical[:, j]) for j, emb in enumerate(self.categorical)), numeric]
+        if extra is not None:
+            parts.append(extra)
         return torch.nn.functional.normalize(self.mlp(torch.cat(parts, dim=-1)), dim=-1)
 
 
@@ -54,6 +71,11 @@ class TwoTowerModule(RecModule):
     item_cat: torch.Tensor
     item_num: torch.Tensor
     log_q: torch.Tensor  # log sampling probability of each item as a batch positive
+    history_items: torch.Tensor  # (n_users, history) latest items, n_items = padding (with `history`)
+    history_events: torch.Tensor  # (n_users, history) their event codes
+    step_items: torch.Tensor  # training only: every stored event's item, flat, grouped by user
+    step_events: torch.Tensor
+    step_start: torch.Tensor  # flat position of the first event of each event's user
 
     def __init__(
         self,
@@ -70,26 +92,56 @@ class TwoTowerModule(RecModule):
         hard_pool: int = 512,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        history: int = 0,
     ) -> None:
         super().__init__(n_users, n_items, lr, weight_decay)
         self.temperature, self.hard_negatives, self.hard_pool = temperature, hard_negatives, hard_pool
-        self.user_tower = Tower(n_users, tuple(user_cards), n_user_numeric, dim, dropout)
+        self.history = history
+        self.user_tower = Tower(n_users, tuple(user_cards), n_user_numeric, dim, dropout, dim if history else 0)
         self.item_tower = Tower(n_items, tuple(item_cards), n_item_numeric, dim, dropout)
         self.register_buffer("user_cat", torch.zeros(n_users, len(user_cards), dtype=torch.long))
         self.register_buffer("user_num", torch.zeros(n_users, n_user_numeric))
         self.register_buffer("item_cat", torch.zeros(n_items, len(item_cards), dtype=torch.long))
         self.register_buffer("item_num", torch.zeros(n_items, n_item_numeric))
         self.register_buffer("log_q", torch.zeros(n_items))
+        if history:  # only then, so a model without history saves the same tensors as ever
+            # How much each past event counts in the pooled history, by type and by recency.
+            self.event_logit = torch.nn.Parameter(torch.zeros(len(EVENT_CODES)))
+            self.recency_logit = torch.nn.Parameter(torch.zeros(history))
+            self.register_buffer("history_items", torch.full((n_users, history), n_items, dtype=torch.long))
+            self.register_buffer("history_events", torch.zeros((n_users, history), dtype=torch.long))
+            # Training only (not saved): every stored event, flat, and where its user's begin.
+            for name in ("step_items", "step_events", "step_start"):
+                self.register_buffer(name, torch.zeros(0, dtype=torch.long), persistent=False)
 
-    def users(self, index: torch.Tensor) -> torch.Tensor:
-        return self.user_tower(index, self.user_cat[index], self.user_num[index])
+    def pooled(self, items: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
+        """(batch, history) items (n_items = padding), oldest first -> (batch, dim):
+        the item tower's vectors averaged with softmax weights per event type and
+        recency; zeros for an empty history."""
+        valid = items < self.n_items
+        vectors = self.items(items.clamp_max(self.n_items - 1).reshape(-1)).reshape(*items.shape, -1)
+        logits = self.event_logit[events] + self.recency_logit[None, :]
+        weights = torch.softmax(logits.masked_fill(~valid, -torch.inf), dim=1).nan_to_num(0.0)
+        return (weights[..., None] * vectors).sum(1)
+
+    def users(self, index: torch.Tensor, history: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        extra = None
+        if self.history:
+            items, events = history if history is not None else (self.history_items[index], self.history_events[index])
+            extra = self.pooled(items, events)
+        return self.user_tower(index, self.user_cat[index], self.user_num[index], extra)
 
     def items(self, index: torch.Tensor) -> torch.Tensor:
         return self.item_tower(index, self.item_cat[index], self.item_num[index])
 
     def loss(self, batch: Any) -> torch.Tensor:
-        users, items = batch
-        u, v = self.users(users), self.items(items)
+        if len(batch) == 2:  # (user, item) pairs of the interaction matrix
+            users, items = batch
+            u, weights = self.users(users), None
+        else:  # (user, item, flat position of the event, weight): events with their histories
+            users, items, position, weights = batch
+            u = self.users(users, self._histories(position))
+        v = self.items(items)
         logits = (u @ v.T) / self.temperature - self.log_q[items][None, :]
         # The same item twice in a batch is not a negative for its other user.
         clash = (items[None, :] == items[:, None]) & ~torch.eye(items.numel(), dtype=torch.bool, device=items.device)
@@ -97,7 +149,18 @@ class TwoTowerModule(RecModule):
         if self.hard_negatives > 0:
             logits = torch.cat([logits, self._hard_logits(u, items)], dim=1)
         target = torch.arange(items.numel(), device=items.device)
-        return torch.nn.functional.cross_entropy(logits, target)
+        if weights is None:
+            return torch.nn.functional.cross_entropy(logits, target)
+        losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+        return (losses * weights).sum() / weights.sum().clamp_min(1e-9)
+
+    def _histories(self, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `history` events before each flat position, within its user, left-padded."""
+        items, events, start = self.step_items, self.step_events, self.step_start
+        at = position[:, None] - self.history + torch.arange(self.history, device=position.device)[None, :]
+        valid = at >= start[position][:, None]
+        at = at.clamp_min(0)
+        return items[at].masked_fill(~valid, self.n_items), events[at].masked_fill(~valid, 0)
 
     def _hard_logits(self, u: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """Per user, the highest-scoring items of a uniform pool (never its positive)."""
@@ -125,8 +188,19 @@ class TwoTower(NeuralRecommender):
         side_features: bool = True,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        history: int = 0,
+        target_events: list[str] | None = None,
+        other_weight: float = 1.0,
+        dedupe: bool = False,
         **kwargs: Any,
     ) -> None:
+        unknown = sorted(set(target_events or ()) - set(EVENT_TYPES))
+        if unknown:
+            raise ConfigError(f"model.target_events: unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}")
+        if not 0.0 <= other_weight <= 1.0:
+            raise ConfigError(f"model.other_weight must be between 0 and 1, got {other_weight}")
+        if history < 0:
+            raise ConfigError(f"model.history must be a number of events (0: none), got {history}")
         super().__init__(
             dim=dim,
             dropout=dropout,
@@ -136,6 +210,10 @@ class TwoTower(NeuralRecommender):
             side_features=side_features,
             lr=lr,
             weight_decay=weight_decay,
+            history=history,
+            target_events=None if target_events is None else list(target_events),
+            other_weight=other_weight,
+            dedupe=dedupe,
             **kwargs,
         )
 
@@ -163,7 +241,20 @@ class TwoTower(NeuralRecommender):
             p["hard_pool"],
             p["lr"],
             p["weight_decay"],
+            p["history"],
         )
+
+    def _from_events(self) -> bool:
+        """Trained on the stored events (with their histories) rather than on the
+        interaction matrix's pairs: with a history, or with targets by event type."""
+        return bool(self.params["history"]) or self.params["target_events"] is not None
+
+    def _event_weights(self) -> np.ndarray:
+        """Loss weight per event code: 1 for `target_events` (every type without
+        them) and for events of unknown type, `other_weight` for the rest."""
+        named = self.params["target_events"]
+        other = float(self.params["other_weight"])
+        return np.array([1.0 if named is None or not c or c in named else other for c in EVENT_CODES])
 
     def build_module(self, data: TrainData) -> TwoTowerModule:
         if self.params["side_features"]:
@@ -183,16 +274,43 @@ class TwoTower(NeuralRecommender):
         module.user_num.copy_(torch.as_tensor(users.numeric))
         module.item_cat.copy_(torch.as_tensor(items.categorical))
         module.item_num.copy_(torch.as_tensor(items.numeric))
-        counts = np.asarray((data.matrix > 0).sum(axis=0)).ravel().astype(np.float64)
+        if self._from_events():
+            steps = sequence_steps(data, self.params["dedupe"])
+            weights = self._event_weights()[steps.events]
+            counts = np.bincount(steps.items[weights > 0], weights=weights[weights > 0], minlength=data.n_items)
+        else:
+            counts = np.asarray((data.matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         module.log_q.copy_(torch.as_tensor(np.log((counts + 1.0) / (counts.sum() + counts.size)), dtype=torch.float32))
+        if module.history:
+            steps = sequence_steps(data, self.params["dedupe"])
+            rows, latest, events = steps.windows(module.history, None, minimum=1)
+            module.history_items[rows] = torch.as_tensor(np.where(latest < 0, data.n_items, latest))
+            module.history_events[rows] = torch.as_tensor(np.maximum(events, 0))
+            module.step_items = torch.as_tensor(steps.items)
+            module.step_events = torch.as_tensor(steps.events)
+            module.step_start = torch.as_tensor(steps.starts())
         return module
 
     def train_dataset(self, data: TrainData) -> TensorDataset:
-        coo = data.matrix.tocoo()
-        return TensorDataset(torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long))
+        """The interaction matrix's (user, item) pairs; or, trained from events,
+        (user, item, flat position, weight) for every stored event that weighs
+        anything: its history is what came before it (`TwoTowerModule._histories`)."""
+        if not self._from_events():
+            coo = data.matrix.tocoo()
+            return TensorDataset(torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long))
+        steps = sequence_steps(data, self.params["dedupe"])
+        weights = self._event_weights()[steps.events]
+        keep = np.flatnonzero((weights > 0) & (steps.items > 0))
+        return TensorDataset(
+            torch.as_tensor(steps.users[keep]),
+            torch.as_tensor(steps.items[keep]),
+            torch.as_tensor(keep, dtype=torch.long),
+            torch.as_tensor(weights[keep], dtype=torch.float32),
+        )
 
     def module_from_state(self, state: dict[str, np.ndarray]) -> TwoTowerModule:
-        """Sized by the vocabularies; the side-feature codes must index their embedding tables."""
+        """Sized by the vocabularies; the side-feature codes must index their embedding
+        tables, the stored histories the items (or padding) and the event codes."""
         assert self.users is not None and self.items is not None
         n_users, n_items = len(self.users), len(self.items)
         user_cards, item_cards = _cards(state, "user_tower"), _cards(state, "item_tower")
@@ -200,6 +318,9 @@ class TwoTower(NeuralRecommender):
         check_codes(state, "item_cat", n_items, item_cards)
         user_num = tensor(state, "user_num", (n_users, None), "f").shape[1]
         item_num = tensor(state, "item_num", (n_items, None), "f").shape[1]
+        if self.params["history"]:
+            check_range(state, "history_items", (n_users, self.params["history"]), 0, n_items + 1)
+            check_range(state, "history_events", (n_users, self.params["history"]), 0, len(EVENT_CODES))
         return self._module(n_users, n_items, user_cards, user_num, item_cards, item_num)
 
 

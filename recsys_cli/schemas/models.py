@@ -20,6 +20,7 @@ from recsys_cli.schemas._base import (
     OpenUnit,
     Positive,
     PositiveInt,
+    Probability,
     Scalar,
     Schema,
     Seed,
@@ -150,6 +151,10 @@ class SASRec(_Neural):
     dropout: Dropout = optional()
     negatives: Count = optional()
     train_stride: PositiveInt | None = optional()
+    target_events: Events | None = optional()  # type: ignore[valid-type]
+    other_weight: Probability = optional()
+    event_inputs: bool = optional()
+    dedupe: bool = optional()
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> SASRec:
@@ -166,6 +171,10 @@ class TwoTower(_Neural):
     hard_negatives: Count = optional()
     hard_pool: Annotated[Int, Field(ge=1, le=1_000_000)] = optional()
     side_features: bool = optional()
+    history: Annotated[Int, Field(ge=0, le=10_000)] = optional()
+    target_events: Events | None = optional()  # type: ignore[valid-type]
+    other_weight: Probability = optional()
+    dedupe: bool = optional()
 
 
 GENERATORS: list[type[Schema]] = [
