@@ -74,7 +74,7 @@ from recsys_cli.models.state import StateError, check_codes, check_range, tensor
 from recsys_cli.models.validation import Targets
 
 Backend = Literal["dcn", "lightgbm"]
-# Labelled users whose candidates are built at once when negatives are sampled.
+# Users whose candidates are built at once: when negatives are sampled, and to score.
 _CHUNK_USERS = 1024
 # Candidate pairs, group (window, user), label, and weight: how many candidates of its
 # group a kept negative stands for when negatives are sampled (1 otherwise).
@@ -380,13 +380,19 @@ class TwoStageRanker(Recommender):
         probability, and float32 merges more), so the raw score is the tie key:
         candidates rank by (probability, raw score), the raw order."""
         assert self.tables is not None and self.popularity is not None
-        pairs = candidate_pairs(self.generators, self.tables, users, self.params["n_candidates"])
-        raw = self._raw(pairs)
         floor = self.popularity / max(float(self.popularity.max()), 1.0) - 2.0
         scores = np.tile(floor.astype(np.float32), (users.size, 1))
-        scores[pairs.rows, pairs.items] = apply_calibration(self.params["calibration"], self.calibration, raw)
         tiebreak = np.full(scores.shape, -np.inf)
-        tiebreak[pairs.rows, pairs.items] = raw
+        # A chunk of users at a time: their candidate pairs and features are the
+        # memory here (hundreds per user), not the two score matrices.
+        for start in range(0, users.size, _CHUNK_USERS):
+            pairs = candidate_pairs(
+                self.generators, self.tables, users[start : start + _CHUNK_USERS], self.params["n_candidates"]
+            )
+            raw = self._raw(pairs)
+            rows = pairs.rows + start
+            scores[rows, pairs.items] = apply_calibration(self.params["calibration"], self.calibration, raw)
+            tiebreak[rows, pairs.items] = raw
         return scores, tiebreak
 
     # ---- persistence ----------------------------------------------------------------
