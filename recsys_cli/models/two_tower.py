@@ -47,19 +47,25 @@ class Tower(torch.nn.Module):
     def __init__(
         self, n_ids: int, cardinalities: tuple[int, ...], n_numeric: int, dim: int, dropout: float, extra: int = 0
     ) -> None:
+        """`extra` > 0: a vector of that width joins the inputs (the pooled history) and
+        replaces the id: an id learnt from one visit's events memorises them, and a
+        visitor the model never trained on would be scored by an untrained row."""
         super().__init__()
-        self.id = torch.nn.Embedding(n_ids, dim)
+        self.id = torch.nn.Embedding(n_ids, dim) if not extra else None
         self.categorical = torch.nn.ModuleList(torch.nn.Embedding(c, dim) for c in cardinalities)
-        width = dim * (1 + len(cardinalities)) + n_numeric + extra
+        width = dim * (len(cardinalities) + (0 if extra else 1)) + n_numeric + extra
         self.mlp = torch.nn.Sequential(
             torch.nn.Linear(width, 2 * dim), torch.nn.ReLU(), torch.nn.Dropout(dropout), torch.nn.Linear(2 * dim, dim)
         )
-        torch.nn.init.normal_(self.id.weight, std=0.05)
+        if self.id is not None:
+            torch.nn.init.normal_(self.id.weight, std=0.05)
 
     def forward(
         self, ids: torch.Tensor, categorical: torch.Tensor, numeric: torch.Tensor, extra: torch.Tensor | None = None
     ) -> torch.Tensor:
-        parts = [self.id(ids), *(emb(categorical[:, j]) for j, emb in enumerate(self.categorical)), numeric]
+        parts = [*(emb(categorical[:, j]) for j, emb in enumerate(self.categorical)), numeric]
+        if self.id is not None:
+            parts.insert(0, self.id(ids))
         if extra is not None:
             parts.append(extra)
         return torch.nn.functional.normalize(self.mlp(torch.cat(parts, dim=-1)), dim=-1)
@@ -93,10 +99,11 @@ class TwoTowerModule(RecModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         history: int = 0,
+        negatives: int = 0,
     ) -> None:
         super().__init__(n_users, n_items, lr, weight_decay)
         self.temperature, self.hard_negatives, self.hard_pool = temperature, hard_negatives, hard_pool
-        self.history = history
+        self.history, self.negatives = history, negatives
         self.user_tower = Tower(n_users, tuple(user_cards), n_user_numeric, dim, dropout, dim if history else 0)
         self.item_tower = Tower(n_items, tuple(item_cards), n_item_numeric, dim, dropout)
         self.register_buffer("user_cat", torch.zeros(n_users, len(user_cards), dtype=torch.long))
@@ -146,6 +153,8 @@ class TwoTowerModule(RecModule):
         # The same item twice in a batch is not a negative for its other user.
         clash = (items[None, :] == items[:, None]) & ~torch.eye(items.numel(), dtype=torch.bool, device=items.device)
         logits = logits.masked_fill(clash, -torch.inf)
+        if self.negatives > 0:
+            logits = torch.cat([logits, self._uniform_logits(u, items)], dim=1)
         if self.hard_negatives > 0:
             logits = torch.cat([logits, self._hard_logits(u, items)], dim=1)
         target = torch.arange(items.numel(), device=items.device)
@@ -161,6 +170,16 @@ class TwoTowerModule(RecModule):
         valid = at >= start[position][:, None]
         at = at.clamp_min(0)
         return items[at].masked_fill(~valid, self.n_items), events[at].masked_fill(~valid, 0)
+
+    def _uniform_logits(self, u: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """Logits of items drawn uniformly from the catalogue (shared by the batch):
+        in-batch negatives are only items that are someone's target, so items that
+        never are (most of a shop's catalogue, when only carts and purchases count)
+        would never be pushed down. Corrected by log(1 / n_items), their sampling
+        probability, as the in-batch ones are by log q."""
+        pool = torch.randint(1, self.n_items, (self.negatives,), device=u.device)
+        logits = (u @ self.items(pool).T) / self.temperature + float(np.log(self.n_items - 1))
+        return logits.masked_fill(pool[None, :] == positives[:, None], -torch.inf)
 
     def _hard_logits(self, u: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """Per user, the highest-scoring items of a uniform pool (never its positive)."""
@@ -192,6 +211,7 @@ class TwoTower(NeuralRecommender):
         target_events: list[str] | None = None,
         other_weight: float = 1.0,
         dedupe: bool = False,
+        negatives: int = 0,
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(target_events or ()) - set(EVENT_TYPES))
@@ -214,6 +234,7 @@ class TwoTower(NeuralRecommender):
             target_events=None if target_events is None else list(target_events),
             other_weight=other_weight,
             dedupe=dedupe,
+            negatives=negatives,
             **kwargs,
         )
 
@@ -242,6 +263,7 @@ class TwoTower(NeuralRecommender):
             p["lr"],
             p["weight_decay"],
             p["history"],
+            p["negatives"],
         )
 
     def _from_events(self) -> bool:

@@ -172,6 +172,7 @@ class TwoTower(_Neural):
     hard_pool: Annotated[Int, Field(ge=1, le=1_000_000)] = optional()
     side_features: bool = optional()
     history: Annotated[Int, Field(ge=0, le=10_000)] = optional()
+    negatives: Count = optional()
     target_events: Events | None = optional()  # type: ignore[valid-type]
     other_weight: Probability = optional()
     dedupe: bool = optional()
