@@ -161,19 +161,22 @@ def sample_negatives(
     negatives: int,
     rng: np.random.Generator,
     droppable: np.ndarray,
+    hard_negatives: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which rows of candidate lists (grouped in runs of `group`) to keep, and their
-    weights. Every positive stays; of the negatives, the `negatives // 2` the
-    generators ranked highest (the hard ones a ranker must learn to push down) and
-    `negatives - negatives // 2` drawn at random from the rest, each weighted by how
-    many of that rest it stands for (positives and hard ones weigh 1). A list
+    weights. Every positive stays; of the negatives, the `hard_negatives` the
+    generators ranked highest and `negatives - hard_negatives` drawn at random from
+    the rest, each weighted by how many of that rest it stands for (positives and
+    hard ones weigh 1). Random ones alone keep a list's mix of easy and hard
+    candidates: on a 200k-event shop, 10 hard + 10 random halved the ranker's
+    validation NDCG@10 (0.105 against 0.223 with every candidate). A list
     without a positive is dropped where `droppable` (a training list: it teaches a
     ranker nothing), kept otherwise (held-out lists calibrate probabilities).
     Rows come back in their order; the draws follow `rng`, so a seed repeats them."""
     starts = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1]
     run = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, group.size]))
     positive = labels > 0
-    n_hard = negatives // 2
+    n_hard = min(hard_negatives, negatives)
     negative = np.flatnonzero(~positive)
     hard = _first_per_run(negative[np.lexsort((rank[negative], run[negative]))], run, n_hard)
     rest = np.setdiff1d(negative, hard, assume_unique=True)

@@ -1,9 +1,9 @@
 """Negative sampling of the ranker's labelled candidate lists, and the weights that
 let the sampled lists stand for the whole ones.
 
-A list (a run of one group) keeps every positive, the `negatives // 2` negatives
-the generators ranked highest and `negatives - negatives // 2` drawn from the
-rest, each of those weighted by how many of the rest it stands for. A training
+A list (a run of one group) keeps every positive, the `hard_negatives` negatives
+the generators ranked highest (none by default) and the rest of `negatives` drawn
+from the others, each of those weighted by how many of the rest it stands for. A training
 list without a positive teaches a ranker nothing and is dropped; a held-out one
 is kept, since calibration needs the lists that end empty too.
 """
@@ -29,7 +29,9 @@ def lists() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_keeps_positives_the_hardest_negatives_and_a_weighted_draw() -> None:
     group, labels, rank = lists()
-    keep, weight = sample_negatives(group, labels, rank, 4, np.random.default_rng(0), np.ones(16, bool))
+    keep, weight = sample_negatives(
+        group, labels, rank, 4, np.random.default_rng(0), np.ones(16, bool), hard_negatives=2
+    )
     first = np.flatnonzero(keep[:10])
     assert {3, 7} <= set(first)
     assert {0, 1} <= set(first)  # the two best-ranked negatives
@@ -43,7 +45,9 @@ def test_keeps_positives_the_hardest_negatives_and_a_weighted_draw() -> None:
 
 def test_held_out_lists_without_a_positive_stay_for_calibration() -> None:
     group, labels, rank = lists()
-    keep, weight = sample_negatives(group, labels, rank, 4, np.random.default_rng(0), np.zeros(16, bool))
+    keep, weight = sample_negatives(
+        group, labels, rank, 4, np.random.default_rng(0), np.zeros(16, bool), hard_negatives=2
+    )
     assert keep[10:].sum() == 4
     # The kept rows stand for every candidate of the lists.
     assert weight[keep].sum() == group.size
