@@ -250,6 +250,9 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("RECSYS_PSEUDONYM_KEY", "bench-clickstream")
+    # One thread per library: on a shared 2-core machine two OpenMP threads spinning
+    # beside other work made fits several times slower (models/lambdarank.py).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     wanted = MODELS if args.models == "all" else [m for m in MODELS if m.name in args.models.split(",")]
     root = (args.workdir / f"{args.data}-e{args.events}-s{args.seed}").resolve()
     root.mkdir(parents=True, exist_ok=True)
