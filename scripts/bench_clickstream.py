@@ -177,6 +177,13 @@ class Bench:
         self.save()
         return entry
 
+    def earlier(self, protocol: str, target: str, spec: Spec) -> dict[str, Any] | None:
+        """Every fold's cached fit of `spec`, when an earlier invocation made them all."""
+        fits = self.cache.get("fits", {})
+        folds = self.folds(protocol, target)
+        found = {fold: fits.get("/".join((protocol, target, fold, spec.name))) for fold in folds}
+        return found if all(found.values()) else None  # type: ignore[return-value]
+
     def save(self) -> None:
         tmp = self.cache_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.cache, indent=1, sort_keys=True))
@@ -225,6 +232,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(k, v) for k, v in summary.items() if "popularity" in v]
+    if not panels:
+        return
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     for ax, (title, models) in zip(axes[0], panels, strict=True):
         names = sorted(models, key=lambda n: models[n].get("x_popularity", 0))
@@ -273,6 +282,11 @@ def main() -> None:
                 except RuntimeError as exc:
                     failed[f"{protocol}/{target}/{spec.name}"] = str(exc)
                     fits.pop(spec.name, None)
+            # Models measured by an earlier invocation on the same data join the table.
+            for spec in MODELS:
+                earlier = bench.earlier(protocol, target, spec)
+                if spec.name not in fits and earlier:
+                    fits[spec.name] = earlier
             summary[f"{protocol}/{target}"] = summarise(fits)
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
