@@ -84,19 +84,23 @@ PROTOCOLS: dict[str, tuple[str, ...]] = {
 QUIET = ("trainer.enable_progress_bar=false",)
 
 
-def run(args: Sequence[str], log: Path) -> dict[str, float]:
+def run(args: Sequence[str], log: Path, cwd: Path | None = None) -> dict[str, float]:
     """One `recsys` command in its own process: wall and CPU seconds and peak RSS.
     Its output goes to `log`; a failure raises with the log's last lines."""
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen([RECSYS, *args], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([RECSYS, *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         tail = log.read_text().strip().splitlines()[-3:]
-        raise RuntimeError(f"recsys {' '.join(args[:3])}... failed: {' | '.join(tail)}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
+        raise RuntimeError(f"recsys {' '.join(args[:3])}... failed ({log}): {' | '.join(tail)}")
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
 
 
 class Bench:

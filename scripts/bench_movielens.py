@@ -508,8 +508,11 @@ def interpreter() -> str:
 
 
 def git_state() -> str:
+    """The source commit, marked when the working tree differs (run from any folder)."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=False).stdout.strip()
+        repo = Path(__file__).resolve().parent.parent
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD")
     return commit + (" (working tree has uncommitted changes)" if git("status", "--porcelain") else "")

@@ -24,49 +24,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_movielens import machine  # noqa: E402
+from bench_clickstream import run  # noqa: E402
+from bench_movielens import git_state, machine  # noqa: E402
 
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 STAGES = ("synth", "ingest", "split", "features", "train")
 FEATURES = ("features=ranker",)
 TRAIN = ("features=ranker", "model=ranker_lgbm", "part=val", "trainer.enable_progress_bar=false")
-
-
-def git_state() -> str:
-    """The source commit, marked when the working tree differs (run from any folder)."""
-
-    def git(*args: str) -> str:
-        repo = Path(__file__).resolve().parent.parent
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    return commit + (" (working tree has uncommitted changes)" if git("status", "--porcelain") else "")
-
-
-def run(args: Sequence[str], cwd: Path, log: Path) -> dict[str, float]:
-    """One `recsys` command in its own process: wall and CPU seconds and peak RSS."""
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen([RECSYS, *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        tail = log.read_text().strip().splitlines()[-3:]
-        raise RuntimeError(f"recsys {' '.join(args[:2])} failed ({log}): {' | '.join(tail)}")
-    return {
-        "wall_s": round(wall, 2),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-    }
 
 
 def commands(events: int, train: Sequence[str]) -> dict[str, list[str]]:
@@ -97,7 +68,7 @@ def measure(size: int, root: Path, train: Sequence[str], results: dict[str, Any]
         if stage in entry["stages"]:
             continue
         print(f"{size:,} events: {stage} ...", flush=True)
-        entry["stages"][stage] = run(args, folder, folder / f"{stage}.log")
+        entry["stages"][stage] = run(args, folder / f"{stage}.log", cwd=folder)
         if stage == "train":
             entry["metrics"] = latest_metrics(folder)
         save()
