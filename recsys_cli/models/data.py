@@ -8,8 +8,10 @@ time to a known row: the cold-start fallback.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import polars as pl
@@ -34,7 +36,7 @@ class TrainData:
     vocabularies: dict[str, Vocabulary] = field(default_factory=dict)
     # Earlier cutoffs with the positives that followed them (features.ranker_windows):
     # what a second-stage ranker learns from. Indexed with this set's vocabularies.
-    windows: list[LabelledWindow] = field(default_factory=list)
+    windows: Sequence[LabelledWindow] = field(default_factory=list)
     # (n_users, n_items) 1 where the target counts the item as already seen by the
     # user (the feature set's `seen` column): never recommended, never ground truth.
     # None: every interaction counts (`interacted`), for data built in memory.
@@ -65,9 +67,8 @@ class TrainData:
         data = cls._tables(folder, users, items, vocab)
         ranker = folder / "ranker"
         if ranker.is_dir():
-            for sub in sorted((p for p in ranker.iterdir() if p.is_dir()), key=lambda p: int(p.name)):
-                window = cls._tables(sub, users, items, vocab)
-                data.windows.append(LabelledWindow(window, pl.read_parquet(sub / "labels.parquet")))
+            subs = sorted((p for p in ranker.iterdir() if p.is_dir()), key=lambda p: int(p.name))
+            data.windows = StoredWindows(tuple(subs), users, items, vocab)
         return data
 
     @classmethod
@@ -138,6 +139,32 @@ class TrainData:
 
     def item_index(self, ids: pl.Series) -> np.ndarray:
         return pl.DataFrame({"i": ids}).select(self.items.encode("i"))["i"].to_numpy().astype(np.int64)
+
+
+class StoredWindows(Sequence["LabelledWindow"]):
+    """A feature set's labelled windows, each read from its folder when asked for and
+    not kept: a ranker works through them one at a time, and a shop's twelve windows
+    held at once were a third of its fit's peak memory. The folder's tables are the
+    ones `recsys train` verified (the feature set's manifest) before any were read."""
+
+    def __init__(
+        self, folders: tuple[Path, ...], users: Vocabulary, items: Vocabulary, vocab: dict[str, Vocabulary]
+    ) -> None:
+        self.folders, self.users, self.items, self.vocab = folders, users, items, vocab
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    @overload
+    def __getitem__(self, index: int) -> LabelledWindow: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[LabelledWindow]: ...
+    def __getitem__(self, index: int | slice) -> LabelledWindow | list[LabelledWindow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        folder = self.folders[index]
+        window = TrainData._tables(folder, self.users, self.items, self.vocab)
+        return LabelledWindow(window, pl.read_parquet(folder / "labels.parquet"))
 
 
 @dataclass

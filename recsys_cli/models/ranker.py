@@ -162,12 +162,13 @@ class TwoStageRanker(Recommender):
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
         self.diagnostics = {}
         self.tables = SideTables.of(data)
-        examples = self._labelled(data.windows, self.tables)
         if self.params["backend"] == "dcn":
-            train, held = self._split(examples)
+            train, held = self._split(self._labelled(data.windows, self.tables))
             raw = self._fit_dcn(train, held, workdir)
         else:
-            raw, held = self._fit_lightgbm(examples)
+            # Handed over, not kept here: the LightGBM stage drops the candidate pairs
+            # once their feature rows are split, the peak of the fit's memory.
+            raw, held = self._fit_lightgbm(self._labelled(data.windows, self.tables))
         self.calibration, calibration = self._calibrate(raw, held[1], held[2], held[3])
         self.diagnostics |= calibration
         self.generators = self._fit_generators(data)
@@ -201,11 +202,11 @@ class TwoStageRanker(Recommender):
     def _fit_generators(self, data: TrainData) -> dict[str, Recommender]:
         return {name: _instantiate(spec).fit(data) for name, spec in self.params["generators"].items()}
 
-    def _examples(self, windows: list[LabelledWindow], like: SideTables) -> tuple[Examples, Examples]:
+    def _examples(self, windows: Sequence[LabelledWindow], like: SideTables) -> tuple[Examples, Examples]:
         """Training and held-out examples over all windows."""
         return self._split(self._labelled(windows, like))
 
-    def _labelled(self, windows: list[LabelledWindow], like: SideTables) -> Examples:
+    def _labelled(self, windows: Sequence[LabelledWindow], like: SideTables) -> Examples:
         """Every window's candidates with their labels, window after window. With
         `negatives`, each (window, user) list keeps its positives and that many
         negatives (`sample_negatives`), a chunk of users at a time, so a window's
@@ -317,7 +318,9 @@ class TwoStageRanker(Recommender):
             if p["lightgbm_cv_ensemble"]:
                 return self._keep_ensemble(cv, candidates[0], points, fold), examples
         out = self._held_out(examples)
+        held = _subset(*examples, out)
         train_rows, held_rows = subset_rows(rows, ~out), subset_rows(rows, out)
+        del rows, examples  # only the split copies are needed from here (the caller keeps none)
         fits = [fit_point(base | points[i], train_rows, held_rows, categorical, p["patience"]) for i in candidates]
         if len(candidates) > 1:
             for i, fit in zip(candidates, fits, strict=True):
@@ -328,7 +331,7 @@ class TwoStageRanker(Recommender):
         self.boosters, self.best_epoch = [(fits[best].booster, fits[best].trees)], fits[best].trees
         if held_rows[2].size:
             self.best_score = fits[best].ndcg
-        return fits[best].raw, _subset(*examples, out)
+        return fits[best].raw, held
 
     def _keep_ensemble(
         self, cv: CrossValidation, chosen: int, points: list[dict[str, Any]], fold: np.ndarray
@@ -372,6 +375,20 @@ class TwoStageRanker(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self._score_with_tiebreak(users)[0]
+
+    def recommend(self, users: np.ndarray, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k a chunk of users at a time: a ranker's catalogue-wide score matrix
+        comes with a float64 tie key, three times a plain model's, and at 1M events
+        an evaluation batch of both was the fit's peak memory. Same lists."""
+        users = np.asarray(users, dtype=np.int64)
+        if users.size <= _CHUNK_USERS:
+            return super().recommend(users, k, exclude_seen)
+        tops, scores = [], []
+        for start in range(0, users.size, _CHUNK_USERS):
+            top, score = super().recommend(users[start : start + _CHUNK_USERS], k, exclude_seen)
+            tops.append(top)
+            scores.append(score)
+        return np.concatenate(tops), np.concatenate(scores)
 
     def _score_with_tiebreak(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates get their calibrated probability; every other item stays below
@@ -543,7 +560,14 @@ def _subset(pairs: Pairs, group: np.ndarray, y: np.ndarray, weight: np.ndarray, 
 
 
 def _stack(parts: list[Examples]) -> Examples:
-    pairs = Pairs(*(np.concatenate([getattr(p[0], f) for p in parts]) for f in FIELDS))
+    """The windows' examples as one set. Each field's per-window arrays are released
+    as soon as they are joined, so the stack never needs twice the pairs' memory."""
+    stacked = []
+    for f in FIELDS:
+        stacked.append(np.concatenate([getattr(p[0], f) for p in parts]))
+        for p in parts:
+            setattr(p[0], f, stacked[-1][:0])
+    pairs = Pairs(*stacked)
     return pairs, *(np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))  # type: ignore[return-value]
 
 

@@ -177,3 +177,15 @@ def test_data_built_in_memory_without_seen_items_excludes_every_interaction(
     data.seen = None
     model = Popularity().fit(data)
     assert recommended(model, data, "v") == ["q", "w"]  # x and z viewed, y carted
+
+
+def test_labelled_windows_are_read_from_their_folders_one_at_a_time(assigned: pl.LazyFrame, tmp_path: Path) -> None:
+    """A ranker walks its windows in turn; none is held by the feature set, so a
+    shop's dozen windows never sit in memory together."""
+    data = feature_set(assigned, target("engagement"), tmp_path, ranker_windows=2, ranker_label_days=3)
+    assert len(data.windows) == 2
+    first, again = data.windows[0], data.windows[0]
+    assert first is not again  # read anew, not cached
+    assert (first.data.matrix != again.data.matrix).nnz == 0
+    assert first.labels.equals(again.labels)
+    assert [w.labels.height for w in data.windows] == [w.labels.height for w in data.windows[:]]
