@@ -31,7 +31,7 @@ from recsys_cli.features.vocab import Vocabulary
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.clickstream import DEFAULT_EVENT_WEIGHTS, decayed_popularity, event_log, normalised
 from recsys_cli.models.data import TrainData
-from recsys_cli.models.state import check_csr, check_range, check_vector, tensor
+from recsys_cli.models.state import check_csr, check_range, check_vector, csr_tensors, tensor
 from recsys_cli.models.validation import Targets
 
 
@@ -72,10 +72,7 @@ class CategoryAffinity(Recommender):
         return (1 - self.global_weight) * shares[:, self.item_category] * self.within + self.prior
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "affinity_data": self.affinity.data,
-            "affinity_indices": self.affinity.indices.astype(np.int64),
-            "affinity_indptr": self.affinity.indptr.astype(np.int64),
+        return csr_tensors("affinity", self.affinity) | {
             "item_category": self.item_category,
             "within": self.within,
             "prior": self.prior,

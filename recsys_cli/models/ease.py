@@ -69,14 +69,11 @@ class EASE(GridSelected):
         return scores.astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
+        from recsys_cli.models.state import csr_tensors
+
         x = self.x.tocsr()
         covered = {} if self.kept is None else {"kept": self.kept.astype(np.int64)}
-        return covered | {
-            "b": self.b,
-            "x_data": x.data,
-            "x_indices": x.indices.astype(np.int64),
-            "x_indptr": x.indptr.astype(np.int64),
-        }
+        return covered | {"b": self.b} | csr_tensors("x", x)
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         from recsys_cli.models.state import check_csr, check_range, tensor

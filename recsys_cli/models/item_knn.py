@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.selection import Grid, GridSelected
-from recsys_cli.models.state import check_csr
+from recsys_cli.models.state import check_csr, csr_tensors
 from recsys_cli.models.weighting import reweight
 
 
@@ -51,14 +51,7 @@ class ItemKNN(GridSelected):
         return np.asarray((self.x[users] @ self.sim.T).todense())
 
     def _state(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        for name, m in (("sim", self.sim), ("x", self.x)):
-            out |= {
-                f"{name}_data": m.data,
-                f"{name}_indices": m.indices.astype(np.int64),
-                f"{name}_indptr": m.indptr.astype(np.int64),
-            }
-        return out
+        return csr_tensors("sim", self.sim) | csr_tensors("x", self.x)
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         assert self.users is not None and self.items is not None

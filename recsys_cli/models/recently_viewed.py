@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.clickstream import decayed_popularity, event_log, normalised
 from recsys_cli.models.data import TrainData
-from recsys_cli.models.state import check_csr, check_vector
+from recsys_cli.models.state import check_csr, check_vector, csr_tensors
 from recsys_cli.models.validation import Targets
 
 EVENT_WEIGHTS = {"view": 1.0, "click": 1.0, "add_to_cart": 2.0, "remove_from_cart": 0.5, "rating": 1.0}
@@ -85,12 +85,7 @@ class RecentlyViewed(Recommender):
         return scores + self.profile[users].toarray()
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "prior": self.prior,
-            "profile_data": self.profile.data,
-            "profile_indices": self.profile.indices.astype(np.int64),
-            "profile_indptr": self.profile.indptr.astype(np.int64),
-        }
+        return {"prior": self.prior} | csr_tensors("profile", self.profile)
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         assert self.users is not None and self.items is not None

@@ -95,6 +95,16 @@ def check_codes(state: State, key: str, rows: int, cardinalities: tuple[int, ...
     return codes
 
 
+def csr_tensors(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as the three tensors `check_csr` reads back: `<prefix>_data`,
+    `_indices` and `_indptr` (indices as int64, whatever scipy chose)."""
+    return {
+        f"{prefix}_data": matrix.data,
+        f"{prefix}_indices": matrix.indices.astype(np.int64),
+        f"{prefix}_indptr": matrix.indptr.astype(np.int64),
+    }
+
+
 def check_csr(state: State, prefix: str, shape: tuple[int, int], data: bool = True) -> sp.csr_matrix:
     """A CSR matrix of `shape` from `<prefix>_indptr`, `_indices` (and `_data`, or
     ones when `data` is False), refused unless indptr starts at 0, never goes

@@ -38,7 +38,7 @@ from recsys_cli.models.clickstream import (
 )
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.item_knn import _top_k_per_row
-from recsys_cli.models.state import check_csr, check_vector
+from recsys_cli.models.state import check_csr, check_vector, csr_tensors
 from recsys_cli.models.validation import Targets
 
 # Largest value of the popularity term, far below any transition score it sits under.
@@ -128,14 +128,7 @@ class ItemTransitions(Recommender):
         return scores + self.prior
 
     def _state(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {"prior": self.prior}
-        for name, m in (("sim", self.sim), ("profile", self.profile)):
-            out |= {
-                f"{name}_data": m.data,
-                f"{name}_indices": m.indices.astype(np.int64),
-                f"{name}_indptr": m.indptr.astype(np.int64),
-            }
-        return out
+        return {"prior": self.prior} | csr_tensors("sim", self.sim) | csr_tensors("profile", self.profile)
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         assert self.users is not None and self.items is not None

@@ -99,9 +99,9 @@ def test_a_ranker_generator_spec_names_only_package_models(copy: Callable[[str],
     folder, marker = copy("ranker_lgbm"), tmp_path / "pwned"
     edit_meta(
         folder,
-        lambda m: m["params"]["generators"].update({"ease": {"_target_": "os.system", "command": f"touch {marker}"}}),
+        lambda m: m["params"]["generators"].update({"als": {"_target_": "os.system", "command": f"touch {marker}"}}),
     )
-    with pytest.raises(IntegrityError, match=r"params\.generators\.ease\._target_: 'os.system' is not a recsys model"):
+    with pytest.raises(IntegrityError, match=r"params\.generators\.als\._target_: 'os.system' is not a recsys model"):
         Recommender.load(folder)
     assert not marker.exists()
 
@@ -162,7 +162,7 @@ def _bump(key: str, by: int) -> Callable[[dict[str, np.ndarray]], None]:
         ("two_tower", lambda t: t.update({"model.user.weight": t["model.item_cat"]}), "does not fit|has shape"),
         ("bpr_mf", lambda t: t.update({"model.item.weight": t["model.item.weight"][:-1]}), "item.weight has shape"),
         ("ranker_lgbm", _bump("model.tables.item_category", 10**6), "item_category holds indices outside"),
-        ("ranker_lgbm", _bump("model.gen.ease.x_indices", 10**6), "x_indices holds columns outside"),
+        ("ranker_lgbm", _bump("model.gen.item_knn.x_indices", 10**6), "x_indices holds columns outside"),
         ("ranker_lgbm", lambda t: t.update({"model.lightgbm.0": t["model.lightgbm.0"][:40]}), "not readable"),
         (
             "ranker_lgbm",
