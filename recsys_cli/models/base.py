@@ -44,9 +44,15 @@ class Recommender(ABC):
         # Settings the model chose on the validation window during a fit with it, as
         # config keys under `model.` (`{"l2": 100.0}`). `recsys train part=val` writes
         # them to the run's selection.json and part=test pins them for its refit
-        # (registry/selection.py). Such a model also says so before fitting: a true
-        # `chooses_on_validation` attribute, or a non-empty `grid` (models/selection.py).
+        # (registry/selection.py). Such a model says so before fitting
+        # (`chooses_on_validation`).
         self.selected: dict[str, Any] = {}
+
+    @property
+    def chooses_on_validation(self) -> bool:
+        """Whether a fit with validation targets chooses settings on them that a refit
+        without that window must repeat (early stopping, an on-validation grid)."""
+        return False
 
     def lightning_trainer(self) -> dict[str, Any] | None:
         """The Trainer settings (conf/trainer/) a fit runs the shared Lightning loop

@@ -245,7 +245,9 @@ class NeuralRecommender(Recommender):
     window, so a refit on train + validation repeats them (registry/selection.py).
     """
 
-    chooses_on_validation = True
+    @property
+    def chooses_on_validation(self) -> bool:
+        return True
 
     def __init__(
         self,

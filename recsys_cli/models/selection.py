@@ -74,6 +74,10 @@ class GridSelected(Recommender):
                 raise ConfigError(f"model.grid.{key}: an empty list of values")
         self.grid = grid
 
+    @property
+    def chooses_on_validation(self) -> bool:
+        return bool(self.grid)
+
     @abstractmethod
     def _fit_point(self, data: TrainData) -> None:
         """Fit with the settings the attributes hold now."""

@@ -25,13 +25,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recsys_cli.errors import ConfigError, IntegrityError
 from recsys_cli.registry.integrity import MANIFEST, sha256_file
 from recsys_cli.registry.run_dir import CONFIG, METRICS, RETRAIN, Run, find_run, open_run
+
+if TYPE_CHECKING:
+    from recsys_cli.models.base import Recommender
 
 SELECTION = "selection.json"
 VAL = "val"
@@ -62,17 +65,15 @@ class Selection:
         return ", ".join(pins + [f"model.{k}={v}" for k, v in self.params.items()]) or "nothing"
 
 
-def chooses_on_validation(model: Any) -> bool:
+def chooses_on_validation(model: Recommender) -> bool:
     """Whether a model's fit on train chooses settings on the validation window that
-    a refit without that window must repeat: models say so with a
-    `chooses_on_validation` attribute (the neural models of models/lightning.py), and
-    a closed-form model with an on-validation grid (models/selection.py's `grid`,
-    {key: [values]}) does whenever its grid is set."""
-    declared = getattr(model, "chooses_on_validation", None)
-    return bool(declared) if declared is not None else bool(getattr(model, "grid", None))
+    a refit without that window must repeat (`Recommender.chooses_on_validation`:
+    the neural models of models/lightning.py, and a closed-form model whose
+    on-validation grid of models/selection.py is set)."""
+    return model.chooses_on_validation
 
 
-def pins_epochs(model: Any) -> bool:
+def pins_epochs(model: Recommender) -> bool:
     """Best epoch is a refit setting only for models that early-stop on the
     validation window through the shared Lightning loop."""
     return chooses_on_validation(model) and model.lightning_trainer() is not None

@@ -36,6 +36,7 @@ class Ranker(Neural):
 class Gridded:
     """A closed-form model with an on-validation grid."""
 
+    chooses_on_validation = True
     grid = {"l2": [1.0, 10.0]}
     selected = {"l2": 10.0}
     best_epoch = None
@@ -129,6 +130,19 @@ def test_what_a_fit_chose(cfg: DictConfig) -> None:
     assert selection.chosen(Ranker()) == Selection(None, {})
     assert selection.chosen(Gridded()) == Selection(None, {"l2": 10.0})
     assert [selection.chooses_on_validation(m) for m in (Neural(), Ranker(), Gridded())] == [True, False, True]
+
+
+def test_the_models_say_whether_they_choose_on_validation() -> None:
+    """A closed-form model does exactly when its grid is set; a neural one always
+    (early stopping); the ranker never (it stops on held-out users of its own)."""
+    from recsys_cli.models.bpr_mf import BPRMF
+    from recsys_cli.models.ease import EASE
+    from recsys_cli.models.popularity import Popularity
+
+    assert EASE(grid={"l2": [1.0, 10.0]}).chooses_on_validation
+    assert not EASE().chooses_on_validation
+    assert BPRMF().chooses_on_validation
+    assert not Popularity().chooses_on_validation
 
 
 def test_a_named_source_must_be_a_validation_run_of_the_same_config(cfg: DictConfig) -> None:
