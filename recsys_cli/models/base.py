@@ -116,6 +116,35 @@ class Recommender(ABC):
                 tiebreak[cold] = 0.0
         return scores, tiebreak
 
+    def item_vectors(self) -> np.ndarray | None:
+        """(n_items, d) float32 item embeddings whose inner product with `user_vectors`
+        is the model's score, so serving can retrieve by nearest-neighbour search
+        instead of scoring the whole catalogue; None for a model whose scores are not
+        such a product (popularity, item-kNN, EASE, the rankers). Row 0 is the unknown
+        item: an index over these rows must never return it."""
+        self._fitted()
+        vectors = self._item_vectors()
+        return None if vectors is None else np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), d) float32 with `user_vectors(u) @ item_vectors().T == score(u)`
+        (to float tolerance) for known users. Row 0, the unknown user, gets the model's
+        own vector and not the popularity fallback `score` gives it: the fallback stays
+        the caller's job. Raises for a model whose `item_vectors()` is None."""
+        self._fitted()
+        vectors = self._user_vectors(np.asarray(users, dtype=np.int64))
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _item_vectors(self) -> np.ndarray | None:
+        return None
+
+    def _user_vectors(self, users: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no user vectors: its scores are not an inner product")
+
+    def _fitted(self) -> None:
+        if self.popularity is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted")
+
     def _score_with_tiebreak(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """`_score` and a key that orders the items it scores equally, for models whose
         reported scores tie where the model itself tells items apart (a ranker's
@@ -157,6 +186,7 @@ class Recommender(ABC):
         model: Recommender = build_model(meta, str(folder / META))
         tensors = read_tensors(folder / WEIGHTS)
         model.users, model.items = users, items
+        model._load_files(folder)
         try:
             model.popularity = check_vector(tensors, "base.popularity", len(items))
             model.seen = check_csr(tensors, "base.seen", (len(users), len(items)), data=False)
@@ -169,6 +199,10 @@ class Recommender(ABC):
             what = f"no tensor {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {_first_line(exc)}"
             raise IntegrityError(f"{folder / WEIGHTS}: does not fit {META} ({what}); retrain the run") from None
         return model
+
+    def _load_files(self, folder: Path) -> None:
+        """Told the model folder before `_load_state`, by a model that keeps files of a
+        format of its own beside the weights (the ranker's LightGBM text models)."""
 
     @abstractmethod
     def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None: ...

@@ -30,7 +30,13 @@ class BPRModule(RecModule):
         return -torch.nn.functional.logsigmoid(diff).mean()
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
-        return self.user(users) @ self.item.weight.T
+        return self.user_vectors(users) @ self.item_vectors().T
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item.weight
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user(users)
 
 
 class BPRMF(NeuralRecommender):

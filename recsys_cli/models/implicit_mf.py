@@ -48,6 +48,12 @@ class _ImplicitMF(GridSelected):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
 
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors
+
+    def _user_vectors(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors[users]
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
 

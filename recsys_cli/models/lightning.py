@@ -56,6 +56,15 @@ class RecModule(L.LightningModule):
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """(len(users), n_items) scores."""
 
+    def item_vectors(self) -> torch.Tensor | None:
+        """(n_items, d) item embeddings that `score_users` takes inner products with;
+        None where the scores are not such a product."""
+        return None
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """(len(users), d): `score_users(users) == user_vectors(users) @ item_vectors().T`."""
+        raise NotImplementedError(f"{type(self).__name__} has no user vectors: its scores are not an inner product")
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
@@ -290,6 +299,23 @@ class NeuralRecommender(Recommender):
         assert self.module is not None
         with torch.no_grad():
             return self.module.score_users(torch.as_tensor(users, device=self.module.device)).float().cpu().numpy()
+
+    def _item_vectors(self) -> np.ndarray | None:
+        assert self.module is not None
+        with torch.no_grad():
+            vectors = self.module.item_vectors()
+        return None if vectors is None else vectors.detach().float().cpu().numpy()
+
+    def _user_vectors(self, users: np.ndarray) -> np.ndarray:
+        assert self.module is not None
+        with torch.no_grad():
+            return (
+                self.module.user_vectors(torch.as_tensor(users, device=self.module.device))
+                .detach()
+                .float()
+                .cpu()
+                .numpy()
+            )
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.module is not None

@@ -141,9 +141,16 @@ class SASRecModule(RecModule):
         return torch.nn.functional.cross_entropy(logits, torch.zeros_like(target), reduction=reduction)
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_vectors(users) @ self.item_vectors().T
+
+    def item_vectors(self) -> torch.Tensor:
+        """The shared item table without its padding row: the output layer."""
+        return self.item.weight[: self.n_items]
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """The encoder's state at the last position of each user's stored sequence."""
         events = self.events[users] if self.event is not None else None
-        states = self.encode(self.sequences[users], events)[:, -1]
-        return states @ self.item.weight[: self.n_items].T
+        return self.encode(self.sequences[users], events)[:, -1]
 
 
 @contextmanager

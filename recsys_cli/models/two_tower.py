@@ -193,7 +193,14 @@ class TwoTowerModule(RecModule):
         return logits.masked_fill(chosen == positives[:, None], -torch.inf)
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
-        return self.users(users) @ self.items(torch.arange(self.n_items, device=users.device)).T
+        return self.user_vectors(users) @ self.item_vectors().T
+
+    def item_vectors(self) -> torch.Tensor:
+        """Every item through the item tower: unit vectors, so the inner product is the cosine."""
+        return self.items(torch.arange(self.n_items, device=self.log_q.device))
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return self.users(users)
 
 
 class TwoTower(NeuralRecommender):
