@@ -203,6 +203,7 @@ class Recommender(ABC):
     def _load_files(self, folder: Path) -> None:
         """Told the model folder before `_load_state`, by a model that keeps files of a
         format of its own beside the weights (the ranker's LightGBM text models)."""
+        return None
 
     @abstractmethod
     def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None: ...

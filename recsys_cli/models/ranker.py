@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from recsys_cli.errors import ConfigError
+from recsys_cli.errors import ConfigError, IntegrityError
 from recsys_cli.evaluation.calibration import expected_calibration_error
 from recsys_cli.models.base import META, Recommender
 from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration, weighted_ece
@@ -74,6 +74,8 @@ from recsys_cli.models.state import StateError, check_codes, check_range, tensor
 from recsys_cli.models.validation import Targets
 
 Backend = Literal["dcn", "lightgbm"]
+# LightGBM model i of a saved ranker, in LightGBM's text format, beside the weights.
+BOOSTER_FILE = "lightgbm_{}.txt"
 # Users whose candidates are built at once: when negatives are sampled, and to score.
 _CHUNK_USERS = 1024
 # Candidate pairs, group (window, user), label, and weight: how many candidates of its
@@ -147,6 +149,7 @@ class TwoStageRanker(Recommender):
         self.calibration = np.zeros(0)
         self.best_score: float | None = None
         self.best_epoch: int | None = None
+        self._folder: Path | None = None  # the folder `load` reads the LightGBM text models from
 
     def lightning_trainer(self) -> dict[str, Any] | None:
         return dict(self.params["trainer"]) if self.params["backend"] == "dcn" else None
@@ -414,6 +417,18 @@ class TwoStageRanker(Recommender):
 
     # ---- persistence ----------------------------------------------------------------
 
+    def save(self, folder: Path) -> None:
+        """The shared weights file, plus each LightGBM model in LightGBM's own text
+        format (`lightgbm_<i>.txt`): a file LightGBM, a reviewer or another runtime
+        reads as it is, hashed by the run's and the package's manifests like the
+        weights, instead of its bytes as a uint8 tensor inside the safetensors file."""
+        super().save(folder)
+        for i, (booster, _) in enumerate(self.boosters):
+            (folder / BOOSTER_FILE.format(i)).write_text(booster.model_to_string())
+
+    def _load_files(self, folder: Path) -> None:
+        self._folder = folder
+
     def _state(self) -> dict[str, np.ndarray]:
         assert self.tables is not None
         state = {
@@ -429,9 +444,7 @@ class TwoStageRanker(Recommender):
         }
         if self.network is not None:
             state |= {f"dcn.{k}": v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
-        for i, (booster, _) in enumerate(self.boosters):
-            state[f"lightgbm.{i}"] = np.frombuffer(booster.model_to_string().encode(), dtype=np.uint8).copy()
-        if self.boosters:
+        if self.boosters:  # the models themselves are LightGBM text files beside the weights (`save`)
             state["lightgbm_trees"] = np.asarray([trees for _, trees in self.boosters], np.int64)
         for name, model in self.generators.items():
             state |= {f"gen.{name}.{k}": v for k, v in model._state().items()}
@@ -453,7 +466,7 @@ class TwoStageRanker(Recommender):
             self.network.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("dcn.")})
             self.network.eval()
         else:
-            self.boosters = _boosters_from_state(state, self.best_epoch, n_numeric + len(cards))
+            self.boosters = _boosters_from_state(state, self.best_epoch, n_numeric + len(cards), self._folder)
         self.generators = {}
         for name, spec in self.params["generators"].items():
             model = _instantiate(spec, f"{META}: params.generators.{name}")
@@ -519,22 +532,23 @@ def _calibration_from_state(state: dict[str, np.ndarray], method: str) -> np.nda
 
 
 def _boosters_from_state(
-    state: dict[str, np.ndarray], best_epoch: int | None, n_features: int
+    state: dict[str, np.ndarray], best_epoch: int | None, n_features: int, folder: Path | None
 ) -> list[tuple[Any, int]]:
-    """The LightGBM boosters with the trees each predicts with, each reading `n_features` columns."""
-    import lightgbm as lgb
-
-    if "lightgbm" in state:  # saved before ensembles: one booster, predicting with best_epoch trees
-        texts, trees = [tensor(state, "lightgbm", (None,), "u")], [best_epoch or 0]
+    """The LightGBM boosters with the trees each predicts with, each reading `n_features`
+    columns: from `lightgbm_<i>.txt` in `folder`, or, for folders saved before those
+    files, from the uint8 tensors `lightgbm.<i>` (or `lightgbm`, before ensembles:
+    one booster predicting with best_epoch trees)."""
+    if "lightgbm" in state:
+        texts, trees = [_tensor_text(state, "lightgbm")], [best_epoch or 0]
     else:
         trees = [int(t) for t in tensor(state, "lightgbm_trees", (None,), "iu")]
-        texts = [tensor(state, f"lightgbm.{i}", (None,), "u") for i in range(len(trees))]
+        texts = [
+            _tensor_text(state, f"lightgbm.{i}") if f"lightgbm.{i}" in state else _file_text(folder, i)
+            for i in range(len(trees))
+        ]
     boosters = []
-    for i, (text, t) in enumerate(zip(texts, trees, strict=True)):
-        try:
-            booster = lgb.Booster(model_str=text.tobytes().decode())
-        except (lgb.basic.LightGBMError, UnicodeDecodeError, ValueError) as exc:
-            raise StateError(f"LightGBM model {i} is not readable ({type(exc).__name__})") from None
+    for i, ((text, where), t) in enumerate(zip(texts, trees, strict=True)):
+        booster = _booster(text, i, where)
         if booster.num_feature() != n_features:
             raise StateError(
                 f"LightGBM model {i} reads {booster.num_feature()} features; the candidates have {n_features}"
@@ -543,6 +557,42 @@ def _boosters_from_state(
             raise StateError(f"lightgbm_trees asks LightGBM model {i} for {t} trees; it has {booster.num_trees()}")
         boosters.append((booster, t))
     return boosters
+
+
+def _tensor_text(state: dict[str, np.ndarray], key: str) -> tuple[str | None, Path | None]:
+    try:
+        return tensor(state, key, (None,), "u").tobytes().decode(), None
+    except UnicodeDecodeError:
+        return None, None
+
+
+def _file_text(folder: Path | None, i: int) -> tuple[str | None, Path | None]:
+    """The text of LightGBM model i; a missing or undecodable file is one line naming it."""
+    if folder is None:
+        raise StateError(f"no LightGBM model {i}: neither a tensor lightgbm.{i} nor a folder to read it from")
+    path = folder / BOOSTER_FILE.format(i)
+    try:
+        return path.read_text(), path
+    except FileNotFoundError:
+        raise IntegrityError(f"{path}: missing; the model folder is incomplete, retrain the run") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{path}: not readable ({type(exc).__name__}); retrain the run") from None
+
+
+def _booster(text: str | None, i: int, path: Path | None) -> Any:
+    """A LightGBM booster from its text model; an unreadable one names its file (or tensor)."""
+    import lightgbm as lgb
+
+    try:
+        if text is None:
+            raise ValueError("not text")
+        return lgb.Booster(model_str=text)
+    except (lgb.basic.LightGBMError, ValueError) as exc:
+        if path is not None:
+            raise IntegrityError(
+                f"{path}: not a readable LightGBM model ({type(exc).__name__}); retrain the run"
+            ) from None
+        raise StateError(f"LightGBM model {i} is not readable ({type(exc).__name__})") from None
 
 
 def _holdout_mask(users: np.ndarray, share: float, seed: int) -> np.ndarray:

@@ -163,7 +163,6 @@ def _bump(key: str, by: int) -> Callable[[dict[str, np.ndarray]], None]:
         ("bpr_mf", lambda t: t.update({"model.item.weight": t["model.item.weight"][:-1]}), "item.weight has shape"),
         ("ranker_lgbm", _bump("model.tables.item_category", 10**6), "item_category holds indices outside"),
         ("ranker_lgbm", _bump("model.gen.item_knn.x_indices", 10**6), "x_indices holds columns outside"),
-        ("ranker_lgbm", lambda t: t.update({"model.lightgbm.0": t["model.lightgbm.0"][:40]}), "not readable"),
         (
             "ranker_lgbm",
             lambda t: t.update({"model.tables.item_num": np.pad(t["model.tables.item_num"], ((0, 0), (0, 1)))}),
@@ -187,4 +186,32 @@ def test_two_tower_codes_must_index_their_embedding_tables(copy: Callable[[str],
         pytest.skip("the board's users have no categorical side features")
     edit_tensors(folder, _bump("model.user_cat", 10**6))
     with pytest.raises(IntegrityError, match="user_cat holds codes outside"):
+        Recommender.load(folder)
+
+
+def test_ranker_lightgbm_models_are_lightgbm_text_files(copy: Callable[[str], Path]) -> None:
+    """Each booster is `lightgbm_<i>.txt`, LightGBM's own format; a damaged or missing
+    one is refused naming the file, and a folder saved the old way (the text as a
+    uint8 tensor in the weights) still loads to the same scores."""
+    import lightgbm as lgb
+
+    folder = copy("ranker_lgbm")
+    users = np.arange(len(json.loads((folder / META).read_text())["users"]["tokens"]))
+    assert lgb.Booster(model_file=str(folder / "lightgbm_0.txt")).num_trees() > 0
+    assert not any(k.startswith("model.lightgbm.") for k in load_file(str(folder / WEIGHTS)))
+    expected = Recommender.load(folder).score(users)
+
+    text = (folder / "lightgbm_0.txt").read_bytes()
+    (folder / "lightgbm_0.txt").unlink()
+    with pytest.raises(IntegrityError, match=r"lightgbm_0\.txt: missing"):
+        Recommender.load(folder)
+    (folder / "lightgbm_0.txt").write_bytes(text[:40])
+    with pytest.raises(IntegrityError, match=r"lightgbm_0\.txt: not a readable LightGBM model"):
+        Recommender.load(folder)
+
+    (folder / "lightgbm_0.txt").unlink()
+    edit_tensors(folder, lambda t: t.update({"model.lightgbm.0": np.frombuffer(text, dtype=np.uint8).copy()}))
+    np.testing.assert_array_equal(Recommender.load(folder).score(users), expected)
+    edit_tensors(folder, lambda t: t.update({"model.lightgbm.0": t["model.lightgbm.0"][:40]}))
+    with pytest.raises(IntegrityError, match="not readable"):
         Recommender.load(folder)
