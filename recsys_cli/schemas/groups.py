@@ -311,6 +311,38 @@ class Trainer(Schema):
         return self
 
 
+# --------------------------------------------------------------------------- ann
+
+
+class AnnHnsw(Schema):
+    M: PositiveInt
+    ef_construction: PositiveInt
+    ef_search: PositiveInt
+
+
+class AnnIvf(Schema):
+    nlist: PositiveInt
+    nprobe: PositiveInt
+
+    @model_validator(mode="after")
+    def _probes_lists(self) -> AnnIvf:
+        if self.nprobe > self.nlist:
+            fail("nprobe", self.nprobe, f"must be at most nlist ({self.nlist}): a query cannot scan more lists")
+        return self
+
+
+class Ann(Schema):
+    """conf/ann/: the nearest-neighbour index over an embedding model's item vectors
+    (`serving/ann.py:AnnSpec`), built and measured when a model is exported."""
+
+    kind: Literal["auto", "exact", "hnsw", "ivf"]
+    exact_below: Count
+    hnsw: AnnHnsw
+    ivf: AnnIvf
+    recall_sample_users: PositiveInt
+    k: PositiveInt
+
+
 # --------------------------------------------------------------------------- eval
 
 

@@ -1,0 +1,2 @@
+"""What a service needs at request time beyond the models themselves: retrieval
+indexes over item embeddings (`ann`)."""
