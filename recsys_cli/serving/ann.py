@@ -120,6 +120,16 @@ class AnnIndex:
         ids = np.where(positions >= 0, positions + 1, -1).astype(np.int64)
         return ids, np.where(positions >= 0, scores, -np.inf).astype(np.float32)
 
+    def set_search(self, **params: int) -> None:
+        """Change query-time parameters (HNSW's `ef_search`, IVF's `nprobe`) without a
+        rebuild: recall against query time is tuned on the built index."""
+        allowed = {"hnsw": {"ef_search"}, "ivf": {"nprobe"}}.get(self.kind, set())
+        unknown = sorted(set(params) - allowed)
+        if unknown or any(not isinstance(v, int) or v < 1 for v in params.values()):
+            raise ValueError(f"{self.kind} index: query-time parameters are {sorted(allowed)} (positive), got {params}")
+        self.params = self.params | params
+        _set_search_params(self.index, self.kind, self.params)
+
     def vectors(self) -> np.ndarray:
         """(n_items, dim) the indexed vectors, read back from the index (row 0 zeros)."""
         import faiss

@@ -85,6 +85,20 @@ def test_recall_is_measured_high_when_generous_and_lower_when_starved(
         assert 0 < report["ann_ms_median"] < float("inf") and 0 < report["exact_ms_median"] < float("inf")
 
 
+@pytest.mark.parametrize(("kind", "starved"), [("hnsw", {"ef_search": 1}), ("ivf", {"nprobe": 1})])
+def test_query_time_parameters_change_without_a_rebuild(
+    kind: str, starved: dict[str, int], items: np.ndarray, queries: np.ndarray, tmp_path: Path
+) -> None:
+    index = AnnIndex.build(items, GENEROUS[kind])
+    before = measure_recall(index, queries)["recall@100"]
+    index.set_search(**starved)
+    assert measure_recall(index, queries)["recall@100"] < before
+    index.save(tmp_path / "ann")
+    assert AnnIndex.load(tmp_path / "ann").params == index.params
+    with pytest.raises(ValueError, match="query-time parameters"):
+        index.set_search(M=4)
+
+
 def test_an_exact_index_recalls_everything(items: np.ndarray, queries: np.ndarray) -> None:
     assert measure_recall(AnnIndex.build(items, AnnSpec(kind="exact")), queries, k=100)["recall@100"] == 1.0
 
