@@ -49,3 +49,8 @@ class OutputError(RecsysError):
 
 class PersonalDataError(RecsysError):
     """A column may hold personal data and is not declared safe, dropped or hashed."""
+
+
+class RegistryError(RecsysError):
+    """A registry request that cannot be met as asked: no such model, version or alias, a version an alias
+    still points at, a registry location that holds something else."""

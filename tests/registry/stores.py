@@ -1,0 +1,181 @@
+"""Registries for the store tests: small sealed packages of dummy files, an
+S3-compatible server, and pushes run in separate processes (racing, or dying
+halfway through an upload).
+
+The S3 server is the one `.ci/run` starts and names in $RECSYS_TEST_S3_ENDPOINT.
+Without it, a local run starts moto's standalone server itself on a free port;
+under CI ($RECSYS_CI set) its absence is a failure, never a skip, as the
+PostgreSQL sweep test relies on `.ci/run` too.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recsys_cli.registry.package import seal_package
+from recsys_cli.registry.storage import Storage
+from recsys_cli.registry.store import Registry
+
+ENDPOINT_ENV = "RECSYS_TEST_S3_ENDPOINT"
+CI_ENV = "RECSYS_CI"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@dataclass(frozen=True)
+class Where:
+    """A registry location: what `Registry(uri, storage_options)` takes."""
+
+    uri: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> Registry:
+        return Registry(self.uri, self.options)
+
+
+def make_package(folder: Path, name: str = "ease", **payload: Any) -> Path:
+    """A sealed package of three small files (one in a subfolder)."""
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    (folder / "model" / "weights.safetensors").write_bytes(bytes(range(64)))
+    (folder / "model" / "model.json").write_text('{"class": "EASE"}\n')
+    (folder / "items.parquet").write_bytes(b"PAR1 tiny PAR1")
+    defaults = {
+        "name": name,
+        "metrics": {"val/ndcg@10": 0.25, "val/recall@20": 0.4},
+        "lineage": {"lake": {"sha256": "ab" * 32}, "environment": {"code": {"git_commit": "c0ffee"}}},
+    }
+    seal_package(folder, {**defaults, **payload})
+    return folder
+
+
+# -- pushes in other processes ------------------------------------------------------------------------------------
+
+
+def _push_at_the_same_moment(where: Where, package: str, barrier: Any, done: Any) -> None:
+    """Push after both processes have picked the same free number: the first claim
+    is held back until the other process is about to claim too, so the claims race."""
+    create = Storage.create
+    held = [False]
+
+    def racing(self: Storage, path: str, data: bytes) -> bool:
+        if "/claims/" in path and not held[0]:
+            held[0] = True
+            barrier.wait(timeout=60)
+        return create(self, path, data)
+
+    Storage.create = racing  # type: ignore[method-assign]
+    done.put(where.open().push(package)["version"])
+
+
+def _push_and_die(where: Where, package: str) -> None:
+    """Push, and end the process without any cleanup when the second file is being sent."""
+    upload = Storage.upload
+    sent = [0]
+
+    def dying(self: Storage, source: Path, path: str, sha256: str, size: int) -> None:
+        sent[0] += 1
+        if sent[0] == 2:
+            os._exit(3)
+        upload(self, source, path, sha256, size)
+
+    Storage.upload = dying  # type: ignore[method-assign]
+    where.open().push(package)
+
+
+def concurrent_pushes(where: Where, package: Path, processes: int = 2) -> list[int]:
+    """The versions `processes` simultaneous pushes of `package` got, each in its own process."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, done = ctx.Barrier(processes), ctx.Queue()
+    workers = [
+        ctx.Process(target=_push_at_the_same_moment, args=(where, str(package), barrier, done))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0] * processes
+    return sorted(done.get(timeout=10) for _ in workers)
+
+
+def push_that_dies(where: Where, package: Path) -> int | None:
+    """The exit code of a process killed halfway through pushing `package`."""
+    worker = multiprocessing.get_context("spawn").Process(target=_push_and_die, args=(where, str(package)))
+    worker.start()
+    worker.join(timeout=120)
+    return worker.exitcode
+
+
+# -- the S3 server ------------------------------------------------------------------------------------------------
+
+
+def s3_server() -> Iterator[str]:
+    """The S3 server's URL, for a session fixture to `yield from`."""
+    url = os.environ.get(ENDPOINT_ENV)
+    if url:
+        if not _answers(url, wait_s=10):
+            pytest.fail(f"${ENDPOINT_ENV}={url}: no S3 server answers there")
+        yield url
+        return
+    if os.environ.get(CI_ENV):
+        pytest.fail(f"${ENDPOINT_ENV} is not set: .ci/run starts moto's S3 server and sets it (CI must not skip this)")
+    server = shutil.which("moto_server", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if server is None:
+        pytest.skip("no S3 server: install moto[server] (the dev extra) or run under .ci/run")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not _answers(url, wait_s=60):
+            pytest.fail(f"moto_server started on port {port} but does not answer")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def s3_registry(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Where:
+    """A registry under a fresh bucket of the S3 server (credentials are moto's dummies,
+    in the environment so that processes started by the test see them too)."""
+    import boto3
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    bucket = f"registry-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return Where(f"s3://{bucket}/models", {"endpoint_url": s3_endpoint})
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str, wait_s: float) -> bool:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 80), timeout=1):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
