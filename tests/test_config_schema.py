@@ -47,6 +47,7 @@ GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "trainer": [("train", [])],
     "experiment": [("train", [])],
     "eval": [("evaluate", [])],
+    "registry": [("registry", [])],
     "sweep": [("sweep", [])],
     "sweep/sampler": [("sweep", ["model=bpr_mf", "sweep=tiny"])],
     "sweep/pruner": [("sweep", ["model=bpr_mf", "sweep=tiny"])],

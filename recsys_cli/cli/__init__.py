@@ -11,7 +11,20 @@ from typing import Annotated
 import typer
 
 from recsys_cli import __version__
-from recsys_cli.cli import abtest, compare, datasets, evaluate, features, ingest, lake, reproduce, split, sweep, train
+from recsys_cli.cli import (
+    abtest,
+    compare,
+    datasets,
+    evaluate,
+    features,
+    ingest,
+    lake,
+    registry,
+    reproduce,
+    split,
+    sweep,
+    train,
+)
 from recsys_cli.cli._errors import debug_from_env, state, usage_error
 from recsys_cli.console import err_console
 
@@ -35,6 +48,7 @@ app.command("reproduce")(reproduce.reproduce)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(lake.app, name="lake")
 app.add_typer(sweep.app, name="sweep")
+app.add_typer(registry.app, name="registry")
 
 
 def _version(value: bool) -> None:

@@ -22,21 +22,19 @@ cannot do atomically.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
-import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from recsys_cli.errors import IntegrityError, RegistryError
 from recsys_cli.registry import aliases
+from recsys_cli.registry.fetch import local_copy
 from recsys_cli.registry.integrity import MANIFEST, SEAL, check_seal
-from recsys_cli.registry.package import read_manifest, verify_package
+from recsys_cli.registry.package import verify_package
 from recsys_cli.registry.storage import Storage, decode, encode, now, who
 
 REGISTRY_FILE = "registry.json"
@@ -196,35 +194,7 @@ class Registry:
         a remote one, a copy in `cache_dir` (downloaded once, checked every time)."""
         version = self.version_of(name, ref)
         record = self.record(name, version)
-        if self.storage.local:
-            return _checked(Path(self.storage.path(name, VERSIONS, str(version))), record)
-        target = Path(cache_dir or default_cache_dir()) / _cache_key(self.uri) / name / str(version)
-        if target.is_dir():
-            try:
-                return _checked(target, record)
-            except IntegrityError:
-                shutil.rmtree(target)  # a damaged copy: fetch it again
-        return self._download(name, version, record, target)
-
-    def _download(self, name: str, version: int, record: dict[str, Any], target: Path) -> Path:
-        folder = self.storage.path(name, VERSIONS, str(version))
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
-        try:
-            self.storage.download(posixpath.join(folder, MANIFEST), tmp / MANIFEST)
-            manifest = read_manifest(tmp)
-            _pinned(manifest, record, tmp)
-            for entry in manifest["files"]:
-                self.storage.download(posixpath.join(folder, _inside(entry, tmp)), tmp / entry["path"])
-            _checked(tmp, record)
-            try:
-                os.rename(tmp, target)
-            except OSError:  # another process put its copy there first
-                shutil.rmtree(tmp)
-                return _checked(target, record)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return target
+        return local_copy(self.storage, self.storage.path(name, VERSIONS, str(version)), record, cache_dir)
 
     # -- internals ------------------------------------------------------------------------------------------
 
@@ -344,18 +314,6 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def default_cache_dir() -> Path:
-    """Where packages of remote registries are copied: $XDG_CACHE_HOME/recsys/registry."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "recsys" / "registry"
-
-
-def _cache_key(uri: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(uri.encode()).hexdigest()[:16]
-
-
 def _same_manifest(package_dir: Path, manifest: dict[str, Any]) -> bytes:
     """The manifest's bytes as they will be uploaded, refused unless they are still
     the manifest just verified (a re-export in between would mix two packages)."""
@@ -392,28 +350,6 @@ def _version_record(name: str, version: int, manifest: dict[str, Any], manifest_
         "metrics": {k: v for k, v in _scalars(manifest.get("metrics"), "", 2).items() if _number(v)},
         "lineage": _scalars(manifest.get("lineage"), "", 3, skip=("config", "files", "versions")),
     }
-
-
-def _checked(folder: Path, record: dict[str, Any]) -> Path:
-    """`folder` after verifying every file and that it is the package the record pins."""
-    _pinned(verify_package(folder), record, folder)
-    return folder
-
-
-def _pinned(manifest: dict[str, Any], record: dict[str, Any], folder: Path) -> None:
-    if manifest.get(SEAL) != record["package"]["manifest_sha256"]:
-        raise IntegrityError(
-            f"{folder / MANIFEST}: not the package {record['name']} version {record['version']} was pushed with "
-            "(its manifest_sha256 differs from the registry's record)"
-        )
-
-
-def _inside(entry: Any, folder: Path) -> str:
-    """A listed file's path, refused before anything is written if it would land outside the package."""
-    rel = PurePosixPath(str(entry.get("path", ""))) if isinstance(entry, dict) else PurePosixPath("")
-    if not rel.parts or rel.is_absolute() or ".." in rel.parts:
-        raise IntegrityError(f"{folder / MANIFEST}: lists a file outside the package ({str(rel)!r})")
-    return rel.as_posix()
 
 
 def _find(node: Any, key: str, depth: int = 4) -> str | None:

@@ -27,6 +27,7 @@ PRIMARY = {
     "sweep": "primary:SweepConfig",
     "evaluate": "primary:EvaluateConfig",
     "abtest": "abtest:AbTestConfig",
+    "registry": "primary:RegistryConfig",
 }
 _RULES = {
     "missing": "is required",

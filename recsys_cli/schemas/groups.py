@@ -409,3 +409,14 @@ class Eval(Schema):
         if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
             fail("popularity_tiers", self.popularity_tiers, "cuts must increase strictly (head first)")
         return self
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class Registry(Schema):
+    """conf/registry/: where packages are pushed and resolved from (`registry/store.py`)."""
+
+    uri: Text
+    storage_options: dict[Text, Any]
+    cache_dir: Text | None

@@ -16,6 +16,7 @@ from recsys_cli.schemas.groups import (
     IngestRules,
     Paths,
     Pii,
+    Registry,
     Split,
     Target,
     Trainer,
@@ -94,3 +95,9 @@ class EvaluateConfig(Schema):
     part: Part | None
     out_dir: Text | None
     batch_users: PositiveInt
+
+
+class RegistryConfig(Schema):
+    """conf/registry.yaml (`recsys registry`)."""
+
+    registry: Registry

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys_cli.errors import IntegrityError
 from recsys_cli.registry.package import verify_package
 from recsys_cli.registry.storage import Storage
 from tests.registry import test_store as same
@@ -90,3 +91,32 @@ def test_conditional_writes_on_the_server(where: Where) -> None:
     assert storage.replace_if(probe, b"third", token)
     assert not storage.replace_if(probe, b"fourth", token)  # If-Match on a stale ETag refused
     assert storage.read(probe) == b"third"
+
+
+def test_a_stored_manifest_naming_a_file_outside_the_package_is_refused_before_download(
+    where: Where, package: Path
+) -> None:
+    """Seals are not signatures: whoever can write the bucket can reseal a manifest
+    and its record. A listed path that would land outside the cache is refused
+    before anything is written."""
+    import json
+
+    from recsys_cli.registry.integrity import seal
+    from recsys_cli.registry.storage import encode
+
+    registry = where.open()
+    registry.push(package)
+    storage = registry.storage
+    manifest_at = storage.path("ease", "versions", "1", "manifest.json")
+    manifest = json.loads(storage.read(manifest_at) or b"")
+    manifest["files"][0]["path"] = "../../escaped.txt"
+    manifest = seal(manifest)
+    storage.put(manifest_at, json.dumps(manifest).encode())
+    record_at = storage.path("ease", "records", "1.json")
+    record = json.loads(storage.read(record_at) or b"")
+    record["package"]["manifest_sha256"] = manifest["manifest_sha256"]
+    storage.put(record_at, encode(record))
+    cache = package.parent / "cache"
+    with pytest.raises(IntegrityError, match="lists a file outside the package"):
+        registry.resolve("ease", 1, cache_dir=cache)
+    assert not list(package.parent.rglob("escaped.txt"))

@@ -1,0 +1,224 @@
+"""`recsys registry`: versions and aliases of exported model packages, on a local
+folder or an S3 bucket (conf/registry/: `registry.uri`, or --uri)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir
+
+if TYPE_CHECKING:
+    from recsys_cli.registry.store import Registry
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Versions and aliases of exported model packages: list, show, push, promote, rollback, delete, gc.",
+)
+
+Uri = Annotated[
+    str | None, typer.Option("--uri", help="Registry: a folder or s3://bucket/prefix [registry.uri of conf/registry/].")
+]
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Model name.", show_default=False)]
+Version = Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number.", show_default=False)]
+Alias = Annotated[str, typer.Option("--alias", help="Alias name, e.g. production or staging.", show_default=False)]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command("list")
+@friendly_errors
+def list_(
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="List this model's versions.")] = None,
+    as_json: AsJson = False,
+    uri: Uri = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
+) -> None:
+    """List model names, or one model's versions.
+
+    Without NAME: each model's number of versions, newest version and aliases. With
+    NAME: each version's push time, who pushed it, aliases, metrics and source commit.
+    """
+    from recsys_cli.console import console, rows_table
+    from recsys_cli.tasks import registry as task
+
+    registry = _open(uri, config_dir)[0]
+    if name is None:
+        rows = task.models(registry)
+        if as_json:
+            return _json(rows)
+        if not rows:
+            console.print(f"no models in {registry.uri}", highlight=False)
+            return None
+        table = [(r["name"], r["versions"], r["latest"], _aliases(r["aliases"]), _when(r["created_at"])) for r in rows]
+        console.print(
+            rows_table(f"Registry {registry.uri}", ["name", "versions", "latest", "aliases", "pushed"], table)
+        )
+        return None
+    records = task.versions(registry, name)
+    if as_json:
+        return _json(records)
+    header = ["version", "pushed", "by", "aliases", "metrics", "commit"]
+    console.print(rows_table(f"{name} in {registry.uri}", header, [_version_row(r) for r in records]))
+    return None
+
+
+@app.command("show")
+@friendly_errors
+def show(
+    name: Name,
+    ref: Annotated[
+        str | None, typer.Argument(metavar="[VERSION|ALIAS]", help="A version number, an alias or latest.")
+    ] = None,
+    uri: Uri = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
+) -> None:
+    """Print a version's record as JSON.
+
+    The record holds metrics, lineage, the package's size and manifest digest, who
+    pushed it and when, and the aliases pointing at it; for an alias also the alias's
+    history. Without VERSION: the model's versions and its aliases with their history.
+    """
+    from recsys_cli.tasks import registry as task
+
+    _json(task.show(_open(uri, config_dir)[0], name, ref))
+
+
+@app.command("push")
+@friendly_errors
+def push(
+    package: Annotated[Path, typer.Argument(metavar="PACKAGE_DIR", help="Package folder written by `recsys export`.")],
+    name: Annotated[str | None, typer.Option("--name", help="Model name [the package's own].")] = None,
+    uri: Uri = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
+) -> None:
+    """Add a package as the model's next version.
+
+    Every file's hash is verified first, and again as it is uploaded; the version
+    becomes visible only once all of it is in the registry.
+    """
+    from recsys_cli.console import console
+
+    registry = _open(uri, config_dir)[0]
+    record = registry.push(package, name)
+    console.print(f"[green]pushed:[/] {record['name']} version {record['version']} to {registry.uri}", highlight=False)
+
+
+@app.command("promote")
+@friendly_errors
+def promote(
+    name: Name, version: Version, alias: Alias, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR
+) -> None:
+    """Point an alias at a version (one atomic change; the alias keeps its history)."""
+    from recsys_cli.console import console
+
+    record = _open(uri, config_dir)[0].promote(name, version, alias)
+    console.print(f"[green]promoted:[/] {name} {alias} -> version {version}{_was(record)}", highlight=False)
+
+
+@app.command("rollback")
+@friendly_errors
+def rollback(name: Name, alias: Alias, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+    """Point an alias back at the version it pointed at before (one atomic change)."""
+    from recsys_cli.console import console
+
+    record = _open(uri, config_dir)[0].rollback(name, alias)
+    line = f"[green]rolled back:[/] {name} {alias} -> version {record['version']}{_was(record)}"
+    console.print(line, highlight=False)
+
+
+@app.command("delete")
+@friendly_errors
+def delete(name: Name, version: Version, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+    """Delete a version; refused while an alias points at it. Its number is not reused."""
+    from recsys_cli.console import console
+
+    _open(uri, config_dir)[0].delete(name, version)
+    console.print(f"[green]deleted:[/] {name} version {version}", highlight=False)
+
+
+@app.command("gc")
+@friendly_errors
+def gc(
+    name: Name,
+    keep: Annotated[int, typer.Option("--keep", min=0, help="Unaliased versions to keep, newest first.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")] = False,
+    abandoned_after: Annotated[
+        float,
+        typer.Option("--abandoned-after", min=0, help="Hours after which an unfinished push's files are removed."),
+    ] = 24.0,
+    uri: Uri = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
+) -> None:
+    """Delete old versions no alias points at.
+
+    Keeps the newest KEEP of them and every aliased version, and removes the files of
+    pushes that died before publishing. Never touches anything the registry did not number.
+    """
+    from recsys_cli.console import console
+    from recsys_cli.tasks import registry as task
+
+    done = task.gc(_open(uri, config_dir)[0], name, keep, dry_run, abandoned_after)
+    verb = "would delete" if dry_run else "deleted"
+    line = f"{name}: {verb} {_numbers(done.deleted)}; kept {_numbers(done.kept)} and, aliased, {_numbers(done.aliased)}"
+    if done.abandoned:
+        line += f"; unfinished pushes {'to remove' if dry_run else 'removed'}: {_numbers(done.abandoned)}"
+    console.print(line, highlight=False)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _open(uri: str | None, config_dir: Path) -> tuple[Registry, Any]:
+    """The registry of conf/registry/ (--uri replacing `registry.uri`, checked by its schema)."""
+    from omegaconf import OmegaConf
+
+    from recsys_cli.config import compose
+    from recsys_cli.schemas import validate
+    from recsys_cli.tasks import registry as task
+
+    cfg = compose("registry", [], config_dir)
+    if uri is not None:
+        OmegaConf.update(cfg, "registry.uri", uri)
+        validate("registry", cfg)
+    return task.open_registry(cfg), cfg
+
+
+def _json(value: Any) -> None:
+    from recsys_cli.console import console
+
+    console.print_json(data=value, default=str)
+
+
+def _version_row(record: dict[str, Any]) -> tuple[Any, ...]:
+    by = record.get("created_by") or {}
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(record.get("metrics", {}).items())[:3])
+    commit = (record.get("source_commit") or "")[:10]
+    return (
+        record["version"],
+        _when(record["created_at"]),
+        f"{by.get('user')}@{by.get('host')}",
+        ", ".join(record["aliases"]),
+        metrics,
+        commit,
+    )
+
+
+def _when(instant: Any) -> str:
+    """An ISO instant to the minute, as a table shows it."""
+    return str(instant)[:16].replace("T", " ")
+
+
+def _aliases(aliases: dict[str, int]) -> str:
+    return ", ".join(f"{a}={v}" for a, v in aliases.items())
+
+
+def _was(record: dict[str, Any]) -> str:
+    previous = record["history"][-1].get("previous")
+    return f" (was {previous})" if previous is not None else ""
+
+
+def _numbers(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers)) if numbers else "none"
