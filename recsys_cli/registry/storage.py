@@ -20,22 +20,46 @@ refused with one line rather than run without these guarantees.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
 import posixpath
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from recsys_cli.errors import ConfigError, IntegrityError
+from recsys_cli.errors import ConfigError, IntegrityError, RecsysError, RegistryError
 from recsys_cli.registry.integrity import check_seal, seal
 
 LOCAL = frozenset({"file", "local"})
 S3 = frozenset({"s3", "s3a"})
 _CHUNK = 1 << 22
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reported(method: F) -> F:
+    """A store that cannot be reached or written (no such bucket, no credentials, no
+    permission, a full disk) is one line naming the path, not a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: Storage, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RecsysError:
+            raise
+        except Exception as exc:
+            if not (isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore")):
+                raise
+            path = next((a for a in args if isinstance(a, str)), self.root)
+            lines = str(exc).strip().splitlines()
+            raise RegistryError(f"{self.where(path)}: {type(exc).__name__}: {lines[0] if lines else ''}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Storage:
@@ -70,6 +94,7 @@ class Storage:
 
     # -- reading --------------------------------------------------------------------------------------------
 
+    @_reported
     def read(self, path: str) -> bytes | None:
         """The object's bytes, or None when there is none."""
         self._fresh(path)
@@ -78,6 +103,7 @@ class Storage:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    @_reported
     def names(self, folder: str) -> list[str]:
         """Base names of the entries directly under `folder`; none when it does not exist."""
         self._fresh(folder)
@@ -87,6 +113,7 @@ class Storage:
             return []
         return sorted({posixpath.basename(str(e).rstrip("/")) for e in entries} - {""})
 
+    @_reported
     def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
         """The object and a token for `replace_if` (S3: its ETag, read before the body
         so that a change in between makes the later conditional write fail)."""
@@ -103,6 +130,7 @@ class Storage:
 
     # -- writing --------------------------------------------------------------------------------------------
 
+    @_reported
     def create(self, path: str, data: bytes) -> bool:
         """Write `data` at `path` only if nothing is there; False when something is."""
         self._parent(path)
@@ -118,6 +146,7 @@ class Storage:
             self._fresh(path)
         return True
 
+    @_reported
     def put(self, path: str, data: bytes) -> None:
         """Write `data` at `path` so that a reader sees the old object or the new one, whole."""
         self._parent(path)
@@ -132,6 +161,7 @@ class Storage:
             self.fs.pipe_file(path, data)  # one PUT: S3 never shows a partial object
         self._fresh(path)
 
+    @_reported
     def replace_if(self, path: str, data: bytes, token: str | None) -> bool:
         """Write `data` at `path` if it still holds what `read_versioned` saw (`token`;
         None: nothing was there). False, and nothing written, when it changed since."""
@@ -162,6 +192,7 @@ class Storage:
             self._fresh(path)
         return True
 
+    @_reported
     def upload(self, source: Path, path: str, sha256: str, size: int) -> None:
         """Copy a local file to `path`, hashing the bytes as they are sent: a file
         changed after the package was verified is refused, never published."""
@@ -175,10 +206,12 @@ class Storage:
         if sent != size or digest.hexdigest() != sha256:
             raise IntegrityError(f"{source}: changed while it was being pushed; the package changed after export")
 
+    @_reported
     def download(self, path: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         self.fs.get_file(path, str(target))
 
+    @_reported
     def remove(self, path: str) -> None:
         """Remove a file or a folder with everything under it; nothing when absent."""
         self._fresh(path)

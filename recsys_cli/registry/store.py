@@ -338,7 +338,8 @@ def _version_record(name: str, version: int, manifest: dict[str, Any], manifest_
         "version": version,
         "created_at": now(),
         "created_by": who(),
-        "source_commit": _find(manifest, "git_commit") or _find(manifest, "source_commit"),
+        "source_commit": _find(manifest, "source_commit") or _find(manifest, "git_commit"),
+        "model": _scalars(manifest.get("model"), "", 1),
         "package": {
             "manifest_sha256": manifest[SEAL],
             "format_version": manifest.get("format_version"),

@@ -125,3 +125,19 @@ def test_the_same_commands_on_s3(workdir: Path, s3_endpoint: str, monkeypatch: p
     versions = json.loads(_ok(registry("list", "ease", "--json", "--uri", where.uri)))
     assert [(v["version"], v["aliases"]) for v in versions] == [(1, ["production"]), (2, [])]
     assert "deleted 2" in _ok(registry("gc", "ease", "--keep", "0", "--uri", where.uri))
+
+
+def test_a_store_that_cannot_be_reached_is_one_line(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens once the socket is closed
+    for key, value in {
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{closed}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_MAX_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    _refused(registry("push", "package", "--uri", "s3://nowhere/models"), "s3://nowhere/models/registry.json: ")

@@ -54,6 +54,7 @@ def make_package(folder: Path, name: str = "ease", **payload: Any) -> Path:
     defaults = {
         "name": name,
         "metrics": {"val/ndcg@10": 0.25, "val/recall@20": 0.4},
+        "model": {"class": "recsys_cli.models.ease.EASE"},
         "lineage": {"lake": {"sha256": "ab" * 32}, "environment": {"code": {"git_commit": "c0ffee"}}},
     }
     seal_package(folder, {**defaults, **payload})

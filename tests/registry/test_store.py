@@ -51,6 +51,7 @@ def check_versions_are_numbered_and_recorded(where: Where, package: Path) -> Non
     assert record["metrics"] == {"val/ndcg@10": 0.25, "val/recall@20": 0.4}
     assert record["lineage"]["lake.sha256"] == "ab" * 32
     assert record["source_commit"] == "c0ffee"
+    assert record["model"] == {"class": "recsys_cli.models.ease.EASE"}
     assert set(record["created_by"]) == {"user", "host", "recsys"}
     manifest = json.loads((package / "manifest.json").read_text())
     assert record["package"]["manifest_sha256"] == manifest["manifest_sha256"]
