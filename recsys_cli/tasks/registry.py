@@ -24,6 +24,12 @@ def cache_dir(cfg: DictConfig) -> Path | None:
     return Path(str(value)).expanduser() if value else None
 
 
+def resolve_package(cfg: DictConfig, name: str, ref: str | int) -> Path:
+    """The verified local package of `name` at a version, alias or `latest` in the
+    configured registry (what a service loads)."""
+    return open_registry(cfg).resolve(name, ref, cache_dir(cfg))
+
+
 def models(registry: Registry) -> list[dict[str, Any]]:
     """One row per model name: how many versions, the newest, and its aliases."""
     rows = []

@@ -141,3 +141,15 @@ def test_a_store_that_cannot_be_reached_is_one_line(workdir: Path, monkeypatch: 
     }.items():
         monkeypatch.setenv(key, value)
     _refused(registry("push", "package", "--uri", "s3://nowhere/models"), "s3://nowhere/models/registry.json: ")
+
+
+def test_a_service_resolves_an_alias_through_the_config(workdir: Path) -> None:
+    from recsys_cli.config import compose
+    from recsys_cli.registry.package import verify_package
+    from recsys_cli.tasks.registry import resolve_package
+
+    _ok(registry("push", "package"))
+    _ok(registry("promote", "ease", "1", "--alias", "production"))
+    folder = resolve_package(compose("registry"), "ease", "production")
+    assert folder == workdir / "registry" / "ease" / "versions" / "1"
+    assert verify_package(folder)["name"] == "ease"
