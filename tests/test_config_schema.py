@@ -47,15 +47,14 @@ GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "trainer": [("train", [])],
     "experiment": [("train", [])],
     "eval": [("evaluate", [])],
-    "registry": [("registry", [])],
+    "registry": [("registry", []), ("export", [])],
     "sweep": [("sweep", [])],
     "sweep/sampler": [("sweep", ["model=bpr_mf", "sweep=tiny"])],
     "sweep/pruner": [("sweep", ["model=bpr_mf", "sweep=tiny"])],
     "abtest/simulator": [("abtest", [])],
     "abtest/sequential": [("abtest", [])],
     "abtest/funnel": [("abtest", [])],
-    # Composed by `recsys export`; until then each option is validated on its own (tests/serving/test_ann.py).
-    "ann": [],
+    "ann": [("export", [])],
 }
 
 

@@ -16,6 +16,7 @@ from recsys_cli.cli import (
     compare,
     datasets,
     evaluate,
+    export,
     features,
     ingest,
     lake,
@@ -45,6 +46,7 @@ app.command("compare")(compare.compare)
 app.command("abtest")(abtest.abtest)
 app.command("evaluate")(evaluate.evaluate)
 app.command("reproduce")(reproduce.reproduce)
+app.command("export")(export.export)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(lake.app, name="lake")
 app.add_typer(sweep.app, name="sweep")

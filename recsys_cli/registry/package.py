@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsys_cli import __version__
 from recsys_cli.errors import IntegrityError
 from recsys_cli.registry.integrity import MANIFEST, check_seal, file_entries, seal, unlisted, verify_files
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from recsys_cli.features.vocab import Vocabulary
+    from recsys_cli.models.base import Recommender
 
 KIND = "package"
 FORMAT_VERSION = 1
@@ -84,3 +91,112 @@ def verify_package(folder: Path) -> dict[str, Any]:
             raise IntegrityError(f"{folder / MANIFEST}: {problems[0]}{more}; {REEXPORT}")
         raise IntegrityError(f"{folder / name}: {what}{more}; the package changed after export; {REEXPORT}")
     return manifest
+
+
+# -- the package's layout, and loading one -----------------------------------------------------------------------
+
+MODEL, ANN, VOCAB, FALLBACKS = "model", "ann", "vocab", "fallbacks"
+ITEMS, USERS, LINEAGE = "items.parquet", "users.parquet", "lineage.json"
+FALLBACK_TABLES = ("global", "recent", "hour_of_day", "segments")
+# Files every package holds: a manifest that lacks one describes an incomplete package.
+REQUIRED = (
+    f"{MODEL}/model.json",
+    f"{MODEL}/weights.safetensors",
+    f"{VOCAB}/users.json",
+    f"{VOCAB}/items.json",
+    ITEMS,
+    USERS,
+    LINEAGE,
+    *(f"{FALLBACKS}/{name}.parquet" for name in FALLBACK_TABLES),
+)
+FEATURE_HASH = "feature_definitions_sha256"
+
+
+@dataclass
+class Package:
+    """A verified package, loaded: what a service needs to answer requests."""
+
+    path: Path
+    manifest: dict[str, Any]
+    model: Recommender
+    items: pl.DataFrame
+    users: pl.DataFrame
+    fallbacks: dict[str, pl.DataFrame]
+    vocab: dict[str, Vocabulary]
+    lineage: dict[str, Any]
+    ann: dict[str, Any] = field(default_factory=dict)  # model name -> its loaded ANN index
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name"))
+
+    @property
+    def feature_hash(self) -> str:
+        return str(self.manifest[FEATURE_HASH])
+
+
+def load_package(folder: Path | str, expected_feature_hash: str | None = None) -> Package:
+    """The package in `folder`, read only after `verify_package` has checked every
+    file; refused with one line naming the file when it lacks a file every package
+    holds, or was built on other feature definitions than `expected_feature_hash`
+    (what the caller computes with `package_lineage.feature_definitions_hash`)."""
+    import polars as pl
+
+    from recsys_cli.models.base import Recommender
+    from recsys_cli.registry.package_ann import load_indexes
+
+    folder = Path(folder)
+    manifest = verify_package(folder)
+    listed = {e["path"] for e in manifest["files"]}
+    missing = [p for p in REQUIRED if p not in listed]
+    if missing:
+        raise IntegrityError(f"{folder / missing[0]}: missing, so the package is incomplete; {REEXPORT}")
+    lineage = _json_object(folder / LINEAGE)
+    _check_feature_hash(folder, manifest, lineage, expected_feature_hash)
+    model = Recommender.load(folder / MODEL)
+    vocab = {name: _vocabulary(folder / VOCAB / f"{name}.json") for name in ("users", "items")}
+    for name, own in (("users", model.users), ("items", model.items)):
+        if own is None or vocab[name].tokens != own.tokens:
+            raise IntegrityError(f"{folder / VOCAB / name}.json: not the model's {name} vocabulary; {REEXPORT}")
+    return Package(
+        path=folder,
+        manifest=manifest,
+        model=model,
+        items=pl.read_parquet(folder / ITEMS),
+        users=pl.read_parquet(folder / USERS),
+        fallbacks={name: pl.read_parquet(folder / FALLBACKS / f"{name}.parquet") for name in FALLBACK_TABLES},
+        vocab=vocab,
+        lineage=lineage,
+        ann=load_indexes(folder, manifest.get("ann", {}), model),
+    )
+
+
+def _check_feature_hash(folder: Path, manifest: dict[str, Any], lineage: dict[str, Any], expected: str | None) -> None:
+    found = manifest.get(FEATURE_HASH)
+    if not isinstance(found, str) or lineage.get(FEATURE_HASH) != found:
+        raise IntegrityError(f"{folder / LINEAGE}: its {FEATURE_HASH} is not the manifest's; {REEXPORT}")
+    if expected is not None and expected != found:
+        raise IntegrityError(
+            f"{folder / LINEAGE}: built on other feature definitions ({FEATURE_HASH} {found[:12]}…, expected "
+            f"{expected[:12]}…); serve it with the features and target config it was trained with, or export a run "
+            "trained on yours"
+        )
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{path}: not readable JSON ({type(exc).__name__}); {REEXPORT}") from None
+    if not isinstance(value, dict):
+        raise IntegrityError(f"{path}: not a JSON object; {REEXPORT}")
+    return value
+
+
+def _vocabulary(path: Path) -> Vocabulary:
+    from recsys_cli.features.vocab import Vocabulary
+
+    tokens = _json_object(path).get("tokens")
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise IntegrityError(f"{path}: tokens must be a non-empty list of text; {REEXPORT}")
+    return Vocabulary(tuple(tokens))

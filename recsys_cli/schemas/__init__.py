@@ -26,6 +26,7 @@ PRIMARY = {
     "train": "primary:TrainConfig",
     "sweep": "primary:SweepConfig",
     "evaluate": "primary:EvaluateConfig",
+    "export": "primary:ExportConfig",
     "abtest": "abtest:AbTestConfig",
     "registry": "primary:RegistryConfig",
 }

@@ -8,10 +8,12 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from recsys_cli.schemas._base import PositiveInt, Schema, Seed, Text
+from recsys_cli.schemas._base import Positive, PositiveInt, Schema, Seed, Text
 from recsys_cli.schemas.groups import (
+    Ann,
     Data,
     Eval,
+    Events,
     Features,
     IngestRules,
     Paths,
@@ -95,6 +97,32 @@ class EvaluateConfig(Schema):
     part: Part | None
     out_dir: Text | None
     batch_users: PositiveInt
+
+
+class ExportFallbacks(Schema):
+    """conf/export.yaml `fallbacks` (registry/package_fallbacks.py)."""
+
+    top_n: PositiveInt
+    segments: list[Text]
+    event_types: Events | None
+
+
+class ExportSnapshot(Schema):
+    """conf/export.yaml `snapshot`: the users and columns of users.parquet."""
+
+    users: Literal["all", "model"]
+    sequences: bool
+
+
+class ExportConfig(Schema):
+    """conf/export.yaml; what is exported comes from the run's own config."""
+
+    new_product_days: Positive
+    recent_days: Positive
+    fallbacks: ExportFallbacks
+    snapshot: ExportSnapshot
+    ann: Ann
+    registry: Registry
 
 
 class RegistryConfig(Schema):
