@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 setup: $(VENV)/.installed
 
 ## Synthetic shop -> lake -> time split -> point-in-time features -> leakage proof -> EASE -> top-10
-## -> full evaluation with an HTML report.
+## -> full evaluation with an HTML report -> model package pushed to the registry -> promoted to production.
 demo: setup
 	$(RECSYS) datasets synth
 	$(RECSYS) ingest
@@ -22,6 +22,10 @@ demo: setup
 	$(RECSYS) train model=ease
 	$(RECSYS) recommend $$(ls -d runs/ease/* | tail -1) --k 10
 	$(RECSYS) evaluate $$(ls -d runs/ease/* | tail -1)
+	$(RECSYS) export $$(ls -d runs/ease/* | tail -1)
+	$(RECSYS) registry promote synth-ease \
+		$$($(PY) -c 'from recsys_cli.registry.store import Registry; print(Registry("registry").version_of("synth-ease", "latest"))') \
+		--alias production
 
 test: setup
 	$(PY) -m pytest -q
@@ -51,4 +55,4 @@ reproduce-movielens: fetch-movielens
 		--workdir bench_data/reproduce/movielens100k_ranker_lgbm
 
 clean:
-	rm -rf data/raw/synth data/lake/synth data/splits/synth data/features/synth runs .pytest_cache
+	rm -rf data/raw/synth data/lake/synth data/splits/synth data/features/synth runs registry .pytest_cache
