@@ -45,6 +45,7 @@ GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "features": [("features", []), ("train", [])],
     "model": [("train", [])],
     "trainer": [("train", [])],
+    "logger": [("train", []), ("sweep", ["model=bpr_mf", "sweep=tiny"])],
     "experiment": [("train", [])],
     "eval": [("evaluate", [])],
     "registry": [("registry", []), ("export", [])],

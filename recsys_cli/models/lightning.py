@@ -39,6 +39,9 @@ MONITOR = f"val/ndcg@{MONITOR_K}"
 # Extra Lightning callbacks for every fit in the current context: a sweep's pruning
 # callback reaches the one training loop this way, with no second training path.
 FIT_CALLBACKS: ContextVar[tuple[L.Callback, ...]] = ContextVar("fit_callbacks", default=())
+# Loggers for every fit in the current context: the run's experiment tracker
+# (logger=mlflow, recsys_cli/tracking/) reaches the one training loop this way.
+FIT_LOGGERS: ContextVar[tuple[Any, ...]] = ContextVar("fit_loggers", default=())
 
 
 class RecModule(L.LightningModule):
@@ -130,6 +133,8 @@ def fit_module(
         callbacks += [EarlyStopping(monitor, mode=mode, patience=params["patience"]), checkpoint, clock]
     options: dict[str, Any] = {"logger": False, "enable_model_summary": False, "deterministic": True}
     options |= trainer_options(params["trainer"])
+    if FIT_LOGGERS.get():
+        options["logger"] = list(FIT_LOGGERS.get())
     # A bar redrawn into a log file is noise: without a terminal (or with the bar
     # off) each epoch is one log line instead.
     options["enable_progress_bar"] = bool(options.get("enable_progress_bar", True)) and _terminal()

@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 
 SELECTION = "selection.json"
 VAL = "val"
-# Keys that say where things are or how a run is scored, not what is fitted: a
-# validation run matches a refit whatever they hold. The data folders themselves
-# (lake_dir, split_dir, features_dir: absolute) and their digests must match.
-VOLATILE = ("part", "runs_dir", "refit_from", "paths", "eval")
+# Keys that say where things are, how a run is scored or where it is reported (logger),
+# not what is fitted: a validation run matches a refit whatever they hold. The data
+# folders themselves (lake_dir, split_dir, features_dir: absolute) and their digests must match.
+VOLATILE = ("part", "runs_dir", "refit_from", "paths", "eval", "logger")
 # Trainer keys a refit may change: the epochs are what the selection pins, and a
 # progress bar changes nothing that is fitted.
 TRAINER_VOLATILE = ("max_epochs", "enable_progress_bar")

@@ -411,6 +411,32 @@ class Eval(Schema):
         return self
 
 
+# --------------------------------------------------------------------------- logger
+
+
+class Logger(Schema):
+    """conf/logger/: where `recsys train` and sweep trials are reported besides the
+    run folder (recsys_cli/tracking/). `none` has no other key."""
+
+    name: Literal["none", "mlflow"]
+    tracking_uri: Text = optional()
+    artifact_location: Text | None = optional()
+    experiment_name: Text = optional()
+    run_name: Text | None = optional()
+
+    @model_validator(mode="after")
+    def _complete(self) -> Logger:
+        keys = ("tracking_uri", "artifact_location", "experiment_name", "run_name")
+        given = [key for key in keys if getattr(self, key) is not None]
+        if self.name == "none" and given:
+            fail(given[0], getattr(self, given[0]), "is for logger=mlflow (logger=none reports nowhere)")
+        if self.name == "mlflow":
+            for key in ("tracking_uri", "experiment_name"):
+                if getattr(self, key) is None:
+                    fail(key, None, "is required for logger=mlflow")
+        return self
+
+
 # --------------------------------------------------------------------------- registry
 
 

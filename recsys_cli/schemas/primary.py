@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from recsys_cli.schemas._base import Positive, PositiveInt, Schema, Seed, Text
+from recsys_cli.schemas._base import Positive, PositiveInt, Schema, Seed, Text, optional
 from recsys_cli.schemas.groups import (
     Ann,
     Data,
@@ -16,6 +16,7 @@ from recsys_cli.schemas.groups import (
     Events,
     Features,
     IngestRules,
+    Logger,
     Paths,
     Pii,
     Registry,
@@ -80,6 +81,8 @@ class TrainConfig(FeaturesConfig):
     refit_from: Text | None = "auto"
     eval: TrainEval
     seed: Seed
+    # conf/logger/: an experiment tracker the run is reported to (recsys_cli/tracking/)
+    logger: Logger | None = optional()
 
 
 class SweepConfig(TrainConfig):

@@ -53,6 +53,7 @@ class Objective:
             raise
 
     def _run(self, trial: Any) -> float | list[float]:
+        from recsys_cli import tracking
         from recsys_cli.config import compose
         from recsys_cli.models.lightning import FIT_CALLBACKS
         from recsys_cli.tasks import train
@@ -68,10 +69,17 @@ class Objective:
         cfg = compose("train", self.plan.trial_overrides(params), self.config_dir)
         token = FIT_CALLBACKS.set(self._callbacks(trial))
         try:
-            raise_if_pending()
-            result = train.run(cfg)
+            # logger=mlflow: the trial is a run nested under the study's, written by its train run.
+            with tracking.trial_run(cfg, self.plan.study, trial.number, self.plan.tracking) as tracked:
+                raise_if_pending()
+                values = self._values(trial, train.run(cfg))
+                tracked.value(dict(zip(self.plan.metrics, values, strict=True)))
         finally:
             FIT_CALLBACKS.reset(token)
+        return values[0] if len(values) == 1 else values
+
+    def _values(self, trial: Any, result: Any) -> list[float]:
+        """The objective's values of a finished train run, recorded on the trial."""
         trial.set_user_attr("run", str(result.run))
         trial.set_user_attr("metrics", result.metrics)
         if "best_epoch" in result.metrics:
@@ -80,7 +88,7 @@ class Objective:
         bad = [m for m, v in zip(self.plan.metrics, values, strict=True) if not math.isfinite(v)]
         if bad:
             raise ValueError(f"{', '.join(bad)} is not a finite number")
-        return values[0] if len(values) == 1 else values
+        return values
 
     def _callbacks(self, trial: Any) -> tuple[Any, ...]:
         if not self.report:

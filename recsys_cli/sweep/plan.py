@@ -14,9 +14,9 @@ from recsys_cli.sweep.search_space import Scalar, SearchSpace, to_override
 
 TRIALS_DIR = "trials"
 REFIT_DIR = "refit"
-# Overrides that say where things are, not what is trained: machines sharing a
-# study may keep their data in different places.
-LOCATION_KEYS = ("paths", "runs_dir")
+# Overrides that say where things are (or are reported: logger), not what is trained:
+# machines sharing a study may keep their data in different places.
+LOCATION_KEYS = ("paths", "runs_dir", "logger")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class SweepPlan:
     trials: int
     deadline: float | None
     seed: int
+    # logger=mlflow: the tracking store and the study's parent run the trials nest
+    # under (recsys_cli/tracking/); None without a logger.
+    tracking: dict[str, Any] | None = None
 
     @property
     def metrics(self) -> list[str]:

@@ -11,6 +11,7 @@ window.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recsys_cli import tracking
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.errors import ConfigError
 from recsys_cli.registry.outputs import KIND, SWEEP, claim
@@ -104,11 +106,14 @@ def prepare(
         seed=int(cfg.seed),
     )
     _dry_compose(plan)
+    tracking.check(cfg)
     given = open_storage(storage) if storage else None  # a bad --storage fails before any folder is made
     _claim_folder(out, cfg)
     space = plan.space()
     backend = given if given is not None else open_storage(plan.storage)
     open_study(backend, name, plan.spec(), None, None, space.check_enqueued(node["enqueue"]))
+    # logger=mlflow: the study's parent run (found again on a resume), carried to every worker.
+    plan = dataclasses.replace(plan, tracking=tracking.study_run(cfg, name, plan.spec()))
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_JSON).write_text(plan.to_json())
     return plan
@@ -163,7 +168,8 @@ def finish(plan: SweepPlan, stopped: str, refit: bool = False, reporter: Reporte
     if best:
         files |= write_best(plan.experiment_overrides(best[0].params), _header(plan, best[0]), _conf(plan), out)
         if refit and stopped != INTERRUPTED:
-            refitted = _refit(plan, best[0], reporter)
+            with tracking.nested_under(plan.tracking):
+                refitted = _refit(plan, best[0], reporter)
     reporter.start("drawing plots", total=1)
     plots, skipped = write_plots(study, plan.metrics, out / PLOTS_DIR)
     reporter.advance()
@@ -185,6 +191,7 @@ def finish(plan: SweepPlan, stopped: str, refit: bool = False, reporter: Reporte
         "plots_skipped": skipped,
     }
     files["best_json"] = write_atomic(out / BEST_JSON, json.dumps(summary, indent=1))
+    tracking.finish_study(plan.tracking, out, described[0] if described else None, stopped)
     return SweepResult(plan, stopped, counts, described, files, skipped, refitted)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from omegaconf import DictConfig, open_dict
 
+from recsys_cli import tracking
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data.lake import decoding, open_inputs, open_output
 from recsys_cli.data.schema import Col
@@ -108,13 +109,17 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     if chosen is not None:
         cfg = selection.apply(cfg, chosen)
         model = build(cfg.model)
-    out = new_run(cfg.runs_dir, name, cfg)
-    try:
-        metrics = _fit_and_write(cfg, model, data, targets, frame, out, reporter, chosen)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # only a whole, sealed run is ever published
-        raise
-    return TrainResult(publish_run(out, trained_on), metrics, chosen)
+    # logger=mlflow: the run is also an MLflow run, open while the model fits (recsys_cli/tracking/).
+    with tracking.train_run(cfg, name, lightning=model.lightning_trainer() is not None) as tracked:
+        out = new_run(cfg.runs_dir, name, cfg)
+        try:
+            metrics = _fit_and_write(cfg, model, data, targets, frame, out, reporter, chosen)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)  # only a whole, sealed run is ever published
+            raise
+        published = publish_run(out, trained_on)
+        tracked.finish(published, metrics)
+    return TrainResult(published, metrics, chosen)
 
 
 def refit_selection(cfg: DictConfig, model: Recommender, name: str) -> Selection | None:
