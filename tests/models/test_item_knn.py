@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys_cli.models.data import TrainData
-from recsys_cli.models.item_knn import ItemKNN
+from recsys_cli.models.item_knn import ItemKNN, neighbours
 from recsys_cli.models.weighting import WEIGHTINGS, reweight
 from tests.models.conftest import checkerboard
 
@@ -41,3 +41,27 @@ def test_idf_weightings_down_weight_users_who_touched_many_items() -> None:
 def test_an_unknown_weighting_is_refused() -> None:
     with pytest.raises(ValueError, match="weighting"):
         reweight(sp.csr_matrix(np.ones((2, 2), np.float32)), "sqrt")
+
+
+def whole_product_neighbours(x: sp.csr_matrix, k: int, shrink: float) -> np.ndarray:
+    """The definition: shrunk cosine over the whole item-item product, no item its own
+    neighbour, each row's k largest kept (ties to the lower item index)."""
+    dense = x.toarray().astype(np.float64)
+    norms = np.sqrt((dense**2).sum(axis=0))
+    sim = dense.T @ dense / (norms[:, None] * norms[None, :] + shrink)
+    np.fill_diagonal(sim, 0.0)
+    kept = np.zeros_like(sim)
+    for i, row in enumerate(sim):
+        order = np.lexsort((np.arange(row.size), -row))[:k]
+        order = order[row[order] > 0]
+        kept[i, order] = row[order]
+    return kept
+
+
+@pytest.mark.parametrize("budget", [1, 40, 1 << 24])
+def test_neighbours_built_block_by_block_equal_the_whole_product(budget: int) -> None:
+    x = sp.random(60, 25, density=0.2, random_state=3, format="csr", dtype=np.float32)
+    x.data = np.ceil(x.data * 3)
+    got = neighbours(x, k=4, shrink=2.0, budget=budget)
+    np.testing.assert_allclose(got.toarray(), whole_product_neighbours(x, 4, 2.0), rtol=1e-5)
+    assert (got.getnnz(axis=1) <= 4).all() and got.diagonal().sum() == 0
