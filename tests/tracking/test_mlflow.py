@@ -16,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from recsys_cli import tracking
 from recsys_cli.cli import app
 from recsys_cli.config import compose
 from recsys_cli.schemas.groups import Logger
@@ -189,3 +190,22 @@ def test_config_params_read_like_the_yaml_they_come_from() -> None:
     flat = params({"model": {"lr": 0.001, "dims": [8, 16], "seen": None, "on": True}, "logger": {"x": "y"}})
     assert flat == {"model.lr": "0.001", "model.dims": "[8, 16]", "model.seen": "null", "model.on": "true"}
     assert metric_key("val/ndcg@10") == "val/ndcg_at_10" and metric_key("fit/a+b") == "fit/a_b"
+
+
+def test_a_run_that_raises_ends_failed_and_a_pruned_trial_killed(tmp_path: Path, store: str) -> None:
+    cfg = compose("train", [f"paths.data_dir={tmp_path}", *_tracked(store, "outcomes")])
+    with pytest.raises(ValueError), tracking.train_run(cfg, "popularity", lightning=False):
+        raise ValueError("out of memory")
+    for error in (optuna.TrialPruned(), ValueError("nan loss"), KeyboardInterrupt()):
+        with pytest.raises(type(error)), tracking.trial_run(cfg, "study", 7, None) as trial:
+            with tracking.train_run(cfg, "popularity", lightning=False):  # writes into the trial's run
+                trial.value({"val/ndcg@10": 0.5})
+                raise error
+    runs = _runs(store, "outcomes")
+    assert [(r.info.run_name, r.info.status, r.data.tags.get("recsys.outcome")) for r in runs] == [
+        ("popularity-val", "FAILED", None),
+        ("trial-7", "KILLED", "pruned"),
+        ("trial-7", "FAILED", "failed"),
+        ("trial-7", "KILLED", "interrupted"),
+    ]
+    assert all(r.data.params["data.name"] == "synth" for r in runs)
