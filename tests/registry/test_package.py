@@ -122,6 +122,13 @@ def test_a_flipped_byte_in_a_weight_is_refused_naming_the_file(ease_copy: Path) 
         load_package(ease_copy)
 
 
+def test_a_truncated_file_is_refused_naming_it(ease_copy: Path) -> None:
+    users = ease_copy / "users.parquet"
+    users.write_bytes(users.read_bytes()[:-100])
+    with pytest.raises(IntegrityError, match=r"users\.parquet: changed size"):
+        load_package(ease_copy)
+
+
 def test_a_removed_file_is_refused_naming_it(ease_copy: Path) -> None:
     (ease_copy / "fallbacks" / "segments.parquet").unlink()
     with pytest.raises(IntegrityError, match=r"fallbacks/segments\.parquet: missing"):
