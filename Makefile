@@ -23,9 +23,7 @@ demo: setup
 	$(RECSYS) recommend $$(ls -d runs/ease/* | tail -1) --k 10
 	$(RECSYS) evaluate $$(ls -d runs/ease/* | tail -1)
 	$(RECSYS) export $$(ls -d runs/ease/* | tail -1)
-	$(RECSYS) registry promote synth-ease \
-		$$($(PY) -c 'from recsys_cli.registry.store import Registry; print(Registry("registry").version_of("synth-ease", "latest"))') \
-		--alias production
+	$(RECSYS) registry promote synth-ease latest --alias production
 
 test: setup
 	$(PY) -m pytest -q

@@ -24,6 +24,12 @@ Uri = Annotated[
 ]
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Model name.", show_default=False)]
 Version = Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number.", show_default=False)]
+Ref = Annotated[
+    str,
+    typer.Argument(
+        metavar="VERSION", help="A version number, latest, or an alias (its current version).", show_default=False
+    ),
+]
 Alias = Annotated[str, typer.Option("--alias", help="Alias name, e.g. production or staging.", show_default=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -109,12 +115,16 @@ def push(
 @app.command("promote")
 @friendly_errors
 def promote(
-    name: Name, version: Version, alias: Alias, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR
+    name: Name, version: Ref, alias: Alias, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR
 ) -> None:
-    """Point an alias at a version (one atomic change; the alias keeps its history)."""
+    """Point an alias at a version (one atomic change; the alias keeps its history).
+
+    Example: `recsys registry promote synth-ease latest --alias production`."""
     from recsys_cli.console import console
 
-    record = _open(uri, config_dir)[0].promote(name, version, alias)
+    registry = _open(uri, config_dir)[0]
+    version = str(registry.version_of(name, version))
+    record = registry.promote(name, int(version), alias)
     console.print(f"[green]promoted:[/] {name} {alias} -> version {version}{_was(record)}", highlight=False)
 
 

@@ -87,6 +87,17 @@ def test_promote_rollback_delete_and_gc(workdir: Path) -> None:
     assert [v["version"] for v in json.loads(_ok(registry("list", "ease", "--json")))] == [2]
 
 
+def test_promote_takes_latest_or_an_alias_for_the_version(workdir: Path) -> None:
+    _ok(registry("push", "package"))
+    _ok(registry("push", "better"))
+    assert "promoted: ease production -> version 2" in _ok(
+        registry("promote", "ease", "latest", "--alias", "production")
+    )
+    _ok(registry("push", "package"))
+    assert "promoted: ease staging -> version 2" in _ok(registry("promote", "ease", "production", "--alias", "staging"))
+    _refused(registry("promote", "ease", "canary", "--alias", "staging"), "no version or alias 'canary'")
+
+
 def test_refusals_are_one_line(workdir: Path) -> None:
     weights = workdir / "package" / "model" / "weights.safetensors"
     weights.write_bytes(b"edited" + weights.read_bytes()[6:])
