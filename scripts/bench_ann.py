@@ -8,7 +8,10 @@ picks from the whole catalogue. Not real shop data, but real learnt embeddings
 what the ANN's recall depends on. `--source synthetic` skips the fit and uses
 clustered Gaussian vectors of the same width instead: say which in any report.
 
-Queries are the fitted users' own vectors (`user_vectors`), `--queries` of them.
+The fitted model is saved in <out>/model and reused by the next run (a 100k-item
+two-tower for other benchmarks too); `--fresh` fits again (the reuse does not
+know about changed arguments). Queries are the fitted users' own vectors
+(`user_vectors`), `--queries` of them.
 For each index (parameters from conf/ann/default.yaml, `exact_below` ignored) it
 measures build time (on `--threads` OpenMP threads), the saved index file's size,
 load time (sha256 check included), recall@100 against exact search and the
@@ -63,7 +66,29 @@ def interactions(n_users: int, n_items: int, per_user: int, seed: int) -> sp.csr
 
 
 def fitted_two_tower(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Item vectors and `--queries` users' vectors of a two-tower fitted on planted tastes."""
+    """Item vectors and `--queries` users' vectors of a two-tower fitted on planted
+    tastes; the fitted model is kept in <out>/model and reused unless `--fresh`."""
+    from recsys_cli.models.base import Recommender
+
+    folder = args.out / "model"
+    about: dict[str, Any] = {"source": "two_tower fitted on planted-taste interactions generated in memory"}
+    if (folder / "model.json").is_file() and not args.fresh:
+        model = Recommender.load(folder)
+        about |= json.loads((args.out / "fit.json").read_text())
+    else:
+        model, fit = fit_two_tower(args)
+        model.save(folder)
+        (args.out / "fit.json").write_text(json.dumps(fit, indent=1))
+        about |= fit
+    assert model.users is not None
+    users = np.arange(1, len(model.users))
+    sample = np.random.default_rng(args.seed).choice(users, min(args.queries, users.size), replace=False)
+    vectors = model.item_vectors()
+    assert vectors is not None
+    return vectors, model.user_vectors(sample), about
+
+
+def fit_two_tower(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from hydra.utils import instantiate
 
     from recsys_cli.config import compose
@@ -86,14 +111,13 @@ def fitted_two_tower(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, 
     model = instantiate(compose("train", overrides).model, _convert_="all")
     start = time.perf_counter()
     model.fit(TrainData(users, items, matrix))
-    fit_s = time.perf_counter() - start
-    sample = np.random.default_rng(args.seed).choice(np.arange(1, args.users + 1), args.queries, replace=False)
-    about = {
-        "source": "two_tower fitted on planted-taste interactions generated in memory (not shop data)",
-        "fit": {"overrides": overrides, "seconds": round(fit_s, 1), "interactions": int(matrix.nnz)},
+    fit = {
+        "overrides": overrides,
+        "fit_s": round(time.perf_counter() - start, 1),
+        "interactions": int(matrix.nnz),
         "items_with_interactions": int((matrix.getnnz(axis=0) > 0).sum()),
     }
-    return model.item_vectors(), model.user_vectors(sample), about
+    return model, fit
 
 
 def synthetic(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -163,7 +187,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="OpenMP threads for building")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=Path("bench_data/ann"))
+    parser.add_argument("--fresh", action="store_true", help="fit the model again even if <out>/model exists")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
 
     from omegaconf import OmegaConf
 
@@ -182,7 +208,6 @@ def main() -> None:
         "config": cfg,
         "indexes": {kind: measure(kind, vectors, queries, cfg, args.threads) for kind in ("exact", "hnsw", "ivf")},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     from rich.console import Console
 

@@ -61,7 +61,8 @@ def test_exact_search_is_brute_force(items: np.ndarray, queries: np.ndarray) -> 
     ("spec", "n_items", "kind"),
     [
         (AnnSpec(), 1_000, "exact"),  # auto below exact_below
-        (AnnSpec(exact_below=500), 1_000, "hnsw"),  # auto above it means HNSW
+        (AnnSpec(exact_below=500), 1_000, "ivf"),  # auto above it means IVF
+        (AnnSpec(kind="hnsw", exact_below=500), 1_000, "hnsw"),
         (AnnSpec(kind="ivf", exact_below=5_000), 1_000, "exact"),  # a small catalogue is searched exactly
         (AnnSpec(kind="ivf", exact_below=0), 1_000, "ivf"),
         (AnnSpec(kind="exact", exact_below=0), 1_000, "exact"),
