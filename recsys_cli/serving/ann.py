@@ -84,7 +84,7 @@ class AnnSpec:
     def chosen(self, n_indexed: int) -> Kind:
         """The index kind for a catalogue of `n_indexed` items. Auto means IVF: on
         100k two-tower item vectors (scripts/bench_ann.py) IVF at the default
-        parameters recalled more in less time than HNSW, built 7x faster and took
+        parameters recalled more in less time than HNSW, built 6-7x faster and took
         half the space."""
         if self.kind == "exact" or n_indexed < self.exact_below:
             return "exact"
