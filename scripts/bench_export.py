@@ -4,10 +4,25 @@ part) and the time to load a package cold, hashes verified, for
 - demo: the demo's EASE run on the synthetic shop (`make demo`: 50k events);
 - movielens_ranker: the LightGBM two-stage ranker on MovieLens-100K as
   `experiment=movielens100k_ranker_lgbm` trains it (fold-0, its validation run;
-  12 labelled windows, the 12-point grid chosen inside the fit).
+  12 labelled windows, the 12-point grid chosen inside the fit);
+- two_tower_100k: a two-tower (ids only, `--epochs` epochs) on the synthetic shop
+  with a 100,000-item catalogue, generated, ingested, split and featurised by the
+  real commands, the fit's time and size recorded; its package holds an IVF index
+  (conf/ann `kind: auto` above `exact_below`) whose recall@100 against exact
+  search and query times export measures on 1,000 real users and records in the
+  manifest.
 
-Each model is trained once into <workdir>/<case>/ (resumed from results.json
-unless --fresh). `recsys export RUN --no-push` then runs in its own process (wall,
+The item vocabulary holds the items seen in the training history only, so the
+100k shop is generated with a flatter popularity (`popularity_shape`) and fewer
+products launched during the log (`new_item_share`) than the default shop, and
+with enough events (2M by default; views count, so the fit sees ~0.95M user-item
+pairs) that ~97% of the catalogue is in it; the exact sizes are in results.json.
+
+Each model is trained into <workdir>/<case>/; a case in results.json is not
+measured again unless --fresh (the other cases' results are kept).
+two_tower_100k keeps its data and fitted run and reuses them while its settings
+(prepare.json) are unchanged, so --fresh measures its export and loads again
+without a new fit; --refit fits it again. `recsys export RUN --no-push` then runs in its own process (wall,
 CPU seconds and peak memory of the whole command, imports included), and the
 package is loaded by `load_package` in a new process, three times: "cold" is a
 process that has imported nothing and read nothing (the files may sit in the
@@ -15,8 +30,9 @@ OS page cache; dropping it needs root). The load is split into the hash check
 (`verify_package`, timed again on its own) and a second, warm load in the same
 process, which shows how much of the cold load is importing libraries.
 
-    python scripts/bench_export.py                          # both cases
+    python scripts/bench_export.py                          # every case not yet measured
     python scripts/bench_export.py --cases demo
+    OMP_NUM_THREADS=1 python scripts/bench_export.py --cases two_tower_100k
     python scripts/bench_export.py --ranker model.lightgbm_grid=null   # a one-point ranker
 
 MovieLens-100K must be fetched first: scripts/fetch_movielens100k.sh (data/raw/ml-100k).
@@ -41,7 +57,16 @@ from bench_movielens import git_state, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 QUIET = ("trainer.enable_progress_bar=false",)
-CASES = ("demo", "movielens_ranker")
+CASES = ("demo", "movielens_ranker", "two_tower_100k")
+# The 100k shop: a flatter popularity and fewer launches during the log than the
+# default shop, so the training history reaches most of the catalogue.
+SHOP_100K = (
+    "+data.generator.n_items=100000",
+    "+data.generator.popularity_shape=50",
+    "+data.generator.new_item_share=0.05",
+)
+# Ids only, so that a few epochs fit in minutes on one thread.
+TWO_TOWER_100K = ("model=two_tower", "model.side_features=false", "model.dim=64", "model.batch_size=1024")
 LOADS = 3
 # One new process: the cold load (its lazy imports of polars, scipy, the model's
 # module, faiss... included), the hash check on its own, and a second, warm load.
@@ -102,6 +127,54 @@ def train_movielens_ranker(folder: Path, extra: Sequence[str]) -> Path:
     return result.run
 
 
+def train_two_tower_100k(folder: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The shop's chain, each command in its own process, and the two-tower fit;
+    returns the run and what each step cost. Reused while the settings match."""
+    import shutil
+
+    settings = {
+        "synth": [*SHOP_100K, f"data.generator.n_events={args.events}", f"+data.generator.n_users={args.users}"],
+        "train": [*TWO_TOWER_100K, f"trainer.max_epochs={args.epochs}", *args.two_tower],
+    }
+    record = folder / "prepare.json"
+    if record.is_file() and not args.refit:
+        kept = json.loads(record.read_text())
+        if kept["settings"] == settings and (runs := list((folder / "runs").glob("*/*/manifest.json"))):
+            print(f"  reusing {runs[0].parent} ({record})", flush=True)
+            return newest_run(folder / "runs"), kept
+    for stale in ("data", "runs"):
+        shutil.rmtree(folder / stale, ignore_errors=True)
+    data = f"paths.data_dir={folder / 'data'}"
+    steps = {
+        "synth": ["datasets", "synth", *settings["synth"]],
+        "ingest": ["ingest"],
+        "split": ["split"],
+        "features": ["features"],
+        "train": ["train", *settings["train"], f"runs_dir={folder / 'runs'}", *QUIET],
+    }
+    costs = {}
+    for step, command in steps.items():
+        print(f"  {step} ...", flush=True)
+        costs[step] = run([*command, data], folder / f"{step}.log")
+    kept = {"settings": settings, "steps": costs, "sizes": shop_sizes(folder / "data")}
+    record.write_text(json.dumps(kept, indent=1) + "\n")
+    return newest_run(folder / "runs"), kept
+
+
+def shop_sizes(data: Path) -> dict[str, Any]:
+    """Rows of the lake, of fold-0's training part, and the user-item pairs the fit sees."""
+    import polars as pl
+
+    lake = json.loads(next((data / "lake").glob("*/manifest.json")).read_text())
+    split = json.loads(next((data / "splits").glob("*/*/manifest.json")).read_text())
+    pairs = next((data / "features").glob("*/*/*/fold-0/val/interactions.parquet"))
+    return {
+        "lake": lake["rows"] | lake["distinct"],
+        "train_events": split["folds"][0]["parts"]["train"]["rows"],
+        "train_pairs": pl.scan_parquet(pairs).select(pl.len()).collect().item(),
+    }
+
+
 def newest_run(runs: Path) -> Path:
     found = sorted((p.parent for p in runs.glob("*/*/manifest.json")), key=lambda p: p.name)
     if not found:
@@ -133,19 +206,42 @@ def loads(package: Path) -> list[dict[str, Any]]:
     return out
 
 
-def measure(case: str, folder: Path, ranker: Sequence[str]) -> dict[str, Any]:
+def measure(case: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import shutil
+
     folder.mkdir(parents=True, exist_ok=True)
-    trained = train_demo(folder) if case == "demo" else train_movielens_ranker(folder, ranker)
+    prepared: dict[str, Any] = {}
+    if case == "demo":
+        trained = train_demo(folder)
+    elif case == "movielens_ranker":
+        trained = train_movielens_ranker(folder, args.ranker)
+    else:
+        trained, prepared = train_two_tower_100k(folder, args)
     package = folder / "package"
+    shutil.rmtree(package, ignore_errors=True)  # a package left by an earlier measurement
+    print("  export ...", flush=True)
     exported = run(["export", str(trained), "--no-push", "--out", str(package)], folder / "export.log")
     manifest = json.loads((package / "manifest.json").read_text())
     parts = sizes(package)
+    print("  loads ...", flush=True)
     load = loads(package)
+    vocabulary = {n: json.loads((package / "vocab" / f"{n}.json").read_text())["size"] for n in ("items", "users")}
+    extra = {}
+    if prepared:
+        metrics = json.loads((trained / "metrics.json").read_text()) if (trained / "metrics.json").is_file() else {}
+        extra = {
+            "shop": prepared["sizes"],
+            "settings": prepared["settings"],
+            "steps": prepared["steps"],
+            "fit_s_to_best_epoch": metrics.get("fit/seconds_to_best_epoch"),
+        }
     return {
         "run": str(trained),
         "model": manifest["model"]["class"].rsplit(".", 1)[-1],
         "items": manifest["contents"]["items"],
         "users": manifest["contents"]["users"],
+        "vocabulary": vocabulary,
+        **extra,
         "files": len(manifest["files"]) + 1,
         "export": exported,
         "package_bytes": sum(parts.values()),
@@ -153,6 +249,8 @@ def measure(case: str, folder: Path, ranker: Sequence[str]) -> dict[str, Any]:
         "ann": manifest.get("ann", {}),
         "load": load,
         "cold_load_median_s": sorted(x["cold_s"] for x in load)[LOADS // 2],
+        "verify_median_s": sorted(x["verify_s"] for x in load)[LOADS // 2],
+        "warm_load_median_s": sorted(x["warm_s"] for x in load)[LOADS // 2],
         "metrics": {k: v for k, v in manifest["metrics"].items() if k.endswith("ndcg@10")},
     }
 
@@ -180,7 +278,34 @@ def print_table(results: dict[str, Any]) -> None:
             f"{median['verify_s']:.3f}",
             f"{median['warm_s']:.3f}",
         )
-    Console(width=180).print(table)
+    console = Console(width=180)
+    console.print(table)
+    ann = Table(title="ANN per embedding model (conf/ann; recall@k against exact search, one query at a time)")
+    for column in ("case", "index", "kind", "params", "items x dim", "recall@k", "queries", "ANN ms", "exact ms"):
+        ann.add_column(column, justify="left" if column in ("case", "index", "kind", "params") else "right")
+    for case, r in results["cases"].items():
+        for name, a in r["ann"].items():
+            ann.add_row(
+                case,
+                name,
+                a["kind"],
+                " ".join(f"{k}={v}" for k, v in a["params"].items()),
+                f"{a['items']:,} x {a['dim']}",
+                f"{a['recall']:.4f} @{a['k']}",
+                f"{a['queries']:,}",
+                f"{a['ann_ms_median']:.3f}",
+                f"{a['exact_ms_median']:.3f}",
+            )
+    console.print(ann)
+    for case, r in results["cases"].items():
+        if "steps" in r:
+            shop, steps = r["shop"], r["steps"]
+            costs = ", ".join(f"{k} {v['wall_s']:.0f}/{v['cpu_s']:.0f} s" for k, v in steps.items())
+            console.print(
+                f"{case}: {shop['lake']['events']:,} events ({shop['train_events']:,} in training, "
+                f"{shop['train_pairs']:,} user-item pairs), {shop['lake']['items']:,} items in the catalogue, "
+                f"{r['vocabulary']['items'] - 1:,} in the vocabulary (+ OOV); wall/CPU: {costs}"
+            )
 
 
 def main() -> None:
@@ -188,11 +313,16 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=REPO / "bench_data" / "export")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated: {', '.join(CASES)}")
     parser.add_argument("--ranker", nargs="*", default=[], help="extra train overrides for the MovieLens ranker")
-    parser.add_argument("--fresh", action="store_true", help="ignore results.json")
+    parser.add_argument("--events", type=int, default=2_000_000, help="two_tower_100k: events generated")
+    parser.add_argument("--users", type=int, default=20_000, help="two_tower_100k: users in the shop")
+    parser.add_argument("--epochs", type=int, default=3, help="two_tower_100k: trainer.max_epochs")
+    parser.add_argument("--two-tower", nargs="*", default=[], help="two_tower_100k: extra train overrides")
+    parser.add_argument("--fresh", action="store_true", help="measure the cases asked for again")
+    parser.add_argument("--refit", action="store_true", help="two_tower_100k: generate and fit again")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per fit, as the other model benchmarks measure
     path = args.workdir / "results.json"
-    results: dict[str, Any] = {} if args.fresh or not path.is_file() else json.loads(path.read_text())
+    results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     results.setdefault("cases", {})
     for case in args.cases.split(","):
         if case not in CASES:
@@ -200,8 +330,10 @@ def main() -> None:
         if case in results["cases"] and not args.fresh:
             continue
         print(f"{case} ...", flush=True)
-        results["cases"][case] = measure(case, args.workdir / case, args.ranker)
-        results |= {"machine": machine(), "commit": git_state(), "measured_at": datetime.now(UTC).isoformat()}
+        results["cases"][case] = measure(case, args.workdir / case, args)
+        stamp = {"machine": machine(), "commit": git_state(), "measured_at": datetime.now(UTC).isoformat()}
+        results["cases"][case] |= stamp
+        results |= stamp
         args.workdir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=1) + "\n")
     print_table(results)
