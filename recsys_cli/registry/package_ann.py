@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 MODEL_KEY = "model"
 SAMPLE_SEED = 0
+TUNING_SEED = 1
 
 
 def embedding_models(model: Recommender) -> dict[str, Recommender]:
@@ -44,17 +45,17 @@ def embedding_models(model: Recommender) -> dict[str, Recommender]:
 def write_indexes(folder: Path, model: Recommender, spec: AnnSpec) -> dict[str, dict[str, Any]]:
     """Build, measure and save an index per embedding model under `folder`
     (`ann/<name>/`); returns each one's record for the package manifest."""
-    from recsys_cli.serving.ann import AnnIndex, measure_recall
+    from recsys_cli.serving.ann import measure_recall
 
     records = {}
     for name, part in embedding_models(model).items():
-        vectors = part.item_vectors()
-        assert vectors is not None and part.users is not None
-        index = AnnIndex.build(vectors, spec)
+        assert part.users is not None
+        index, tuning = _index_meeting_recall(part, spec)
         index.save(folder / name)
         queries = part.user_vectors(sample_users(len(part.users), spec.recall_sample_users))
         measured = measure_recall(index, queries, k=spec.k)
         records[name] = {
+            "tuning": tuning,
             "path": f"{folder.name}/{name}",
             "kind": index.kind,
             "params": dict(index.params),
@@ -69,12 +70,33 @@ def write_indexes(folder: Path, model: Recommender, spec: AnnSpec) -> dict[str, 
     return records
 
 
-def sample_users(n_users: int, size: int) -> np.ndarray:
+def _index_meeting_recall(part: Recommender, spec: AnnSpec) -> tuple[AnnIndex, dict[str, Any]]:
+    """The configured index, its query-time search widened until recall@k on one
+    sample of users reaches `spec.min_recall`, or exact search when even the widest
+    setting falls short. Tuned on its own sample (another seed), so the recall the
+    manifest reports is measured on users the tuning did not see."""
+    from dataclasses import replace
+
+    from recsys_cli.serving.ann import AnnIndex, widen_to_recall
+
+    vectors = part.item_vectors()
+    assert vectors is not None and part.users is not None
+    index = AnnIndex.build(vectors, spec)
+    queries = part.user_vectors(sample_users(len(part.users), spec.recall_sample_users, seed=TUNING_SEED))
+    tried = widen_to_recall(index, queries, spec)
+    tuning: dict[str, Any] = {"min_recall": spec.min_recall, "tried": tried}
+    if tried and tried[-1]["recall"] < spec.min_recall:
+        tuning["fallback"] = f"exact: the widest {index.kind} search recalled {tried[-1]['recall']:.3f}"
+        index = AnnIndex.build(vectors, replace(spec, kind="exact"))
+    return index, tuning
+
+
+def sample_users(n_users: int, size: int, seed: int = SAMPLE_SEED) -> np.ndarray:
     """Up to `size` known users (index >= 1), drawn without replacement with a fixed seed."""
     known = np.arange(1, n_users, dtype=np.int64)
     if known.size <= size:
         return known
-    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(known, size, replace=False))
+    return np.sort(np.random.default_rng(seed).choice(known, size, replace=False))
 
 
 def load_indexes(folder: Path, records: Any, model: Recommender) -> dict[str, AnnIndex]:

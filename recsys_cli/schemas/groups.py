@@ -341,6 +341,7 @@ class Ann(Schema):
     ivf: AnnIvf
     recall_sample_users: PositiveInt
     k: PositiveInt
+    min_recall: Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 # --------------------------------------------------------------------------- eval

@@ -5,6 +5,7 @@ and a saved index reads back identical or is refused naming the damaged file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,17 @@ from omegaconf import OmegaConf
 from recsys_cli.config import DEFAULT_CONF_DIR
 from recsys_cli.errors import IntegrityError
 from recsys_cli.schemas.groups import Ann
-from recsys_cli.serving.ann import INDEX_FILE, META_FILE, AnnIndex, AnnSpec, HnswSpec, IvfSpec, measure_recall
+from recsys_cli.serving.ann import (
+    INDEX_FILE,
+    META_FILE,
+    AnnIndex,
+    AnnSpec,
+    HnswSpec,
+    IvfSpec,
+    measure_recall,
+    recall_at,
+    widen_to_recall,
+)
 
 DIM = 16
 GENEROUS = {
@@ -203,3 +214,31 @@ def test_the_shipped_config_validates_and_builds_the_spec() -> None:
     assert set(Ann.model_fields) == set(AnnSpec.__dataclass_fields__)
     assert set(Ann.model_fields["hnsw"].annotation.model_fields) == set(HnswSpec.__dataclass_fields__)  # type: ignore[union-attr]
     assert set(Ann.model_fields["ivf"].annotation.model_fields) == set(IvfSpec.__dataclass_fields__)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_search_is_widened_until_the_minimum_recall_is_met(kind: str, items: np.ndarray, queries: np.ndarray) -> None:
+    # A well-built index searched too narrowly (ef_search or nprobe 1).
+    starved = {
+        "hnsw": AnnSpec(kind="hnsw", exact_below=0, hnsw=HnswSpec(M=16, ef_construction=100, ef_search=1)),
+        "ivf": STARVED["ivf"],
+    }[kind]
+    spec = dataclasses.replace(starved, min_recall=0.95)
+    index = AnnIndex.build(items, spec)
+    tried = widen_to_recall(index, queries, spec)
+    name = "ef_search" if kind == "hnsw" else "nprobe"
+    assert [t[name] for t in tried] == [2**i for i in range(len(tried))]  # doubled from the starved 1
+    assert tried[0]["recall"] < 0.95 <= tried[-1]["recall"] and len(tried) > 1
+    assert index.params[name] == tried[-1][name]  # the index is left at the setting that met it
+    assert recall_at(index, queries, 100) == tried[-1]["recall"]
+
+
+def test_an_exact_index_needs_no_widening(items: np.ndarray, queries: np.ndarray) -> None:
+    assert widen_to_recall(AnnIndex.build(items, AnnSpec(kind="exact")), queries, AnnSpec(min_recall=1.0)) == []
+
+
+def test_a_graph_too_poor_for_the_minimum_stops_at_the_widest_search(items: np.ndarray, queries: np.ndarray) -> None:
+    spec = dataclasses.replace(STARVED["hnsw"], min_recall=0.999)  # M=4, ef_construction=8: a poor graph
+    index = AnnIndex.build(items, spec)
+    tried = widen_to_recall(index, queries, spec)
+    assert tried[-1]["ef_search"] == index.size and tried[-1]["recall"] < 0.999  # widest search, still short
