@@ -321,9 +321,13 @@ class TwoStageRanker(Recommender):
             if p["lightgbm_cv_ensemble"]:
                 return self._keep_ensemble(cv, candidates[0], points, fold), examples
         out = self._held_out(examples)
-        held = _subset(*examples, out)
+        # Calibration reads the held-out labels and weights, never the pairs' features:
+        # the candidate pairs are dropped before the feature rows are split, the peak
+        # of the fit's memory (the caller keeps no reference to them).
+        held = _labels_only(examples, out)
+        del examples
         train_rows, held_rows = subset_rows(rows, ~out), subset_rows(rows, out)
-        del rows, examples  # only the split copies are needed from here (the caller keeps none)
+        del rows  # only the split copies are needed from here
         fits = [fit_point(base | points[i], train_rows, held_rows, categorical, p["patience"]) for i in candidates]
         if len(candidates) > 1:
             for i, fit in zip(candidates, fits, strict=True):
@@ -607,6 +611,20 @@ def _rows(examples: Examples) -> Rows:
 
 def _subset(pairs: Pairs, group: np.ndarray, y: np.ndarray, weight: np.ndarray, mask: np.ndarray) -> Examples:
     return Pairs(*(getattr(pairs, f)[mask] for f in FIELDS)), group[mask], y[mask], weight[mask]
+
+
+def _labels_only(examples: Examples, mask: np.ndarray) -> Examples:
+    """The examples under `mask` with their pairs' rows, users and items but no
+    feature columns: what calibration reads, at a fraction of the memory."""
+    pairs, n = examples[0], int(np.count_nonzero(mask))
+    light = Pairs(
+        pairs.rows[mask],
+        pairs.users[mask],
+        pairs.items[mask],
+        np.zeros((n, 0), pairs.numeric.dtype),
+        np.zeros((n, 0), pairs.categorical.dtype),
+    )
+    return light, examples[1][mask], examples[2][mask], examples[3][mask]
 
 
 def _stack(parts: list[Examples]) -> Examples:
