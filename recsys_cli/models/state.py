@@ -11,7 +11,6 @@ dtype, shape (against the vocabularies) and index range, and a problem is one
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,9 @@ class StateError(ValueError):
 
 def read_json(path: Path) -> dict[str, Any]:
     """A model folder's JSON file as a mapping, or one `IntegrityError` line."""
-    try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise IntegrityError(f"{path}: missing; the model folder is incomplete, retrain the run") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{path}: not readable JSON ({type(exc).__name__}); retrain the run") from None
-    if not isinstance(payload, dict):
-        raise IntegrityError(f"{path}: must hold a JSON object; retrain the run")
-    return payload
+    from recsys_cli.registry.integrity import read_json_object
+
+    return read_json_object(path, "retrain the run", missing="missing; the model folder is incomplete")
 
 
 def read_tensors(path: Path) -> dict[str, np.ndarray]:

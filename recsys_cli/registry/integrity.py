@@ -33,6 +33,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_json_object(path: Path, remedy: str, missing: str = "missing") -> dict[str, Any]:
+    """The JSON object in `path`, or one `IntegrityError` line naming it and saying
+    how to get a good one again (`remedy`: "retrain the run", "export the run again")."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise IntegrityError(f"{path}: {missing}; {remedy}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{path}: not readable JSON ({type(exc).__name__}); {remedy}") from None
+    if not isinstance(payload, dict):
+        raise IntegrityError(f"{path}: must hold a JSON object; {remedy}")
+    return payload
+
+
 def file_entries(folder: Path, skip: Iterable[str] = (MANIFEST,)) -> list[dict[str, Any]]:
     """`{"path", "bytes", "sha256"}` of every file under `folder` (posix paths relative
     to it, sorted), leaving out the top-level names in `skip` (the manifest itself)."""

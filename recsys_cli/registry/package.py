@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from recsys_cli import __version__
 from recsys_cli.errors import IntegrityError
-from recsys_cli.registry.integrity import MANIFEST, check_seal, file_entries, seal, unlisted, verify_files
+from recsys_cli.registry.integrity import (
+    MANIFEST,
+    check_seal,
+    file_entries,
+    read_json_object,
+    seal,
+    unlisted,
+    verify_files,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -58,13 +66,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not folder.is_dir():
         raise IntegrityError(f"{folder}: no such package folder")
-    if not path.is_file():
-        raise IntegrityError(f"{path}: missing, so the package cannot be checked; {REEXPORT}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{path}: not readable JSON ({type(exc).__name__}); {REEXPORT}") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+    manifest = read_json_object(path, REEXPORT, missing="missing, so the package cannot be checked")
+    if manifest.get("kind") != KIND:
         raise IntegrityError(f"{path}: not a model package manifest (kind is not {KIND!r})")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:

@@ -26,7 +26,15 @@ from omegaconf import DictConfig, OmegaConf
 from recsys_cli import __version__
 from recsys_cli.errors import ConfigError, IntegrityError
 from recsys_cli.registry import lineage
-from recsys_cli.registry.integrity import MANIFEST, check_seal, file_entries, seal, unlisted, verify_files
+from recsys_cli.registry.integrity import (
+    MANIFEST,
+    check_seal,
+    file_entries,
+    read_json_object,
+    seal,
+    unlisted,
+    verify_files,
+)
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
@@ -121,11 +129,8 @@ def _verified_manifest(run: Path) -> dict[str, Any]:
             f"{run}: no {MANIFEST}, so its files cannot be checked: the run is incomplete or was written by an "
             f"older version of recsys; {RETRAIN}"
         )
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{path}: not readable JSON ({type(exc).__name__}); {RETRAIN}") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+    manifest = read_json_object(path, RETRAIN)
+    if manifest.get("kind") != KIND:
         raise IntegrityError(f"{path}: not a run manifest (kind is not {KIND!r}); {RETRAIN}")
     check_seal(manifest, path, hint=RETRAIN)
     entries = manifest.get("files")

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from recsys_cli.errors import IntegrityError
-from recsys_cli.registry.integrity import sha256_file
+from recsys_cli.registry.integrity import read_json_object, sha256_file
 
 INDEX_FILE = "index.faiss"
 META_FILE = "ann.json"
@@ -351,14 +351,7 @@ _FIELDS: dict[str, type] = {
 
 def _read_meta(path: Path) -> dict[str, Any]:
     """ann.json with every field present and of its type, or one `IntegrityError` line."""
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise IntegrityError(f"{path}: missing; the index folder is incomplete, export the model again") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{path}: not readable JSON ({type(exc).__name__})") from None
-    if not isinstance(meta, dict):
-        raise IntegrityError(f"{path}: must hold a JSON object")
+    meta = read_json_object(path, "export the model again", missing="missing; the index folder is incomplete")
     for key, kind in _FIELDS.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise IntegrityError(f"{path}: field {key!r} missing or not {kind.__name__}")
