@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recsys_cli.errors import IntegrityError, LakeError, RecsysError
-from recsys_cli.registry.integrity import MANIFEST, SEAL, canonical_digest, file_entries, seal, unlisted, verify_files
+from recsys_cli.registry.integrity import (
+    MANIFEST,
+    SEAL,
+    canonical_digest,
+    file_entries,
+    seal,
+    unlisted,
+    verify_files,
+    write_json,
+)
 from recsys_cli.registry.outputs import KIND, manifest_kind, owned
 
 if TYPE_CHECKING:
@@ -50,12 +59,6 @@ def read_manifest(lake: Path | str) -> dict[str, Any]:
 # Without a readable manifest a folder cannot be shown to be a lake, so ingest will
 # not replace it (registry/outputs.py): the user removes it.
 _UNREADABLE = "nothing in the lake can be trusted: delete the folder and run `recsys ingest` again"
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")  # unique: two writers never share one
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _siblings(lake: Path, kind: str) -> list[Path]:

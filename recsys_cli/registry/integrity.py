@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,6 +33,14 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write `payload` as JSON under a temporary name and rename it into place: a
+    reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")  # unique: two writers never share one
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
 
 
 def read_json_object(path: Path, remedy: str, missing: str = "missing") -> dict[str, Any]:

@@ -11,7 +11,6 @@ never reaches a service.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from recsys_cli.registry.integrity import (
     seal,
     unlisted,
     verify_files,
+    write_json,
 )
 
 if TYPE_CHECKING:
@@ -53,9 +53,7 @@ def seal_package(folder: Path, payload: dict[str, Any]) -> dict[str, Any]:
         "files": file_entries(folder),
     }
     sealed = seal(manifest)
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(sealed, indent=2, default=str) + "\n")
-    os.replace(tmp, folder / MANIFEST)
+    write_json(folder / MANIFEST, sealed)
     return sealed
 
 

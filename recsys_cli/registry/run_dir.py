@@ -13,7 +13,6 @@ weight tensor is refused instead of silently changing recommendations.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from recsys_cli.registry.integrity import (
     seal,
     unlisted,
     verify_files,
+    write_json,
 )
 
 CONFIG = "config.yaml"
@@ -94,9 +94,7 @@ def seal_run(folder: Path, data: dict[str, Any]) -> None:
         "lineage": data,
         "files": file_entries(folder),
     }
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(seal(manifest), indent=2) + "\n")
-    os.replace(tmp, folder / MANIFEST)
+    write_json(folder / MANIFEST, seal(manifest))
 
 
 def open_run(run: Path, check_data: bool = True) -> Run:

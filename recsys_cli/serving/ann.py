@@ -24,7 +24,6 @@ one thread, which is how a server run with OMP_NUM_THREADS=1 answers requests
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -36,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from recsys_cli.errors import IntegrityError
-from recsys_cli.registry.integrity import read_json_object, sha256_file
+from recsys_cli.registry.integrity import read_json_object, sha256_file, write_json
 
 INDEX_FILE = "index.faiss"
 META_FILE = "ann.json"
@@ -173,9 +172,7 @@ class AnnIndex:
             "sha256": sha256_file(path),
             "faiss_version": faiss.__version__,
         }
-        temporary = folder / f".{META_FILE}.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(meta, indent=1))
-        os.replace(temporary, folder / META_FILE)
+        write_json(folder / META_FILE, meta)
 
     @classmethod
     def load(cls, folder: Path) -> AnnIndex:
