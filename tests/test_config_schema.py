@@ -56,6 +56,8 @@ GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "abtest/sequential": [("abtest", [])],
     "abtest/funnel": [("abtest", [])],
     "ann": [("export", [])],
+    "serve": [("serve", [])],
+    "serve/rules": [("serve", [])],
 }
 
 
@@ -286,6 +288,16 @@ BAD = [
     ("abtest", ["abtest.simulator._target_=nowhere.Model"], "abtest.simulator._target_ = 'nowhere.Model': must name"),
     ("abtest", ["abtest/sequential=msprt", "abtest.target_lift=0"], "abtest.target_lift = 0: must be > 0"),
     ("abtest", ["seed=x"], "seed = 'x': must be an integer"),
+    # serve
+    ("serve", ["serve.port=70000"], "serve.port = 70000: must be <= 65535"),
+    ("serve", ["serve.state=disk"], "serve.state = 'disk': must be one of 'memory' or 'redis'"),
+    ("serve", ["serve.workers=2"], "serve.workers = 2: more than one worker needs serve.state=redis"),
+    ("serve", ["serve.limits.max_k=0"], "serve.limits.max_k = 0: must be >= 1"),
+    ("serve", ["serve.limits.default_k=500"], "serve.limits.default_k = 500: must be at most max_k (100)"),
+    ("serve", ["serve.api_key_env=my-key"], "serve.api_key_env = 'my-key': must be an environment variable name"),
+    ("serve", ["serve.event_log.fsync=sometimes"], "serve.event_log.fsync = 'sometimes': must be one of"),
+    ("serve", ["serve.alias='a b'"], "serve.alias = 'a b': must be an alias, latest or a version number"),
+    ("serve", ["+serve.colour=red"], "serve.colour = 'red': unknown key"),
 ]
 
 

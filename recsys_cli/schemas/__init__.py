@@ -29,6 +29,7 @@ PRIMARY = {
     "export": "primary:ExportConfig",
     "abtest": "abtest:AbTestConfig",
     "registry": "primary:RegistryConfig",
+    "serve": "serve:ServeConfig",
 }
 _RULES = {
     "missing": "is required",
