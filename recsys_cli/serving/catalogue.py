@@ -46,8 +46,8 @@ class Catalogue:
     def from_items(cls, items: pl.DataFrame) -> Catalogue:
         """From a package's `items.parquet` (`registry/package_tables.item_table`):
         `item_id`, `index` (1..n), `category`, `brand`, `price`, `stock`, `launched_at`."""
-        size = int(items[INDEX].max() or 0) + 1 if items.height else 1
         rows = items[INDEX].cast(pl.Int64).to_numpy()
+        size = int(rows.max()) + 1 if len(rows) else 1
         ids = np.full(size, "", dtype=object)
         ids[rows] = items[Col.ITEM].to_numpy()
         category, category_names = _codes(items[Col.CATEGORY], rows, size)

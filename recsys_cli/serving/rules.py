@@ -49,12 +49,15 @@ class Filters:
 
 @dataclass(frozen=True)
 class Reranked:
-    """The answer's model item indices and scores, best first (at most k; fewer
-    when fewer candidates survive), and what each rule did (None unless asked)."""
+    """The answer's model item indices and scores after the rules, best first (at
+    most k; fewer when fewer candidates survive), what each rule did (None unless
+    asked), and each item's score as the model gave it (a calibrated probability
+    stays one there, whatever a boost did to its ranking score)."""
 
     items: np.ndarray  # int64
     scores: np.ndarray  # float64
     explain: dict[str, Any] | None
+    model_scores: np.ndarray  # float64
 
 
 def scale(scores: np.ndarray, factor: float) -> np.ndarray:
@@ -96,6 +99,7 @@ def rerank(
     scores are dropped."""
     step = _Steps(catalogue, explain)
     items, scores = step.clean(np.asarray(items, dtype=np.int64), np.asarray(scores, dtype=np.float64))
+    given = _Given(items, scores)
     items, scores = step.filters(items, scores, filters)
     items, scores = step.in_stock(items, scores, rules, filters)
     scores = step.boosts(items, scores, rules)
@@ -105,7 +109,18 @@ def rerank(
     items, scores = step.category_cap(items, scores, rules.max_per_category, k)
     items, scores = step.new_products(items, scores, rules.new_products, k, now)
     record = {"order": ORDER, "candidates": step.received, "returned": len(items), **step.log} if explain else None
-    return Reranked(items, scores, record)
+    return Reranked(items, scores, record, given.scores_of(items))
+
+
+class _Given:
+    """The candidates' own scores, looked up by item after the rules reordered them."""
+
+    def __init__(self, items: np.ndarray, scores: np.ndarray) -> None:
+        self.sorter = np.argsort(items)
+        self.items, self.scores = items[self.sorter], scores[self.sorter]
+
+    def scores_of(self, items: np.ndarray) -> np.ndarray:
+        return self.scores[np.searchsorted(self.items, items)]
 
 
 def _in_stock(rules: Rules, filters: Filters) -> tuple[bool, str]:

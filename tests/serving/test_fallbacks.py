@@ -12,7 +12,7 @@ import pytest
 
 from recsys_cli.registry.package_tables import ITEM_COLUMNS
 from recsys_cli.serving.catalogue import Catalogue
-from recsys_cli.serving.fallbacks import Fallbacks
+from recsys_cli.serving.fallbacks import Fallbacks, Picked
 
 IDS = ["g1", "g2", "g3", "g4", "n1", "n2", "s1", "h1", "h2"]
 
@@ -32,7 +32,7 @@ def cat() -> Catalogue:
         for name, dtype in ITEM_COLUMNS.items()
         if name not in ("item_id", "index")
     )
-    return Catalogue.from_items(frame.select(list(ITEM_COLUMNS)).cast(ITEM_COLUMNS))
+    return Catalogue.from_items(frame.select(list(ITEM_COLUMNS)).cast(dict(ITEM_COLUMNS)))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def fb(cat: Catalogue) -> Fallbacks:
     return Fallbacks.from_tables(tables, cat)
 
 
-def ids(cat: Catalogue, picked) -> list[str]:  # noqa: ANN001
+def ids(cat: Catalogue, picked: Picked) -> list[str]:
     return cat.ids(picked.items)
 
 

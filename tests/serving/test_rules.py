@@ -17,7 +17,7 @@ import pytest
 from recsys_cli.registry.package_tables import ITEM_COLUMNS
 from recsys_cli.schemas.serve_rules import Rules
 from recsys_cli.serving.catalogue import Catalogue
-from recsys_cli.serving.rules import ORDER, Filters, admissible, rerank, scale
+from recsys_cli.serving.rules import ORDER, Filters, Reranked, admissible, rerank, scale
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 OLD = NOW - timedelta(days=400)
@@ -64,11 +64,13 @@ def rules(**changes: Any) -> Rules:
     return Rules.model_validate({**NONE, **changes})
 
 
-def run(cat: Catalogue, ids: list[str], scores: list[float], k: int = 10, filters: Filters | None = None, **rule: Any):
+def run(
+    cat: Catalogue, ids: list[str], scores: list[float], k: int = 10, filters: Filters | None = None, **rule: Any
+) -> Reranked:
     return rerank(cat.item_index(ids), np.array(scores), k, cat, rules(**rule), filters or Filters(), NOW.timestamp())
 
 
-def answer(result) -> list[str]:  # noqa: ANN001
+def answer(result: Reranked) -> list[str]:
     return [IDS[i - 1] for i in result.items.tolist()]
 
 
@@ -106,6 +108,14 @@ def test_low_stock_is_demoted_by_its_factor_and_unknown_stock_is_not(cat: Catalo
     assert answer(out) == ["a1", "a4", "a2"]
     assert out.scores.tolist() == [10.0, 8.0, 4.5]
     assert out.explain["low_stock"]["demoted"] == [{"item": "a2", "old": 9.0, "new": 4.5, "stock": 3}]
+
+
+def test_model_scores_are_the_candidates_own_whatever_the_rules_did(cat: Catalogue) -> None:
+    boosts = [{"column": "category", "equals": "hats", "factor": 3.0}]
+    out = run(cat, ["a1", "a2", "b2"], [0.9, 0.8, 0.4], low_stock={"below": 5, "factor": 0.5}, boosts=boosts)
+    assert answer(out) == ["b2", "a1", "a2"]
+    assert out.scores.tolist() == pytest.approx([1.2, 0.9, 0.4])
+    assert out.model_scores.tolist() == [0.4, 0.9, 0.8]
 
 
 def test_a_factor_moves_negative_scores_the_same_way_as_positive_ones() -> None:
