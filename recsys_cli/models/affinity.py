@@ -31,11 +31,12 @@ from recsys_cli.features.vocab import Vocabulary
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.clickstream import DEFAULT_EVENT_WEIGHTS, decayed_popularity, event_log, normalised
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.retrieval import SparseScores, sparse_lookup
 from recsys_cli.models.state import check_csr, check_range, check_vector, csr_tensors, tensor
 from recsys_cli.models.validation import Targets
 
 
-class CategoryAffinity(Recommender):
+class CategoryAffinity(SparseScores, Recommender):
     def __init__(
         self,
         half_life_days: float | None = 7.0,
@@ -70,6 +71,38 @@ class CategoryAffinity(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         shares = self.affinity[users].toarray()  # (batch, n_categories), mostly zeros
         return (1 - self.global_weight) * shares[:, self.item_category] * self.within + self.prior
+
+    def _prior(self) -> np.ndarray:
+        return self.prior
+
+    def _proposals(self, users: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first depth(u) items of each category the user touched: within a
+        category the score follows the item's popularity, whatever the user's share,
+        so no deeper item of it can enter the user's top list."""
+        order, starts, sizes = self._category_lists()
+        touched = self.affinity[users].tocoo()
+        take = np.minimum(depth[touched.row], sizes[touched.col])
+        rows = np.repeat(touched.row.astype(np.int64), take)
+        offset = np.arange(rows.size) - np.repeat(np.cumsum(take) - take, take)
+        return rows, order[np.repeat(starts[touched.col], take) + offset]
+
+    def _pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        unique, row = np.unique(users, return_inverse=True)
+        shares = sparse_lookup(self.affinity[unique], row, self.item_category[items]).astype(np.float32)
+        # The dense score's operations in its order and precision (float32), so both agree to the bit.
+        return np.float32(1 - self.global_weight) * shares * self.within[items] + self.prior[items]
+
+    def _category_lists(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items grouped by category, each group by (within-category share desc,
+        index asc); where each group starts, and its size. Cached per fit."""
+        cached = self.derived.get("category_lists")
+        if cached is None:
+            n_categories = int(self.item_category.max()) + 1 if self.item_category.size else 1
+            index = np.arange(self.item_category.size)
+            order = np.lexsort((index, -self.within.astype(np.float64), self.item_category))
+            sizes = np.bincount(self.item_category, minlength=n_categories).astype(np.int64)
+            cached = self.derived["category_lists"] = (order, np.cumsum(sizes) - sizes, sizes)
+        return cached
 
     def _state(self) -> dict[str, np.ndarray]:
         return csr_tensors("affinity", self.affinity) | {

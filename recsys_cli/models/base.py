@@ -47,6 +47,9 @@ class Recommender(ABC):
         # (registry/selection.py). Such a model says so before fitting
         # (`chooses_on_validation`).
         self.selected: dict[str, Any] = {}
+        # Lookups derived from the fitted state (retrieval's prior order and index),
+        # built on first use and dropped by the next fit.
+        self.derived: dict[str, Any] = {}
 
     @property
     def chooses_on_validation(self) -> bool:
@@ -63,6 +66,7 @@ class Recommender(ABC):
         """Fit on `data`; models trained by gradient steps use `validation` for early
         stopping and `workdir` for checkpoints and logs; closed-form ones ignore both."""
         self.users, self.items = data.users, data.items
+        self.derived = {}
         # Excluded items follow the target (the ground truth leaves out the same ones);
         # popularity counts every interacting user, whatever the target.
         self.seen = data.seen_matrix().astype(np.float32).tocsr()
@@ -81,6 +85,26 @@ class Recommender(ABC):
         ordered by the model's tie key, then by item index (`models.topk`)."""
         scores, tiebreak = self._ranking_scores(users)
         return self.top_k(scores, users, k, exclude_seen, tiebreak)
+
+    def candidates(self, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(len(users), n) the top-n items of each user that `recommend` would give
+        (the target's seen items left out), and their float32 scores; padded with item
+        0 at -inf where a user has fewer. Models whose scores are a sparse part over a
+        prior, or an inner product, find them without scoring the whole catalogue
+        (`models.retrieval`); an approximate index may miss a few (its recall is
+        measured against exact search)."""
+        from recsys_cli.models import retrieval
+
+        self._fitted()
+        return retrieval.candidates(self, users, n)
+
+    def pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """float32 `score(users[j])[items[j]]` for each pair j, without dense rows
+        where the model allows it."""
+        from recsys_cli.models import retrieval
+
+        self._fitted()
+        return retrieval.pair_scores(self, users, items)
 
     def top_k(
         self,

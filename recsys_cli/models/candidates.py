@@ -23,7 +23,7 @@ from recsys_cli.models.data import TrainData
 from recsys_cli.models.side_features import SideFeatures, encode_side
 
 ITEM_BUCKETS = {"price": 10, "age_days": 8, "release_year": 8}
-_BATCH_SCORES = 1 << 22
+_BATCH_USERS = 256
 
 
 @dataclass
@@ -94,10 +94,11 @@ def candidate_pairs(
     batch: int | None = None,
 ) -> Pairs:
     """Union of every generator's top `n_candidates` unseen items for each user,
-    with the features of each pair. Users go through in batches whose dense score
-    matrices hold about 2^22 floats each (256 users up to 16k items), so memory
-    stays flat as the catalogue grows."""
-    batch = batch or max(8, min(256, _BATCH_SCORES // max(tables.item_category.size, 1)))
+    with the features of each pair. Generators find their lists and score the
+    union's pairs through `Recommender.candidates` and `pair_scores`, which touch
+    the whole catalogue only for models that must; users go through `batch` at a
+    time, so the pairs' features in memory stay flat as the data grows."""
+    batch = batch or _BATCH_USERS
     parts = [
         _batch_pairs(generators, tables, users[i : i + batch], n_candidates, i) for i in range(0, users.size, batch)
     ]
@@ -117,11 +118,11 @@ def candidate_pairs(
 def _batch_pairs(
     generators: Mapping[str, Recommender], tables: SideTables, users: np.ndarray, n: int, offset: int
 ) -> Pairs:
-    scores, tops = {}, {}
+    tops, best = {}, {}
     for name, model in generators.items():
-        scores[name] = model.score(users)
-        top, top_scores = model.top_k(scores[name].copy(), users, n)
+        top, top_scores = model.candidates(users, n)
         tops[name] = np.where(np.isfinite(top_scores), top, 0)  # 0: seen or unknown, never a candidate
+        best[name] = np.where(np.isfinite(top_scores[:, 0]), top_scores[:, 0], 0.0) if n else np.zeros(users.size)
     union = np.sort(np.concatenate(list(tops.values()), axis=1), axis=1)
     keep = union > 0
     keep[:, 1:] &= union[:, 1:] != union[:, :-1]
@@ -129,13 +130,12 @@ def _batch_pairs(
     items = union[row, col]
 
     numeric = []
-    for name, model_scores in scores.items():
-        own = model_scores[row, items]
-        best = np.take_along_axis(model_scores, tops[name][:, :1], axis=1)[:, 0][row]
+    for name, model in generators.items():
+        own = model.pair_scores(users[row], items)
         # Rank within this generator's list (n + 1 when it did not propose the item).
         match = tops[name][row] == items[:, None]
         rank = np.where(match.any(axis=1), match.argmax(axis=1) + 1, n + 1)
-        numeric += [own, own - best, np.log(rank)]
+        numeric += [own, own - best[name][row], np.log(rank)]
     numeric.append(tables.affinity[users[row], tables.item_category[items]])
     return Pairs(
         row + offset,

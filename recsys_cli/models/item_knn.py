@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.retrieval import SparseScores
 from recsys_cli.models.selection import Grid, GridSelected
 from recsys_cli.models.state import check_csr, csr_tensors
 from recsys_cli.models.weighting import reweight
@@ -25,7 +26,7 @@ from recsys_cli.models.weighting import reweight
 _BLOCK_ENTRIES = 1 << 24
 
 
-class ItemKNN(GridSelected):
+class ItemKNN(SparseScores, GridSelected):
     FITTED = ("sim", "x")
 
     def __init__(
@@ -46,6 +47,12 @@ class ItemKNN(GridSelected):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.x[users] @ self.sim.T).todense())
+
+    def _prior(self) -> np.ndarray:
+        return np.zeros(self.sim.shape[0], dtype=np.float32)
+
+    def _part(self, users: np.ndarray) -> sp.csr_matrix:
+        return (self.x[users] @ self.sim.T).tocsr()
 
     def _state(self) -> dict[str, np.ndarray]:
         return csr_tensors("sim", self.sim) | csr_tensors("x", self.x)

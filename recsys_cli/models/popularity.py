@@ -17,11 +17,12 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.retrieval import SparseScores
 from recsys_cli.models.state import check_range, check_vector, tensor
 from recsys_cli.models.validation import Targets
 
 
-class Popularity(Recommender):
+class Popularity(SparseScores, Recommender):
     """Items by how many users interacted with them before the cutoff."""
 
     def _fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> None:
@@ -30,6 +31,12 @@ class Popularity(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_scores, (users.size, self.item_scores.size)).copy()
+
+    def _prior(self) -> np.ndarray:
+        return self.item_scores
+
+    def _part(self, users: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((users.size, self.item_scores.size), dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_scores": self.item_scores}
@@ -67,6 +74,8 @@ class RecentPopularity(Popularity):
 class SegmentPopularity(Popularity):
     """Items by popularity among users who share an attribute (region, age bucket...);
     users without the attribute get global popularity."""
+
+    sparse_scores = False  # one prior per segment, not one for all
 
     def __init__(self, attribute: str = "region") -> None:
         super().__init__(attribute=attribute)

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from recsys_cli.errors import ConfigError, IntegrityError
 from recsys_cli.evaluation.calibration import expected_calibration_error
+from recsys_cli.models import retrieval
 from recsys_cli.models.base import META, Recommender
 from recsys_cli.models.calibration import Method, apply_calibration, fit_calibration, weighted_ece
 from recsys_cli.models.candidates import (
@@ -384,18 +385,49 @@ class TwoStageRanker(Recommender):
         return self._score_with_tiebreak(users)[0]
 
     def recommend(self, users: np.ndarray, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k a chunk of users at a time: a ranker's catalogue-wide score matrix
-        comes with a float64 tie key, three times a plain model's, and at 1M events
-        an evaluation batch of both was the fit's peak memory. Same lists."""
+        """The lists of `score`'s ranking, built from each user's candidates alone: they
+        rank by (probability, raw score), every other unseen item below them by
+        popularity, so only as many popular items as a short list needs are looked at,
+        never the whole catalogue (at 10M events that dense row per user was most of
+        the fit). A chunk of users at a time. With `exclude_seen=False` the dense
+        ranking is used, seen items at their popularity floor."""
         users = np.asarray(users, dtype=np.int64)
-        if users.size <= _CHUNK_USERS:
-            return super().recommend(users, k, exclude_seen)
-        tops, scores = [], []
-        for start in range(0, users.size, _CHUNK_USERS):
-            top, score = super().recommend(users[start : start + _CHUNK_USERS], k, exclude_seen)
-            tops.append(top)
-            scores.append(score)
-        return np.concatenate(tops), np.concatenate(scores)
+        step = _CHUNK_USERS
+        dense = super().recommend
+        parts = [
+            self._ranked(users[i : i + step], k) if exclude_seen else dense(users[i : i + step], k, False)
+            for i in range(0, users.size, step)
+        ]
+        if not parts:
+            return np.zeros((0, max(k, 0)), np.int64), np.zeros((0, max(k, 0)), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _ranked(self, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self.tables is not None and self.popularity is not None and self.items is not None
+        n_items = len(self.items)
+        k = min(k, n_items - 1)
+        known = np.flatnonzero(users > 0)
+        pairs = candidate_pairs(self.generators, self.tables, users[known], self.params["n_candidates"])
+        raw = self._raw(pairs)
+        rows = known[pairs.rows]
+        probability = apply_calibration(self.params["calibration"], self.calibration, raw).astype(np.float32)
+        # Below every candidate: the rest by popularity (the unknown user's whole list).
+        floor = (self.popularity / max(float(self.popularity.max()), 1.0) - 2.0).astype(np.float32)
+        seen = retrieval.seen_rows(self, users)
+        taken = np.bincount(rows, minlength=users.size)
+        depth = np.maximum(k - np.where(users > 0, taken, 0), 0) + np.diff(seen.indptr) + taken
+        fill_rows, fill_items = retrieval.heads(retrieval.item_order(self, "popularity", self.popularity), depth, None)
+        fill_rows, fill_items = retrieval.without(fill_rows, fill_items, seen, rows, pairs.items, n_items)
+        # The unknown user's list reports popularity counts, as `score` does.
+        fill_scores = np.where(users[fill_rows] > 0, floor[fill_items], self.popularity[fill_items])
+        return retrieval.pack(
+            np.concatenate([rows, fill_rows]),
+            np.concatenate([pairs.items, fill_items]),
+            np.concatenate([probability, fill_scores]),
+            users.size,
+            k,
+            np.concatenate([raw, np.full(fill_items.size, -np.inf)]),
+        )
 
     def _score_with_tiebreak(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates get their calibrated probability; every other item stays below

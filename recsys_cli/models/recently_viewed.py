@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.clickstream import decayed_popularity, event_log, normalised
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.retrieval import SparseScores
 from recsys_cli.models.state import check_csr, check_vector, csr_tensors
 from recsys_cli.models.validation import Targets
 
@@ -29,7 +30,7 @@ EVENT_WEIGHTS = {"view": 1.0, "click": 1.0, "add_to_cart": 2.0, "remove_from_car
 PRIOR = 0.5
 
 
-class RecentlyViewed(Recommender):
+class RecentlyViewed(SparseScores, Recommender):
     """score = 1 + sum over the user's events on the item of weight(type) * 0.5 **
     (age_days / half_life_days) for items met (age from the user's latest event), plus for every item a popularity
     prior below 1 (the same weights decayed with `popularity_half_life_days`), so an
@@ -83,6 +84,12 @@ class RecentlyViewed(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         scores = np.broadcast_to(self.prior, (users.size, self.prior.size)).copy()
         return scores + self.profile[users].toarray()
+
+    def _prior(self) -> np.ndarray:
+        return self.prior
+
+    def _part(self, users: np.ndarray) -> sp.csr_matrix:
+        return self.profile[users]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"prior": self.prior} | csr_tensors("profile", self.profile)

@@ -38,6 +38,7 @@ from recsys_cli.models.clickstream import (
 )
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.item_knn import _top_k_per_row
+from recsys_cli.models.retrieval import SparseScores
 from recsys_cli.models.state import check_csr, check_vector, csr_tensors
 from recsys_cli.models.validation import Targets
 
@@ -45,7 +46,7 @@ from recsys_cli.models.validation import Targets
 PRIOR = 1e-4
 
 
-class ItemTransitions(Recommender):
+class ItemTransitions(SparseScores, Recommender):
     def __init__(
         self,
         window: int = 5,
@@ -126,6 +127,12 @@ class ItemTransitions(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         scores = np.asarray((self.profile[users] @ self.sim).todense(), dtype=np.float32)
         return scores + self.prior
+
+    def _prior(self) -> np.ndarray:
+        return self.prior
+
+    def _part(self, users: np.ndarray) -> sp.csr_matrix:
+        return (self.profile[users] @ self.sim).tocsr()
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"prior": self.prior} | csr_tensors("sim", self.sim) | csr_tensors("profile", self.profile)

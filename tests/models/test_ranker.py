@@ -124,3 +124,30 @@ def test_sampled_negatives_train_a_ranker_that_still_ranks_the_board() -> None:
     top, _ = model.recommend(users, 1, exclude_seen=False)
     assert top.shape == (users.size, 1)
     assert 0.0 <= model.diagnostics["holdout_positive_rate"] <= 1.0
+
+
+@pytest.mark.parametrize("calibration", ["fitted", "coarse_isotonic"])
+def test_lists_from_candidates_alone_are_the_dense_ranking(calibration: str) -> None:
+    """`recommend` ranks each user's candidates and tops up with popular unseen
+    items without a catalogue-wide row; its lists and scores are those of the dense
+    score matrix ranked by (probability, raw score, item), the seen items left out,
+    for known users and the unknown one, with lists longer than the candidates."""
+    from recsys_cli.models.base import Recommender
+    from recsys_cli.models.ranker import TwoStageRanker
+    from tests.models.conftest import checkerboard
+    from tests.models.test_contract import SMALL, make
+
+    data, _ = checkerboard()
+    model = make("ranker_lgbm", *SMALL["ranker_lgbm"]).fit(data)
+    assert isinstance(model, TwoStageRanker)
+    users = np.arange(0, data.n_users)
+    if calibration == "coarse_isotonic":
+        _, raw = model._score_with_tiebreak(users)
+        middle = float(np.median(raw[np.isfinite(raw)]))
+        model.params["calibration"], model.calibration = "isotonic", np.array([middle, middle + 1e-9, 0.2, 0.6])
+    for k in (3, data.n_items // 2):
+        top, scores = model.recommend(users, k)
+        want_top, want_scores = Recommender.recommend(model, users, k)
+        finite = np.isfinite(want_scores)
+        np.testing.assert_array_equal(np.where(finite, top, 0), np.where(finite, want_top, 0))
+        np.testing.assert_array_equal(scores[finite], want_scores[finite])

@@ -1,0 +1,315 @@
+"""Each user's top-n items without scoring the whole catalogue.
+
+`Recommender.score` returns a dense row per user, and a top-n over it costs
+users x items: at 10M events (89k items, 46k users) the ranker's candidate
+generators spent most of its fit there, and its cost grew faster than its data.
+Most retrieval models do not need the dense row. Their score is a shared prior
+plus a sparse, non-negative part per user:
+
+    score(u, i) = prior(i) + part(u, i),  part >= 0 and zero for most items
+
+(popularity: the prior alone; item-kNN: part = history x neighbours, prior 0;
+recently viewed and item transitions: a small popularity prior under a sparse
+profile). Then the exact top-n is among the items the part reaches and the
+first n + |seen(u)| items of the prior's order: an item outside both scores its
+prior, and at least n unseen items of that list score as much or more, ties
+going to the lower index as in `models.topk`. So the lists are the dense ones,
+found at a cost that grows with histories and neighbour lists, not with the
+catalogue. Embedding models (an inner product of user and item vectors) find
+theirs through a faiss index instead: exact below `exact_below` items, IVF
+above, its search widened until it recalls `min_recall` of the exact top-n on a
+sample of users. Every other model keeps the dense path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from recsys_cli.models.base import Recommender
+
+# Users scored densely at once on the fallback path: about 2^22 floats per batch.
+_DENSE_FLOATS = 1 << 22
+# The embedding path's index: exact below this many items, IVF above (conf/ann/default.yaml).
+ANN_SPEC: dict[str, Any] = {"kind": "auto", "exact_below": 20000, "min_recall": 0.9, "k": 100}
+
+
+class SparseScores:
+    """Mixin for a `Recommender` whose score is `prior(i) + part(u, i)` with a
+    sparse, non-negative part (module docstring). `_part` gives the part's rows;
+    a model whose part is cheaper to reach than to write out (category affinity)
+    overrides `_proposals` and `_pair_scores` instead. A subclass whose score is
+    not of that form sets `sparse_scores = False`."""
+
+    sparse_scores = True
+
+    def _prior(self) -> np.ndarray:
+        """(n_items,) the score of an item the user's part does not reach."""
+        raise NotImplementedError
+
+    def _part(self, users: np.ndarray) -> sp.csr_matrix:
+        """(len(users), n_items) the non-negative user part, for known users."""
+        raise NotImplementedError
+
+    def _proposals(self, users: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, item) pairs, row a position in `users`, that may score above their
+        prior; items a user's part does not reach need not be listed. `depth` is how
+        many items of each user's list the caller may keep (n + the user's seen)."""
+        part = self._part(users).tocoo()
+        return part.row.astype(np.int64), part.col.astype(np.int64)
+
+    def _pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """float64 score of each (user, item) pair, for known users."""
+        prior = np.asarray(self._prior(), dtype=np.float64)
+        unique, row = np.unique(users, return_inverse=True)
+        values = sparse_lookup(self._part(unique), row, items)
+        return prior[items] + values
+
+
+def sparse_lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """float64 `matrix[rows[j], cols[j]]` for every j (0 where not stored), by
+    sorted keys instead of fancy indexing, which densifies."""
+    m = matrix.tocsr()
+    m.sum_duplicates()
+    stored_rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    keys = stored_rows * m.shape[1] + m.indices.astype(np.int64)  # sorted: csr rows, sorted indices
+    wanted = np.asarray(rows, dtype=np.int64) * m.shape[1] + np.asarray(cols, dtype=np.int64)
+    at = np.searchsorted(keys, wanted)
+    found = at < keys.size
+    found[found] = keys[at[found]] == wanted[found]
+    out = np.zeros(wanted.size)
+    out[found] = m.data[at[found]]
+    return out
+
+
+def candidates(model: Recommender, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(len(users), n) the top-n unseen items of each user, best first, and their
+    float32 scores; rows with fewer are padded with item 0 at -inf. The unknown
+    user (index 0) gets popularity, as `score` gives it."""
+    users = np.asarray(users, dtype=np.int64)
+    n_items = _n_items(model)
+    n = max(0, min(n, n_items - 1))
+    if _is_sparse(model):
+        return _sparse(model, users, n)
+    if _embedding(model):
+        return _embedded(model, users, n)
+    return _dense(model, users, n)
+
+
+def pair_scores(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """float32 `score(users[j])[items[j]]` for every pair j, without dense rows
+    where the model allows it."""
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    out = np.zeros(users.size, dtype=np.float64)
+    cold = users == 0
+    assert model.popularity is not None
+    out[cold] = model.popularity[items[cold]]
+    known = ~cold
+    if not known.any():
+        return out.astype(np.float32)
+    if _is_sparse(model):
+        out[known] = model._pair_scores(users[known], items[known])
+    elif _embedding(model):
+        vectors = model.item_vectors()
+        assert vectors is not None
+        out[known] = (model.user_vectors(users[known]) * vectors[items[known]]).sum(axis=1, dtype=np.float64)
+    else:
+        unique, row = np.unique(users[known], return_inverse=True)
+        out[known] = model.score(unique)[row, items[known]]
+    return out.astype(np.float32)
+
+
+# -- the three paths ------------------------------------------------------------------------------------------------
+
+
+def _sparse(model: SparseScores, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    recommender: Any = model
+    n_items = _n_items(recommender)
+    seen = seen_rows(recommender, users)
+    seen_count = np.diff(seen.indptr).astype(np.int64)
+    depth = n + seen_count
+    known = np.flatnonzero(users > 0)
+    rows_p, items_p = model._proposals(users[known], depth[known])
+    rows_p = known[rows_p]
+    # The prior's first depth(u) items for every user; the unknown user's list is
+    # popularity's, which is all `score` gives it.
+    prior_rows, prior_items = heads(item_order(recommender, "prior", model._prior()), depth, users > 0)
+    cold = np.flatnonzero(users == 0)
+    if cold.size:
+        assert recommender.popularity is not None
+        c_rows, c_items = heads(item_order(recommender, "popularity", recommender.popularity), depth[cold], None)
+        prior_rows = np.concatenate([prior_rows, cold[c_rows]])
+        prior_items = np.concatenate([prior_items, c_items])
+    rows = np.concatenate([rows_p, prior_rows])
+    items = np.concatenate([items_p, prior_items])
+    rows, items = _unseen_unique(rows, items, seen, n_items)
+    scores = pair_scores(recommender, users[rows], items)
+    return pack(rows, items, scores, users.size, n)
+
+
+def _embedded(model: Recommender, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    n_items = _n_items(model)
+    seen = seen_rows(model, users)
+    seen_count = np.diff(seen.indptr).astype(np.int64)
+    index = _ann_index(model)
+    rows_all, items_all = [], []
+    known = np.flatnonzero(users > 0)
+    if known.size and n > 0:
+        # Users with long histories ask for more neighbours: sort by how many, so a
+        # batch's search depth is near each of its users' own.
+        order = known[np.argsort(seen_count[known], kind="stable")]
+        vectors = model.user_vectors(users[order])
+        for start in range(0, order.size, 1024):
+            part = order[start : start + 1024]
+            k = int(min(n_items - 1, n + seen_count[part].max()))
+            ids, _ = index.search(vectors[start : start + 1024], k)  # item indices, -1 past the found
+            row = np.repeat(part, ids.shape[1])
+            flat = ids.ravel()
+            ok = flat > 0
+            rows_all.append(row[ok])
+            items_all.append(flat[ok])
+    cold = np.flatnonzero(users == 0)
+    if cold.size:
+        assert model.popularity is not None
+        c_rows, c_items = heads(item_order(model, "popularity", model.popularity), n + seen_count[cold], None)
+        rows_all.append(cold[c_rows])
+        items_all.append(c_items)
+    rows = np.concatenate(rows_all) if rows_all else np.zeros(0, np.int64)
+    items = np.concatenate(items_all) if items_all else np.zeros(0, np.int64)
+    rows, items = _unseen_unique(rows, items, seen, n_items)
+    scores = pair_scores(model, users[rows], items)
+    return pack(rows, items, scores, users.size, n)
+
+
+def _dense(model: Recommender, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    batch = max(8, _DENSE_FLOATS // max(_n_items(model), 1))
+    tops, scores = [], []
+    for start in range(0, users.size, batch):
+        part = users[start : start + batch]
+        top, score = model.top_k(model.score(part), part, n)
+        tops.append(top)
+        scores.append(score)
+    if not tops:
+        return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
+    return np.concatenate(tops), np.concatenate(scores).astype(np.float32)
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------------
+
+
+def _n_items(model: Recommender) -> int:
+    assert model.items is not None
+    return len(model.items)
+
+
+def _is_sparse(model: Any) -> TypeGuard[SparseScores]:
+    return isinstance(model, SparseScores) and model.sparse_scores
+
+
+def _embedding(model: Recommender) -> bool:
+    return type(model)._item_vectors is not _base_item_vectors() and model.item_vectors() is not None
+
+
+def _base_item_vectors() -> Any:
+    from recsys_cli.models.base import Recommender
+
+    return Recommender._item_vectors
+
+
+def seen_rows(model: Recommender, users: np.ndarray) -> sp.csr_matrix:
+    n_items = _n_items(model)
+    if model.seen is None:
+        return sp.csr_matrix((users.size, n_items), dtype=np.float32)
+    return model.seen[users].tocsr()
+
+
+def item_order(model: Any, name: str, values: np.ndarray) -> np.ndarray:
+    """Items 1.. by (value descending, index ascending), cached on the model: the
+    prior does not change once fitted."""
+    cache = model.derived
+    name = f"order:{name}"
+    if name not in cache:
+        values = np.asarray(values, dtype=np.float64)
+        order = np.lexsort((np.arange(values.size), -values))
+        cache[name] = order[order != 0]
+    return cache[name]
+
+
+def heads(order: np.ndarray, depth: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) for the first depth[row] items of `order`, for rows in `mask`."""
+    depth = np.minimum(depth, order.size)
+    if mask is not None:
+        depth = np.where(mask, depth, 0)
+    rows = np.repeat(np.arange(depth.size, dtype=np.int64), depth)
+    starts = np.repeat(np.cumsum(depth) - depth, depth)
+    return rows, order[np.arange(rows.size) - starts]
+
+
+def _unseen_unique(
+    rows: np.ndarray, items: np.ndarray, seen: sp.csr_matrix, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs once each, without the unknown item and the rows' seen items."""
+    keys = np.unique(rows * n_items + items)
+    s = seen.tocoo()
+    seen_keys = s.row.astype(np.int64) * n_items + s.col.astype(np.int64)
+    keys = keys[~np.isin(keys, seen_keys)]
+    rows, items = keys // n_items, keys % n_items
+    keep = items != 0
+    return rows[keep], items[keep]
+
+
+def without(
+    rows: np.ndarray, items: np.ndarray, seen: sp.csr_matrix, taken_rows: np.ndarray, taken: np.ndarray, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, item) pairs that are neither a row's seen item nor among the
+    (taken_rows, taken) pairs, in their order."""
+    s = seen.tocoo()
+    drop = np.concatenate([s.row.astype(np.int64) * n_items + s.col, taken_rows * n_items + taken])
+    keep = ~np.isin(rows * n_items + items, drop)
+    return rows[keep], items[keep]
+
+
+def pack(
+    rows: np.ndarray,
+    items: np.ndarray,
+    scores: np.ndarray,
+    n_rows: int,
+    n: int,
+    secondary: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's n best pairs by (score desc, secondary desc, item asc) as
+    (n_rows, n) item and float32 score arrays, padded with item 0 at -inf."""
+    keys = (items,) if secondary is None else (items, -np.asarray(secondary, dtype=np.float64))
+    order = np.lexsort((*keys, -scores.astype(np.float64), rows))
+    rows, items, scores = rows[order], items[order], scores[order]
+    position = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
+    keep = position < n
+    top = np.zeros((n_rows, n), dtype=np.int64)
+    out = np.full((n_rows, n), -np.inf, dtype=np.float32)
+    top[rows[keep], position[keep]] = items[keep]
+    out[rows[keep], position[keep]] = scores[keep]
+    return top, out
+
+
+def _ann_index(model: Recommender) -> Any:
+    """The model's item vectors in a faiss index (items 1..), built once per fit."""
+    cached = model.derived.get("index")
+    if cached is not None:
+        return cached
+    from recsys_cli.serving.ann import AnnIndex, AnnSpec, widen_to_recall
+
+    vectors = model.item_vectors()
+    assert vectors is not None
+    spec = AnnSpec.of(ANN_SPEC)
+    index = AnnIndex.build(vectors, spec)
+    if index.kind != "exact":
+        assert model.users is not None
+        rng = np.random.default_rng(0)
+        sample = rng.choice(np.arange(1, len(model.users)), size=min(1000, len(model.users) - 1), replace=False)
+        widen_to_recall(index, model.user_vectors(np.sort(sample)), spec)
+    model.derived["index"] = index
+    return index
