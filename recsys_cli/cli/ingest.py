@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,14 @@ def ingest(
         bool,
         typer.Option("--append", help="Add new event files to the existing lake; old partitions stay as they are."),
     ] = False,
+    live_events: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--live-events",
+            help="Also ingest this export of a service's event log (repeatable); its user ids are already "
+            "this lake's pseudonyms, checked by the key fingerprint it carries.",
+        ),
+    ] = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Validate, deduplicate and pseudonymise a data source into a Parquet lake.
@@ -31,7 +40,7 @@ def ingest(
 
     cfg = compose("ingest", overrides, config_dir)
     with rich_progress() as reporter:
-        result = task.run(cfg, append=append, reporter=reporter)
+        result = task.run(cfg, append=append, reporter=reporter, live_events=live_events or ())
     if result.no_op:
         ingest_summary(result.manifest, console)
         console.print(f"[yellow]no-op:[/] {result.message} ({result.lake})")

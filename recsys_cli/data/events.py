@@ -173,8 +173,12 @@ def dedupe_window(
     existing: list[Path],
     user_ids: pl.DataFrame,
     hash_tables: dict[str, pl.DataFrame],
+    as_is: frozenset[int] = frozenset(),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A window's new rows in time order, pseudonymised, without exact duplicates.
+
+    Rows of the input files in `as_is` keep their user ids: those already are the
+    lake's pseudonyms (a service's exported events).
 
     A row is a duplicate when every contract column equals an earlier row's (in
     file, then line order) or a row already in the lake. Duplicates share their
@@ -191,7 +195,7 @@ def dedupe_window(
     dup = duplicate_mask(frame)
     kept = frame.filter(~dup)
     dropped = [frame.filter(dup).select(SRC)]
-    kept = pseudonymise(kept, Col.USER, user_ids)
+    kept = _pseudonymise_users(kept, user_ids, as_is)
     for column, table in hash_tables.items():
         kept = pseudonymise(kept, column, table)
     if existing:
@@ -201,6 +205,16 @@ def dedupe_window(
         kept = kept.join(seen, on=key, how="anti", nulls_equal=True, maintain_order="left")
     dups = pl.concat(dropped).group_by(SRC).len()
     return kept.drop(SRC, Col.LINE), dups
+
+
+def _pseudonymise_users(frame: pl.DataFrame, user_ids: pl.DataFrame, as_is: frozenset[int]) -> pl.DataFrame:
+    """User ids replaced by their pseudonyms, except in rows of the `as_is` input files."""
+    if not as_is:
+        return pseudonymise(frame, Col.USER, user_ids)
+    given = frame[Col.USER]  # `pseudonymise` keeps the row order
+    out = pseudonymise(frame, Col.USER, user_ids)
+    keep = pl.col(SRC).is_in(sorted(as_is))
+    return out.with_columns(pl.when(keep).then(given).otherwise(pl.col(Col.USER)).alias(Col.USER))
 
 
 def duplicate_mask(frame: pl.DataFrame) -> pl.Series:

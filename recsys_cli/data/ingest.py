@@ -62,6 +62,10 @@ class Source(Protocol):
 
     def scan_events(self, path: Path) -> pl.LazyFrame: ...
 
+    def events_spec(self, path: Path) -> TableSpec: ...
+
+    def pseudonymous(self, path: Path) -> bool: ...
+
     def items(self) -> tuple[pl.DataFrame, str] | None: ...
 
     def users(self) -> tuple[pl.DataFrame, str] | None: ...
@@ -174,6 +178,7 @@ def ingest(
         source.scan_events(f)
     loaded = {"items": source.items(), "users": source.users()}  # read once, used twice
     plans, table_plans = _plan_personal(source, new_files, loaded, personal)  # production refuses here
+    as_is = frozenset(src for src, f in enumerate(new_files) if source.pseudonymous(f))  # ids already pseudonyms
 
     with staged_version(lake, LAKE, raw_inputs(source)) as tmp:
         staging = tmp / "_staging"
@@ -182,12 +187,12 @@ def ingest(
         run = (previous or {}).get("run", 0) + 1 if append and previous else 1
         if append and previous:
             link_tree(lake, tmp, skip={MANIFEST})
-        user_ids = _user_table(staging, loaded["users"], key)
+        user_ids = _user_table(staging, loaded["users"], key, as_is)
         hashes = _hash_tables(staging, Personal(hash=frozenset().union(*(p.hash for p in plans))), key)
-        _write_days(tmp, staging, counts, user_ids, hashes, run, rules.window_rows, reporter)
+        _write_days(tmp, staging, counts, user_ids, hashes, as_is, run, rules.window_rows, reporter)
         loaded = {name: t if name in rebuild else None for name, t in loaded.items()}
         table_inputs = _write_tables(tmp, staging, source, loaded, user_ids, key, table_plans, tables)
-        _write_quarantine(tmp, staging, run, user_ids)
+        _write_quarantine(tmp, staging, run, user_ids, as_is)
         shutil.rmtree(staging, ignore_errors=True)  # absent when --append only rebuilt a table
         inputs = inputs_section(previous if append else None, counts, digests, table_inputs, run)
         manifest = build_manifest(tmp, source.name, config, fingerprint, key, inputs, run, now)
@@ -285,9 +290,10 @@ def _stage(
     counts = []
     for src, path in enumerate(files):
         reporter.start(f"validating {path.name}", total=1)
-        lf = ev.parse_events(source.scan_events(path), source.events, low, high)
+        spec = source.events_spec(path)
+        lf = ev.parse_events(source.scan_events(path), spec, low, high)
         try:
-            ev.stage_file(lf, path, src, staging, plans[src], source.events.keep)
+            ev.stage_file(lf, path, src, staging, plans[src], spec.keep)
         except pl.exceptions.PolarsError as exc:
             # Never the reader's own text: it quotes the field it choked on (a user id, an e-mail).
             raise SourceError(f"{path}: cannot be parsed: {polars_error_summary(exc)}") from exc
@@ -332,18 +338,23 @@ def _plan_personal(
     return events, tables
 
 
-def _user_table(staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiKey) -> pl.DataFrame:
-    """Pseudonyms for every raw user id in events, the users table and quarantined rows.
+def _user_table(
+    staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiKey, as_is: frozenset[int] = frozenset()
+) -> pl.DataFrame:
+    """Pseudonyms for every raw user id in events, the users table and quarantined rows
+    (not those of the `as_is` input files, whose ids already are pseudonyms).
 
     Ids are taken exactly as they are replaced later (trimmed, as `parse_events` and
     `prepare_table` trim them): a table keyed on other values would leave ids without
     a pseudonym.
     """
-    ids = [ev.scan_staged(staging).select(Col.USER)] if ev.staged_files(staging) else []
+    ids = []
+    if ev.staged_files(staging):
+        ids.append(ev.scan_staged(staging).filter(~pl.col(ev.SRC).is_in(sorted(as_is))).select(Col.USER))
     if users is not None:
         ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String)).select(trimmed(Col.USER)))
     for path in (staging / "quarantine").glob("f*.parquet"):
-        if Col.USER in pl.read_parquet_schema(path):
+        if Col.USER in pl.read_parquet_schema(path) and path.stem not in _staged_names(as_is):
             ids.append(pl.scan_parquet(path).select(Col.USER))
     if not ids:
         return pseudonym_table(pl.Series(Col.USER, [], dtype=pl.String), key, "user_id")
@@ -369,6 +380,7 @@ def _write_days(
     counts: list[ev.FileCounts],
     user_ids: pl.DataFrame,
     hashes: dict[str, pl.DataFrame],
+    as_is: frozenset[int],
     run: int,
     window_rows: int,
     reporter: Reporter,
@@ -379,7 +391,7 @@ def _write_days(
     def process(window: tuple[date, date]) -> pl.DataFrame:
         folders = [tmp / "events" / f"date={d}" for d in _dates(window)]
         existing = [f for folder in folders if folder.exists() for f in sorted(folder.glob("*.parquet"))]
-        rows, dups = ev.dedupe_window(staging, window, existing, user_ids, hashes)
+        rows, dups = ev.dedupe_window(staging, window, existing, user_ids, hashes, as_is)
         for (day,), part in rows.partition_by(Col.DATE, as_dict=True, include_key=False, maintain_order=True).items():
             folder = tmp / "events" / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -463,10 +475,21 @@ def _protect(
     return frames[0], bad
 
 
-def _write_quarantine(tmp: Path, staging: Path, run: int, user_ids: pl.DataFrame) -> None:
+def _staged_names(srcs: frozenset[int]) -> set[str]:
+    """Stems of the staging files of these input files (`events.stage_file` names them)."""
+    return {f"f{src:05d}" for src in srcs}
+
+
+def _write_quarantine(
+    tmp: Path, staging: Path, run: int, user_ids: pl.DataFrame, as_is: frozenset[int] = frozenset()
+) -> None:
     files = sorted((staging / "quarantine").glob("*.parquet"))
-    frames = [pl.read_parquet(f) for f in files]
-    frames = [pseudonymise(f, Col.USER, user_ids) if Col.USER in f.columns else f for f in frames if f.height]
+    keep = _staged_names(as_is)
+    frames = [
+        pseudonymise(df, Col.USER, user_ids) if Col.USER in df.columns and f.stem not in keep else df
+        for f, df in ((f, pl.read_parquet(f)) for f in files)
+        if df.height
+    ]
     if frames:
         (tmp / "quarantine").mkdir(exist_ok=True)
         pl.concat(frames, how="diagonal_relaxed").write_parquet(tmp / "quarantine" / f"run-{run:05d}.parquet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,12 +17,20 @@ from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.errors import SourceError
 
 
-def run(cfg: DictConfig, append: bool = False, reporter: Reporter | None = None) -> IngestResult:
+def run(
+    cfg: DictConfig, append: bool = False, reporter: Reporter | None = None, live_events: Sequence[Path] = ()
+) -> IngestResult:
+    """Ingest `cfg.data` into `cfg.lake_dir`, plus any `live_events` exports of a service
+    (`data/sources/live_events.py`), whose user ids already are the lake's pseudonyms."""
     from recsys_cli.config import build
 
     source = build(cfg.data)
     pii = cfg.pii
     key = load_key(pii.key_env, pii.allow_development_key, pii.min_key_length)
+    if live_events:
+        from recsys_cli.data.sources.live_events import WithLiveEvents
+
+        source = WithLiveEvents(source, live_events, key.fingerprint, append)
     personal = policy_from_config(cast(dict[str, Any], OmegaConf.to_container(pii, resolve=True)))
     rules = Rules(**cast(dict[str, Any], OmegaConf.to_container(cfg.validation)))
     snapshot = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
@@ -32,4 +41,3 @@ def run(cfg: DictConfig, append: bool = False, reporter: Reporter | None = None)
         # the reader's text, which can quote cell values (user ids, e-mails); --debug keeps it.
         where = getattr(source, "path", cfg.data.get("path", "the source"))
         raise SourceError(f"{where}: cannot be read ({polars_error_summary(exc)}); --debug shows the details") from exc
-

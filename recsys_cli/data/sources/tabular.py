@@ -77,6 +77,14 @@ class TabularSource:
         """Contract-named text columns of one event file, with `_line`."""
         return map_columns(scan_raw(path, self.events), self.events, path, EVENTS_REQUIRED)
 
+    def events_spec(self, path: Path) -> TableSpec:
+        """How `path`'s events are written: one spec for every file of a tabular source."""
+        return self.events
+
+    def pseudonymous(self, path: Path) -> bool:
+        """False: a source's own files hold raw user ids (see `live_events` for files that do not)."""
+        return False
+
     def items(self) -> tuple[pl.DataFrame, str] | None:
         return self._table(self.items_spec, Col.ITEM)
 
