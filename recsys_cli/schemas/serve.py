@@ -33,10 +33,12 @@ Port = Annotated[Int, Field(ge=0, le=65_535)]  # 0: any free port (tests)
 class ServeRedis(Schema):
     url: Text
     prefix: Text
+    ttl_s: Positive | None
 
 
 class ServeHistory(Schema):
-    max_events: PositiveInt
+    max_events: Annotated[Int, Field(ge=1, le=100_000)]
+    max_users: PositiveInt
 
 
 class ServeEventLog(Schema):
