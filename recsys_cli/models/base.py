@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,24 @@ class Recommender(ABC):
 
         self._fitted()
         return retrieval.pair_scores(self, users, items)
+
+    def score_history(self, user: int, items: np.ndarray, events: Sequence[str] | None = None) -> np.ndarray | None:
+        """(n_items,) float32 scores of `user` (0: a visitor the model never met) as if
+        the model had also seen `items` (item indices, oldest first, with their event
+        types) after what it was fitted on: a service's live events change the very next
+        answer without a refit. None for a model that cannot take a history in; its
+        scores stay those of the fitted state. Unknown items (index 0) are ignored."""
+        self._fitted()
+        items = np.asarray(items, dtype=np.int64)
+        known = items > 0
+        kinds = list(events) if events is not None else ["view"] * items.size
+        if len(kinds) != items.size:
+            raise ValueError(f"score_history: {items.size} items but {len(kinds)} event types")
+        scores = self._score_history(int(user), items[known], [e for e, k in zip(kinds, known, strict=True) if k])
+        return None if scores is None else np.asarray(scores, dtype=np.float32).reshape(-1)
+
+    def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray | None:
+        return None
 
     def top_k(
         self,

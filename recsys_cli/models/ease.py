@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from recsys_cli.errors import ConfigError
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.history import with_items
 from recsys_cli.models.selection import Grid, GridSelected
 from recsys_cli.models.weighting import reweight
 
@@ -58,9 +59,18 @@ class EASE(GridSelected):
         self.b, self.x = b.astype(np.float32), x
 
     def _score(self, users: np.ndarray) -> np.ndarray:
+        return self._scores_of(self.x[users])
+
+    def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
+        """The user's row with each new item counted once more (a view and a purchase
+        alike: the weights the model was fitted on are the feature set's, which a live
+        event does not have), through the same item-item weights."""
+        return self._scores_of(with_items(self.x[[user]], items))
+
+    def _scores_of(self, x: sp.csr_matrix) -> np.ndarray:
         if self.kept is None:
-            return np.asarray(self.x[users] @ self.b)
-        covered = np.asarray(self.x[users][:, self.kept] @ self.b)
+            return np.asarray(x @ self.b)
+        covered = np.asarray(x[:, self.kept] @ self.b)
         # Every other item below the user's lowest covered score, in popularity order.
         assert self.popularity is not None
         floor = (covered.min(axis=1, initial=0.0) - 1.0)[:, None]

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.history import latest_distinct, with_items
 from recsys_cli.models.retrieval import SparseScores
 from recsys_cli.models.selection import Grid, GridSelected
 from recsys_cli.models.state import check_csr, csr_tensors
@@ -47,6 +48,18 @@ class ItemKNN(SparseScores, GridSelected):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.x[users] @ self.sim.T).todense())
+
+    def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
+        """The neighbours of the user's items with the new ones in: each counted once
+        more, or, with `last_n`, the latest new items replacing the stored ones."""
+        if self.last_n is None:
+            profile = with_items(self.x[[user]], items)
+        else:
+            latest = latest_distinct(items, self.last_n)
+            stored = self.x[[user]] if latest.size < self.last_n else sp.csr_matrix((1, self.x.shape[1]))
+            profile = with_items(stored, latest)
+            profile.data[:] = 1.0
+        return np.asarray((profile @ self.sim.T).todense()).ravel()
 
     def _prior(self) -> np.ndarray:
         return np.zeros(self.sim.shape[0], dtype=np.float32)

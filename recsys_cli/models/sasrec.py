@@ -236,6 +236,34 @@ class SASRec(NeuralRecommender):
             self.target_weights(),
         )
 
+    def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
+        """The user's stored sequence with the new items appended (the oldest dropped
+        to keep `max_len`), encoded again: the sequential model's answer to what the
+        visitor did a minute ago. A new visitor's sequence is the new items alone."""
+        module = self.module
+        assert isinstance(module, SASRecModule)
+        codes = np.asarray([EVENT_CODES.index(e) if e in EVENT_CODES else 0 for e in events], dtype=np.int64)
+        if self.params["dedupe"] and items.size:
+            last = int(module.sequences[user, -1])
+            keep = np.r_[items[0] != last, items[1:] != items[:-1]]
+            items, codes = items[keep], codes[keep]
+        stored = module.sequences[user].cpu().numpy()
+        held = stored != module.pad
+        sequence = np.concatenate([stored[held], items])[-stored.size :]
+        row = np.full(stored.size, module.pad, dtype=np.int64)
+        row[stored.size - sequence.size :] = sequence
+        module.eval()
+        with torch.no_grad():
+            events_row = None
+            if module.event is not None:
+                stored_codes = module.events[user].cpu().numpy()
+                joined = np.concatenate([stored_codes[held], codes])[-stored.size :]
+                padded = np.zeros(stored.size, dtype=np.int64)
+                padded[stored.size - joined.size :] = joined
+                events_row = torch.as_tensor(padded, device=module.device)[None]
+            state = module.encode(torch.as_tensor(row, device=module.device)[None], events_row)[:, -1]
+            return (state @ module.item_vectors().T).float().cpu().numpy()[0]
+
     def build_module(self, data: TrainData) -> SASRecModule:
         module = self._module(data.n_users, data.n_items)
         steps = sequence_steps(data, self.params["dedupe"])
