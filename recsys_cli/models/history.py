@@ -24,13 +24,3 @@ def with_items(row: sp.spmatrix, items: np.ndarray, weight: float = 1.0) -> sp.c
 def latest_distinct(items: np.ndarray, n: int) -> np.ndarray:
     """The `n` latest distinct items of a history (oldest first in, newest first out)."""
     return np.asarray(list(dict.fromkeys(reversed(items.tolist())))[:n], dtype=np.int64)
-
-
-def appended(sequence: np.ndarray, items: np.ndarray, pad: int) -> np.ndarray:
-    """A left-padded sequence (pad = `pad`) with `items` appended, the oldest dropped
-    so its length stays the same."""
-    kept = sequence[sequence != pad]
-    joined = np.concatenate([kept, items])[-sequence.size :]
-    return np.concatenate(
-        [np.full(sequence.size - joined.size, pad, dtype=sequence.dtype), joined.astype(sequence.dtype)]
-    )

@@ -40,6 +40,7 @@ assert set(EVENT_CODES[1:]) == set(EVENT_TYPES)
 
 class SASRecModule(RecModule):
     sequences: torch.Tensor  # (n_users, max_len) buffer: each user's recent items, saved with the weights
+    events: torch.Tensor  # (n_users, max_len) buffer of event codes, when event_inputs
     causal: torch.Tensor
 
     def __init__(
