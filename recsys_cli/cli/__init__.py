@@ -22,6 +22,7 @@ from recsys_cli.cli import (
     lake,
     registry,
     reproduce,
+    serve,
     split,
     sweep,
     train,
@@ -47,6 +48,7 @@ app.command("abtest")(abtest.abtest)
 app.command("evaluate")(evaluate.evaluate)
 app.command("reproduce")(reproduce.reproduce)
 app.command("export")(export.export)
+app.command("serve")(serve.serve)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(lake.app, name="lake")
 app.add_typer(sweep.app, name="sweep")

@@ -80,7 +80,7 @@ def create_app(
     app = FastAPI(title="recsys", version=__version__, lifespan=lifespan)
     app.state.service = service
     limits = cfg.serve.limits
-    app.add_middleware(Observe, service=service, max_body_bytes=int(limits.max_body_bytes))
+    app.add_middleware(Observe, service=service, max_body_bytes=int(limits.max_body_bytes), routes=app.router.routes)
     _handlers(app)
     _routes(app, service, api_key, cfg)
     return app
@@ -302,8 +302,8 @@ class Observe:
     """ASGI middleware: refuses bodies over the size limit (413), and records every
     request's status and latency by route template in the metrics and the log."""
 
-    def __init__(self, app: Any, service: Service, max_body_bytes: int) -> None:
-        self.app, self.service, self.max_body_bytes = app, service, max_body_bytes
+    def __init__(self, app: Any, service: Service, max_body_bytes: int, routes: list[Any]) -> None:
+        self.app, self.service, self.max_body_bytes, self.routes = app, service, max_body_bytes, routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -326,6 +326,16 @@ class Observe:
                 await self.app(scope, self._limited(receive), sending)
         finally:
             self._record(scope, status, time.perf_counter() - start)
+
+    def _endpoint(self, scope: Scope) -> str:
+        """The route template the request went to (matched here when it was refused
+        before routing); `other` for paths the app does not serve."""
+        from starlette.routing import Match
+
+        route = scope.get("route")
+        if route is None:
+            route = next((r for r in self.routes if r.matches(scope)[0] == Match.FULL), None)
+        return str(getattr(route, "path", None) or "other")
 
     def _too_large(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):
@@ -352,8 +362,7 @@ class Observe:
         return limited
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        endpoint = getattr(route, "path", None) or "other"
+        endpoint = self._endpoint(scope)
         self.service.metrics.request(endpoint, status, seconds)
         fields = {
             "endpoint": endpoint,

@@ -252,6 +252,7 @@ def test_a_body_over_the_size_limit_is_413(client: TestClient) -> None:
     big = {"events": [{"user_id": "u" * 200, "item_id": "i" * 200, "event_type": "view"}] * 5, "pad": "x" * 4000}
     answer = client.post("/events", json=big, headers=AUTH)
     assert answer.status_code == 413 and "max_body_bytes" in answer.json()["error"]
+    assert 'recsys_requests_total{endpoint="/events",status="413"} 1.0' in client.get("/metrics").text
 
 
 # -- auth --------------------------------------------------------------------------------------------------------
