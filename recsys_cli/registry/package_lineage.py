@@ -67,6 +67,7 @@ def lineage_record(run: Run, cutoff: datetime, feature_hash: str) -> dict[str, A
         sources[name] = source
     run_env = read_json(run.path / ENVIRONMENT) if (run.path / ENVIRONMENT).is_file() else {}
     return {
+        "pii": _lake_key(sources.get("lake")),
         "run": {
             "path": str(run.path),
             "manifest_sha256": run.manifest.get(SEAL),
@@ -79,6 +80,21 @@ def lineage_record(run: Run, cutoff: datetime, feature_hash: str) -> dict[str, A
         "metrics": read_json(run.path / METRICS) if (run.path / METRICS).is_file() else {},
         "environment": run_env,
         "source": {"trained_by": run_env.get("code"), "exported_by": environment.code_version()},
+    }
+
+
+def _lake_key(lake: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Which key pseudonymised the lake's user ids (its fingerprint, never the key)
+    and the variable it was read from: a service pseudonymises raw ids in requests
+    with the same key, and refuses another."""
+    if not lake or not lake.get("dir") or not (Path(str(lake["dir"])) / MANIFEST).is_file():
+        return None
+    manifest = read_json(Path(str(lake["dir"])) / MANIFEST)
+    pii = manifest.get("pii") or {}
+    return {
+        "key_fingerprint": pii.get("key_fingerprint"),
+        "development_key": bool(pii.get("development_key")),
+        "key_env": ((manifest.get("config") or {}).get("pii") or {}).get("key_env") or "RECSYS_PII_KEY",
     }
 
 
