@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RECSYS := $(VENV)/bin/recsys
 
-.PHONY: setup demo test test-all lint clean bench-ingest fetch-movielens bench-movielens reproduce-movielens
+.PHONY: setup demo serve test test-all lint clean bench-ingest fetch-movielens bench-movielens reproduce-movielens
 
 $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 	VENV=$(VENV) ./scripts/setup_venv.sh
@@ -24,6 +24,12 @@ demo: setup
 	$(RECSYS) evaluate $$(ls -d runs/ease/* | tail -1)
 	$(RECSYS) export $$(ls -d runs/ease/* | tail -1)
 	$(RECSYS) registry promote synth-ease latest --alias production
+
+## The model promoted to production (after `make demo`: synth-ease) over HTTP on 127.0.0.1:8000,
+## in the foreground until Ctrl+C. /events and /admin need $RECSYS_API_KEY; without one the
+## service runs open (serve.auth=false), on loopback only. More settings: SERVE_ARGS="--port 9000".
+serve: setup
+	$(RECSYS) serve $(if $(RECSYS_API_KEY),,serve.auth=false) $(SERVE_ARGS)
 
 test: setup
 	$(PY) -m pytest -q
