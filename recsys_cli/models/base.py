@@ -114,15 +114,24 @@ class Recommender(ABC):
         answer without a refit. None for a model that cannot take a history in; its
         scores stay those of the fitted state. Unknown items (index 0) are ignored."""
         self._fitted()
-        items = np.asarray(items, dtype=np.int64)
-        known = items > 0
-        kinds = list(events) if events is not None else ["view"] * items.size
-        if len(kinds) != items.size:
-            raise ValueError(f"score_history: {items.size} items but {len(kinds)} event types")
-        scores = self._score_history(int(user), items[known], [e for e, k in zip(kinds, known, strict=True) if k])
+        scores = self._score_history(int(user), *_live(items, events))
         return None if scores is None else np.asarray(scores, dtype=np.float32).reshape(-1)
 
+    def history_vector(self, user: int, items: np.ndarray, events: Sequence[str] | None = None) -> np.ndarray | None:
+        """(d,) float32 user vector with `items` folded in, for embedding models that
+        can (its inner product with `item_vectors()` is `score_history`): a service
+        then retrieves through the package's ANN index instead of scoring every item.
+        None for the others."""
+        self._fitted()
+        vector = self._history_vector(int(user), *_live(items, events))
+        return None if vector is None else np.asarray(vector, dtype=np.float32).reshape(-1)
+
     def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray | None:
+        vector = self._history_vector(user, items, events)
+        vectors = self.item_vectors() if vector is not None else None
+        return None if vector is None or vectors is None else vectors @ vector
+
+    def _history_vector(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray | None:
         return None
 
     def top_k(
@@ -259,6 +268,16 @@ class Recommender(ABC):
 
     @abstractmethod
     def _load_state(self, state: dict[str, np.ndarray]) -> None: ...
+
+
+def _live(items: np.ndarray, events: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    """A live history's known items (index 0 dropped) and their event types."""
+    items = np.asarray(items, dtype=np.int64)
+    kinds = list(events) if events is not None else ["view"] * items.size
+    if len(kinds) != items.size:
+        raise ValueError(f"score_history: {items.size} items but {len(kinds)} event types")
+    known = items > 0
+    return items[known], [e for e, k in zip(kinds, known, strict=True) if k]
 
 
 def _vocabulary(meta: dict[str, Any], key: str, path: Path) -> Vocabulary:

@@ -111,6 +111,24 @@ class ALS(_ImplicitMF):
         confidence.data = (1.0 + self.alpha * confidence.data).astype(np.float32)
         return confidence
 
+    def _history_vector(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
+        """The user's factors solved again (one least-squares step, Hu et al. 2008)
+        over the items the model saw them meet plus the new ones, each new event one
+        more unit of weight: the fold-in implicit's `recalculate_user` does, here
+        without the fitted matrix, which a package does not carry."""
+        if items.size == 0:
+            return self.user_factors[user]
+        y = self.item_factors.astype(np.float64)
+        gram = self.derived.get("gram")
+        if gram is None:
+            gram = self.derived["gram"] = y.T @ y
+        met = self.seen[user].indices if user > 0 and self.seen is not None else np.zeros(0, np.int64)
+        ids, counts = np.unique(np.concatenate([met, items]), return_counts=True)
+        confidence = 1.0 + self.alpha * counts
+        rows = y[ids]
+        a = gram + (rows.T * (confidence - 1.0)) @ rows + self.regularization * np.eye(y.shape[1])
+        return np.linalg.solve(a, rows.T @ confidence)
+
 
 class ImplicitBPR(_ImplicitMF):
     """Pairwise ranking by SGD; interaction weights are read as binary. implicit

@@ -237,7 +237,7 @@ class SASRec(NeuralRecommender):
             self.target_weights(),
         )
 
-    def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
+    def _history_vector(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
         """The user's stored sequence with the new items appended (the oldest dropped
         to keep `max_len`), encoded again: the sequential model's answer to what the
         visitor did a minute ago. A new visitor's sequence is the new items alone."""
@@ -263,7 +263,7 @@ class SASRec(NeuralRecommender):
                 padded[stored.size - joined.size :] = joined
                 events_row = torch.as_tensor(padded, device=module.device)[None]
             state = module.encode(torch.as_tensor(row, device=module.device)[None], events_row)[:, -1]
-            return (state @ module.item_vectors().T).float().cpu().numpy()[0]
+            return state.float().cpu().numpy()[0]
 
     def build_module(self, data: TrainData) -> SASRecModule:
         module = self._module(data.n_users, data.n_items)

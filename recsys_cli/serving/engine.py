@@ -190,6 +190,15 @@ class Engine:
         how they were found."""
         users = np.array([user], dtype=np.int64)
         if items.size:
+            vector = self.model.history_vector(user, items, kinds)
+            index = self.model.derived.get("index") if vector is not None else None
+            if vector is not None and index is not None:  # the package's ANN index
+                seen = self._seen(user)
+                found, found_scores = index.search(vector[None], n + seen.size)
+                clock.lap("retrieval")
+                keep = (found[0] > 0) & ~np.isin(found[0], seen)
+                clock.lap("scoring")
+                return found[0][keep][:n], found_scores[0][keep][:n].astype(np.float64), "history"
             scores = self.model.score_history(user, items, kinds)
             if scores is not None:
                 clock.lap("retrieval")

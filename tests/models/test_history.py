@@ -9,7 +9,7 @@ import pytest
 from tests.models.conftest import checkerboard
 from tests.models.test_contract import MODELS, small
 
-FOLDS_IN = ["ease", "item_knn", "sasrec"]
+FOLDS_IN = ["ease", "item_knn", "sasrec", "als"]
 
 
 def fitted(name: str):
@@ -57,3 +57,18 @@ def test_events_must_match_the_items() -> None:
     model, _ = fitted("ease")
     with pytest.raises(ValueError, match="2 items but 1 event types"):
         model.score_history(1, np.array([1, 2]), ["view"])
+
+
+@pytest.mark.parametrize("name", ["sasrec", "als"])
+def test_embedding_models_give_the_vector_behind_the_history_scores(name: str) -> None:
+    """Its inner product with the item vectors is `score_history`: a service can
+    retrieve through the package's ANN index with it."""
+    model, data = fitted(name)
+    items = np.array([1, 3], dtype=np.int64)
+    vector = model.history_vector(2, items)
+    np.testing.assert_allclose(model.item_vectors() @ vector, model.score_history(2, items), rtol=1e-5, atol=1e-6)
+
+
+def test_models_without_vectors_have_no_history_vector() -> None:
+    model, _ = fitted("ease")
+    assert model.history_vector(1, np.array([1])) is None

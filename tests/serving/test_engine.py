@@ -74,8 +74,11 @@ def test_a_session_only_visitor_is_scored_from_their_events(engine: Loaded) -> N
     assert session.items != cold.items
 
 
-def test_live_events_change_a_known_users_next_answer_and_purchases_are_not_offered_again(engine: Loaded) -> None:
-    e = engine("ease")
+@pytest.mark.parametrize("name", ["ease", "als", "sasrec"])
+def test_live_events_change_a_known_users_next_answer_and_purchases_are_not_offered_again(
+    engine: Loaded, name: str
+) -> None:
+    e = engine(name)
     user, _ = known_user(e)
     before = e.recommend(Query(user, 10, []))
     bought = before.items[0]
@@ -85,7 +88,7 @@ def test_live_events_change_a_known_users_next_answer_and_purchases_are_not_offe
 
 
 def test_a_model_that_cannot_fold_events_in_answers_a_visitor_with_popularity_and_says_so(engine: Loaded) -> None:
-    e = engine("als")
+    e = engine("popularity")
     answer = e.recommend(Query(None, 5, events(None, e.catalogue.ids(np.array([3]))), explain=True))
     assert len(answer.items) == 5
     assert answer.fallback is not None and answer.fallback.startswith("session")
