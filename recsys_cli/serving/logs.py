@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-import time
 from typing import Any
 
 LOGGER = "recsys.serve"  # service events: start-up, replay, reloads (always on)
@@ -51,6 +51,7 @@ def log_request(logger: logging.Logger, fields: dict[str, Any]) -> None:
 
 
 def log_event(logger: logging.Logger, event: str, **fields: Any) -> None:
-    """A service event (start-up, reload, replay) at warning level when it failed."""
+    """A service event (start-up, reload, replay), with the process id (one per worker),
+    at warning level when it failed."""
     level = logging.WARNING if fields.get("error") else logging.INFO
-    logger.log(level, event, extra={"fields": {"event": event, **fields, "at": time.time()}})
+    logger.log(level, event, extra={"fields": {"event": event, **fields, "pid": os.getpid()}})

@@ -102,12 +102,22 @@ def run(prepared: Prepared, on_listening: Any = None) -> None:
         "timeout_graceful_shutdown": 10,
     }
     if prepared.app is None:
+        from uvicorn.supervisors import Multiprocess
+
         os.environ[OVERRIDES_ENV] = json.dumps(prepared.overrides)
         if prepared.config_dir:
             os.environ[CONFIG_DIR_ENV] = prepared.config_dir
+        config = uvicorn.Config(
+            "recsys_cli.serving.app:factory", factory=True, workers=int(serve.workers), lifespan="on", **common
+        )
+        sock = config.bind_socket()  # bound once here, shared by the workers (port 0: the one chosen)
         if on_listening is not None:
-            on_listening(common["host"], common["port"])
-        uvicorn.run("recsys_cli.serving.app:factory", factory=True, workers=int(serve.workers), **common)
+            host, port = sock.getsockname()[:2]
+            on_listening(host, port)
+        try:
+            Multiprocess(config, sockets=[sock]).run()
+        except KeyboardInterrupt:  # Ctrl+C: the workers have stopped
+            pass
         return
     server = _server(uvicorn.Config(prepared.app, lifespan="on", **common), on_listening)
     server.run()

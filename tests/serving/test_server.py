@@ -383,3 +383,47 @@ def test_two_replicas_sharing_redis_agree(
         answer = httpx.post(f"{url_two}/recommend", json={"user_id": raw_users[0], "k": 3}).json()
         assert answer["items"][0] == items[5] and answer["fallback"] is None
         assert httpx.get(f"{url_two}/readyz").json()["ready"]
+
+
+def test_several_workers_each_load_the_model_and_share_users_state_through_redis(
+    tmp_path: Path, registry: Registry, raw_users: list[str], items: list[str], redis_url: str, redis_prefix: str
+) -> None:
+    pytest.importorskip("recsys_cli.serving.engine")
+    import re
+
+    overrides = [
+        *serve_overrides(tmp_path, registry, "serve.state=redis"),
+        f"serve.redis.url={redis_url}",
+        f"serve.redis.prefix={redis_prefix}",
+    ]
+    recsys = Path(sys.executable).with_name("recsys")
+    env = {**os.environ, "RECSYS_API_KEY": KEY, "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
+    log = (tmp_path / "workers.log").open("w")
+    args = [str(recsys), "serve", "--workers", "2", *overrides]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        assert proc.stdout is not None
+        found = re.search(r"on (http://127\.0\.0\.1:\d+) \(2 worker", proc.stdout.readline())
+        assert found, (tmp_path / "workers.log").read_text()[-3000:]
+        url = found.group(1)
+        deadline = time.monotonic() + 120
+        while True:  # the workers load their models after the socket is bound
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "workers.log").read_text()[-3000:]
+            time.sleep(0.2)
+        event = {"user_id": raw_users[0], "item_id": items[2], "event_type": "add_to_cart"}
+        assert httpx.post(f"{url}/events", json={"events": [event]}, headers=AUTH).json()["accepted"] == 1
+        for _ in range(8):  # a new connection each time: either worker may answer, both know the event
+            answer = httpx.post(f"{url}/recommend", json={"user_id": raw_users[0], "k": 5})
+            assert answer.status_code == 200 and answer.json()["history_events"] == 1, answer.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        log.close()
+    lines = (tmp_path / "workers.log").read_text().splitlines()
+    loaded = {json.loads(line)["pid"] for line in lines if '"event":"serving"' in line}
+    assert len(loaded) == 2 and "Traceback" not in "\n".join(lines)  # each worker loaded its own model
