@@ -51,7 +51,6 @@ from urllib.parse import quote, urlsplit
 ENDPOINTS = ("recommend", "user_recommendations", "events")
 DEFAULT_EVENT_TYPES = {"view": 0.8, "add_to_cart": 0.15, "purchase": 0.05}
 KEEPALIVE_IDLE_S = 4.0  # uvicorn closes idle keep-alive connections after 5 s
-SATURATED_LAG_MS = 5.0  # scheduler lag p99 above this: the client, not the server, is late
 SPEC_POOL = 20_000  # generated requests are drawn once and cycled
 
 
@@ -339,7 +338,10 @@ class Runner:
             lane.drop()
 
     async def outcome(self, lane: Lane, due: float, spec: Spec) -> str | None:
-        """None for a success, else the error's kind; a failed transport drops the connection."""
+        """None for a success, else the error's kind; a failed transport drops the connection.
+        A request already past its deadline when a worker takes it is not sent at all."""
+        if asyncio.get_running_loop().time() >= due + self.options.timeout:
+            return "timeout"
         try:
             async with asyncio.timeout_at(due + self.options.timeout):
                 status = await self.exchange(lane, spec)
@@ -458,7 +460,7 @@ def report(target: Target, rate: float, duration: float, start: float, runner: R
         "endpoints": endpoints,
         "client": {
             "dispatch_lag_ms": {"p50": lag["p50"], "p99": lag["p99"], "max": lag["max"]},
-            "saturated": (lag["p99"] or 0.0) > SATURATED_LAG_MS,
+            "saturated": (lag["p99"] or 0.0) > runner.options.max_lag_ms,
             "connections_opened": stats.connections_opened,
             "workers": len(runner.workers),
         },
@@ -499,7 +501,7 @@ def run_load(target: Target, specs: list[Spec], rate: float, duration: float, op
     return asyncio.run(main())
 
 
-def step_failure(result: dict[str, Any], rate: float, p99_ms: float) -> str | None:
+def step_failure(result: dict[str, Any], p99_ms: float) -> str | None:
     """Why a find-max step fails, or None. `client_lag`: the scheduler itself ran late, so
     the numbers are no longer the server's alone (with both on the same cores, the
     machine is saturated)."""
@@ -508,14 +510,13 @@ def step_failure(result: dict[str, Any], rate: float, p99_ms: float) -> str | No
         return "errors"
     if p99 is None or p99 > p99_ms:
         return "p99"
-    if result["achieved_rate"] < 0.95 * rate:
-        return "achieved_rate"
     return "client_lag" if result["client"]["saturated"] else None
 
 
 def find_max(target: Target, specs: list[Spec], options: argparse.Namespace) -> dict[str, Any]:
     """Step the offered rate up by `--step` until p99 passes `--p99-ms`, any error appears,
-    the achieved rate falls below 95% of the offered one, or the client saturates."""
+    or the client saturates. (A server that cannot keep up needs no test of its own:
+    open loop, its backlog grows and shows in the p99.)"""
     rate, steps, best, stopped_by = options.rate, [], None, "max_rate"
     while rate <= options.max_rate:
         if options.warmup:
@@ -523,7 +524,7 @@ def find_max(target: Target, specs: list[Spec], options: argparse.Namespace) -> 
         result = run_load(target, specs, rate, options.duration, options)
         steps.append(result)
         p99 = result["latency_ms"]["p99"]
-        reason = step_failure(result, rate, options.p99_ms)
+        reason = step_failure(result, options.p99_ms)
         summary = f"rate {rate:g}/s: p99 {p99} ms, errors {result['errors']['total']}"
         print(summary + (f" -> stop ({reason})" if reason else " -> pass"), file=sys.stderr)
         if reason:
@@ -626,6 +627,9 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--step", type=float, default=1.25, help="find-max: rate multiplier between steps")
     parser.add_argument("--max-rate", type=float, default=100_000.0, help="find-max: stop after this rate")
     parser.add_argument("--cooldown", type=float, default=1.0, help="find-max: seconds between steps")
+    parser.add_argument(
+        "--max-lag-ms", type=float, default=5.0, help="scheduler lag p99 above which the client counts as saturated"
+    )
     parser.add_argument("--calibrate", action="store_true", help="find this client's ceiling against a stub server")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
