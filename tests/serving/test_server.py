@@ -362,10 +362,12 @@ def test_kill_9_then_restart_replays_every_acknowledged_event(
     try:
         with httpx.Client(base_url=url) as client:
             assert f"recsys_events_replayed {float(len(logged))}" in client.get("/metrics").text
-            for user in raw_users:
+            for user in raw_users:  # the fake engine answers the user's history first, newest first
                 answer = client.post("/recommend", json={"user_id": user, "k": 20}).json()
+                history = {item for u, item, _ in logged if u == pseudonymise(user, DEV)}
                 wanted = {item for u, item, _ in acknowledged if u == user}
-                assert wanted <= set(answer["items"][: len(wanted)]) and answer["fallback"] is None
+                assert wanted <= history and set(answer["items"][: len(history)]) == history
+                assert answer["fallback"] is None and answer["history_events"] >= len(wanted)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
