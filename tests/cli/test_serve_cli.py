@@ -115,6 +115,14 @@ def test_recsys_serve_serves_the_registry_model_until_stopped(tmp_path: Path, pa
         answer = httpx.post(f"{url}/recommend", json={"user_id": "C0000001", "k": 5})
         assert answer.status_code == 200 and len(answer.json()["items"]) == 5, answer.text
         assert httpx.get(f"{url}/version").json()["package"] == "synth-ease"
+        item = answer.json()["items"][0]
+        event = {"user_id": "C0000001", "item_id": item, "event_type": "purchase"}
+        posted = httpx.post(f"{url}/events", json={"events": [event]}, headers={"Authorization": f"Bearer {KEY}"})
+        assert posted.status_code == 200 and posted.json()["accepted"] == 1, posted.text
+        explained = httpx.post(f"{url}/recommend", json={"user_id": "C0000001", "k": 5, "explain": True}).json()
+        assert explained["history_events"] == 1 and explained["explain"] is not None
+        session = {"k": 3, "context": {"hour": 12, "session": [{"item_id": item, "event_type": "view"}]}}
+        assert httpx.post(f"{url}/recommend", json=session).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)  # what a container runtime sends: a graceful stop
         _, err = proc.communicate(timeout=60)
