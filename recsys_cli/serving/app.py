@@ -27,6 +27,7 @@ Design decisions:
 # No `from __future__ import annotations` here: FastAPI reads the handlers' annotations,
 # and the request models and the bounds of `k` are built per app (from the config), as
 # local names that string annotations could not resolve.
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -89,8 +90,6 @@ def create_app(
 def factory() -> FastAPI:
     """The app of a uvicorn worker (`--workers N`): the config composed from the
     overrides `recsys serve` left in the environment; each worker loads its own model."""
-    import json
-
     from recsys_cli.config import compose
 
     overrides = json.loads(os.environ.get(OVERRIDES_ENV, "[]"))
@@ -119,7 +118,7 @@ def _recommend_routes(app: FastAPI, service: Service, cfg: "DictConfig", reads: 
     models = request_models(int(limits.default_k), int(limits.max_k), int(limits.max_session), int(limits.max_batch))
 
     @app.post("/recommend", dependencies=reads)
-    def recommend(body: models.Recommend, request: Request) -> dict[str, Any]:  # type: ignore[name-defined]
+    def recommend(body: models.Recommend, request: Request) -> Answer:  # type: ignore[name-defined]
         served = _serving(service)
         req: Any = body
         context = req.context
@@ -129,7 +128,7 @@ def _recommend_routes(app: FastAPI, service: Service, cfg: "DictConfig", reads: 
         user = _user(req.user_id, served)
         answer = service.recommend(served, user, req.k, values, req.filters.model_dump(), session, req.explain)
         _note(request, served, user, answer)
-        return answer
+        return Answer(answer)
 
     @app.get("/users/{user_id}/recommendations", dependencies=reads)
     def user_recommendations(
@@ -140,13 +139,13 @@ def _recommend_routes(app: FastAPI, service: Service, cfg: "DictConfig", reads: 
         hour: Annotated[int | None, Query(ge=0, le=23)] = None,
         region: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
         device: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         served = _serving(service)
         user = _user(user_id, served)
         values = {"hour": _hour(hour), "region": region, "device": device}
         answer = service.recommend(served, user, k, values, {}, [], explain)
         _note(request, served, user, answer)
-        return answer
+        return Answer(answer)
 
 
 def _event_routes(app: FastAPI, service: Service, cfg: "DictConfig", writes: list[Any]) -> None:
@@ -209,6 +208,24 @@ def _operation_routes(app: FastAPI, service: Service, writes: list[Any]) -> None
             return _error(500, "reload failed", [detail], serving=_describe(service))
         request.state.log = {"model_version": result["current"]["version"], "reloaded": result["reloaded"]}
         return JSONResponse(result)
+
+
+class Answer(JSONResponse):
+    """An answer rendered straight to JSON, skipping FastAPI's generic encoder on the
+    hot path; numpy numbers an engine's explain record may hold become plain ones."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    tolist = getattr(value, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _serving(service: Service) -> Served:
@@ -379,8 +396,6 @@ def _too_large_message(limit: int) -> str:
 
 
 async def _refuse_size(send: Send, limit: int) -> None:
-    import json
-
     body = json.dumps({"error": _too_large_message(limit), "detail": []})
     await send(
         {
