@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 
 # Users scored densely at once on the fallback path: about 2^22 floats per batch.
 _DENSE_FLOATS = 1 << 22
+# Catalogues smaller than this are scored densely: a row of them costs less than
+# sorting a user's reached items (1M-event shop, 7.8k items: item-kNN's top 100 for
+# 2,048 users took 0.17 CPU s densely, 12.6 s by pairs; scripts/bench_ranker_cost.py).
+DENSE_BELOW = 20_000
+# A batch whose pairs would exceed this share of its dense matrix is scored densely.
+DENSE_SHARE = 0.05
+_SPARSE_BATCH = 256
 # The embedding path's index: exact below this many items, IVF above (conf/ann/default.yaml).
 ANN_SPEC: dict[str, Any] = {"kind": "auto", "exact_below": 20000, "min_recall": 0.9, "k": 100}
 
@@ -92,9 +99,9 @@ def candidates(model: Recommender, users: np.ndarray, n: int) -> tuple[np.ndarra
     users = np.asarray(users, dtype=np.int64)
     n_items = _n_items(model)
     n = max(0, min(n, n_items - 1))
-    if _is_sparse(model):
+    if n_items >= DENSE_BELOW and _is_sparse(model):
         return _sparse(model, users, n)
-    if _embedding(model):
+    if n_items >= DENSE_BELOW and _embedding(model):
         return _embedded(model, users, n)
     return _dense(model, users, n)
 
@@ -127,14 +134,18 @@ def pair_scores(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.
 
 
 def _sparse(model: SparseScores, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    parts = [_sparse_batch(model, users[i : i + _SPARSE_BATCH], n) for i in range(0, users.size, _SPARSE_BATCH)]
+    if not parts:
+        return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _sparse_batch(model: SparseScores, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     recommender: Any = model
     n_items = _n_items(recommender)
     seen = seen_rows(recommender, users)
-    seen_count = np.diff(seen.indptr).astype(np.int64)
-    depth = n + seen_count
+    depth = n + np.diff(seen.indptr).astype(np.int64)
     known = np.flatnonzero(users > 0)
-    rows_p, items_p = model._proposals(users[known], depth[known])
-    rows_p = known[rows_p]
     # The prior's first depth(u) items for every user; the unknown user's list is
     # popularity's, which is all `score` gives it.
     prior_rows, prior_items = heads(item_order(recommender, "prior", model._prior()), depth, users > 0)
@@ -144,10 +155,35 @@ def _sparse(model: SparseScores, users: np.ndarray, n: int) -> tuple[np.ndarray,
         c_rows, c_items = heads(item_order(recommender, "popularity", recommender.popularity), depth[cold], None)
         prior_rows = np.concatenate([prior_rows, cold[c_rows]])
         prior_items = np.concatenate([prior_items, c_items])
+    own_proposals = type(model)._proposals is not SparseScores._proposals
+    if own_proposals:
+        rows_p, items_p = model._proposals(users[known], depth[known])
+        rows_p = known[rows_p]
+    else:
+        part = model._part(users[known]).tocsr()
+        part.sum_duplicates()
+        coo = part.tocoo()
+        rows_p, items_p = known[coo.row], coo.col.astype(np.int64)
+    # Where a batch's proposals reach much of the catalogue (long histories, a small
+    # catalogue), scoring it densely is cheaper than sorting the pairs.
+    if rows_p.size + prior_rows.size > DENSE_SHARE * users.size * n_items:
+        return _dense(recommender, users, n)
     rows = np.concatenate([rows_p, prior_rows])
     items = np.concatenate([items_p, prior_items])
-    rows, items = _unseen_unique(rows, items, seen, n_items)
-    scores = pair_scores(recommender, users[rows], items)
+    if own_proposals:
+        keep = _unseen(rows, items, seen, n_items)
+        rows, items = rows[keep], items[keep]
+        scores = pair_scores(recommender, users[rows], items)
+    else:
+        prior = np.asarray(model._prior(), dtype=np.float64)
+        values = np.concatenate(
+            [coo.data.astype(np.float64), sparse_lookup(part, np.searchsorted(known, prior_rows), prior_items)]
+        )
+        # rows of `part` are positions in `known`: the prior heads of cold rows read nothing
+        values[rows_p.size :][users[prior_rows] == 0] = 0.0
+        keep = _unseen(rows, items, seen, n_items)
+        rows, items, values = rows[keep], items[keep], values[keep]
+        scores = np.where(users[rows] > 0, prior[items] + values, recommender.popularity[items]).astype(np.float32)
     return pack(rows, items, scores, users.size, n)
 
 
@@ -180,7 +216,8 @@ def _embedded(model: Recommender, users: np.ndarray, n: int) -> tuple[np.ndarray
         items_all.append(c_items)
     rows = np.concatenate(rows_all) if rows_all else np.zeros(0, np.int64)
     items = np.concatenate(items_all) if items_all else np.zeros(0, np.int64)
-    rows, items = _unseen_unique(rows, items, seen, n_items)
+    keep = _unseen(rows, items, seen, n_items)
+    rows, items = rows[keep], items[keep]
     scores = pair_scores(model, users[rows], items)
     return pack(rows, items, scores, users.size, n)
 
@@ -249,17 +286,17 @@ def heads(order: np.ndarray, depth: np.ndarray, mask: np.ndarray | None) -> tupl
     return rows, order[np.arange(rows.size) - starts]
 
 
-def _unseen_unique(
-    rows: np.ndarray, items: np.ndarray, seen: sp.csr_matrix, n_items: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs once each, without the unknown item and the rows' seen items."""
-    keys = np.unique(rows * n_items + items)
-    s = seen.tocoo()
-    seen_keys = s.row.astype(np.int64) * n_items + s.col.astype(np.int64)
-    keys = keys[~np.isin(keys, seen_keys)]
-    rows, items = keys // n_items, keys % n_items
-    keep = items != 0
-    return rows[keep], items[keep]
+def _unseen(rows: np.ndarray, items: np.ndarray, seen: sp.csr_matrix, n_items: int) -> np.ndarray:
+    """Which pairs are neither the unknown item nor a row's seen item (bool): a
+    binary search in the seen pairs' sorted keys, no sort of the pairs."""
+    seen = seen.tocsr()
+    seen.sum_duplicates()
+    seen_rows_ = np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr))
+    seen_keys = seen_rows_ * n_items + seen.indices.astype(np.int64)
+    keys = rows * n_items + items
+    at = np.minimum(np.searchsorted(seen_keys, keys), max(seen_keys.size - 1, 0))
+    hit = seen_keys[at] == keys if seen_keys.size else np.zeros(keys.size, bool)
+    return (items != 0) & ~hit
 
 
 def without(
@@ -286,6 +323,11 @@ def pack(
     keys = (items,) if secondary is None else (items, -np.asarray(secondary, dtype=np.float64))
     order = np.lexsort((*keys, -scores.astype(np.float64), rows))
     rows, items, scores = rows[order], items[order], scores[order]
+    # A pair proposed twice (by the user's part and the prior's head) scores the same
+    # both times, so its copies are neighbours here: keep one.
+    once = np.ones(rows.size, bool)
+    once[1:] = (rows[1:] != rows[:-1]) | (items[1:] != items[:-1])
+    rows, items, scores = rows[once], items[once], scores[once]
     position = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
     keep = position < n
     top = np.zeros((n_rows, n), dtype=np.int64)

@@ -43,6 +43,20 @@ MODELS = {
 }
 
 
+@pytest.fixture(autouse=True, params=["pairs", "dense"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every specification holds on both paths: pairs (what a large catalogue takes)
+    and dense rows (a small one, or a batch whose pairs reach most of it)."""
+    from recsys_cli.models import retrieval
+
+    if request.param == "pairs":
+        monkeypatch.setattr(retrieval, "DENSE_BELOW", 0)
+        monkeypatch.setattr(retrieval, "DENSE_SHARE", float("inf"))
+    else:
+        monkeypatch.setattr(retrieval, "DENSE_SHARE", 0.0)
+    return str(request.param)
+
+
 def dense_top(model: Recommender, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return model.top_k(model.score(users), users, n)
 
