@@ -64,8 +64,14 @@ class ServeLimits(Schema):
 class ServeCache(Schema):
     size: Count
     ttl_s: Positive
-    features_size: Count
-    features_ttl_s: Positive
+
+
+class ServeEngine(Schema):
+    """How a request is answered (recsys_cli/serving/engine.py)."""
+
+    candidates: Annotated[Int, Field(ge=1, le=10_000)]
+    hour_weight: Annotated[float, Field(ge=0.0, le=1.0)]
+    exclude_events: list[Text]
 
 
 class Serve(Schema):
@@ -86,6 +92,7 @@ class Serve(Schema):
     event_log: ServeEventLog
     limits: ServeLimits
     cache: ServeCache
+    engine: ServeEngine
     pin_dir: Text | None
     log_requests: bool
     rules: Rules  # conf/serve/rules/ (serve/rules=none: every rule off)
