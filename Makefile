@@ -11,7 +11,8 @@ $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 setup: $(VENV)/.installed
 
 ## Synthetic shop -> lake -> time split -> point-in-time features -> leakage proof -> EASE -> top-10
-## -> full evaluation with an HTML report -> model package pushed to the registry -> promoted to production.
+## -> full evaluation with an HTML report -> model package pushed to the registry -> promoted to production
+## -> served over HTTP: one request, one purchase event, the same request again, then stopped.
 demo: setup
 	$(RECSYS) datasets synth
 	$(RECSYS) ingest
@@ -24,6 +25,7 @@ demo: setup
 	$(RECSYS) evaluate $$(ls -d runs/ease/* | tail -1)
 	$(RECSYS) export $$(ls -d runs/ease/* | tail -1)
 	$(RECSYS) registry promote synth-ease latest --alias production
+	$(PY) scripts/demo_serve.py
 
 ## The model promoted to production (after `make demo`: synth-ease) over HTTP on 127.0.0.1:8000,
 ## in the foreground until Ctrl+C. /events and /admin need $RECSYS_API_KEY; without one the
@@ -59,4 +61,4 @@ reproduce-movielens: fetch-movielens
 		--workdir bench_data/reproduce/movielens100k_ranker_lgbm
 
 clean:
-	rm -rf data/raw/synth data/lake/synth data/splits/synth data/features/synth runs registry .pytest_cache
+	rm -rf data/raw/synth data/lake/synth data/splits/synth data/features/synth data/live runs registry .pytest_cache
