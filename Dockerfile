@@ -26,9 +26,9 @@ COPY scripts/setup_venv.sh scripts/setup_venv.sh
 COPY conf conf
 COPY recsys_cli recsys_cli
 # No GPU while building: the script installs the CPU build of the pinned torch, then
-# the package. The pip cache survives rebuilds (BuildKit) without entering the image.
+# the package without its dev extra (EXTRAS=). The pip cache survives rebuilds (BuildKit) without entering the image.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    VENV=/opt/venv ./scripts/setup_venv.sh
+    VENV=/opt/venv EXTRAS= ./scripts/setup_venv.sh
 ENV PATH=/opt/venv/bin:$PATH
 
 # The service's working directory: registry.uri (registry) and serve.event_log.dir

@@ -6,6 +6,9 @@ set -euo pipefail
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
+# Extras of recsys-cli to install: dev (tests, linters) for a checkout; empty for a
+# service image, which needs only the package.
+EXTRAS=${EXTRAS-dev}
 
 "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
@@ -24,5 +27,5 @@ else
     fi
     $PIP install "torch==$TORCH_VERSION"
 fi
-$PIP install -e ".[dev]"
+if [ -n "$EXTRAS" ]; then $PIP install -e ".[$EXTRAS]"; else $PIP install -e .; fi
 echo "ready: $VENV"

@@ -95,7 +95,9 @@ def test_the_setup_script_installs_the_torch_pin_of_pyproject_on_cpu() -> None:
     assert f"TORCH_VERSION={pins[0].removeprefix('torch==')}\n" in script
     # No GPU while an image builds: the CPU branch, from PyTorch's CPU index.
     assert "--index-url https://download.pytorch.org/whl/cpu" in script
-    assert re.search(r'install -e "\.\[\w+\]"', script)
+    # A checkout gets the dev extra; the image asks for none (EXTRAS=), the package alone.
+    assert 'EXTRAS=${EXTRAS-dev}' in script and 'install -e ".[$EXTRAS]"' in script
+    assert re.search(r"VENV=/opt/venv EXTRAS= \./scripts/setup_venv\.sh", (ROOT / "Dockerfile").read_text())
 
 
 def test_the_copied_files_are_what_the_editable_install_and_the_configs_need(docker: list[tuple[str, str]]) -> None:
