@@ -72,6 +72,18 @@ class CategoryAffinity(SparseScores, Recommender):
         shares = self.affinity[users].toarray()  # (batch, n_categories), mostly zeros
         return (1 - self.global_weight) * shares[:, self.item_category] * self.within + self.prior
 
+    def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
+        """Category shares with the new events' weights counted: the stored shares
+        weigh as many units as the items the user had met, each new event its type's
+        weight."""
+        shares = np.asarray(self.affinity[user].todense(), dtype=np.float64).ravel()
+        met = float(self.seen[user].nnz) if user > 0 and self.seen is not None else 0.0
+        weights = np.array([self.event_weights.get(e, 0.0) for e in events], dtype=np.float64)
+        merged = shares * met + np.bincount(self.item_category[items], weights=weights, minlength=shares.size)
+        total = merged.sum()
+        shares = (merged / total if total > 0 else merged).astype(np.float32)
+        return np.float32(1 - self.global_weight) * shares[self.item_category] * self.within + self.prior
+
     def _prior(self) -> np.ndarray:
         return self.prior
 

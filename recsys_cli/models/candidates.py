@@ -11,7 +11,7 @@ serving pairs at the latest one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,9 +118,114 @@ def candidate_pairs(
 def _batch_pairs(
     generators: Mapping[str, Recommender], tables: SideTables, users: np.ndarray, n: int, offset: int
 ) -> Pairs:
-    tops, best = {}, {}
+    lists = {name: model.candidates(users, n) for name, model in generators.items()}
+    own = {name: _fitted_scorer(model, users) for name, model in generators.items()}
+    return _pairs(
+        lists,
+        own,
+        users,
+        n,
+        offset,
+        tables.users.numeric[users],
+        tables.users.categorical[users],
+        tables.affinity[users],
+        tables,
+    )
+
+
+def history_pairs(
+    generators: Mapping[str, Recommender],
+    tables: SideTables,
+    user: int,
+    items: np.ndarray,
+    events: list[str],
+    n_candidates: int,
+    exclude: np.ndarray | None = None,
+) -> Pairs:
+    """One user's candidate pairs with their live events folded in: each generator
+    that can (`score_history`) proposes from the updated history and scores every
+    pair from it, the others answer from their fitted state; the pair's category
+    affinity counts the new items' categories. The user's other features stay those
+    of the snapshot. `exclude`: items never proposed (the user's seen ones)."""
+    users = np.array([user], dtype=np.int64)
+    lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    own: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {}
     for name, model in generators.items():
-        top, top_scores = model.candidates(users, n)
+        scores = model.score_history(user, items, events) if items.size else None
+        if scores is None:
+            lists[name] = model.candidates(users, n_candidates)
+            own[name] = _fitted_scorer(model, users)
+            continue
+        scores = np.asarray(scores, dtype=np.float32).copy()
+        scores[0] = -np.inf
+        if exclude is not None:
+            scores[exclude] = -np.inf
+        lists[name] = _row_top(scores, n_candidates)
+        own[name] = _lookup(score_history_values(scores))
+    affinity = tables.affinity[users].copy()
+    if items.size:
+        affinity = _with_categories(affinity, tables.item_category[items], seen=float(len(items)))
+    return _pairs(
+        lists,
+        own,
+        users,
+        n_candidates,
+        0,
+        tables.users.numeric[users],
+        tables.users.categorical[users],
+        affinity,
+        tables,
+    )
+
+
+def _fitted_scorer(model: Recommender, users: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A pair scorer from the model's fitted state."""
+    return lambda rows, items: model.pair_scores(users[rows], items)
+
+
+def _lookup(values: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A pair scorer for one user's dense row of scores."""
+    return lambda rows, items: values[items]
+
+
+def score_history_values(scores: np.ndarray) -> np.ndarray:
+    """A generator's history scores as pair features: -inf (seen, unknown) read 0."""
+    return np.where(np.isfinite(scores), scores, 0.0).astype(np.float32)
+
+
+def _row_top(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(1, n) the best items of one dense row by (score desc, index asc), -inf padded."""
+    from recsys_cli.models.topk import top_indices
+
+    top = top_indices(scores[None, :], min(n, scores.size - 1))
+    return top, np.take_along_axis(scores[None, :], top, axis=1)
+
+
+def _with_categories(affinity: np.ndarray, categories: np.ndarray, seen: float) -> np.ndarray:
+    """(1, n_categories) category shares with new events counted: the stored shares
+    weigh as much as the new events together, a simple prior the next refit replaces."""
+    counts = np.bincount(categories, minlength=affinity.shape[1]).astype(np.float32)[None, : affinity.shape[1]]
+    merged = affinity * seen + counts
+    total = merged.sum(axis=1, keepdims=True)
+    return np.divide(merged, total, out=np.zeros_like(merged), where=total > 0)
+
+
+def _pairs(
+    lists: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    own: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]],
+    users: np.ndarray,
+    n: int,
+    offset: int,
+    user_numeric: np.ndarray,
+    user_categorical: np.ndarray,
+    affinity: np.ndarray,
+    tables: SideTables,
+) -> Pairs:
+    """The union of each generator's list per user, with every pair's features:
+    each generator's score, its gap to that generator's best and its log rank there,
+    the user's affinity to the item's category, then item and user features."""
+    tops, best = {}, {}
+    for name, (top, top_scores) in lists.items():
         tops[name] = np.where(np.isfinite(top_scores), top, 0)  # 0: seen or unknown, never a candidate
         best[name] = np.where(np.isfinite(top_scores[:, 0]), top_scores[:, 0], 0.0) if n else np.zeros(users.size)
     union = np.sort(np.concatenate(list(tops.values()), axis=1), axis=1)
@@ -130,21 +235,21 @@ def _batch_pairs(
     items = union[row, col]
 
     numeric = []
-    for name, model in generators.items():
-        own = model.pair_scores(users[row], items)
+    for name in lists:
+        score = np.asarray(own[name](row, items), dtype=np.float32)
         # Rank within this generator's list (n + 1 when it did not propose the item).
         match = tops[name][row] == items[:, None]
         rank = np.where(match.any(axis=1), match.argmax(axis=1) + 1, n + 1)
-        numeric += [own, own - best[name][row], np.log(rank)]
-    numeric.append(tables.affinity[users[row], tables.item_category[items]])
+        numeric += [score, score - best[name][row], np.log(rank)]
+    numeric.append(affinity[row, tables.item_category[items]])
     return Pairs(
         row + offset,
         users[row],
         items,
-        np.concatenate(
-            [np.stack(numeric, axis=1), tables.items.numeric[items], tables.users.numeric[users[row]]], axis=1
-        ).astype(np.float32),
-        np.concatenate([items[:, None], tables.items.categorical[items], tables.users.categorical[users[row]]], axis=1),
+        np.concatenate([np.stack(numeric, axis=1), tables.items.numeric[items], user_numeric[row]], axis=1).astype(
+            np.float32
+        ),
+        np.concatenate([items[:, None], tables.items.categorical[items], user_categorical[row]], axis=1),
     )
 
 

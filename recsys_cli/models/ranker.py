@@ -402,6 +402,32 @@ class TwoStageRanker(Recommender):
             return np.zeros((0, max(k, 0)), np.int64), np.zeros((0, max(k, 0)), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def rank_history(
+        self, user: int, items: np.ndarray, events: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One user's candidates with live events folded in (`candidates.history_pairs`:
+        generators that can score from the new history, category affinity with the new
+        items), ranked by (probability, raw score, item): items, calibrated
+        probabilities, raw scores. A visitor the model never met (user 0) with events
+        is ranked from those events alone."""
+        from recsys_cli.models.candidates import history_pairs
+
+        assert self.tables is not None
+        seen = self.seen[user].indices.astype(np.int64) if user > 0 and self.seen is not None else None
+        pairs = history_pairs(
+            self.generators,
+            self.tables,
+            user,
+            np.asarray(items, np.int64),
+            list(events),
+            self.params["n_candidates"],
+            seen,
+        )
+        raw = self._raw(pairs)
+        probability = apply_calibration(self.params["calibration"], self.calibration, raw)
+        order = np.lexsort((pairs.items, -raw, -probability))
+        return pairs.items[order], probability[order], raw[order]
+
     def _ranked(self, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         assert self.tables is not None and self.popularity is not None and self.items is not None
         n_items = len(self.items)

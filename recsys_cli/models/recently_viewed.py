@@ -85,6 +85,20 @@ class RecentlyViewed(SparseScores, Recommender):
         scores = np.broadcast_to(self.prior, (users.size, self.prior.size)).copy()
         return scores + self.profile[users].toarray()
 
+    def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
+        """The stored profile with each new event's weight added at its item, undecayed
+        (it is the latest); an item bought just now leaves the profile when
+        `skip_purchased`."""
+        row = np.asarray(self.profile[user].todense(), dtype=np.float64).ravel()
+        weights = np.array([self.event_weights.get(e, 0.0) for e in events], dtype=np.float64)
+        counted = weights > 0
+        met = np.unique(items[counted])
+        row[met] = np.maximum(row[met], 1.0)  # a met item scores 1 + its weights
+        np.add.at(row, items[counted], weights[counted])
+        if self.skip_purchased:
+            row[items[np.asarray(events) == "purchase"]] = 0.0
+        return self.prior + row
+
     def _prior(self) -> np.ndarray:
         return self.prior
 

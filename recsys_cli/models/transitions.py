@@ -37,6 +37,7 @@ from recsys_cli.models.clickstream import (
     recent_distinct,
 )
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.history import latest_distinct
 from recsys_cli.models.item_knn import _top_k_per_row
 from recsys_cli.models.retrieval import SparseScores
 from recsys_cli.models.state import check_csr, check_vector, csr_tensors
@@ -127,6 +128,20 @@ class ItemTransitions(SparseScores, Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         scores = np.asarray((self.profile[users] @ self.sim).todense(), dtype=np.float32)
         return scores + self.prior
+
+    def _score_history(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
+        """The profile of the latest `last_n` distinct items with the new ones first:
+        the items the visitor met a moment ago lead to their neighbours."""
+        weights = np.array([self.event_weights.get(e, 0.0) for e in events], dtype=np.float64)
+        row = self.profile[user]
+        stored = row.indices[np.argsort(-row.data, kind="stable")]  # latest first
+        latest = latest_distinct(np.concatenate([stored[::-1], items[weights > 0]]), self.last_n)
+        profile = sp.csr_matrix(
+            (np.power(self.recency, np.arange(latest.size, dtype=np.float64)), (np.zeros(latest.size, int), latest)),
+            shape=(1, self.sim.shape[0]),
+            dtype=np.float32,
+        )
+        return np.asarray((profile @ self.sim).todense(), dtype=np.float32).ravel() + self.prior
 
     def _prior(self) -> np.ndarray:
         return self.prior

@@ -189,6 +189,11 @@ class Engine:
         """Candidates and their scores for a known user or a visitor with events, and
         how they were found."""
         users = np.array([user], dtype=np.int64)
+        if items.size and self.ranker is not None:
+            top, probability, _ = self.ranker.rank_history(user, items, kinds)
+            clock.lap("retrieval")  # candidates and their probabilities come together here
+            clock.lap("scoring")
+            return top[:n], probability[:n], "history"
         if items.size:
             vector = self.model.history_vector(user, items, kinds)
             index = self.model.derived.get("index") if vector is not None else None

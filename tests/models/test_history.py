@@ -8,12 +8,18 @@ import pytest
 
 from tests.models.conftest import checkerboard
 from tests.models.test_contract import MODELS, small
+from tests.models.test_retrieval import random_shop
 
-FOLDS_IN = ["ease", "item_knn", "sasrec", "als"]
+FOLDS_IN = ["ease", "item_knn", "sasrec", "als", "recently_viewed", "item_transitions", "category_affinity"]
+
+
+# Models whose history is a clickstream's categories and event types: fitted on a
+# shop with categories (the checkerboard has none).
+CLICKSTREAM = {"recently_viewed", "item_transitions", "category_affinity"}
 
 
 def fitted(name: str):
-    data, _ = checkerboard()
+    data = random_shop() if name in CLICKSTREAM else checkerboard()[0]
     return small(name, "trainer.max_epochs=5").fit(data), data
 
 

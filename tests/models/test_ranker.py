@@ -151,3 +151,26 @@ def test_lists_from_candidates_alone_are_the_dense_ranking(calibration: str) -> 
         finite = np.isfinite(want_scores)
         np.testing.assert_array_equal(np.where(finite, top, 0), np.where(finite, want_top, 0))
         np.testing.assert_array_equal(scores[finite], want_scores[finite])
+
+
+def test_live_events_reach_the_rankers_candidates_and_features() -> None:
+    """`rank_history` with no events ranks as `recommend` does; with events the
+    generators that can fold them in propose from the new history, and a visitor
+    the model never met is ranked from their events alone."""
+    from recsys_cli.models.ranker import TwoStageRanker
+    from tests.models.conftest import checkerboard
+    from tests.models.test_contract import SMALL, make
+
+    data, _ = checkerboard()
+    model = make("ranker_lgbm", *SMALL["ranker_lgbm"]).fit(data)
+    assert isinstance(model, TwoStageRanker)
+    user, k = 1, 5
+    none, probability, _ = model.rank_history(user, np.zeros(0, np.int64), [])
+    top, _ = model.recommend(np.array([user]), k)
+    np.testing.assert_array_equal(none[:k], top[0])
+    assert ((probability >= 0) & (probability <= 1)).all()
+    new = np.array([data.n_items - 1, data.n_items - 2], dtype=np.int64)
+    moved, _, _ = model.rank_history(user, new, ["view", "add_to_cart"])
+    assert not np.array_equal(moved[:k], none[:k])
+    visitor, visitor_probability, _ = model.rank_history(0, new, ["view", "view"])
+    assert visitor.size >= k and not np.isin(visitor, [0]).any()

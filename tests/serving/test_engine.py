@@ -64,8 +64,9 @@ def test_an_unknown_user_without_events_gets_popularity_named_as_the_fallback(en
     assert answer.scores == sorted(answer.scores, reverse=True)
 
 
-def test_a_session_only_visitor_is_scored_from_their_events(engine: Loaded) -> None:
-    e = engine("ease")
+@pytest.mark.parametrize("name", ["ease", "ranker_lgbm"])
+def test_a_session_only_visitor_is_scored_from_their_events(engine: Loaded, name: str) -> None:
+    e = engine(name)
     viewed = e.catalogue.ids(np.array([5, 6, 7]))
     cold = e.recommend(Query(None, 10, []))
     session = e.recommend(Query(None, 10, events(None, viewed), explain=True))
@@ -74,7 +75,7 @@ def test_a_session_only_visitor_is_scored_from_their_events(engine: Loaded) -> N
     assert session.items != cold.items
 
 
-@pytest.mark.parametrize("name", ["ease", "als", "sasrec"])
+@pytest.mark.parametrize("name", ["ease", "als", "sasrec", "ranker_lgbm"])
 def test_live_events_change_a_known_users_next_answer_and_purchases_are_not_offered_again(
     engine: Loaded, name: str
 ) -> None:
