@@ -33,12 +33,13 @@ if TYPE_CHECKING:
 
 # Users scored densely at once on the fallback path: about 2^22 floats per batch.
 _DENSE_FLOATS = 1 << 22
-# Catalogues smaller than this are scored densely: a row of them costs less than
-# sorting a user's reached items (1M-event shop, 7.8k items: item-kNN's top 100 for
-# 2,048 users took 0.17 CPU s densely, 12.6 s by pairs; scripts/bench_ranker_cost.py).
+# Catalogues smaller than this are scored densely, and so is a batch whose pairs
+# would exceed DENSE_SHARE of its dense matrix: sorting pairs costs about twenty
+# times a dense score. Item-kNN's top 100 for 2,048 users: 0.17 CPU s dense, 3.3 s
+# by pairs on a 1M-event shop (7.8k items); 3.4 s dense, 14.8 s by pairs, 5.2 s
+# switching at 5% on a 10M-event one (82k items).
 DENSE_BELOW = 20_000
-# A batch whose pairs would exceed this share of its dense matrix is scored densely.
-DENSE_SHARE = 0.05
+DENSE_SHARE = 0.01
 _SPARSE_BATCH = 256
 # The embedding path's index: exact below this many items, IVF above (conf/ann/default.yaml).
 ANN_SPEC: dict[str, Any] = {"kind": "auto", "exact_below": 20000, "min_recall": 0.9, "k": 100}
