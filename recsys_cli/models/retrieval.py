@@ -42,7 +42,7 @@ DENSE_BELOW = 20_000
 DENSE_SHARE = 0.01
 _SPARSE_BATCH = 256
 # The embedding path's index: exact below this many items, IVF above (conf/ann/default.yaml).
-ANN_SPEC: dict[str, Any] = {"kind": "auto", "exact_below": 20000, "min_recall": 0.9, "k": 100}
+ANN_SPEC: dict[str, Any] = {"kind": "auto", "exact_below": 20000, "min_recall": 0.95, "k": 100}
 
 
 class SparseScores:

@@ -73,7 +73,7 @@ class AnnSpec:
     # Export widens the query-time search (IVF nprobe, HNSW ef_search; doubling) until
     # recall@k on sampled users reaches this, and falls back to exact search if the
     # widest setting does not: weakly trained vectors recalled 0.2 at the defaults.
-    min_recall: float = 0.9
+    min_recall: float = 0.95
 
     @classmethod
     def of(cls, cfg: AnnSpec | Mapping[str, Any] | None) -> AnnSpec:
