@@ -73,7 +73,7 @@ LOADTEST = HERE / "loadtest.py"
 BARE_SERVER = HERE / "bare_faiss_server.py"
 SERVING_LINE = re.compile(r"serving .* on (http://[\w.\[\]:]+:\d+)")
 SETTINGS = ("rate", "duration", "warmup", "events_rate", "events_per_request", "p99_ms")
-SETTINGS += ("find_max_duration", "max_lag_ms", "k", "seed")  # recorded in the report
+SETTINGS += ("find_max_duration", "max_rate", "max_lag_ms", "k", "seed")  # recorded in the report
 COLD_PREFIX = "bench-cold-"  # ids no shop gives: cold-start requests
 NO_CACHE = "serve.cache.size=0"  # repeated requests answered from the cache would flatter the latency
 
@@ -315,6 +315,7 @@ def load_args(options: argparse.Namespace, files: dict[str, Path], rate: float, 
 def find_max_args(options: argparse.Namespace, files: dict[str, Path]) -> list[str]:
     args = ["--find-max", "--rate", f"{options.find_max_start or options.rate:g}", "--p99-ms", f"{options.p99_ms:g}"]
     args += ["--duration", f"{options.find_max_duration:g}", "--warmup", f"{min(options.warmup, 2.0):g}"]
+    args += ["--max-rate", f"{options.max_rate:g}"]
     return [*args, *common_args(options, files)]
 
 
@@ -506,6 +507,7 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-lag-ms", type=float, default=5.0, help="find-max: client scheduler lag p99 that ends the search"
     )
+    parser.add_argument("--max-rate", type=float, default=100_000.0, help="find-max: stop after this rate")
     parser.add_argument("--no-find-max", dest="find_max", action="store_false")
     parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip the bare faiss runs")
     parser.add_argument("--ann", help="the package's ANN index for the reference (default: model, else the first)")
