@@ -257,24 +257,33 @@ def running(server: Server) -> Iterator[Server]:
         server.stop()
 
 
-def loadtest(url: str, args: list[str], out: Path, server: Server | None = None) -> dict[str, Any]:
+def loadtest(url: str, args: list[str], out: Path, server: Server | None = None, warmup: float = 0.0) -> dict:
     """One loadtest.py run as a subprocess; its JSON report, with the CPU seconds the
-    client and (if given) the server spent during it."""
-    before_client = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before_server = server.cpu_seconds() if server else None
+    client and (if given) the server spent during it. A warmup is a run of its own
+    before, at the same rate, so that the CPU seconds are the measured run's alone."""
+    if warmup > 0:
+        _loadtest(url, [*args, "--duration", f"{warmup:g}"], out)
+    before_client, before_server = _children_cpu(), server.cpu_seconds() if server else None
+    report = _loadtest(url, args, out)
+    report["cpu_s"] = {
+        "client": round(_children_cpu() - before_client, 2),
+        "server": None if server is None or before_server is None else round(server.cpu_seconds() - before_server, 2),
+    }
+    return report
+
+
+def _loadtest(url: str, args: list[str], out: Path) -> dict[str, Any]:
     command = [sys.executable, str(LOADTEST), url, *args, "--no-progress", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise BenchError(f"loadtest.py exited {done.returncode}: {done.stderr.strip()[-500:]}")
-    after_client = resource.getrusage(resource.RUSAGE_CHILDREN)
-    report = json.loads(out.read_text())
-    report["cpu_s"] = {
-        "client": round(
-            after_client.ru_utime + after_client.ru_stime - before_client.ru_utime - before_client.ru_stime, 2
-        ),
-        "server": None if server is None or before_server is None else round(server.cpu_seconds() - before_server, 2),
-    }
-    return report
+    return dict(json.loads(out.read_text()))
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (the load generators)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def metric(url: str, sample: str, labels: dict[str, str] | None = None) -> float | None:
@@ -307,8 +316,8 @@ def logged_events(folder: Path) -> tuple[int, int]:
 # --- the cases -----------------------------------------------------------------------------------------------------
 
 
-def load_args(options: argparse.Namespace, files: dict[str, Path], rate: float, warmup: float) -> list[str]:
-    args = ["--rate", f"{rate:g}", "--duration", f"{options.duration:g}", "--warmup", f"{warmup:g}"]
+def load_args(options: argparse.Namespace, files: dict[str, Path], rate: float) -> list[str]:
+    args = ["--rate", f"{rate:g}", "--duration", f"{options.duration:g}"]
     return [*args, *common_args(options, files)]
 
 
@@ -327,7 +336,7 @@ def common_args(options: argparse.Namespace, files: dict[str, Path]) -> list[str
 def events_case(options: argparse.Namespace, server: Server, files: dict[str, Path], key: str, work: Path) -> dict:
     """/events at --events-rate for --duration (no warmup: every acknowledged event is counted)."""
     per = options.events_per_request
-    args = load_args(options, files, options.events_rate / per, 0.0)
+    args = load_args(options, files, options.events_rate / per)
     args += ["--mix", "events=1", "--items", str(files["items"]), "--events-per-request", str(per), "--api-key", key]
     report = loadtest(server.url, args, work / "events.json", server)
     report["events_per_request"] = per
@@ -366,8 +375,8 @@ def service_cases(subject: Subject, options: argparse.Namespace, files: dict[str
     cases: dict[str, Any] = {}
     server = Server(command, env, work / "serve.log", options.startup_timeout)
     try:
-        args = load_args(options, files, options.rate, options.warmup)
-        cases["recommend"] = loadtest(server.url, args, work / "recommend.json", server)
+        args = load_args(options, files, options.rate)
+        cases["recommend"] = loadtest(server.url, args, work / "recommend.json", server, options.warmup)
         if options.events_rate > 0:
             cases["events"] = events_case(options, server, files, key, work)
             accepted = metric(server.url, "recsys_events_total", {"outcome": "accepted"})
@@ -405,8 +414,8 @@ def reference_cases(subject: Subject, options: argparse.Namespace, files: dict[s
     command = [sys.executable, "-P", str(BARE_SERVER), *source, "--port", "0", "--seed", str(options.seed)]
     cases: dict[str, Any] = {"about": about}
     with running(Server(command, child_env("unused"), work / "bare.log", options.startup_timeout)) as server:
-        args = load_args(options, files, options.rate, options.warmup)
-        cases["recommend"] = loadtest(server.url, args, work / "reference.json", server)
+        args = load_args(options, files, options.rate)
+        cases["recommend"] = loadtest(server.url, args, work / "reference.json", server, options.warmup)
         if options.find_max:
             cases["find_max"] = loadtest(server.url, find_max_args(options, files), work / "ref_max.json", server)
     return cases
@@ -421,11 +430,13 @@ def ann_records(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def rows(cases: dict[str, Any]) -> Iterator[list[str]]:
-    """Table rows: case, offered, achieved, p50, p95, p99, errors, server CPU ms a request."""
+    """Table rows: case, offered, achieved, p50, p95, p99, errors, server CPU ms a request,
+    the client's dispatch lag p99."""
 
     def row(label: str, report: dict[str, Any], offered: str | None = None) -> list[str]:
         lat, cpu = report["latency_ms"], report.get("cpu_s") or {}
         per = f"{cpu['server'] * 1000 / report['ok']:.2f}" if cpu.get("server") is not None and report["ok"] else "-"
+        lag = report["client"]["dispatch_lag_ms"]["p99"]
         cells = [lat["p50"], lat["p95"], lat["p99"]]
         return [
             label,
@@ -434,6 +445,7 @@ def rows(cases: dict[str, Any]) -> Iterator[list[str]]:
             *("-" if v is None else f"{v:.2f}" for v in cells),
             str(report["errors"]["total"]),
             per,
+            "-" if lag is None else f"{lag:.1f}" + (" !" if report["client"]["saturated"] else ""),
         ]
 
     for prefix, group in (("serve", cases.get("service", {})), ("bare faiss", cases.get("reference", {}))):
@@ -447,7 +459,7 @@ def rows(cases: dict[str, Any]) -> Iterator[list[str]]:
             found = group["find_max"]
             passing = [s for s in found["steps"] if s["offered_rate"] == found["max_passing_rate"]]
             label = f"{prefix} max rate *"
-            yield row(label, passing[0]) if passing else [label, *"-" * 7]
+            yield row(label, passing[0]) if passing else [label, *"-" * 8]
 
 
 def print_report(result: dict[str, Any]) -> None:
@@ -456,14 +468,20 @@ def print_report(result: dict[str, Any]) -> None:
 
     console = Console()
     if not console.is_terminal:
-        console = Console(width=120)
+        console = Console(width=150)
     headers = ["case", "offered /s", "achieved /s", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU ms/req"]
+    headers.append("client lag p99 ms")
     table = Table(title=f"{result['package']['name']} v{result['package']['version']}: recsys serve vs bare faiss")
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right")
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for cells in rows(result["cases"]):
         table.add_row(*cells)
     console.print(table)
+    console.print(
+        "client lag: how late the load generator sent requests; ! marks a run past --max-lag-ms, where the "
+        "machine, not only the server, was saturated (read the load average)",
+        highlight=False,
+    )
     for case, group in result["cases"].items():
         if "find_max" in group:
             found = group["find_max"]
