@@ -18,7 +18,6 @@ random normal vectors of the catalogue's size (`--random N DIM`).
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,14 +71,17 @@ def create_app(index: Any, seed: int) -> Any:
 
 
 def serve(app: Any, host: str, port: int, what: str) -> None:
-    """Serve until SIGTERM/SIGINT; the bound address printed first (port 0 picks one)."""
+    """Serve until SIGTERM/SIGINT; the bound address printed first (port 0 picks one).
+    The socket is uvicorn's own (`bind_socket`, as `recsys serve --workers N` binds it):
+    one made by hand without proto=IPPROTO_TCP gets no TCP_NODELAY from asyncio, and
+    Nagle's algorithm against the client's delayed ACK then adds 40 ms to every answer."""
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    config = uvicorn.Config(
+        app, host=host, port=port, access_log=False, log_level="warning", lifespan="on", timeout_graceful_shutdown=10
+    )
+    sock = config.bind_socket()
     bound_host, bound_port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, access_log=False, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
     print(f"serving {what} on http://{bound_host}:{bound_port}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
 
