@@ -11,7 +11,6 @@ only counts, the file and the column do.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ from typing import Any
 import polars as pl
 
 from recsys_cli.data.lake import read_manifest
-from recsys_cli.data.pseudonymise import DEVELOPMENT_KEY, PiiKey, pseudonym_table
+from recsys_cli.data.pseudonymise import DEVELOPMENT_KEY, PiiKey, key_of, pseudonym_table
 from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
-from recsys_cli.errors import LakeError, PiiKeyError, SourceError
+from recsys_cli.errors import LakeError, SourceError
 
 PARQUET_MAGIC = b"PAR1"
 COMPRESSED = {
@@ -94,16 +93,7 @@ def lake_key(lake: Path | None) -> PiiKey | None:
     if pii.get("development_key"):
         return PiiKey(DEVELOPMENT_KEY.encode(), is_development=True)
     env_var = str(((manifest.get("config") or {}).get("pii") or {}).get("key_env") or "RECSYS_PII_KEY")
-    value = os.environ.get(env_var, "")
-    if not value:
-        return None
-    key = PiiKey(value.encode(), is_development=value == DEVELOPMENT_KEY)
-    if key.fingerprint != pii.get("key_fingerprint"):
-        raise PiiKeyError(
-            f"${env_var} is not the key {lake} was pseudonymised with (fingerprint {key.fingerprint}, "
-            f"the lake's {pii.get('key_fingerprint')}): raw user ids would match nobody; set the lake's key"
-        )
-    return key
+    return key_of(env_var, pii.get("key_fingerprint"), str(lake))
 
 
 def _manifest(lake: Path | None) -> dict[str, Any] | None:

@@ -94,6 +94,22 @@ def load_key(
     )
 
 
+def key_of(env_var: str, fingerprint: str | None, what: str) -> PiiKey | None:
+    """The key in `env_var` when it is the one whose fingerprint `what` recorded
+    (a lake, a package trained on one); None when the variable is unset; refused
+    when it holds another key, since raw ids would then match nobody."""
+    value = os.environ.get(env_var, "")
+    if not value:
+        return None
+    key = PiiKey(value.encode(), is_development=value == DEVELOPMENT_KEY)
+    if key.fingerprint != fingerprint:
+        raise PiiKeyError(
+            f"${env_var} is not the key {what} was pseudonymised with (fingerprint {key.fingerprint}, "
+            f"the lake's {fingerprint}): raw user ids would match nobody; set the lake's key"
+        )
+    return key
+
+
 def key_weakness(value: str) -> str | None:
     """Why a key is too weak for production, or None when it is strong enough.
 

@@ -120,17 +120,7 @@ def _batch_pairs(
 ) -> Pairs:
     lists = {name: model.candidates(users, n) for name, model in generators.items()}
     own = {name: _fitted_scorer(model, users) for name, model in generators.items()}
-    return _pairs(
-        lists,
-        own,
-        users,
-        n,
-        offset,
-        tables.users.numeric[users],
-        tables.users.categorical[users],
-        tables.affinity[users],
-        tables,
-    )
+    return _pairs(lists, own, users, n, offset, tables)
 
 
 def history_pairs(
@@ -162,20 +152,10 @@ def history_pairs(
             scores[exclude] = -np.inf
         lists[name] = _row_top(scores, n_candidates)
         own[name] = _lookup(score_history_values(scores))
-    affinity = tables.affinity[users].copy()
+    affinity = tables.affinity[users]
     if items.size:
         affinity = _with_categories(affinity, tables.item_category[items], seen=float(len(items)))
-    return _pairs(
-        lists,
-        own,
-        users,
-        n_candidates,
-        0,
-        tables.users.numeric[users],
-        tables.users.categorical[users],
-        affinity,
-        tables,
-    )
+    return _pairs(lists, own, users, n_candidates, 0, tables, affinity)
 
 
 def _fitted_scorer(model: Recommender, users: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -216,14 +196,14 @@ def _pairs(
     users: np.ndarray,
     n: int,
     offset: int,
-    user_numeric: np.ndarray,
-    user_categorical: np.ndarray,
-    affinity: np.ndarray,
     tables: SideTables,
+    affinity: np.ndarray | None = None,
 ) -> Pairs:
     """The union of each generator's list per user, with every pair's features:
     each generator's score, its gap to that generator's best and its log rank there,
-    the user's affinity to the item's category, then item and user features."""
+    the user's affinity to the item's category (`affinity`, rows of `users`; the
+    tables' own by default), then item and user features."""
+    affinity = tables.affinity[users] if affinity is None else affinity
     tops, best = {}, {}
     for name, (top, top_scores) in lists.items():
         tops[name] = np.where(np.isfinite(top_scores), top, 0)  # 0: seen or unknown, never a candidate
@@ -246,10 +226,10 @@ def _pairs(
         row + offset,
         users[row],
         items,
-        np.concatenate([np.stack(numeric, axis=1), tables.items.numeric[items], user_numeric[row]], axis=1).astype(
-            np.float32
-        ),
-        np.concatenate([items[:, None], tables.items.categorical[items], user_categorical[row]], axis=1),
+        np.concatenate(
+            [np.stack(numeric, axis=1), tables.items.numeric[items], tables.users.numeric[users[row]]], axis=1
+        ).astype(np.float32),
+        np.concatenate([items[:, None], tables.items.categorical[items], tables.users.categorical[users[row]]], axis=1),
     )
 
 

@@ -15,11 +15,10 @@ kept, logged or returned: only `pseudonymise`'s result leaves this module.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from recsys_cli.data.pseudonymise import DEVELOPMENT_KEY, PiiKey, pseudonym
+from recsys_cli.data.pseudonymise import DEVELOPMENT_KEY, PiiKey, key_of, pseudonym
 from recsys_cli.errors import PiiKeyError
 
 DOMAIN = "user_id"  # the pseudonym domain ingest uses for user ids (Col.USER)
@@ -33,17 +32,11 @@ def package_key(lineage: dict[str, Any], env_var: str | None = None, where: str 
     if pii.get("development_key"):
         return PiiKey(DEVELOPMENT_KEY.encode(), is_development=True)
     env = env_var or str(pii.get("key_env") or DEFAULT_ENV)
-    value = os.environ.get(env, "")
-    if not value:
+    key = key_of(env, pii.get("key_fingerprint"), f"the lake of {where}")
+    if key is None:
         raise PiiKeyError(
             f"${env} is not set: {where} was trained on user ids pseudonymised with a key (fingerprint "
             f"{pii.get('key_fingerprint')}), and raw ids in requests must be pseudonymised with the same one"
-        )
-    key = PiiKey(value.encode(), is_development=value == DEVELOPMENT_KEY)
-    if key.fingerprint != pii.get("key_fingerprint"):
-        raise PiiKeyError(
-            f"${env} is not the key {where}'s users were pseudonymised with (fingerprint {key.fingerprint}, "
-            f"the lake's {pii.get('key_fingerprint')}): every raw user id would match nobody; set the lake's key"
         )
     return key
 

@@ -35,7 +35,7 @@ def test_a_missing_or_different_key_is_refused(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(PiiKeyError, match=r"\$RECSYS_PII_KEY is not set: pkg was trained"):
         package_key(lineage(REAL), where="pkg")
     monkeypatch.setenv("RECSYS_PII_KEY", SECRET[::-1])
-    with pytest.raises(PiiKeyError, match="is not the key pkg's users were pseudonymised with"):
+    with pytest.raises(PiiKeyError, match="is not the key the lake of pkg was pseudonymised with"):
         package_key(lineage(REAL), where="pkg")
     monkeypatch.setenv("RECSYS_PII_KEY", DEVELOPMENT_KEY)  # the public key never stands in for a real one
     with pytest.raises(PiiKeyError, match="is not the key"):
