@@ -4,22 +4,23 @@ Starts `recsys serve --port 0` on a registry's model (`--registry`, `--model`,
 `--alias`) or on a package folder (`--package`, pushed into a temporary registry)
 as a subprocess: one worker, OMP_NUM_THREADS=1, a generated API key, the answer
 cache off (`serve.cache.size=0`: repeated requests would flatter the latency) and
-the event log in a fresh temporary folder. Then, with `scripts/loadtest.py` run as
-a subprocess (its CPU is accounted apart from the server's):
+the event log in a fresh temporary folder; and the reference,
+`scripts/bare_faiss_server.py` (FastAPI + uvicorn, one worker, one exact IndexFlatIP
+search for a random user vector per request over the package's ANN item vectors,
+random ones when it has none). Both stay up, and each load runs on the service and
+then at once on the reference, so that the pair shares the moment of a machine that
+others share. With `scripts/loadtest.py` as a subprocess (its CPU is accounted
+apart from the servers'):
 
-1. `/recommend` at `--rate` for `--duration` seconds (after `--warmup`);
+1. `/recommend` at `--rate` for `--duration` seconds (after `--warmup`), on each;
 2. `/events` at `--events-rate` events/s (`--events-per-request` a request) for
-   `--duration`; then the server is killed with SIGKILL, started again on the same
-   log, and every acknowledged event must be in the log and replayed: the log's
-   lines >= the events acknowledged (200 responses x events a request, all of known
-   items, and the server's own `recsys_events_total{outcome="accepted"}`), and the
-   restarted server's `recsys_events_replayed` equal to the lines;
-3. `--find-max`: the highest rate whose p99 stays under `--p99-ms` (loadtest.py's
-   steps of `--find-max-duration` s), on the restarted server (its users now hold
-   live histories);
-4. the reference: `scripts/bare_faiss_server.py` (FastAPI + uvicorn, one worker, one
-   exact IndexFlatIP search for a random user vector per request over the package's
-   ANN item vectors, random ones when it has none) under the same load and find-max.
+   `--duration` on the service; then it is killed with SIGKILL, started again on
+   the same log, and every acknowledged event must be in the log and replayed: the
+   log's lines >= the events acknowledged (200 responses x events a request, all of
+   known items, and the server's own `recsys_events_total{outcome="accepted"}`), and
+   the restarted server's `recsys_events_replayed` equal to the lines;
+3. find-max on each: the highest rate whose p99 stays under `--p99-ms` (loadtest.py's
+   steps of `--find-max-duration` s), the service restarted with live histories.
 
 Requests come from raw user ids of the lake the package was trained on (the service
 pseudonymises them as it would a shopper's): `--raw-events` (a CSV or a folder of
@@ -56,7 +57,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,7 +189,7 @@ class Server:
     """A service subprocess: started, waited for until it prints its address, stopped."""
 
     def __init__(self, command: list[str], env: dict[str, str], log: Path, timeout: float) -> None:
-        self.command, self.log_path, self.url = command, log, ""
+        self.command, self.env, self.log_path, self.timeout, self.url = command, env, log, timeout, ""
         self.log = log.open("ab")
         self.proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         lines: queue.Queue[str | None] = queue.Queue()
@@ -247,14 +247,6 @@ def child_env(api_key: str) -> dict[str, str]:
     root = str(Path(recsys_cli.__file__).resolve().parent.parent)
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     return {**os.environ, "RECSYS_API_KEY": api_key, "OMP_NUM_THREADS": "1", "COLUMNS": "300", "PYTHONPATH": path}
-
-
-@contextmanager
-def running(server: Server) -> Iterator[Server]:
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def loadtest(url: str, args: list[str], out: Path, server: Server | None = None, warmup: float = 0.0) -> dict:
@@ -367,31 +359,6 @@ def serve_command(subject: Subject, options: argparse.Namespace, events_dir: Pat
     return command
 
 
-def service_cases(subject: Subject, options: argparse.Namespace, files: dict[str, Path], work: Path) -> dict:
-    """Recommend, events with the SIGKILL check, then find-max on the restarted service."""
-    key = secrets.token_hex(16)
-    env, events_dir = child_env(key), work / "events"
-    command = serve_command(subject, options, events_dir)
-    cases: dict[str, Any] = {}
-    server = Server(command, env, work / "serve.log", options.startup_timeout)
-    try:
-        args = load_args(options, files, options.rate)
-        cases["recommend"] = loadtest(server.url, args, work / "recommend.json", server, options.warmup)
-        if options.events_rate > 0:
-            cases["events"] = events_case(options, server, files, key, work)
-            accepted = metric(server.url, "recsys_events_total", {"outcome": "accepted"})
-            server.kill()
-            logged = logged_events(events_dir)
-            server = Server(command, env, work / "serve.log", options.startup_timeout)
-            replayed = metric(server.url, "recsys_events_replayed")
-            cases["events"]["durability"] = durability(cases["events"], accepted, logged, replayed)
-        if options.find_max:
-            cases["find_max"] = loadtest(server.url, find_max_args(options, files), work / "find_max.json", server)
-    finally:
-        server.stop()
-    return cases
-
-
 def reference_source(subject: Subject, options: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     """The bare server's vectors: the package's ANN index (`--ann`, else `model`, else the
     first), or random ones of the catalogue's size when it has none."""
@@ -408,17 +375,47 @@ def reference_source(subject: Subject, options: argparse.Namespace) -> tuple[lis
     return ["--random", str(n_items), str(options.random_dim)], about
 
 
-def reference_cases(subject: Subject, options: argparse.Namespace, files: dict[str, Path], work: Path) -> dict:
-    """The same load against the bare faiss endpoint."""
-    source, about = reference_source(subject, options)
-    command = [sys.executable, "-P", str(BARE_SERVER), *source, "--port", "0", "--seed", str(options.seed)]
-    cases: dict[str, Any] = {"about": about}
-    with running(Server(command, child_env("unused"), work / "bare.log", options.startup_timeout)) as server:
-        args = load_args(options, files, options.rate)
-        cases["recommend"] = loadtest(server.url, args, work / "reference.json", server, options.warmup)
+def all_cases(subject: Subject, options: argparse.Namespace, files: dict[str, Path], work: Path) -> dict:
+    """Both servers up at once and each load run on one, then at once on the other, so
+    that the two share the (shared) machine's moment: /recommend, /events with the kill
+    -9 check on the service, then find-max on the restarted service and the reference."""
+    key = secrets.token_hex(16)
+    command = serve_command(subject, options, work / "events")
+    servers: dict[str, Server] = {}
+    found: dict[str, dict[str, Any]] = {"service": {}}
+    try:
+        servers["service"] = Server(command, child_env(key), work / "serve.log", options.startup_timeout)
+        if options.reference:
+            source, about = reference_source(subject, options)
+            bare = [sys.executable, "-P", str(BARE_SERVER), *source, "--port", "0", "--seed", str(options.seed)]
+            found["reference"] = {"about": about}
+            servers["reference"] = Server(bare, child_env(key), work / "bare.log", options.startup_timeout)
+        for name, server in servers.items():
+            args = load_args(options, files, options.rate)
+            found[name]["recommend"] = loadtest(server.url, args, work / f"{name}.json", server, options.warmup)
+        if options.events_rate > 0:
+            found["service"]["events"] = events_case(options, servers["service"], files, key, work)
+            servers["service"] = kill_and_restart(servers["service"], found["service"]["events"], work / "events")
         if options.find_max:
-            cases["find_max"] = loadtest(server.url, find_max_args(options, files), work / "ref_max.json", server)
-    return cases
+            for name, server in servers.items():
+                args = find_max_args(options, files)
+                found[name]["find_max"] = loadtest(server.url, args, work / f"{name}-max.json", server)
+    finally:
+        for server in servers.values():
+            server.stop()
+    return found
+
+
+def kill_and_restart(server: Server, report: dict[str, Any], events_dir: Path) -> Server:
+    """SIGKILL the service after the events run, start it again on the same log, and add
+    the durability check to `report`; returns the restarted service."""
+    accepted = metric(server.url, "recsys_events_total", {"outcome": "accepted"})
+    server.kill()
+    logged = logged_events(events_dir)
+    restarted = Server(server.command, server.env, server.log_path, server.timeout)
+    replayed = metric(restarted.url, "recsys_events_replayed")
+    report["durability"] = durability(report, accepted, logged, replayed)
+    return restarted
 
 
 # --- report --------------------------------------------------------------------------------------------------------
@@ -549,9 +546,7 @@ def run(options: argparse.Namespace, work: Path) -> dict[str, Any]:
     served = subject(options, work)
     users, about_users = request_users(served, options)
     files = {"users": write_ids(work / "users.txt", users), "items": write_ids(work / "items.txt", catalogue(served))}
-    cases = {"service": service_cases(served, options, files, work)}
-    if options.reference:
-        cases["reference"] = reference_cases(served, options, files, work)
+    cases = all_cases(served, options, files, work)
     return {
         "benchmark": "serve",
         "date": started.isoformat(timespec="seconds"),
