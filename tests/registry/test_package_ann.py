@@ -36,3 +36,13 @@ def test_an_index_that_cannot_recall_enough_falls_back_to_exact_search() -> None
     index, tuning = _index_meeting_recall(embedding_model(), AnnSpec(**{**poor.__dict__, "min_recall": 1.0}))
     assert index.kind == "exact"
     assert tuning["fallback"].startswith("exact: the widest hnsw search recalled")
+
+
+def test_an_ivf_index_that_must_scan_every_list_becomes_exact_search() -> None:
+    """Scanning every list recalls all, as exact search does, at more cost: the
+    package then searches exactly, and says why."""
+    spec = AnnSpec(kind="ivf", exact_below=0, ivf=IvfSpec(nlist=4, nprobe=1), min_recall=1.0, k=50)
+    index, tuning = _index_meeting_recall(embedding_model(), spec)
+    assert tuning["tried"][-1]["nprobe"] == 4 and tuning["tried"][-1]["recall"] == 1.0
+    assert index.kind == "exact"
+    assert tuning["fallback"] == "exact: the recall asked for needed every IVF list"
