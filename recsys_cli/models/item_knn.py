@@ -25,6 +25,9 @@ from recsys_cli.models.weighting import reweight
 
 # Entries of one block of the item-item product (rows x n_items at most): about 300 MB.
 _BLOCK_ENTRIES = 1 << 24
+# Rows whose stored share passes this are selected densely, about 2^22 floats at a time.
+_DENSE_SELECT = 0.02
+_DENSE_ROWS_FLOATS = 1 << 22
 
 
 class ItemKNN(SparseScores, GridSelected):
@@ -115,10 +118,38 @@ def _recent_profile(data: TrainData, last_n: int) -> sp.csr_matrix:
 
 
 def _top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keep the k largest entries of each row (vectorised over rows by sorting once)."""
+    """Keep the k largest entries of each row, equal ones by lower column. Where the
+    rows are dense enough (co-occurrences of a large shop: sorting every entry was
+    three quarters of item-kNN's fit at 10M events) and every entry positive, the
+    rows are selected densely, a few at a time (`models.topk`: the same rule);
+    otherwise by sorting the entries once."""
+    n_rows, n_cols = m.shape
+    if m.nnz > _DENSE_SELECT * n_rows * n_cols and (m.data > 0).all() and k < n_cols:
+        return _top_k_dense(m.tocsr(), k)
     coo = m.tocoo()
     order = np.lexsort((-coo.data, coo.row))
     rows, cols, vals = coo.row[order], coo.col[order], coo.data[order]
     starts = np.searchsorted(rows, rows, side="left")
     keep = (np.arange(rows.size) - starts) < k
     return sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=m.shape)
+
+
+def _top_k_dense(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """`_top_k_per_row` for positive entries, through dense rows: unstored entries
+    are 0, below every stored one, and are dropped after the selection."""
+    from recsys_cli.models.topk import top_indices
+
+    n_rows, n_cols = m.shape
+    step = max(1, _DENSE_ROWS_FLOATS // max(n_cols, 1))
+    rows, cols, vals = [], [], []
+    for start in range(0, n_rows, step):
+        dense = m[start : start + step].toarray()
+        top = top_indices(dense, k)
+        picked = np.take_along_axis(dense, top, axis=1)
+        row, col = np.nonzero(picked > 0)
+        rows.append(row + start)
+        cols.append(top[row, col])
+        vals.append(picked[row, col])
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=m.shape, dtype=m.dtype
+    )

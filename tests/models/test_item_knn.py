@@ -65,3 +65,19 @@ def test_neighbours_built_block_by_block_equal_the_whole_product(budget: int) ->
     got = neighbours(x, k=4, shrink=2.0, budget=budget)
     np.testing.assert_allclose(got.toarray(), whole_product_neighbours(x, 4, 2.0), rtol=1e-5)
     assert (got.getnnz(axis=1) <= 4).all() and got.diagonal().sum() == 0
+
+
+def test_dense_and_sorted_selection_keep_the_same_neighbours_ties_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Co-occurrences dense enough are cut to their top k through dense rows; the
+    kept entries, equal values by lower column, are those of the sort."""
+    from recsys_cli.models import item_knn
+
+    x = sp.random(200, 120, density=0.1, random_state=5, format="csr", dtype=np.float32)
+    x.data = np.ceil(x.data * 2)  # integer weights: many equal similarities
+    monkeypatch.setattr(item_knn, "_DENSE_SELECT", float("inf"))
+    sorted_ = neighbours(x, k=7, shrink=1.0, budget=600)
+    monkeypatch.setattr(item_knn, "_DENSE_SELECT", 0.0)
+    monkeypatch.setattr(item_knn, "_DENSE_ROWS_FLOATS", 300)  # several dense chunks per block
+    dense = neighbours(x, k=7, shrink=1.0, budget=600)
+    assert (sorted_ != dense).nnz == 0
+    assert np.array_equal(np.sort(sorted_.indices), np.sort(dense.indices))
