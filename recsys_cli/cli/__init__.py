@@ -16,6 +16,7 @@ from recsys_cli.cli import (
     compare,
     datasets,
     evaluate,
+    events,
     export,
     features,
     ingest,
@@ -53,6 +54,7 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(lake.app, name="lake")
 app.add_typer(sweep.app, name="sweep")
 app.add_typer(registry.app, name="registry")
+app.add_typer(events.app, name="events")
 
 
 def _version(value: bool) -> None:

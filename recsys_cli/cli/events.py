@@ -1,0 +1,52 @@
+"""`recsys events`: the service's durable log of live events (serve.event_log)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir
+
+app = typer.Typer(no_args_is_help=True, help="The service's durable log of live events: export it for ingest.")
+
+
+@app.command("export")
+@friendly_errors
+def export(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Parquet file to write.", show_default=False)],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Hydra overrides of conf/serve.yaml, e.g. serve.event_log.dir=/srv/events", show_default=False
+        ),
+    ] = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
+) -> None:
+    """Write every event the service logged (serve.event_log.dir) to OUT, with the
+    lake key's fingerprint, for the next retrain.
+
+    Example: `recsys events export live.parquet && recsys ingest --append --live-events live.parquet`.
+    The user ids stay the lake's pseudonyms; ingest checks the key by its fingerprint.
+    """
+    from recsys_cli.config import compose
+    from recsys_cli.console import console
+    from recsys_cli.errors import ConfigError
+    from recsys_cli.serving.event_log import EventLog
+
+    cfg = compose("serve", overrides, config_dir)
+    folder = Path(str(cfg.serve.event_log.dir))
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{folder}: no event log here (serve.event_log.dir); the service writes it on its first event"
+        )
+    log = EventLog(folder, fsync="never")
+    try:
+        written = log.export(out)
+    finally:
+        log.close()
+    bad = log.counts.bad_lines
+    skipped = f"; {bad:,} unreadable line(s) left out" if bad else ""
+    console.print(f"[green]exported:[/] {written:,} events to {out}{skipped}", soft_wrap=True, highlight=False)
