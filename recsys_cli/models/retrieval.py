@@ -168,7 +168,14 @@ def _sparse_batch(model: SparseScores, users: np.ndarray, n: int) -> tuple[np.nd
     # Where a batch's proposals reach much of the catalogue (long histories, a small
     # catalogue), scoring it densely is cheaper than sorting the pairs.
     if rows_p.size + prior_rows.size > DENSE_SHARE * users.size * n_items:
-        return _dense(recommender, users, n)
+        if own_proposals:
+            return _dense(recommender, users, n)
+        # The part is already computed: its dense rows plus the prior are `score`'s.
+        scores = np.empty((users.size, n_items), dtype=np.float32)
+        scores[known] = np.asarray(part.toarray() + np.asarray(model._prior()), dtype=np.float32)
+        if cold.size:
+            scores[cold] = recommender.popularity
+        return recommender.top_k(scores, users, n)
     rows = np.concatenate([rows_p, prior_rows])
     items = np.concatenate([items_p, prior_items])
     if own_proposals:

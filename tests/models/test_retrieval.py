@@ -43,16 +43,18 @@ MODELS = {
 }
 
 
-@pytest.fixture(autouse=True, params=["pairs", "dense"])
+@pytest.fixture(autouse=True, params=["pairs", "dense", "switched"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every specification holds on both paths: pairs (what a large catalogue takes)
-    and dense rows (a small one, or a batch whose pairs reach most of it)."""
+    """Every specification holds on every path: pairs (what a large catalogue takes),
+    dense rows (a small catalogue), and dense rows from the sparse part already
+    computed (a batch of a large catalogue whose pairs would reach too much of it)."""
     from recsys_cli.models import retrieval
 
     if request.param == "pairs":
         monkeypatch.setattr(retrieval, "DENSE_BELOW", 0)
         monkeypatch.setattr(retrieval, "DENSE_SHARE", float("inf"))
-    else:
+    elif request.param == "switched":
+        monkeypatch.setattr(retrieval, "DENSE_BELOW", 0)
         monkeypatch.setattr(retrieval, "DENSE_SHARE", 0.0)
     return str(request.param)
 
