@@ -73,8 +73,22 @@ class SparseScores:
         """float64 score of each (user, item) pair, for known users."""
         prior = np.asarray(self._prior(), dtype=np.float64)
         unique, row = np.unique(users, return_inverse=True)
-        values = sparse_lookup(self._part(unique), row, items)
+        values = sparse_lookup(self._parts_of(unique), row, items)
         return prior[items] + values
+
+    def _parts_of(self, users: np.ndarray) -> sp.csr_matrix:
+        """`_part(users)` for sorted unique users, from the rows `candidates` computed
+        last when they hold them all: a ranker asks for a batch's candidates, then
+        for its pairs' scores, and the part (item-kNN's history x neighbours) is the
+        cost of both."""
+        derived: dict[str, Any] = self.derived  # type: ignore[attr-defined]
+        last = derived.get("last_part")
+        if last is not None:
+            held, part = last
+            at = np.searchsorted(held, users)
+            if at.size and (at < held.size).all() and (held[np.minimum(at, held.size - 1)] == users).all():
+                return part[at]
+        return self._part(users)
 
 
 def sparse_lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -161,8 +175,11 @@ def _sparse_batch(model: SparseScores, users: np.ndarray, n: int) -> tuple[np.nd
         rows_p, items_p = model._proposals(users[known], depth[known])
         rows_p = known[rows_p]
     else:
-        part = model._part(users[known]).tocsr()
+        asked = users[known]
+        part = model._part(asked).tocsr()
         part.sum_duplicates()
+        if asked.size and (np.diff(asked) > 0).all():  # sorted and unique: reusable by `_parts_of`
+            recommender.derived["last_part"] = (asked, part)
         coo = part.tocoo()
         rows_p, items_p = known[coo.row], coo.col.astype(np.int64)
     # Where a batch's proposals reach much of the catalogue (long histories, a small

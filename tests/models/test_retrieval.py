@@ -115,3 +115,19 @@ def test_sparse_lookup_reads_stored_values_and_zero_elsewhere() -> None:
     m = sp.csr_matrix(np.array([[0, 2.0, 0], [3.0, 0, 4.0]]))
     got = sparse_lookup(m, np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 2]))
     assert got.tolist() == [0.0, 2.0, 3.0, 0.0, 4.0]
+
+
+@pytest.mark.parametrize("name", ["item_knn", "transitions", "recently_viewed"])
+def test_pair_scores_after_candidates_reuse_the_part_and_agree(name: str) -> None:
+    """A ranker asks for a batch's candidates, then its pairs' scores: the second
+    reads the part the first computed, with the same values, and a user outside it
+    is computed afresh."""
+    data = random_shop(seed=6)
+    model = MODELS[name]().fit(data)
+    users = np.arange(1, 20)
+    model.candidates(users, 10)
+    rng = np.random.default_rng(3)
+    pair_users = np.r_[rng.choice(users, 200), data.n_users - 1]  # the last user was not in the batch
+    items = rng.integers(1, data.n_items, pair_users.size)
+    dense = model.score(np.arange(data.n_users))
+    np.testing.assert_allclose(model.pair_scores(pair_users, items), dense[pair_users, items], rtol=1e-5, atol=1e-6)
