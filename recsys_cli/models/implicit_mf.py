@@ -118,15 +118,15 @@ class ALS(_ImplicitMF):
         without the fitted matrix, which a package does not carry."""
         if items.size == 0:
             return self.user_factors[user]
-        y = self.item_factors.astype(np.float64)
         gram = self.derived.get("gram")
-        if gram is None:
+        if gram is None:  # once per fit: a request must not touch every item's factors
+            y = self.item_factors.astype(np.float64)
             gram = self.derived["gram"] = y.T @ y
         met = self.seen[user].indices if user > 0 and self.seen is not None else np.zeros(0, np.int64)
         ids, counts = np.unique(np.concatenate([met, items]), return_counts=True)
         confidence = 1.0 + self.alpha * counts
-        rows = y[ids]
-        a = gram + (rows.T * (confidence - 1.0)) @ rows + self.regularization * np.eye(y.shape[1])
+        rows = self.item_factors[ids].astype(np.float64)
+        a = gram + (rows.T * (confidence - 1.0)) @ rows + self.regularization * np.eye(gram.shape[0])
         return np.linalg.solve(a, rows.T @ confidence)
 
 
