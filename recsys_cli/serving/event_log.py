@@ -129,14 +129,14 @@ class EventLog:
         path = self.folder / f"events-{number:06d}.jsonl"
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
         if self.fsync == "always":
-            _fsync_dir(self.folder)  # the new name survives a power loss too
+            _fsync(self.folder)  # the new name survives a power loss too
         return path
 
     def _sync_pending(self) -> None:
         path, self._unsynced = self._unsynced, None
         self._synced_at = time.monotonic()
         if path is not None:
-            _fsync_path(path)
+            _fsync(path)
 
     def _sync_periodically(self) -> None:
         while not self._closed.wait(self.interval_s):
@@ -239,16 +239,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_path(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries (a new segment's name), to the disk."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
