@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from recsys_cli.cli import app
 from recsys_cli.registry.store import Registry
-from tests.registry.package_shop import trained
+from tests.registry.package_shop import exported
 
 runner = CliRunner()
 KEY = "cli-test-key-0123456789abcdef"
@@ -25,10 +25,7 @@ KEY = "cli-test-key-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("serve_cli") / "package"
-    result = runner.invoke(app, ["export", str(trained(tmp_path_factory, "ease")), "--no-push", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    return exported(tmp_path_factory, "ease")
 
 
 def serve(*args: str) -> tuple[int, str]:

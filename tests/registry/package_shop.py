@@ -63,3 +63,15 @@ def trained(factory: pytest.TempPathFactory, name: str) -> Path:
         overrides += ["trainer=smoke", "trainer.max_epochs=1", "refit_from=none", *SMALL.get(name, [])]
         _built[key] = train.run(compose("train", overrides)).run
     return _built[key]
+
+
+def exported(factory: pytest.TempPathFactory, name: str) -> Path:
+    """The package of `trained(name)`, exported once per process without a push:
+    read-only for its users (a test that damages one works on a copy)."""
+    key = f"package:{name}"
+    if key not in _built:
+        from recsys_cli.tasks import export
+
+        out = factory.mktemp(f"package_{name}") / "package"
+        _built[key] = export.run(trained(factory, name), compose("export"), out=out, push=False).path
+    return _built[key]

@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from recsys_cli.cli import app
-from tests.registry.package_shop import trained
+from tests.registry.package_shop import exported
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_serve.py"
 RAW_USER_ID = re.compile(r"\bC\d{7}\b")  # the synthetic shop's customer ids (C0000194)
@@ -26,10 +24,7 @@ FIND_MAX = ["--find-max-duration", "1", "--max-rate", "30", "--p99-ms", "1000", 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ALS package: an embedding model, so it holds an ANN index for the reference."""
-    out = tmp_path_factory.mktemp("bench_serve") / "package"
-    result = CliRunner().invoke(app, ["export", str(trained(tmp_path_factory, "als")), "--no-push", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    return exported(tmp_path_factory, "als")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from recsys_cli.config import compose
 from recsys_cli.serving.engine import Context, Engine, Query
 from recsys_cli.serving.rules import Filters
 from recsys_cli.serving.state import LiveEvent
-from recsys_cli.tasks import export
-from tests.registry.package_shop import trained
+from tests.registry.package_shop import exported
 
 Loaded = Callable[..., Engine]
 
@@ -26,7 +25,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
 
     def get(name: str, rules: str = "none") -> Engine:
         if name not in packages:
-            packages[name] = export.run(trained(tmp_path_factory, name), compose("export"), push=False).path
+            packages[name] = exported(tmp_path_factory, name)
         return Engine.load(packages[name], compose("serve", [f"serve/rules={rules}"]))
 
     return get

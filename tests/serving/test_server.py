@@ -34,7 +34,7 @@ from recsys_cli.data.pseudonymise import DEVELOPMENT_KEY, PiiKey
 from recsys_cli.registry.store import Registry
 from recsys_cli.serving.event_log import EventLog
 from recsys_cli.serving.identity import pseudonymise
-from tests.registry.package_shop import shop, trained
+from tests.registry.package_shop import exported, shop
 from tests.serving.fakes import FakeEngine, install_engine_stub
 
 KEY = "server-test-key-0123456789abcdef"
@@ -53,14 +53,7 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One exported package of the tiny shop's EASE run (not pushed)."""
-    from typer.testing import CliRunner
-
-    from recsys_cli.cli import app
-
-    out = tmp_path_factory.mktemp("serve_package") / "package"
-    result = CliRunner().invoke(app, ["export", str(trained(tmp_path_factory, "ease")), "--no-push", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    return exported(tmp_path_factory, "ease")
 
 
 @pytest.fixture(scope="module")
