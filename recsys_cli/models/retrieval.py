@@ -41,8 +41,6 @@ _DENSE_FLOATS = 1 << 22
 DENSE_BELOW = 20_000
 DENSE_SHARE = 0.01
 _SPARSE_BATCH = 256
-# The embedding path's index: exact below this many items, IVF above (conf/ann/default.yaml).
-ANN_SPEC: dict[str, Any] = {"kind": "auto", "exact_below": 20000, "min_recall": 0.95, "k": 100}
 
 
 class SparseScores:
@@ -371,7 +369,7 @@ def _ann_index(model: Recommender) -> Any:
 
     vectors = model.item_vectors()
     assert vectors is not None
-    spec = AnnSpec.of(ANN_SPEC)
+    spec = AnnSpec()  # conf/ann/'s defaults; a package brings its own, measured index
     index = AnnIndex.build(vectors, spec)
     if index.kind != "exact":
         assert model.users is not None

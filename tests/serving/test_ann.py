@@ -242,3 +242,11 @@ def test_a_graph_too_poor_for_the_minimum_stops_at_the_widest_search(items: np.n
     index = AnnIndex.build(items, spec)
     tried = widen_to_recall(index, queries, spec)
     assert tried[-1]["ef_search"] == index.size and tried[-1]["recall"] < 0.999  # widest search, still short
+
+
+def test_the_specs_defaults_are_conf_ann_default() -> None:
+    """Code that builds an index without a composed config (a model's own retrieval
+    index) gets what conf/ann/default.yaml says."""
+    from recsys_cli.config import compose
+
+    assert AnnSpec.of(compose("export").ann) == AnnSpec()
