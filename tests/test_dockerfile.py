@@ -96,7 +96,7 @@ def test_the_setup_script_installs_the_torch_pin_of_pyproject_on_cpu() -> None:
     # No GPU while an image builds: the CPU branch, from PyTorch's CPU index.
     assert "--index-url https://download.pytorch.org/whl/cpu" in script
     # A checkout gets the dev extra; the image asks for none (EXTRAS=), the package alone.
-    assert 'EXTRAS=${EXTRAS-dev}' in script and 'install -e ".[$EXTRAS]"' in script
+    assert "EXTRAS=${EXTRAS-dev}" in script and 'install -e ".[$EXTRAS]"' in script
     assert re.search(r"VENV=/opt/venv EXTRAS= \./scripts/setup_venv\.sh", (ROOT / "Dockerfile").read_text())
 
 

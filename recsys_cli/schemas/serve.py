@@ -74,6 +74,13 @@ class ServeEngine(Schema):
     exclude_events: list[Text]
 
 
+class ServeAdmission(Schema):
+    """How many requests score at once (recsys_cli/serving/admission.py)."""
+
+    max_active: PositiveInt | None
+    max_wait_ms: Positive
+
+
 class Serve(Schema):
     """conf/serve/ (recsys_cli/serving/): the service, its state and limits."""
 
@@ -93,6 +100,7 @@ class Serve(Schema):
     limits: ServeLimits
     cache: ServeCache
     engine: ServeEngine
+    admission: ServeAdmission
     pin_dir: Text | None
     log_requests: bool
     rules: Rules  # conf/serve/rules/ (serve/rules=none: every rule off)

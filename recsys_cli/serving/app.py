@@ -16,7 +16,8 @@ Design decisions:
 - Refusals are JSON `{"error": ..., "detail": [...]}`: 400 for a body that is not JSON,
   413 for a body over `serve.limits.max_body_bytes`, 422 for unknown fields and values
   out of range (k, batch size, session length, event types), 401 without the API key,
-  503 before a model is loaded. A refused reload answers 409 (busy), 404 (no such
+  503 before a model is loaded or when a request waited too long for its turn to score
+  (admission.py; with Retry-After). A refused reload answers 409 (busy), 404 (no such
   model or alias) or 422 (the package is refused: damaged, another key) and the old
   model keeps serving.
 - `create_app` builds everything from the config; tests pass their own engine factory
@@ -42,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys_cli import __version__
 from recsys_cli.errors import RecsysError, RegistryError
+from recsys_cli.serving.admission import Overloaded
 from recsys_cli.serving.api_models import request_models
 from recsys_cli.serving.auth import ApiKey
 from recsys_cli.serving.identity import pseudonymise
@@ -283,6 +285,10 @@ def _handlers(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in errors):
             return _error(400, "the request body is not valid JSON", [_problem(e) for e in errors[:1]])
         return _error(422, "invalid request", [_problem(e) for e in errors[:20]])
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "detail": []}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -43,6 +43,11 @@ class Metrics:
             registry=r,
         )
         self.cache = Counter("recsys_answer_cache", "Answer cache lookups.", ["result"], registry=r)
+        self.shed = Counter(
+            "recsys_requests_shed",
+            "Recommendation requests refused with 503 after waiting serve.admission.max_wait_ms for a turn.",
+            registry=r,
+        )
         self.events = Counter(
             "recsys_events", "Posted events: accepted, or ignored (unknown item).", ["outcome"], registry=r
         )

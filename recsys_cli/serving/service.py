@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from recsys_cli.data.pseudonymise import PiiKey
 from recsys_cli.errors import ConfigError, PiiKeyError, RecsysError, RegistryError
+from recsys_cli.serving.admission import Admission, Overloaded
 from recsys_cli.serving.cache import TTLCache
 from recsys_cli.serving.identity import package_key
 from recsys_cli.serving.logs import log_event, loggers
@@ -76,7 +77,9 @@ def default_engine(package_dir: Path, cfg: DictConfig) -> Any:
     """The project's engine (`serving/engine.py`), loaded from a package folder."""
     from recsys_cli.serving.engine import Engine
 
-    return Engine.load(package_dir, cfg)
+    engine = Engine.load(package_dir, cfg)
+    engine.warm()
+    return engine
 
 
 def served_name(cfg: DictConfig) -> str:
@@ -238,6 +241,8 @@ class Service:
         self.metrics = metrics or Metrics()
         cache = cfg.serve.cache
         self.answers: TTLCache[dict[str, Any]] = TTLCache(int(cache.size), float(cache.ttl_s))
+        admission = cfg.serve.admission
+        self.admission = Admission(admission.max_active, float(admission.max_wait_ms) / 1000)
         self.logger, self.access = loggers(bool(cfg.serve.log_requests))
         self.current: Served | None = None
         self.replayed = 0
@@ -397,8 +402,13 @@ class Service:
             return {**cached, "cached": True, "stages_ms": {}}
         self.metrics.cache.labels("miss").inc()
         query = build_query(user, k, [*history, *session_events], context, filters, explain)
-        answer = served.engine.recommend(query)
-        stages = {name: float(seconds) for name, seconds in (answer.stages or {}).items()}
+        try:
+            with self.admission.turn() as waited:
+                answer = served.engine.recommend(query)
+        except Overloaded:
+            self.metrics.shed.inc()
+            raise
+        stages = {"queue": waited, **{name: float(seconds) for name, seconds in (answer.stages or {}).items()}}
         self.metrics.answered(answer.fallback, stages)
         body = {
             "items": list(answer.items),

@@ -114,7 +114,7 @@ def test_recommend_answers_items_scores_model_fallback_and_stage_timings(client:
     body = answer.json()
     assert body["items"] == ["i1", "i2", "i3", "i4", "i5"] and len(body["scores"]) == 5
     assert body["model"] == {"name": "fake", "version": 1} and body["fallback"] == "popular"
-    assert set(body["stages_ms"]) == {"retrieval", "scoring", "rerank"} and body["stages_ms"]["scoring"] == 2.0
+    assert set(body["stages_ms"]) == {"queue", "retrieval", "scoring", "rerank"} and body["stages_ms"]["scoring"] == 2.0
     assert "explain" not in body and RAW not in answer.text
     query = loader.engines[1].queries[-1]
     assert query.user == pseudonymise(RAW, DEV) and query.k == 5 and query.history == []
@@ -371,3 +371,20 @@ def test_reload_swaps_versions_and_a_refused_package_leaves_the_old_one_serving(
     assert client.post("/recommend", json={"user_id": RAW}).json()["model"]["version"] == 2
     text = client.get("/metrics").text
     assert 'recsys_reloads_total{outcome="refused"} 1.0' in text and "recsys_model_version 2.0" in text
+
+
+def test_a_request_that_waits_too_long_for_its_turn_gets_503_with_retry_after(
+    tmp_path: Path, loader: FakeLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECSYS_API_KEY", KEY)
+    cfg = make_cfg(tmp_path, "serve.admission.max_active=1", "serve.admission.max_wait_ms=20", "serve.cache.size=0")
+    service = Service(cfg, loader)  # type: ignore[arg-type]
+    with TestClient(create_app(cfg, service=service)) as client:
+        with service.admission.turn():  # every turn taken: a request in progress
+            refused = client.post("/recommend", json={"user_id": RAW, "k": 5})
+        answered = client.post("/recommend", json={"user_id": RAW, "k": 5})
+        metrics = client.get("/metrics").text
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "at capacity" in refused.json()["error"] and RAW not in refused.text
+    assert answered.status_code == 200 and answered.json()["stages_ms"]["queue"] < 1000
+    assert "recsys_requests_shed_total 1.0" in metrics

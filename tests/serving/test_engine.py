@@ -115,3 +115,14 @@ def test_the_package_lineage_names_the_lakes_key_by_fingerprint_only(engine: Loa
     pii = engine("ease").package.lineage["pii"]
     assert set(pii) == {"key_fingerprint", "development_key", "key_env"}
     assert len(pii["key_fingerprint"]) == 16 and pii["development_key"] is True
+
+
+@pytest.mark.parametrize("name", ["ranker_lgbm", "item_knn"])
+def test_warming_builds_the_models_lazy_tables_and_changes_no_answer(engine: Loaded, name: str) -> None:
+    cold, warmed = engine(name), engine(name)
+    user, _ = known_user(cold)
+    seconds = warmed.warm()
+    model = warmed.ranker.generators["item_knn"] if name == "ranker_lgbm" else warmed.model
+    assert seconds > 0 and "sim_t" in model.derived  # built before any shopper asked
+    for query in (Query(user, 10, []), Query(None, 5, events(None, cold.catalogue.ids(np.array([2, 3]))))):
+        assert warmed.recommend(query).items == cold.recommend(query).items
