@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import polars as pl
@@ -41,6 +41,11 @@ class TrainData:
     # user (the feature set's `seen` column): never recommended, never ground truth.
     # None: every interaction counts (`interacted`), for data built in memory.
     seen: sp.csr_matrix | None = None
+    # What models compute from this data alone and would otherwise compute again,
+    # keyed by what it depends on: a ranker fits two item-kNN generators (whole
+    # history and last items) on every labelled window, with the same neighbours.
+    # The data does not change once built, so nothing here goes stale.
+    derived: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_users(self) -> int:

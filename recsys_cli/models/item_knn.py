@@ -46,7 +46,12 @@ class ItemKNN(SparseScores, GridSelected):
 
     def _fit_point(self, data: TrainData) -> None:
         x = reweight(data.matrix, self.weighting).tocsr()
-        self.sim = neighbours(x, self.k, self.shrink)
+        # Shared with every item-kNN fitted on the same data with the same settings
+        # (a ranker's whole-history and last-items generators): 27 CPU s at 82k items.
+        key = ("item_knn.neighbours", self.weighting, self.k, self.shrink)
+        if key not in data.derived:
+            data.derived[key] = neighbours(x, self.k, self.shrink)
+        self.sim = data.derived[key]
         self.x = x if self.last_n is None else _recent_profile(data, self.last_n)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
@@ -103,12 +108,16 @@ def neighbours(x: sp.csr_matrix, k: int, shrink: float, budget: int = _BLOCK_ENT
     step = max(1, budget // max(n_items, 1))
     blocks = []
     for start in range(0, n_items, step):
-        block = (xt[start : start + step] @ x).tocoo()
-        rows, cols, vals = block.row, block.col, block.data.astype(np.float32)
-        keep = (rows + start != cols) & (vals != 0)
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
-        vals = vals / (norms[rows + start] * norms[cols] + shrink)
-        blocks.append(_top_k_per_row(sp.csr_matrix((vals, (rows, cols)), shape=block.shape), k))
+        # Scaled where the product left its entries: a round trip through (row, col)
+        # pairs sorted every block's entries, a third of the fit at 82k items.
+        block = (xt[start : start + step] @ x).tocsr()
+        rows = np.repeat(np.arange(block.shape[0], dtype=np.int64), np.diff(block.indptr)) + start
+        cols = block.indices
+        vals = block.data.astype(np.float32) / (norms[rows] * norms[cols] + shrink)
+        vals[rows == cols] = 0.0  # an item is not its own neighbour
+        block = sp.csr_matrix((vals, cols, block.indptr), shape=block.shape)
+        block.eliminate_zeros()
+        blocks.append(_top_k_per_row(block, k))
     if not blocks:
         return sp.csr_matrix((0, n_items), dtype=np.float64)
     return sp.vstack(blocks, format="csr")
@@ -135,7 +144,7 @@ def _top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     if m.nnz > _DENSE_SELECT * n_rows * n_cols and (m.data > 0).all() and k < n_cols:
         return _top_k_dense(m.tocsr(), k)
     coo = m.tocoo()
-    order = np.lexsort((-coo.data, coo.row))
+    order = np.lexsort((coo.col, -coo.data, coo.row))  # a row's entries need not be in column order
     rows, cols, vals = coo.row[order], coo.col[order], coo.data[order]
     starts = np.searchsorted(rows, rows, side="left")
     keep = (np.arange(rows.size) - starts) < k

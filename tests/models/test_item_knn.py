@@ -81,3 +81,25 @@ def test_dense_and_sorted_selection_keep_the_same_neighbours_ties_included(monke
     dense = neighbours(x, k=7, shrink=1.0, budget=600)
     assert (sorted_ != dense).nnz == 0
     assert np.array_equal(np.sort(sorted_.indices), np.sort(dense.indices))
+
+
+def test_item_knns_fitted_on_the_same_data_with_the_same_settings_share_one_neighbour_computation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import recsys_cli.models.item_knn as module
+
+    data, _ = checkerboard()
+    calls: list[float] = []
+
+    def counted(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
+        calls.append(shrink)
+        return neighbours(x, k, shrink)
+
+    monkeypatch.setattr(module, "neighbours", counted)
+    first = ItemKNN(k=5, shrink=2.0, weighting="log").fit(data)
+    second = ItemKNN(k=5, shrink=2.0, weighting="log").fit(data)
+    other = ItemKNN(k=5, shrink=50.0, weighting="log").fit(data)  # other settings: their own
+    assert calls == [2.0, 50.0] and second.sim is first.sim
+    fresh = neighbours(reweight(data.matrix, "log").tocsr(), 5, 2.0)
+    np.testing.assert_array_equal(first.sim.toarray(), fresh.toarray())
+    assert not np.array_equal(other.sim.toarray(), first.sim.toarray())
