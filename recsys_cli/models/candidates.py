@@ -12,7 +12,7 @@ serving pairs at the latest one.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from recsys_cli.data.schema import Col
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.live_features import LiveUserFeatures
 from recsys_cli.models.side_features import SideFeatures, encode_side
 
 ITEM_BUCKETS = {"price": 10, "age_days": 8, "release_year": 8}
@@ -49,6 +50,8 @@ class SideTables:
     items: SideFeatures
     affinity: np.ndarray  # (n_users, n_categories) float32
     item_category: np.ndarray  # (n_items,) category index, 0 = none
+    # How live events move the user table (`LiveUserFeatures.as_array`); no rows: they do not.
+    user_live: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @classmethod
     def of(cls, data: TrainData, like: SideTables | None = None) -> SideTables:
@@ -68,7 +71,9 @@ class SideTables:
             if Col.CATEGORY in items.names
             else np.zeros(data.n_items, np.int64)
         )
-        return cls(users, items, category_affinity(data.matrix, category), category)
+        live = LiveUserFeatures.of(users)
+        user_live = live.as_array() if live.moves else np.zeros((0, users.numeric.shape[1]))
+        return cls(users, items, category_affinity(data.matrix, category), category, user_live)
 
     def cardinalities(self, n_items: int) -> tuple[int, ...]:
         """Embedding sizes of `Pairs.categorical`: item id, then item and user columns."""
@@ -131,12 +136,15 @@ def history_pairs(
     events: list[str],
     n_candidates: int,
     exclude: np.ndarray | None = None,
+    recency_days: float | None = None,
 ) -> Pairs:
     """One user's candidate pairs with their live events folded in: each generator
     that can (`score_history`) proposes from the updated history and scores every
     pair from it, the others answer from their fitted state; the pair's category
-    affinity counts the new items' categories. The user's other features stay those
-    of the snapshot. `exclude`: items never proposed (the user's seen ones)."""
+    affinity counts the new items' categories, and a known user's event counts and
+    recency (`recency_days`: since their newest event) move (`live_features.py`).
+    Their other features stay those of the snapshot. `exclude`: items never
+    proposed (the user's seen ones)."""
     users = np.array([user], dtype=np.int64)
     lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     own: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {}
@@ -153,9 +161,13 @@ def history_pairs(
         lists[name] = _row_top(scores, n_candidates)
         own[name] = _lookup(score_history_values(scores))
     affinity = tables.affinity[users]
+    user_numeric = None
     if items.size:
         affinity = _with_categories(affinity, tables.item_category[items], seen=float(len(items)))
-    return _pairs(lists, own, users, n_candidates, 0, tables, affinity)
+        if user > 0 and tables.user_live.shape[0]:
+            live = LiveUserFeatures.from_array(tables.user_live)
+            user_numeric = live.updated(tables.users.numeric[user], events, recency_days)[None, :]
+    return _pairs(lists, own, users, n_candidates, 0, tables, affinity, user_numeric)
 
 
 def _fitted_scorer(model: Recommender, users: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -198,12 +210,15 @@ def _pairs(
     offset: int,
     tables: SideTables,
     affinity: np.ndarray | None = None,
+    user_numeric: np.ndarray | None = None,
 ) -> Pairs:
     """The union of each generator's list per user, with every pair's features:
     each generator's score, its gap to that generator's best and its log rank there,
     the user's affinity to the item's category (`affinity`, rows of `users`; the
-    tables' own by default), then item and user features."""
+    tables' own by default), then item and user features (`user_numeric`, rows of
+    `users`, in place of the table's numeric columns)."""
     affinity = tables.affinity[users] if affinity is None else affinity
+    user_numeric = tables.users.numeric[users] if user_numeric is None else user_numeric
     tops, best = {}, {}
     for name, (top, top_scores) in lists.items():
         tops[name] = np.where(np.isfinite(top_scores), top, 0)  # 0: seen or unknown, never a candidate
@@ -226,9 +241,9 @@ def _pairs(
         row + offset,
         users[row],
         items,
-        np.concatenate(
-            [np.stack(numeric, axis=1), tables.items.numeric[items], tables.users.numeric[users[row]]], axis=1
-        ).astype(np.float32),
+        np.concatenate([np.stack(numeric, axis=1), tables.items.numeric[items], user_numeric[row]], axis=1).astype(
+            np.float32
+        ),
         np.concatenate([items[:, None], tables.items.categorical[items], tables.users.categorical[users[row]]], axis=1),
     )
 

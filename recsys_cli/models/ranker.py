@@ -403,11 +403,12 @@ class TwoStageRanker(Recommender):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def rank_history(
-        self, user: int, items: np.ndarray, events: list[str]
+        self, user: int, items: np.ndarray, events: list[str], recency_days: float | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One user's candidates with live events folded in (`candidates.history_pairs`:
         generators that can score from the new history, category affinity with the new
-        items), ranked by (probability, raw score, item): items, calibrated
+        items, a known user's event counts and `recency_days`, the days since their
+        newest event), ranked by (probability, raw score, item): items, calibrated
         probabilities, raw scores. A visitor the model never met (user 0) with events
         is ranked from those events alone."""
         from recsys_cli.models.candidates import history_pairs
@@ -422,6 +423,7 @@ class TwoStageRanker(Recommender):
             list(events),
             self.params["n_candidates"],
             seen,
+            recency_days,
         )
         raw = self._raw(pairs)
         probability = apply_calibration(self.params["calibration"], self.calibration, raw)
@@ -504,6 +506,8 @@ class TwoStageRanker(Recommender):
             "tables.cardinalities": np.asarray(self.tables.cardinalities(len(self.items or ())), np.int64),
             "best_epoch": np.asarray([self.best_epoch or 0], np.int64),
         }
+        if self.tables.user_live.shape[0]:
+            state["tables.user_live"] = self.tables.user_live
         if self.network is not None:
             state |= {f"dcn.{k}": v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
         if self.boosters:  # the models themselves are LightGBM text files beside the weights (`save`)
@@ -582,8 +586,22 @@ def _tables_from_state(state: dict[str, np.ndarray], n_users: int, n_items: int)
         ),
         affinity,
         check_range(state, "tables.item_category", (n_items,), 0, affinity.shape[1]),
+        _user_live_from_state(state, tensor(state, "tables.user_num", (n_users, None), "f").shape[1]),
     )
     return tables, cards
+
+
+def _user_live_from_state(state: dict[str, np.ndarray], n_numeric: int) -> np.ndarray:
+    """How live events move the user table (`live_features.py`); none for a model
+    saved before it was kept, whose user features then stay as at the cutoff."""
+    from recsys_cli.data.schema import EVENT_TYPES
+
+    if "tables.user_live" not in state or state["tables.user_live"].shape[0] == 0:
+        return np.zeros((0, n_numeric))
+    live = tensor(state, "tables.user_live", (len(EVENT_TYPES) + 3, n_numeric), "f")
+    if not np.isfinite(live).all() or (live[-1] <= 0).any():
+        raise StateError("tables.user_live: its scale must be finite and its spread positive")
+    return live
 
 
 def _calibration_from_state(state: dict[str, np.ndarray], method: str) -> np.ndarray:

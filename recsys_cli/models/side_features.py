@@ -27,10 +27,17 @@ class SideFeatures:
     # The vocabulary behind each string column: pass them back in to encode another
     # cutoff's table with the same indices.
     vocabularies: dict[str, Vocabulary] = field(default_factory=dict)
+    # (2, n_num) the mean and spread `standardise` used per numeric column (signed
+    # log scale): what turns a raw value into the table's units (`standardised`).
+    scale: np.ndarray = field(default_factory=lambda: np.zeros((2, 0)))
 
     @classmethod
     def empty(cls, n_rows: int) -> SideFeatures:
         return cls(np.zeros((n_rows, 0), np.int64), (), np.zeros((n_rows, 0), np.float32), ())
+
+    @property
+    def numeric_names(self) -> tuple[str, ...]:
+        return self.names[len(self.cardinalities) :]
 
 
 def encode_side(
@@ -85,10 +92,11 @@ def encode_side(
     if cat_columns:
         categorical[rows] = np.stack(cat_columns, axis=1)
     numeric = np.zeros((n, len(numbers)), np.float32)
+    scale = np.zeros((2, len(numbers)))
     if numbers:
-        numeric[rows] = standardise(frame.select(pl.col(numbers).cast(pl.Float64)).to_numpy())
+        numeric[rows], scale = standardise_with_scale(frame.select(pl.col(numbers).cast(pl.Float64)).to_numpy())
     names = (*strings, *(f"{c}_bucket" for c in (buckets or {}) if c in numbers), *numbers)
-    return SideFeatures(categorical, tuple(cards), numeric, names, used)
+    return SideFeatures(categorical, tuple(cards), numeric, names, used, scale)
 
 
 def _not_an_identifier(column: pl.Series) -> bool:
@@ -108,10 +116,28 @@ def quantile_buckets(values: np.ndarray, n_buckets: int) -> np.ndarray:
 
 def standardise(values: np.ndarray) -> np.ndarray:
     """Signed log1p, then zero mean and unit variance per column; missing -> 0 (the mean)."""
+    return standardise_with_scale(values)[0]
+
+
+def standardise_with_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`standardise`, and the (2, n_columns) mean and spread it used."""
     x = np.sign(values) * np.log1p(np.abs(values))
     known = np.isfinite(x)
     count = np.maximum(known.sum(axis=0), 1)
     mean = np.where(known, x, 0.0).sum(axis=0) / count
     std = np.sqrt((np.where(known, x - mean, 0.0) ** 2).sum(axis=0) / count)
-    z = (x - mean) / np.where(std > 1e-9, std, 1.0)
-    return np.where(known, z, 0.0).astype(np.float32)
+    spread = np.where(std > 1e-9, std, 1.0)
+    z = (x - mean) / spread
+    return np.where(known, z, 0.0).astype(np.float32), np.stack([mean, spread])
+
+
+def raw_values(z: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The raw values behind standardised ones (`standardise_with_scale`'s inverse)."""
+    x = np.asarray(z, dtype=np.float64) * scale[1] + scale[0]
+    return np.sign(x) * np.expm1(np.abs(x))
+
+
+def standardised(raw: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Raw values in a table's units, with its own mean and spread."""
+    x = np.sign(raw) * np.log1p(np.abs(raw))
+    return ((x - scale[0]) / scale[1]).astype(np.float32)

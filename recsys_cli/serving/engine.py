@@ -160,8 +160,10 @@ class Engine:
             candidates, scores = np.zeros(0, np.int64), np.zeros(0)
             clock.lap("retrieval")
         else:
+            newest = max(e.ts for e in history) if history else None
+            recency = max(time.time() - newest, 0.0) / 86_400 if newest is not None else None
             candidates, scores, how = self._scored(
-                user, items[known], [k for k, ok in zip(kinds, known, strict=True) if ok], n, clock
+                user, items[known], [k for k, ok in zip(kinds, known, strict=True) if ok], n, clock, recency
             )
             explain["scored_by"] = how
             if how == "popularity":
@@ -201,13 +203,13 @@ class Engine:
         )
 
     def _scored(
-        self, user: int, items: np.ndarray, kinds: list[str], n: int, clock: _Clock
+        self, user: int, items: np.ndarray, kinds: list[str], n: int, clock: _Clock, recency_days: float | None = None
     ) -> tuple[np.ndarray, np.ndarray, str]:
         """Candidates and their scores for a known user or a visitor with events, and
-        how they were found."""
+        how they were found; `recency_days`: since the newest live event."""
         users = np.array([user], dtype=np.int64)
         if items.size and self.ranker is not None:
-            top, probability, _ = self.ranker.rank_history(user, items, kinds)
+            top, probability, _ = self.ranker.rank_history(user, items, kinds, recency_days)
             clock.lap("retrieval")  # candidates and their probabilities come together here
             clock.lap("scoring")
             return top[:n], probability[:n], "history"

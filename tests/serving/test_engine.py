@@ -126,3 +126,16 @@ def test_warming_builds_the_models_lazy_tables_and_changes_no_answer(engine: Loa
     assert seconds > 0 and "sim_t" in model.derived  # built before any shopper asked
     for query in (Query(user, 10, []), Query(None, 5, events(None, cold.catalogue.ids(np.array([2, 3]))))):
         assert warmed.recommend(query).items == cold.recommend(query).items
+
+
+def test_a_ranker_packages_user_counts_and_recency_follow_live_events(engine: Loaded) -> None:
+    """The rule is found from the real feature set's column names (features/aggregates.py):
+    a renamed column there would silently freeze the live features."""
+    from recsys_cli.data.schema import EVENT_TYPES
+    from recsys_cli.models.live_features import LiveUserFeatures
+
+    e = engine("ranker_lgbm")
+    live = LiveUserFeatures.from_array(e.ranker.tables.user_live)
+    per_event = live.increments.sum(axis=1)
+    assert per_event[EVENT_TYPES.index("view")] >= 2  # events_total and at least one window's views
+    assert per_event[EVENT_TYPES.index("purchase")] >= 2 and live.recency.sum() == 1
