@@ -16,12 +16,15 @@ a shop like a real clickstream: views dominating (`cart_scale`, `click_share`),
 one-day visitors (`casual_share`), item-to-item complements (`complement_share`)
 and re-targeting (`retarget_share`); see `synth_clickstream.py`. `layout` writes
 the same shop in RetailRocket's public layout instead (`synth_layouts.py`).
+`shocks` (none by default) change the shop suddenly from a day on, the drift
+scenario a monitor must flag: a category surge, a price shift, a wave of new
+products, a change of taste in one segment (`synth_shocks.py`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from recsys_cli.console import NullReporter, Reporter
-from recsys_cli.data import synth_layouts
+from recsys_cli.data import synth_layouts, synth_shocks
 from recsys_cli.data.synth_clickstream import UserMemory, casual_visits, complement_items, follow_complements
 from recsys_cli.errors import ConfigError
 from recsys_cli.registry.outputs import KIND, SYNTH, owned
@@ -85,12 +88,16 @@ class SynthConfig:
     retarget_share: float = 0.0  # share of sessions that open on an item viewed on an earlier day
     retarget_boost: float = 3.0  # multiplies the chance of carting a re-targeted item
     layout: str = "shop"  # shop: users/items/events CSV; retailrocket: RetailRocket's public layout
+    # Sudden changes from a day on (synth_shocks.py): shocks, or mappings as YAML gives them.
+    shocks: tuple[synth_shocks.Shock, ...] = ()
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ConfigError(f"generator.layout: {self.layout!r}; known: {', '.join(LAYOUTS)}")
         if 0 < self.views_per_session < 1:
             raise ConfigError(f"generator.views_per_session: {self.views_per_session}; 0 (the default) or at least 1")
+        shocks = synth_shocks.parse_shocks(self.shocks, self.n_days, self.n_categories)
+        object.__setattr__(self, "shocks", shocks)  # frozen: the checked shocks replace the raw list
 
     def sizes(self) -> tuple[int, int]:
         users = self.n_users or int(max(200, self.n_events // self.events_per_user))
@@ -133,6 +140,7 @@ class _World:
     casual: np.ndarray | None = None  # per user: visits on one day only
     casual_users: np.ndarray | None = None  # the casual sessions' users, ordered by day
     casual_bounds: np.ndarray | None = None  # day d's casual sessions: casual_users[bounds[d]:bounds[d + 1]]
+    shocks: synth_shocks.ShockPlan | None = None  # None: a shop without shocks
 
 
 def generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None = None) -> dict[str, int]:
@@ -151,8 +159,16 @@ def generate(cfg: SynthConfig, out_dir: Path | str, reporter: Reporter | None = 
         counts = _generate(cfg, Path(out_dir), reporter)
         for name in earlier - set(counts):  # an earlier shop of the other layout: its files would be read too
             (Path(out_dir) / f"{name}.csv").unlink(missing_ok=True)
-        write_json(Path(out_dir) / MANIFEST, {KIND: SYNTH, "generator": asdict(cfg), "rows": counts})
+        write_json(Path(out_dir) / MANIFEST, {KIND: SYNTH, "generator": _settings(cfg), "rows": counts})
     return counts
+
+
+def _settings(cfg: SynthConfig) -> dict[str, object]:
+    """The generator's settings for the manifest; `shocks` only where there are some,
+    so a shop without shocks keeps the manifest it had before they existed."""
+    settings = asdict(cfg)
+    shocks = settings.pop("shocks")
+    return {**settings, "shocks": [synth_shocks.describe(s) for s in cfg.shocks]} if shocks else settings
 
 
 def _earlier_tables(manifest: Path) -> set[str]:
@@ -272,16 +288,8 @@ def _build_world(cfg: SynthConfig) -> _World:
             "phone": [f"+1-555-{i % 10_000_000:07d}" for i in range(n_users)],
         }
     )
-    items = pl.DataFrame(
-        {
-            "sku": _ids("P", n_items),
-            "category": [f"cat_{c:02d}" for c in item_cat],
-            "brand": [f"brand_{b:03d}" for b in item_brand],
-            "list_price": item_price,
-            "stock": stock,
-            "launched": _day_offsets_to_ts(start, launch_day, rng.integers(0, 86_400, n_items)),
-        }
-    )
+    launched = _day_offsets_to_ts(start, launch_day, rng.integers(0, 86_400, n_items))
+    items = _items_frame(0, item_cat, item_brand, item_price, stock, launched)
     # Clickstream structure comes from a generator of its own: the default shop's draws stay as they were.
     aux = np.random.default_rng([cfg.seed, 1_000_003, 1])
     complements = (
@@ -290,7 +298,7 @@ def _build_world(cfg: SynthConfig) -> _World:
         else None
     )
     casual = casual_visits(aux, signup_day, cfg.n_days, cfg.casual_share) if cfg.casual_share > 0 else (None,) * 3
-    return _World(
+    world = _World(
         start,
         user_cluster,
         user_fav,
@@ -309,6 +317,46 @@ def _build_world(cfg: SynthConfig) -> _World:
         stock,
         complements,
         *casual,
+    )
+    return _with_shocks(cfg, world) if cfg.shocks else world
+
+
+def _items_frame(
+    first: int, cat: np.ndarray, brand: np.ndarray, price: np.ndarray, stock: np.ndarray, launched: pl.Series
+) -> pl.DataFrame:
+    """The shop layout's catalogue rows of items numbered from `first`."""
+    return pl.DataFrame(
+        {
+            "sku": _ids("P", 0, np.arange(first, first + cat.size)),
+            "category": [f"cat_{c:02d}" for c in cat],
+            "brand": [f"brand_{b:03d}" for b in brand],
+            "list_price": price,
+            "stock": stock,
+            "launched": launched,
+        }
+    )
+
+
+def _with_shocks(cfg: SynthConfig, w: _World) -> _World:
+    """The world with the shocks' launched products appended to its catalogue (no
+    popularity of their own: they are drawn only through their wave's share) and
+    the plan each day consults. A generator of its own keeps the shop's draws."""
+    rng = np.random.default_rng([cfg.seed, 1_000_003, 3])
+    first = w.item_cat.size
+    new = synth_shocks.new_items(rng, cfg, w.item_cat, w.item_price)
+    launched = _day_offsets_to_ts(w.start, new.launch_day, np.zeros(new.cat.size, np.int64))
+    items = _items_frame(first, new.cat, new.brand, new.price, new.stock, launched)
+    return replace(
+        w,
+        item_cat=np.concatenate([w.item_cat, new.cat]),
+        item_pop=np.concatenate([w.item_pop, np.zeros(new.cat.size)]),
+        item_price=np.concatenate([w.item_price, new.price]),
+        item_launch_day=np.concatenate([w.item_launch_day, new.launch_day]),
+        items=pl.concat([w.items, items]),
+        item_brand=np.concatenate([np.asarray(w.item_brand), new.brand]),
+        item_stock=np.concatenate([np.asarray(w.item_stock), new.stock]),
+        complements=None if w.complements is None else np.concatenate([w.complements, w.complements[new.template]]),
+        shocks=synth_shocks.plan(rng, cfg.shocks, w.users, new, first, cfg.n_categories),
     )
 
 
@@ -372,10 +420,11 @@ def _day_events(
         regular = _sample(rng, np.where(active & ~w.casual, w.user_weight, 0.0), max(0, n_sessions - casual.size))
         s_user = np.concatenate([casual, regular])
         n_sessions = s_user.size
-    s_cluster = w.user_cluster[s_user]
-    s_cat = np.where(
-        rng.random(n_sessions) < cfg.favourite_share, w.user_fav[s_user], _sample_rows(rng, affinity[s_cluster])
-    )
+    s_fav, s_taste = _session_tastes(w, day, s_user, affinity)
+    s_cat = np.where(rng.random(n_sessions) < cfg.favourite_share, s_fav, _sample_rows(rng, s_taste))
+    shock_rng = np.random.default_rng([cfg.seed, day, 3, attempt])  # the shocks' own draws
+    if w.shocks is not None:
+        s_cat = w.shocks.surge_sessions(shock_rng, day, s_cat)
     opener = np.full(n_sessions, -1, dtype=np.int64)
     retargeted = np.zeros(n_sessions, dtype=bool)
     if memory is not None:
@@ -391,6 +440,8 @@ def _day_events(
     v_sess = np.repeat(np.arange(n_sessions), n_views)
     in_cat = rng.random(v_sess.size) < 0.8
     v_item = _sample_items(rng, w, day, np.where(in_cat, s_cat[v_sess], -1))
+    if w.shocks is not None:  # new products take their share of the views
+        v_item = w.shocks.launch(shock_rng, day, v_item)
     v_boost = np.ones(v_sess.size)
     if memory is not None:
         first = np.searchsorted(v_sess, np.arange(n_sessions))  # every session has a first view
@@ -400,9 +451,9 @@ def _day_events(
         v_item = follow_complements(aux, w.complements, w.item_launch_day, day, v_sess, v_item, cfg.complement_share)
     v_ts = s_start[v_sess] + _within_session_offsets(rng, v_sess, 40.0)
 
-    taste = affinity[s_cluster[v_sess], w.item_cat[v_item]] / affinity[s_cluster[v_sess]].max(axis=1)
-    fav = w.item_cat[v_item] == w.user_fav[s_user[v_sess]]
-    price_penalty = np.clip(np.log1p(w.item_price[v_item]) / 8, 0, 0.5)
+    taste = s_taste[v_sess, w.item_cat[v_item]] / s_taste.max(axis=1)[v_sess]
+    fav = w.item_cat[v_item] == s_fav[v_sess]
+    price_penalty = np.clip(np.log1p(_prices(w, day)[v_item]) / 8, 0, 0.5)
     base = 0.04 + 0.35 * taste + 0.12 * fav - 0.1 * price_penalty
     if memory is not None:
         base = base * v_boost
@@ -452,13 +503,26 @@ def _day_events(
         s_user=s_user,
         sess=sess,
         item=np.concatenate([p["item"] for p in parts]),
-        kind=np.concatenate([np.full(p["sess"].size, p["kind"]) for p in parts]),
+        kind=np.concatenate([np.full(len(p["sess"]), p["kind"]) for p in parts]),
         ts=ts,
         qty=np.concatenate([p["qty"] for p in parts]),
         value=np.concatenate([p["value"] for p in parts]),
         order=np.lexsort((sess, ts))[: target - n_dup],
         n_dup=n_dup,
     )
+
+
+def _session_tastes(w: _World, day: int, s_user: np.ndarray, affinity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each session's favourite category and taste row (its user's cluster's
+    affinity), after the day's taste changes."""
+    fav, taste = w.user_fav[s_user], affinity[w.user_cluster[s_user]]
+    return (fav, taste) if w.shocks is None else w.shocks.tastes(day, s_user, fav, taste)
+
+
+def _prices(w: _World, day: int) -> np.ndarray:
+    """The items' prices on `day`: the list prices, times any price shift begun by then."""
+    factor = None if w.shocks is None else w.shocks.price_factor(day, w.item_cat)
+    return w.item_price if factor is None else np.round(w.item_price * factor, 2)
 
 
 def _session_openers(
@@ -508,7 +572,7 @@ def _assemble(cfg: SynthConfig, w: _World, log: _DayLog) -> pl.DataFrame:
     discount = np.where(rng.random(order.size) < 0.1, 0.85, 1.0)
     is_money = np.isin(kind[order], ("add_to_cart", "purchase"))
     qty_s = pl.Series(log.qty[order])
-    price_s = pl.Series(np.round(w.item_price[item[order]] * discount, 2))
+    price_s = pl.Series(np.round(_prices(w, log.day)[item[order]] * discount, 2))
     frame = pl.DataFrame(
         {
             "event_time": w.start
@@ -562,22 +626,24 @@ def _sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
 
 
 def _sample_items(rng: np.random.Generator, w: _World, day: int, category: np.ndarray) -> np.ndarray:
-    """Items by popularity among those launched, within `category` (-1: any category).
+    """Items by popularity among those launched, within `category` (-1: any category,
+    where a category surge raises its category's share).
 
     New products get a launch boost that fades over two weeks.
     """
     age = day - w.item_launch_day
     weight = np.where(age >= 0, w.item_pop * (1 + 4 * np.exp(-np.maximum(age, 0) / 14)), 0.0)
+    anywhere = weight if w.shocks is None else w.shocks.surge_items(day, weight, w.item_cat)
     out = np.empty(category.size, dtype=np.int64)
     any_cat = category < 0
-    out[any_cat] = _sample(rng, weight, int(any_cat.sum()))
+    out[any_cat] = _sample(rng, anywhere, int(any_cat.sum()))
     order = np.argsort(w.item_cat, kind="stable")
     bounds = np.searchsorted(w.item_cat[order], np.arange(w.affinity_from.shape[1] + 1))
     for cat in np.unique(category[~any_cat]):
         members = order[bounds[cat] : bounds[cat + 1]]
         mask = category == cat
         if members.size == 0 or weight[members].sum() == 0:
-            out[mask] = _sample(rng, weight, int(mask.sum()))
+            out[mask] = _sample(rng, anywhere, int(mask.sum()))
         else:
             out[mask] = members[_sample(rng, weight[members], int(mask.sum()))]
     return out

@@ -13,7 +13,8 @@ Files, as the source (`data/sources/retailrocket.py`) reads them:
   `categoryid`, `available` (0/1), and numeric properties in RetailRocket's
   `n123.000` spelling under numeric names (`790`: price in cents, `917`: stock),
   a brand token (`888`); some items get a later snapshot (availability flips,
-  the price moves), so the reader must keep the latest;
+  the price moves), so the reader must keep the latest; a price shift
+  (`synth_shocks.py`) adds a price snapshot at its date and scales the later ones;
 - `category_tree.csv`: categoryid, parentid (empty for a root): two levels.
 """
 
@@ -45,6 +46,9 @@ def retailrocket_tables(cfg: SynthConfig, w: _World) -> dict[str, pl.DataFrame]:
     again = np.flatnonzero(rng.random(n_items) < RESNAPSHOT_SHARE)
     later = first[again] + rng.integers(1, max(cfg.n_days, 2), again.size).astype(np.int64) * 86_400_000
     moved = np.round(cents[again] * np.exp(rng.normal(0, 0.1, again.size))).astype(np.int64)
+    shifted: list[pl.DataFrame] = []
+    if w.shocks is not None and w.shocks.prices:
+        cents, moved, shifted = _price_history(w, first, cents, again, later, moved)
     snapshots = [
         _props(item, first, "categoryid", pl.Series(w.item_cat).cast(pl.String)),
         _props(item, first, "available", pl.Series((stock > 0).astype(np.int64)).cast(pl.String)),
@@ -53,6 +57,7 @@ def retailrocket_tables(cfg: SynthConfig, w: _World) -> dict[str, pl.DataFrame]:
         _props(item, first, "888", pl.Series(1000 + np.asarray(w.item_brand)).cast(pl.String)),
         _props(again, later, "available", pl.Series((stock[again] == 0).astype(np.int64)).cast(pl.String)),
         _props(again, later, "790", _numeric(moved)),
+        *shifted,
     ]
     props = pl.concat(snapshots).sort("timestamp", "itemid", "property")
     half = props.height // 2
@@ -70,6 +75,33 @@ def retailrocket_tables(cfg: SynthConfig, w: _World) -> dict[str, pl.DataFrame]:
         "item_properties_part2": props.slice(half),
         "category_tree": tree,
     }
+
+
+def _price_history(
+    w: _World, first: np.ndarray, cents: np.ndarray, again: np.ndarray, later: np.ndarray, moved: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[pl.DataFrame]]:
+    """Prices under the shocks' price shifts: each snapshot's price scaled by the
+    shifts begun by its day, and a snapshot at each shift's date for the items it
+    reprices that were listed before it."""
+    plan = w.shocks
+    assert plan is not None
+    start_ms = int(w.start.timestamp() * 1000)
+
+    def factor(ms: np.ndarray, items: np.ndarray) -> np.ndarray:
+        scale = plan.price_factor((ms - start_ms) // 86_400_000, w.item_cat[items])
+        return np.ones(items.size) if scale is None else scale
+
+    item = np.arange(cents.size)
+    snapshots = []
+    for day in sorted({s.start_day for s in plan.prices}):
+        at = np.full(item.size, start_ms + day * 86_400_000, dtype=np.int64)
+        moves = np.zeros(item.size, dtype=bool)
+        moves[again[later == at[0]]] = True  # a snapshot of its own that day already shows the new price
+        listed = np.flatnonzero((first < at) & ~moves & (factor(at, item) != factor(at - 1, item)))
+        price = np.round(cents[listed] * factor(at[listed], listed)).astype(np.int64)
+        snapshots.append(_props(listed, at[listed], "790", _numeric(price)))
+    shifted = np.round(cents * factor(first, item)).astype(np.int64)
+    return shifted, np.round(moved * factor(later, again)).astype(np.int64), snapshots
 
 
 def retailrocket_events(cfg: SynthConfig, w: _World, log: _DayLog, first_transaction: int) -> tuple[pl.DataFrame, int]:

@@ -93,6 +93,65 @@ class RawTable(Schema):
     rating_scale: Annotated[list[float], Field(min_length=2, max_length=2)] | None = optional()  # (low, high)
 
 
+# Shocks after a date (`data/synth_shocks.py`), local copies of its names so that
+# validating a config never imports the generator; a test keeps them equal. The
+# generator checks what needs the rest of the config (start_day < n_days, a
+# category index < n_categories, the new products' shares adding up below 1).
+SHOCK_KEYS = {  # kind: (required keys, optional keys)
+    "category_surge": (("start_day", "category", "factor"), ()),
+    "price_shift": (("start_day", "factor"), ("category",)),
+    "new_products": (("start_day", "count", "share"), ("category",)),
+    "taste_change": (("start_day", "segment"), ("categories",)),
+}
+
+
+def _category(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.startswith("cat_") and value[4:].isdigit():
+        return value
+    raise PydanticCustomError("category", "must be a category index (3) or its name in items.csv (cat_03)")
+
+
+ShockCategory = Annotated[Any, BeforeValidator(_category)]
+
+
+class Segment(Schema):
+    """Users a taste change moves: every attribute named must match."""
+
+    age_bucket: Literal["18-24", "25-34", "35-44", "45-54", "55+"] = optional()
+    gender: Literal["F", "M", "X"] = optional()
+    region: Literal["north", "south", "east", "west", "central"] = optional()
+
+
+class Shock(Schema):
+    """One shock of `generator.shocks`; which keys it takes depends on its kind."""
+
+    kind: Literal[tuple(SHOCK_KEYS)]  # type: ignore[valid-type]
+    start_day: Annotated[Int, Field(ge=1, le=36_500)]
+    category: ShockCategory | None = optional()
+    factor: Annotated[float, Field(gt=0, le=1_000)] = optional()
+    count: Annotated[Int, Field(ge=1, le=1_000_000)] = optional()
+    share: OpenUnit = optional()
+    segment: Segment = optional()
+    categories: Annotated[list[ShockCategory], Field(min_length=1)] | None = optional()
+
+    @model_validator(mode="after")
+    def _keys_of_its_kind(self) -> Shock:
+        required, optional_keys = SHOCK_KEYS[self.kind]
+        keys = ("kind", *required, *optional_keys)
+        for key in sorted(self.model_fields_set - set(keys)):
+            fail(key, getattr(self, key), f"is not a key of a {self.kind} shock (its keys: {', '.join(keys)})")
+        for key in required:
+            if getattr(self, key) is None:
+                fail(key, None, f"is required for a {self.kind} shock")
+        if self.kind == "category_surge" and self.factor is not None and self.factor < 1:
+            fail("factor", self.factor, "must be >= 1 for a category_surge (it multiplies the category's share)")
+        if self.segment is not None and not self.segment.model_fields_set:
+            fail("segment", {}, "must name one or more of age_bucket, gender, region")
+        return self
+
+
 class Generator(Schema):
     """Size and behaviour of the synthetic shop (`data/synth.py:SynthConfig`)."""
 
@@ -125,6 +184,7 @@ class Generator(Schema):
     retarget_share: Probability = optional()
     retarget_boost: Annotated[float, Field(ge=0, le=100)] = optional()
     layout: Literal["shop", "retailrocket"] = optional()
+    shocks: list[Shock] = optional()  # sudden changes from a day on (data/synth_shocks.py); none by default
 
     @field_validator("views_per_session")
     @classmethod
