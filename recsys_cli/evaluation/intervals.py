@@ -18,11 +18,12 @@ bootstrap's own spread. Blocks bound the memory of the count matrix.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.stats import norm
 
 # At most this many multinomial counts per block (40 MB as float32).
 _BLOCK_VALUES = 10_000_000
@@ -115,3 +116,65 @@ def interval(draws: np.ndarray, confidence: float = 0.95) -> tuple[float, float]
     """Percentile interval of one statistic's resampled values (NaN ones ignored)."""
     low, high = percentile_interval(np.asarray(draws, dtype=np.float64)[:, None], confidence)
     return float(low[0]), float(high[0])
+
+
+# -- a proportion, and ratios of sums over units weighted by Poisson draws (monitor/kpis.py) ----------
+
+_POISSON_BLOCK_VALUES = 4_000_000  # Poisson weights drawn per block of replicates (32 MB)
+
+
+def wilson_interval(
+    successes: np.ndarray | Sequence[float], trials: np.ndarray | Sequence[float], confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of each proportion successes/trials (NaN where trials is 0).
+
+    >>> low, high = wilson_interval([7], [10])
+    >>> round(float(low[0]), 4), round(float(high[0]), 4)
+    (0.3968, 0.8922)
+    """
+    k, n = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
+    z2 = norm.ppf((1 + confidence) / 2) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        scale = 1 + z2 / n
+        centre = (p + z2 / (2 * n)) / scale
+        half = np.sqrt(z2 * (p * (1 - p) / n + z2 / (4 * n * n))) / scale
+    defined = n > 0
+    return np.where(defined, np.clip(centre - half, 0, 1), np.nan), np.where(
+        defined, np.clip(centre + half, 0, 1), np.nan
+    )
+
+
+def poisson_bootstrap(
+    group: np.ndarray,
+    num: np.ndarray,
+    den: np.ndarray,
+    count: np.ndarray,
+    n_groups: int,
+    n_resamples: int = 1000,
+    seed: int | Sequence[int] = 0,
+) -> np.ndarray:
+    """Resampled sum(num)/sum(den) per group: (n_resamples, n_groups), or
+    (n_resamples, n_groups, r) for r ratios given as (cells, r) columns.
+
+    Cell i stands for `count[i]` units of group `group[i]`, each contributing
+    (num[i], den[i]); a replicate weighs the cell by Poisson(count[i]), the sum of
+    its units' Poisson(1) weights. Ratios over the same units share the weights,
+    so their intervals come from the same replicates. NaN where a replicate drew
+    no denominator.
+    """
+    nums, dens = (np.asarray(x, np.float64).reshape(group.size, -1) for x in (num, den))
+    r = nums.shape[1]
+    rows = np.repeat(np.arange(group.size), r)
+    columns = (np.asarray(group, np.int64)[:, None] * r + np.arange(r)).ravel()
+    shape = (group.size, n_groups * r)
+    num_by, den_by = (sp.csr_array((x.ravel(), (rows, columns)), shape=shape) for x in (nums, dens))
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_resamples, n_groups * r), dtype=np.float64)
+    block = max(1, _POISSON_BLOCK_VALUES // max(group.size, 1))
+    for start in range(0, n_resamples, block):
+        stop = min(start + block, n_resamples)
+        weights = rng.poisson(np.asarray(count, np.float64), size=(stop - start, group.size)).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:stop] = (weights @ num_by) / (weights @ den_by)
+    return out.reshape(n_resamples, n_groups, r) if np.ndim(num) > 1 else out.reshape(n_resamples, n_groups)

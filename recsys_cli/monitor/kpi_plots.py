@@ -29,9 +29,8 @@ from recsys_cli.monitor.kpis import (
     STEP,
     VALUE,
     WEEK,
-    Promotion,
-    production_at,
 )
+from recsys_cli.monitor.promotions import Promotion, production_at
 
 _DPI = 110
 

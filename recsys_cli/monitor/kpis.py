@@ -33,29 +33,24 @@ available by its end: items of the item table launched before it (or with no
 launch date), and items of the log first seen before it. A product counts as new
 when it was launched less than `new_days` days before the purchase.
 
-Promotions come from the registry's alias record (`registry/aliases.py`), which
-keeps every promote and rollback with its time (UTC, to the second) and the
-version the alias pointed at after it. That is when the alias moved, not when a
-running service hot-reloaded it; a service that reloads late shows its effect a
-little after the line drawn.
+Promotions come from the registry's alias history (`monitor/promotions.py`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from scipy import sparse, stats
 
 from recsys_cli.data.schema import Col, Timestamp
 from recsys_cli.errors import RecsysError
-from recsys_cli.evaluation.intervals import percentile_interval
+from recsys_cli.evaluation.intervals import percentile_interval, poisson_bootstrap, wilson_interval
+from recsys_cli.monitor.promotions import Promotion, as_promotions, instant, production_at
 
 Period = Literal["day", "week"]
 EVERY: dict[str, str] = {"day": "1d", "week": "1w"}  # Polars truncates "1w" to Mondays: ISO weeks
@@ -104,69 +99,10 @@ KPI_NAMES: tuple[str, ...] = tuple(DEFINITIONS)
 
 _CARTED, _BOUGHT, _REVENUE, _LINES, _NEW = "_carted", "_bought", "_revenue", "_lines", "_new"
 _ONE = "_one"
-_BLOCK_VALUES = 4_000_000  # Poisson weights drawn per block of replicates (32 MB)
 
 
 class KpiError(RecsysError):
     """The KPI report cannot be computed from what it was given."""
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """One move of the production alias: from `at` on, `name` version `version` served."""
-
-    at: datetime
-    name: str
-    version: int
-    action: str = "promote"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"at": self.at.isoformat(), "name": self.name, "version": self.version, "action": self.action}
-
-
-# -- promotions -------------------------------------------------------------------------------------------------
-
-
-def as_promotions(events: Iterable[Promotion | Sequence[Any]]) -> list[Promotion]:
-    """Promotions, oldest first, from `Promotion`s or `(at, name, version[, action])`
-    tuples; `at` is a datetime or an ISO-8601 string, naive ones read as UTC."""
-    found = []
-    for event in events:
-        if isinstance(event, Promotion):
-            found.append(event)
-            continue
-        at, name, version, *rest = event
-        found.append(Promotion(_instant(at), str(name), int(version), str(rest[0]) if rest else "promote"))
-    return sorted(found, key=lambda p: p.at)
-
-
-def promotions_from_registry(
-    uri: str, name: str, alias: str = "production", storage_options: Mapping[str, Any] | None = None
-) -> list[Promotion]:
-    """Every move of `alias` of model `name`, from the alias record's history
-    (registry/aliases.py keeps each promote and rollback with its time and the
-    version it pointed at after). Empty when the model has no such alias."""
-    from recsys_cli.registry.store import Registry
-
-    record = Registry(uri, storage_options).aliases(name).get(alias)
-    history = (record or {}).get("history", [])
-    return as_promotions((e["at"], name, e["version"], e.get("action", "promote")) for e in history)
-
-
-def production_at(promotions: Sequence[Promotion], instants: Sequence[datetime]) -> list[Promotion | None]:
-    """The promotion in force at each instant (the last one at or before it)."""
-    ordered = as_promotions(promotions)
-    times = np.array([p.at.timestamp() for p in ordered], dtype=np.float64)
-    where = np.searchsorted(times, np.array([_instant(t).timestamp() for t in instants], dtype=np.float64), "right")
-    return [ordered[i - 1] if i > 0 else None for i in where.tolist()]
-
-
-def _instant(value: datetime | str) -> datetime:
-    try:
-        at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
-        raise KpiError(f"promotion time {value!r}: not an ISO-8601 timestamp") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 # -- the lake as sessions ---------------------------------------------------------------------------------------
@@ -181,7 +117,7 @@ def _every(period: str) -> str:
 
 def period_start(at: datetime, period: Period) -> datetime:
     """The start of the day or ISO week (Monday, UTC) holding `at`."""
-    day = _instant(at).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = instant(at).replace(hour=0, minute=0, second=0, microsecond=0)
     return day - timedelta(days=day.weekday()) if _every(period) == "1w" else day
 
 
@@ -271,66 +207,6 @@ def _queries(
         .alias("_from")
     )
     return [sessions, bought, available]
-
-
-# -- intervals --------------------------------------------------------------------------------------------------
-
-
-def wilson_interval(
-    successes: np.ndarray | Sequence[float], trials: np.ndarray | Sequence[float], confidence: float = 0.95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of each proportion successes/trials (NaN where trials is 0).
-
-    >>> low, high = wilson_interval([7], [10])
-    >>> round(float(low[0]), 4), round(float(high[0]), 4)
-    (0.3968, 0.8922)
-    """
-    k, n = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
-    z2 = stats.norm.ppf((1 + confidence) / 2) ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        scale = 1 + z2 / n
-        centre = (p + z2 / (2 * n)) / scale
-        half = np.sqrt(z2 * (p * (1 - p) / n + z2 / (4 * n * n))) / scale
-    defined = n > 0
-    return np.where(defined, np.clip(centre - half, 0, 1), np.nan), np.where(
-        defined, np.clip(centre + half, 0, 1), np.nan
-    )
-
-
-def poisson_bootstrap(
-    group: np.ndarray,
-    num: np.ndarray,
-    den: np.ndarray,
-    count: np.ndarray,
-    n_groups: int,
-    n_resamples: int = 1000,
-    seed: int | Sequence[int] = 0,
-) -> np.ndarray:
-    """Resampled sum(num)/sum(den) per group: (n_resamples, n_groups), or
-    (n_resamples, n_groups, r) for r ratios given as (cells, r) columns.
-
-    Cell i stands for `count[i]` units of group `group[i]`, each contributing
-    (num[i], den[i]); a replicate weighs the cell by Poisson(count[i]), the sum of
-    its units' Poisson(1) weights. Ratios over the same units share the weights,
-    so their intervals come from the same replicates. NaN where a replicate drew
-    no denominator.
-    """
-    nums, dens = (np.asarray(x, np.float64).reshape(group.size, -1) for x in (num, den))
-    r = nums.shape[1]
-    rows = np.repeat(np.arange(group.size), r)
-    columns = (np.asarray(group, np.int64)[:, None] * r + np.arange(r)).ravel()
-    shape = (group.size, n_groups * r)
-    num_by, den_by = (sparse.csr_array((x.ravel(), (rows, columns)), shape=shape) for x in (nums, dens))
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_resamples, n_groups * r), dtype=np.float64)
-    block = max(1, _BLOCK_VALUES // max(group.size, 1))
-    for start in range(0, n_resamples, block):
-        stop = min(start + block, n_resamples)
-        weights = rng.poisson(np.asarray(count, np.float64), size=(stop - start, group.size)).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:stop] = (weights @ num_by) / (weights @ den_by)
-    return out.reshape(n_resamples, n_groups, r) if np.ndim(num) > 1 else out.reshape(n_resamples, n_groups)
 
 
 Ratio = tuple[pl.Expr, pl.Expr, pl.Expr]  # numerator, denominator (per unit) and what n counts (per period)

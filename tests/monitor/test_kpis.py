@@ -30,7 +30,8 @@ from polars.testing import assert_frame_equal
 from scipy import stats
 
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col, Timestamp
-from recsys_cli.monitor import kpis
+from recsys_cli.evaluation.intervals import poisson_bootstrap, wilson_interval
+from recsys_cli.monitor import kpis, promotions
 from recsys_cli.monitor.kpis import (
     ABANDONMENT,
     ADD_TO_CART,
@@ -41,8 +42,8 @@ from recsys_cli.monitor.kpis import (
     NEW_SHARE,
     REVENUE_PER_SESSION,
     SESSIONS_PER_USER,
-    Promotion,
 )
+from recsys_cli.monitor.promotions import Promotion
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -180,13 +181,13 @@ def test_a_session_counts_in_the_period_of_its_first_event(events: pl.LazyFrame,
 
 @pytest.mark.parametrize(("k", "n"), [(7, 10), (0, 4), (4, 4), (1, 3), (55, 200)])
 def test_wilson_interval_is_scipys(k: int, n: int) -> None:
-    low, high = kpis.wilson_interval([k], [n], 0.95)
+    low, high = wilson_interval([k], [n], 0.95)
     expected = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     assert (low[0], high[0]) == pytest.approx((expected.low, expected.high), abs=1e-12)
 
 
 def test_wilson_interval_known_value_and_empty_trials() -> None:
-    low, high = kpis.wilson_interval([7, 0], [10, 0])
+    low, high = wilson_interval([7, 0], [10, 0])
     assert (round(float(low[0]), 4), round(float(high[0]), 4)) == (0.3968, 0.8922)  # Wilson (1927), 7 of 10
     assert np.isnan(low[1]) and np.isnan(high[1])
 
@@ -214,13 +215,13 @@ def test_bootstrap_intervals_hold_the_estimate_and_repeat_for_a_seed(events: pl.
 
 def test_poisson_bootstrap_draws_follow_the_seed() -> None:
     cells = (np.array([0, 0, 0]), np.array([0.0, 5.0, 20.0]), np.ones(3), np.array([3, 2, 1]), 1)
-    first, again, other = (kpis.poisson_bootstrap(*cells, n_resamples=50, seed=s) for s in (1, 1, 2))
+    first, again, other = (poisson_bootstrap(*cells, n_resamples=50, seed=s) for s in (1, 1, 2))
     assert np.array_equal(first, again, equal_nan=True)
     assert not np.array_equal(first, other, equal_nan=True)
 
 
 def test_poisson_bootstrap_of_a_constant_ratio_is_that_ratio() -> None:
-    draws = kpis.poisson_bootstrap(
+    draws = poisson_bootstrap(
         np.array([0, 0, 1]), np.array([2.0, 4.0, 3.0]), np.array([1.0, 2.0, 1.0]), np.array([5, 7, 50]), 2, 100
     )
     assert draws.shape == (100, 2)
@@ -241,7 +242,7 @@ def test_cohort_retention_by_hand(events: pl.LazyFrame) -> None:
         schema_overrides={kpis.COHORT: Timestamp},
     )
     assert_frame_equal(table.drop(kpis.LOW, kpis.HIGH), expected)
-    low, high = kpis.wilson_interval([1, 1, 1], [4, 4, 1])
+    low, high = wilson_interval([1, 1, 1], [4, 4, 1])
     assert table[kpis.LOW].to_list() == pytest.approx(low.tolist())
     assert table[kpis.HIGH].to_list() == pytest.approx(high.tolist())
 
@@ -270,8 +271,8 @@ def test_promotions_are_placed_on_their_periods(events: pl.LazyFrame, items: pl.
 
 
 def test_no_promotion_before_a_period_leaves_it_unattributed() -> None:
-    later = kpis.as_promotions([("2026-01-10T00:00:00Z", "shop", 4)])
-    assert kpis.production_at(later, [MON5, MON12]) == [None, later[0]]
+    later = promotions.as_promotions([("2026-01-10T00:00:00Z", "shop", 4)])
+    assert promotions.production_at(later, [MON5, MON12]) == [None, later[0]]
 
 
 def test_promotions_from_the_registry_alias_history(tmp_path: Path) -> None:
@@ -285,14 +286,14 @@ def test_promotions_from_the_registry_alias_history(tmp_path: Path) -> None:
     registry.promote("shop", 2, "production")
     registry.rollback("shop", "production")
     registry.promote("shop", 2, "staging")
-    moves = kpis.promotions_from_registry(str(tmp_path / "registry"), "shop")
+    moves = promotions.promotions_from_registry(str(tmp_path / "registry"), "shop")
     assert [(m.name, m.version, m.action) for m in moves] == [
         ("shop", 1, "promote"),
         ("shop", 2, "promote"),
         ("shop", 1, "rollback"),
     ]
     assert all(m.at.tzinfo is not None for m in moves)
-    assert kpis.promotions_from_registry(str(tmp_path / "registry"), "shop", alias="canary") == []
+    assert promotions.promotions_from_registry(str(tmp_path / "registry"), "shop", alias="canary") == []
 
 
 def test_an_unknown_period_is_refused_by_name(events: pl.LazyFrame) -> None:
