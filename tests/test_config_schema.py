@@ -58,8 +58,7 @@ GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "ann": [("export", [])],
     "serve": [("serve", [])],
     "serve/rules": [("serve", [])],
-    # No primary composes it yet: tests/monitor/test_drift.py validates it against schemas/monitor.py.
-    "monitor": [],
+    "monitor": [("monitor", [])],
 }
 
 

@@ -21,6 +21,7 @@ from recsys_cli.cli import (
     features,
     ingest,
     lake,
+    monitor,
     registry,
     reproduce,
     serve,
@@ -50,6 +51,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("reproduce")(reproduce.reproduce)
 app.command("export")(export.export)
 app.command("serve")(serve.serve)
+app.command("monitor")(monitor.monitor)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(lake.app, name="lake")
 app.add_typer(sweep.app, name="sweep")

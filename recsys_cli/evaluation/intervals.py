@@ -118,7 +118,7 @@ def interval(draws: np.ndarray, confidence: float = 0.95) -> tuple[float, float]
     return float(low[0]), float(high[0])
 
 
-# -- a proportion, and ratios of sums over units weighted by Poisson draws (monitor/kpis.py) ----------
+# -- a proportion, and ratios of sums over units weighted by Poisson draws (monitoring/kpis.py) ----------
 
 _POISSON_BLOCK_VALUES = 4_000_000  # Poisson weights drawn per block of replicates (32 MB)
 

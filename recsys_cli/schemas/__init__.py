@@ -30,6 +30,7 @@ PRIMARY = {
     "abtest": "abtest:AbTestConfig",
     "registry": "primary:RegistryConfig",
     "serve": "serve:ServeConfig",
+    "monitor": "monitor:MonitorConfig",
 }
 _RULES = {
     "missing": "is required",

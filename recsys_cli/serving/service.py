@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recsys_cli.data.pseudonymise import PiiKey
-from recsys_cli.errors import ConfigError, PiiKeyError, RecsysError, RegistryError
+from recsys_cli.errors import ConfigError, PiiKeyError, RecsysError
 from recsys_cli.serving.admission import Admission, Overloaded
 from recsys_cli.serving.cache import TTLCache
 from recsys_cli.serving.identity import package_key
@@ -84,34 +84,10 @@ def default_engine(package_dir: Path, cfg: DictConfig) -> Any:
 
 def served_name(cfg: DictConfig) -> str:
     """`serve.model`, or the only model name of the registry that has `serve.alias`
-    (for `latest` or a version number: the only name); refused listing the
-    candidates when there are none or several."""
-    from recsys_cli.tasks.registry import open_registry
+    (`tasks.registry.model_with_alias`)."""
+    from recsys_cli.tasks.registry import model_with_alias
 
-    if cfg.serve.model:
-        return str(cfg.serve.model)
-    registry = open_registry(cfg)
-    alias = str(cfg.serve.alias)
-    names = registry.names()
-    if alias == "latest" or alias.isdigit():
-        having = names
-    else:
-        having = [n for n in names if alias in registry.aliases(n)]
-    if len(having) == 1:
-        return having[0]
-    if not having:
-        if not names:
-            raise RegistryError(
-                f"{registry.uri}: no model to serve (the registry is empty); export one (`recsys export RUN`) "
-                f"and promote it (`recsys registry promote NAME latest --alias {alias}`)"
-            )
-        raise RegistryError(
-            f"{registry.uri}: no model has alias {alias!r} (models: {', '.join(names)}); promote one "
-            f"(`recsys registry promote NAME VERSION --alias {alias}`) or choose one with --model"
-        )
-    raise RegistryError(
-        f"{registry.uri}: several models have alias {alias!r} ({', '.join(having)}); choose one with --model NAME"
-    )
+    return model_with_alias(cfg, cfg.serve.model, str(cfg.serve.alias))
 
 
 class Pins:

@@ -30,6 +30,37 @@ def resolve_package(cfg: DictConfig, name: str, ref: str | int) -> Path:
     return open_registry(cfg).resolve(name, ref, cache_dir(cfg))
 
 
+def model_with_alias(cfg: DictConfig, model: str | None, alias: str) -> str:
+    """`model`, or the only model name of the registry that has `alias` (for `latest`
+    or a version number: the only name); refused listing the candidates when there
+    are none or several. What `recsys serve` and `recsys monitor` act on."""
+    from recsys_cli.errors import RegistryError
+
+    if model:
+        return str(model)
+    registry = open_registry(cfg)
+    names = registry.names()
+    if alias == "latest" or alias.isdigit():
+        having = names
+    else:
+        having = [n for n in names if alias in registry.aliases(n)]
+    if len(having) == 1:
+        return having[0]
+    if not having:
+        if not names:
+            raise RegistryError(
+                f"{registry.uri}: no model (the registry is empty); export one (`recsys export RUN`) "
+                f"and promote it (`recsys registry promote NAME latest --alias {alias}`)"
+            )
+        raise RegistryError(
+            f"{registry.uri}: no model has alias {alias!r} (models: {', '.join(names)}); promote one "
+            f"(`recsys registry promote NAME VERSION --alias {alias}`) or choose one with --model"
+        )
+    raise RegistryError(
+        f"{registry.uri}: several models have alias {alias!r} ({', '.join(having)}); choose one with --model NAME"
+    )
+
+
 def models(registry: Registry) -> list[dict[str, Any]]:
     """One row per model name: how many versions, the newest, and its aliases."""
     rows = []

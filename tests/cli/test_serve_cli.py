@@ -49,7 +49,7 @@ def test_without_an_api_key_the_service_refuses_to_start(tmp_path: Path, monkeyp
 @pytest.mark.parametrize(
     ("names", "args", "says"),
     [
-        ([], [], "no model to serve (the registry is empty)"),
+        ([], [], "no model (the registry is empty)"),
         ([("a", None)], [], "no model has alias 'production' (models: a)"),
         ([("a", "production"), ("b", "production")], [], "several models have alias 'production' (a, b)"),
         ([("a", "production")], ["--model", "zz"], "no registry here"),

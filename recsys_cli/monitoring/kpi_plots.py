@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recsys_cli.monitor.kpis import (
+from recsys_cli.monitoring.kpis import (
     COHORT,
     DEFINITIONS,
     HIGH,
@@ -30,7 +30,7 @@ from recsys_cli.monitor.kpis import (
     VALUE,
     WEEK,
 )
-from recsys_cli.monitor.promotions import Promotion, production_at
+from recsys_cli.monitoring.promotions import Promotion, production_at
 
 _DPI = 110
 

@@ -33,7 +33,7 @@ available by its end: items of the item table launched before it (or with no
 launch date), and items of the log first seen before it. A product counts as new
 when it was launched less than `new_days` days before the purchase.
 
-Promotions come from the registry's alias history (`monitor/promotions.py`).
+Promotions come from the registry's alias history (`monitoring/promotions.py`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import polars as pl
 from recsys_cli.data.schema import Col, Timestamp
 from recsys_cli.errors import RecsysError
 from recsys_cli.evaluation.intervals import percentile_interval, poisson_bootstrap, wilson_interval
-from recsys_cli.monitor.promotions import Promotion, as_promotions, instant, production_at
+from recsys_cli.monitoring.promotions import Promotion, as_promotions, instant, production_at
 
 Period = Literal["day", "week"]
 EVERY: dict[str, str] = {"day": "1d", "week": "1w"}  # Polars truncates "1w" to Mondays: ISO weeks
@@ -440,7 +440,7 @@ def kpi_report(
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """kpis.json's content and the PNGs by name (one per KPI, and `retention`),
     from one pass over the events (every query collected together)."""
-    from recsys_cli.monitor.kpi_plots import kpi_pngs
+    from recsys_cli.monitoring.kpi_plots import kpi_pngs
 
     if new_days < 1 or n_resamples < 1 or not 0 < confidence < 1:
         raise KpiError(f"new_days {new_days} and n_resamples {n_resamples} must be >= 1, confidence in (0, 1)")

@@ -31,8 +31,8 @@ from scipy import stats
 
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col, Timestamp
 from recsys_cli.evaluation.intervals import poisson_bootstrap, wilson_interval
-from recsys_cli.monitor import kpis, promotions
-from recsys_cli.monitor.kpis import (
+from recsys_cli.monitoring import kpis, promotions
+from recsys_cli.monitoring.kpis import (
     ABANDONMENT,
     ADD_TO_CART,
     AOV,
@@ -43,7 +43,7 @@ from recsys_cli.monitor.kpis import (
     REVENUE_PER_SESSION,
     SESSIONS_PER_USER,
 )
-from recsys_cli.monitor.promotions import Promotion
+from recsys_cli.monitoring.promotions import Promotion
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -324,7 +324,7 @@ def test_report_is_replaced_whole_or_not_at_all(
     events: pl.LazyFrame, items: pl.LazyFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from recsys_cli.data import lake
-    from recsys_cli.monitor import kpi_plots
+    from recsys_cli.monitoring import kpi_plots
 
     out = tmp_path / "kpis"
     monkeypatch.setattr(kpi_plots, "kpi_pngs", lambda *a, **k: {"one": PNG_MAGIC})  # figures are tested above
@@ -354,7 +354,7 @@ def test_report_refuses_a_folder_it_did_not_write(events: pl.LazyFrame, tmp_path
 
 
 def test_promotion_figure_is_a_png_with_a_line_per_promotion(events: pl.LazyFrame, items: pl.LazyFrame) -> None:
-    from recsys_cli.monitor import kpi_plots
+    from recsys_cli.monitoring import kpi_plots
 
     table = kpis.kpi_table(events, items, "day", n_resamples=20)
     png = kpi_plots.kpi_png(table, CONVERSION, [Promotion(datetime(2026, 1, 6, 12, tzinfo=UTC), "shop", 2)], "day")

@@ -1,4 +1,4 @@
-"""Data drift (recsys_cli/monitor/drift.py): PSI, JS and the tests on binned counts
+"""Data drift (recsys_cli/monitoring/drift.py): PSI, JS and the tests on binned counts
 worked out by hand, and the alert rule held to its promise over many seeds. An
 unshifted window raises an alarm in at most 5% of seeds. A planted shift is
 flagged in at least 95% of them, and the features that did not move stay quiet."""
@@ -20,7 +20,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from recsys_cli.config import DEFAULT_CONF_DIR
-from recsys_cli.monitor.drift import (
+from recsys_cli.monitoring.drift import (
     CATEGORICAL,
     CONTINUOUS,
     FEATURE_SCHEMA,

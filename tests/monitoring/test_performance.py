@@ -1,4 +1,4 @@
-"""Performance and fairness drift (recsys_cli/monitor/performance.py) on a toy shop
+"""Performance and fairness drift (recsys_cli/monitoring/performance.py) on a toy shop
 whose answers are known.
 
 Before the model's cutoff, ten filler shoppers make items i0..i9 popular in that
@@ -26,7 +26,7 @@ from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData, interaction_matrix
 from recsys_cli.models.item_knn import ItemKNN
 from recsys_cli.models.popularity import Popularity
-from recsys_cli.monitor.performance import (
+from recsys_cli.monitoring.performance import (
     PerformanceError,
     performance_drift,
     segment_drift,
