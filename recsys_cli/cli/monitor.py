@@ -41,7 +41,7 @@ def monitor(
     from recsys_cli.console import console, rich_progress
     from recsys_cli.tasks import monitor as task
 
-    given = [*(overrides or []), *(f"{k}={v}" for k, v in (("model", model), ("alias", alias)) if v is not None)]
+    given = [*(overrides or []), *(f"{k}={v}" for k, v in (("model_name", model), ("alias", alias)) if v is not None)]
     cfg = compose("monitor", given, config_dir)
     with rich_progress() as reporter:
         result = task.run(cfg, reporter=reporter)

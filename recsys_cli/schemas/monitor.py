@@ -85,7 +85,7 @@ class MonitorConfig(Schema):
 
     registry: Registry
     monitor: Monitor
-    model: Text | None
+    model_name: Text | None
     alias: Text
     lake: Text | None
     out_dir: Text | None

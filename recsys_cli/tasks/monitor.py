@@ -45,7 +45,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> MonitorResult:
     from recsys_cli.tasks.registry import model_with_alias, open_registry, resolve_package
 
     m = cfg.monitor
-    name = model_with_alias(cfg, cfg.model, str(cfg.alias))
+    name = model_with_alias(cfg, cfg.model_name, str(cfg.alias))
     version = open_registry(cfg).version_of(name, cfg.alias)
     package = load_package(resolve_package(cfg, name, version))
     lineage = package.lineage

@@ -54,7 +54,9 @@ def test_an_alert_exits_with_its_code_after_the_hook_read_the_summary(registry: 
     hook, heard = tmp_path / "hook.py", tmp_path / "heard.json"
     hook.write_text(f"import sys\nopen({str(heard)!r}, 'w').write(sys.stdin.read())\n")
     command = f"monitor.alert.command='{sys.executable} {hook}'"
-    code, output = monitor(registry, tmp_path / "mon", "monitor.staleness.max_age_days=1", command)
+    code, output = monitor(
+        registry, tmp_path / "mon", "monitor.staleness.max_age_days=1", command, "--model", "shop-als"
+    )
     assert code == 3, output
     assert "alert:" in output and "staleness: model_age_days" in output and "alert hook" in output
     told = json.loads(heard.read_text())
