@@ -29,6 +29,7 @@ def drift_over_time_png(feature: str, points: Sequence[Mapping[str, Any]], psi_t
         ax.axhline(psi_threshold, color="#a40000", linestyle="--", linewidth=1, label=f"PSI threshold {psi_threshold}")
     ax.set_title(f"{feature}: drift from the training period, by window end")
     ax.set_ylabel("distance from reference")
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     buffer = io.BytesIO()
