@@ -19,7 +19,8 @@ from recsys_cli.evaluation.metrics import RANKING_METRICS
 _DPI = 110
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported only when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,10 +29,11 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def png(fig: Any) -> bytes:
+    """The figure as PNG bytes, closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -43,7 +45,7 @@ def _errors(values: Sequence[float], lows: Sequence[float], highs: Sequence[floa
 
 def metric_bars(summary: dict[str, Any]) -> bytes:
     """Every ranking metric at every k, with its bootstrap interval."""
-    plt = _pyplot()
+    plt = pyplot()
     ks, headline = summary["ks"], summary["headline"]
     fig, ax = plt.subplots(figsize=(9, 3.8))
     width = 0.8 / len(ks)
@@ -59,7 +61,7 @@ def metric_bars(summary: dict[str, Any]) -> bytes:
     ax.set_title(f"Ranking metrics with {level:.0%} intervals ({summary['bootstrap']['resamples']:,} user resamples)")
     ax.legend(ncol=len(ks), fontsize="small", frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def reliability_diagram(summary: dict[str, Any]) -> bytes | None:
@@ -68,7 +70,7 @@ def reliability_diagram(summary: dict[str, Any]) -> bytes | None:
     cal = summary["calibration"]
     if not cal.get("available"):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     rel = cal["reliability"]
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
@@ -86,13 +88,13 @@ def reliability_diagram(summary: dict[str, Any]) -> bytes | None:
     ax.set_title(f"Reliability (ECE {cal['ece']:.4f}, {cal['pairs']:,} slots)")
     ax.legend(loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def exposure_by_tier(summary: dict[str, Any]) -> bytes:
     """Share of training interactions, of the window's positives and of the
     recommendation slots per popularity tier, at the primary k."""
-    plt = _pyplot()
+    plt = pyplot()
     k = int(summary["primary"].partition("@")[2])
     rows = summary["segments"]["items"]["popularity_tier"]
     series = [
@@ -110,7 +112,7 @@ def exposure_by_tier(summary: dict[str, Any]) -> bytes:
     ax.set_title("Exposure by popularity tier")
     ax.legend(frameon=False, fontsize="small")
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def segment_gaps(summary: dict[str, Any]) -> bytes | None:
@@ -119,7 +121,7 @@ def segment_gaps(summary: dict[str, Any]) -> bytes | None:
     tables = summary["segments"]["users"]
     if not tables:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     metric = summary["primary"]
     overall = summary["headline"][metric]["value"]
     heights = [max(sum(r["users"] > 0 for r in rows), 1) for rows in tables.values()]
@@ -143,7 +145,7 @@ def segment_gaps(summary: dict[str, Any]) -> bytes | None:
         ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel(f"{metric} (dotted: all users)")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def all_plots(summary: dict[str, Any]) -> dict[str, bytes]:

@@ -9,7 +9,6 @@ a display, and importing this module costs nothing.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recsys_cli.evaluation.plots import png, pyplot
 from recsys_cli.monitoring.kpis import (
     COHORT,
     DEFINITIONS,
@@ -31,24 +31,6 @@ from recsys_cli.monitoring.kpis import (
     WEEK,
 )
 from recsys_cli.monitoring.promotions import Promotion, production_at
-
-_DPI = 110
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buffer.getvalue()
 
 
 def _naive(at: datetime) -> datetime:
@@ -66,7 +48,7 @@ def kpi_png(
     """One KPI over time: the value per period (at the period's start), its interval
     as a band, a dashed line and label at each promotion inside the plotted range,
     and the version already in production when the range starts in the title."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = table.filter(pl.col(KPI) == kpi).sort(PERIOD_START)
     starts = [_naive(s) for s in rows[PERIOD_START].to_list()]
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -87,7 +69,7 @@ def kpi_png(
     ax.set_ylabel(DEFINITIONS[kpi]["of"] if len(DEFINITIONS[kpi]["of"]) < 40 else kpi.replace("_", " "))
     ax.legend(fontsize="small", frameon=False, loc="upper left")
     fig.autofmt_xdate()
-    return _png(fig)
+    return png(fig)
 
 
 def _mark(ax: Any, move: Promotion) -> None:
@@ -99,7 +81,7 @@ def _mark(ax: Any, move: Promotion) -> None:
 
 def retention_png(retention: pl.DataFrame) -> bytes:
     """Share of each weekly cohort active k weeks after its first week, as a heat map."""
-    plt = _pyplot()
+    plt = pyplot()
     cohorts = retention[COHORT].unique().sort()
     weeks = int(retention[WEEK].to_numpy().max()) if retention.height else 0
     grid = np.full((cohorts.len(), max(weeks, 1)), np.nan)
@@ -114,7 +96,7 @@ def retention_png(retention: pl.DataFrame) -> bytes:
     ax.set_ylabel("cohort (week of first event)")
     ax.set_title("Returning-user retention by weekly cohort")
     fig.colorbar(image, ax=ax, label="share active")
-    return _png(fig)
+    return png(fig)
 
 
 def kpi_pngs(

@@ -3,24 +3,18 @@ numbers as drift.json, a PNG per flagged feature with its drift over time."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
 from recsys_cli.evaluation.html import fmt, img, page, pct, section, table
 
-_DPI = 110
-
 
 def drift_over_time_png(feature: str, points: Sequence[Mapping[str, Any]], psi_threshold: float | None) -> bytes:
     """PSI and JS of one feature against the reference, one point per window (end date)."""
-    import matplotlib
+    from recsys_cli.evaluation.plots import png, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = pyplot().subplots(figsize=(7, 3.2))
     ends = [str(p["end"])[:10] for p in points]
     for key, marker, label in (("psi", "o", "PSI"), ("js", "s", "JS distance")):
         values = [float("nan") if p.get(key) is None else float(p[key]) for p in points]
@@ -32,10 +26,7 @@ def drift_over_time_png(feature: str, points: Sequence[Mapping[str, Any]], psi_t
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png(fig)
 
 
 def render(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
