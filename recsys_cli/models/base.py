@@ -11,7 +11,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,6 +32,13 @@ class Recommender(ABC):
     Users and items are vocabulary indices. Row 0 is the unknown user: it gets
     the popularity fallback; column 0 is the unknown item and is never recommended.
     """
+
+    # Whether `warm_start` can begin from a previous fit of the same class. Closed-form
+    # models (popularity, item-kNN, EASE) cannot: their fit is already exact and cheap,
+    # so there is nothing to start from, and `warm_start` raises `WarmStartError`.
+    supports_warm_start: ClassVar[bool] = False
+    # Epochs (ALS: iterations) a warm start fine-tunes for when its caller names none.
+    warm_start_epochs: ClassVar[int] = 0
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -66,14 +73,67 @@ class Recommender(ABC):
     def fit(self, data: TrainData, validation: Targets | None = None, workdir: Path | None = None) -> Recommender:
         """Fit on `data`; models trained by gradient steps use `validation` for early
         stopping and `workdir` for checkpoints and logs; closed-form ones ignore both."""
+        self._adopt(data)
+        self._fit(data, validation, workdir)
+        return self
+
+    def warm_start(
+        self,
+        previous: Recommender,
+        data: TrainData,
+        validation: Targets | None = None,
+        workdir: Path | None = None,
+        epochs: int | None = None,
+        only_new: bool = False,
+    ) -> Recommender:
+        """Fit on `data`, a newer window, starting from `previous` (a fitted model of
+        the same class, the production one) instead of from scratch: its learned rows
+        are carried over by token (`models.warm_start`), users and items it never met
+        get rows from the new data, then a few `epochs` of training follow
+        (`warm_start_epochs` when None). With `only_new` the carried rows stay exactly
+        as they were and only the new ones train. Raises `WarmStartError` for a model
+        that does not `supports_warm_start`: fit it from scratch instead."""
+        from recsys_cli.models.warm_start import RowMap, WarmStartError
+
+        name = type(self).__name__
+        if not self.supports_warm_start:
+            raise WarmStartError(f"{name} cannot warm start (its fit is closed-form and exact): fit it from scratch")
+        if type(previous) is not type(self):
+            raise WarmStartError(f"{name} cannot warm start from a {type(previous).__name__}: fit it from scratch")
+        previous._fitted()
+        assert previous.users is not None and previous.items is not None
+        epochs = self.warm_start_epochs if epochs is None else int(epochs)
+        if epochs < 0:
+            raise WarmStartError(f"{name}: warm start epochs must be 0 or more, got {epochs}")
+        self._adopt(data)
+        for what, old, new in (("users", previous.users, data.users), ("items", previous.items, data.items)):
+            counts = RowMap.between(old, new).counts(len(old))
+            self.diagnostics |= {f"warm_start/{what}_{key}": value for key, value in counts.items()}
+        self.diagnostics["warm_start/epochs"] = float(epochs)
+        self._warm_start(previous, data, validation, workdir, epochs, only_new)
+        return self
+
+    def _adopt(self, data: TrainData) -> None:
+        """What every fit takes from its data whatever the model: vocabularies, the
+        seen items and the popularity fallback."""
         self.users, self.items = data.users, data.items
         self.derived = {}
         # Excluded items follow the target (the ground truth leaves out the same ones);
         # popularity counts every interacting user, whatever the target.
         self.seen = data.seen_matrix().astype(np.float32).tocsr()
         self.popularity = np.asarray(data.interacted().sum(axis=0)).ravel().astype(np.float32)
-        self._fit(data, validation, workdir)
-        return self
+
+    def _warm_start(
+        self,
+        previous: Recommender,
+        data: TrainData,
+        validation: Targets | None,
+        workdir: Path | None,
+        epochs: int,
+        only_new: bool,
+    ) -> None:
+        """The model's own warm start; only called where `supports_warm_start`."""
+        raise NotImplementedError(f"{type(self).__name__} declares warm start support but does not implement it")
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """(len(users), n_items) scores, or (len(users), len(items)); unknown users

@@ -9,9 +9,11 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
 from recsys_cli.models.state import tensor
+from recsys_cli.models.warm_start import RowMap, WarmStartError, category_means, history_means
 
 
 class BPRModule(RecModule):
@@ -40,6 +42,13 @@ class BPRModule(RecModule):
 
 
 class BPRMF(NeuralRecommender):
+    supports_warm_start = True
+    # One epoch at 0.4 times the learning rate: on the synthetic shop (2M events, two
+    # seeds) it reached 108% of a full retrain's NDCG@10 in a third of its time, where
+    # the full rate lost what the rows knew (91%); on a 200k-event shop 95%.
+    warm_start_epochs = 1
+    warm_start_lr_scale = 0.4
+
     def __init__(self, dim: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, **kwargs: Any) -> None:
         super().__init__(dim=dim, lr=lr, weight_decay=weight_decay, **kwargs)
 
@@ -58,3 +67,26 @@ class BPRMF(NeuralRecommender):
         dim = tensor(state, "user.weight", (n_users, None), "f").shape[1]
         tensor(state, "item.weight", (n_items, dim), "f")
         return BPRModule(n_users, n_items, dim)
+
+    def warm_module(self, module: RecModule, previous: Recommender, data: TrainData) -> dict[str, np.ndarray]:
+        """Carried rows by token; a new item starts at the mean of its category's
+        carried items, a new user at the mean of their items, each plus the module's
+        own random start so that no two new rows are equal."""
+        assert isinstance(module, BPRModule) and isinstance(previous, BPRMF)
+        assert isinstance(previous.module, BPRModule) and previous.users is not None and previous.items is not None
+        old_users = previous.module.user.weight.detach().cpu().numpy()
+        old_items = previous.module.item.weight.detach().cpu().numpy()
+        if old_users.shape[1] != module.user.embedding_dim:
+            raise WarmStartError(
+                f"model.dim={module.user.embedding_dim} but the previous BPRMF has {old_users.shape[1]}: "
+                "a warm start keeps the embedding size; fit from scratch to change it"
+            )
+        users, items = RowMap.between(previous.users, data.users), RowMap.between(previous.items, data.items)
+        item_rows = items.carry(old_items, module.item.weight.detach().cpu().numpy())
+        item_rows[items.new] += category_means(data, item_rows, items.kept)[items.new]
+        user_rows = users.carry(old_users, module.user.weight.detach().cpu().numpy())
+        user_rows[users.new] += history_means(data, users.new, item_rows)
+        with torch.no_grad():
+            module.item.weight.copy_(torch.as_tensor(item_rows))
+            module.user.weight.copy_(torch.as_tensor(user_rows))
+        return {"user.weight": np.flatnonzero(users.kept), "item.weight": np.flatnonzero(items.kept)}

@@ -13,6 +13,7 @@ and importing implicit loads one more.
 from __future__ import annotations
 
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,12 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from threadpoolctl import threadpool_limits
 
+from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.selection import Grid, GridSelected
 from recsys_cli.models.state import tensor
+from recsys_cli.models.validation import Targets
+from recsys_cli.models.warm_start import RowMap, WarmStartError
 from recsys_cli.models.weighting import reweight
 
 
@@ -73,6 +77,12 @@ class ALS(_ImplicitMF):
     `alpha` means the same on any data.
     """
 
+    supports_warm_start = True
+    # From factors that already fit most of the window, three alternations reached a
+    # full 15-iteration fit's NDCG@10 on the synthetic shop (2M events: 0.0762 vs
+    # 0.0763) in a quarter of its CPU time; more moved nothing.
+    warm_start_epochs = 3
+
     def __init__(
         self,
         factors: int = 64,
@@ -111,6 +121,45 @@ class ALS(_ImplicitMF):
         confidence.data = (1.0 + self.alpha * confidence.data).astype(np.float32)
         return confidence
 
+    def _warm_start(
+        self,
+        previous: Recommender,
+        data: TrainData,
+        validation: Targets | None,
+        workdir: Path | None,
+        epochs: int,
+        only_new: bool,
+    ) -> None:
+        """The previous factors carried over by token; new items then solved exactly
+        from the users who met them (only the carried users have factors yet), new
+        users from their items: the fold-in ALS itself does. Then `epochs` ALS
+        iterations over everything, from there rather than from random factors, or
+        with `only_new` over the new rows alone, the carried ones fixed. The configured
+        grid is not searched: a warm start keeps the settings it is given."""
+        assert isinstance(previous, ALS) and previous.users is not None and previous.items is not None
+        assert self.users is not None and self.items is not None
+        if previous.user_factors.shape[1] != self.factors:
+            raise WarmStartError(
+                f"model.factors={self.factors} but the previous ALS has {previous.user_factors.shape[1]}: "
+                "a warm start keeps the factor count; fit from scratch to change it"
+            )
+        users, items = RowMap.between(previous.users, self.users), RowMap.between(previous.items, self.items)
+        cui = self._user_items(data.matrix)
+        ciu = cui.T.tocsr()
+        with threadpool_limits(1, "blas"):
+            model = self._model()
+            model.user_factors = users.carry(previous.user_factors, np.zeros((len(self.users), self.factors)))
+            model.item_factors = items.carry(previous.item_factors, np.zeros((len(self.items), self.factors)))
+            _fold_in(model, items.new, users.new, cui, ciu)
+            if only_new:
+                for _ in range(epochs):
+                    _fold_in(model, items.new, users.new, cui, ciu)
+            elif epochs:
+                model.iterations = epochs
+                model.fit(cui, show_progress=False)
+        self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+
     def _history_vector(self, user: int, items: np.ndarray, events: list[str]) -> np.ndarray:
         """The user's factors solved again (one least-squares step, Hu et al. 2008)
         over the items the model saw them meet plus the new ones, each new event one
@@ -128,6 +177,16 @@ class ALS(_ImplicitMF):
         rows = self.item_factors[ids].astype(np.float64)
         a = gram + (rows.T * (confidence - 1.0)) @ rows + self.regularization * np.eye(gram.shape[0])
         return np.linalg.solve(a, rows.T @ confidence)
+
+
+def _fold_in(model: Any, items: np.ndarray, users: np.ndarray, cui: sp.csr_matrix, ciu: sp.csr_matrix) -> None:
+    """One exact least-squares solve of the `items` rows given every user's factors,
+    then of the `users` rows given every item's (implicit's partial fits, which
+    leave every other row as it is)."""
+    if items.size:
+        model.partial_fit_items(items, ciu[items])
+    if users.size:
+        model.partial_fit_users(users, cui[users])
 
 
 class ImplicitBPR(_ImplicitMF):

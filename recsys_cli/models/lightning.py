@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as L
 import numpy as np
@@ -250,6 +250,28 @@ class EpochLog(L.Callback):
         log.info(", ".join(parts))
 
 
+class FrozenRows(L.Callback):
+    """Puts the listed rows of parameters (by name) back after every optimiser step:
+    a partial warm start trains only new users' and items' rows. Zeroing their
+    gradients would not do: Adam's weight decay still moves a row whose gradient is 0."""
+
+    def __init__(self, rows: Mapping[str, np.ndarray]) -> None:
+        self.rows = {name: torch.as_tensor(index, dtype=torch.long) for name, index in rows.items()}
+        self._kept: dict[str, tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        params = dict(pl_module.named_parameters())
+        self._kept = {}
+        for name, index in self.rows.items():
+            index = index.to(params[name].device)
+            self._kept[name] = (params[name], index, params[name].detach()[index].clone())
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        with torch.no_grad():
+            for param, index, values in self._kept.values():
+                param[index] = values
+
+
 class NeuralRecommender(Recommender):
     """A `Recommender` trained by the shared Lightning loop.
 
@@ -258,6 +280,11 @@ class NeuralRecommender(Recommender):
     The epochs to that checkpoint (`best_epoch`) are chosen on the validation
     window, so a refit on train + validation repeats them (registry/selection.py).
     """
+
+    # A warm start fine-tunes at this fraction of the configured learning rate: rows
+    # that already fit most of the window need small steps, and a fresh Adam's first
+    # steps at the full rate undo part of what they learned.
+    warm_start_lr_scale: ClassVar[float] = 1.0
 
     @property
     def chooses_on_validation(self) -> bool:
@@ -287,15 +314,57 @@ class NeuralRecommender(Recommender):
 
     def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None:
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
-        self.module = self.build_module(data)
+        self._train(self.build_module(data), data, validation, workdir, self.params)
+
+    def _warm_start(
+        self,
+        previous: Recommender,
+        data: TrainData,
+        validation: Targets | None,
+        workdir: Path | None,
+        epochs: int,
+        only_new: bool,
+    ) -> None:
+        """The same loop as `_fit`, from a module `warm_module` filled with the
+        previous model's rows, for `epochs` at `warm_start_lr_scale` times the
+        learning rate (early stopping still applies with validation; `best_epoch`
+        then counts the fine-tune's epochs); with `only_new` the rows it names stay
+        fixed."""
+        L.seed_everything(self.params["seed"], workers=True, verbose=False)
+        module = self.build_module(data)
+        module.lr *= self.warm_start_lr_scale
+        frozen = self.warm_module(module, previous, data)
+        params = {**self.params, "trainer": {**self.params["trainer"], "max_epochs": epochs}}
+        token = FIT_CALLBACKS.set((*FIT_CALLBACKS.get(), FrozenRows(frozen))) if only_new else None
+        try:
+            self._train(module, data, validation, workdir, params)
+        finally:
+            if token is not None:
+                FIT_CALLBACKS.reset(token)
+
+    def warm_module(self, module: RecModule, previous: Recommender, data: TrainData) -> dict[str, np.ndarray]:
+        """Fill `module` (built for `data`) with `previous`'s learned rows and starting
+        rows for the new ones; return the rows per parameter name that a partial warm
+        start (`only_new`) keeps fixed. Models that `supports_warm_start` supply it."""
+        raise NotImplementedError(f"{type(self).__name__} does not warm start")
+
+    def _train(
+        self,
+        module: RecModule,
+        data: TrainData,
+        validation: Targets | None,
+        workdir: Path | None,
+        params: Mapping[str, Any],
+    ) -> None:
+        self.module = module
         self.module.seen = self.seen
-        loader = shuffled_batches(self.train_dataset(data), self.params["batch_size"])
+        loader = shuffled_batches(self.train_dataset(data), params["batch_size"])
         val_loader = None
         if validation is not None and validation.users.size:
             self.module.truth = validation.truth
             pairs = TensorDataset(torch.as_tensor(validation.users), torch.arange(validation.users.size))
             val_loader = DataLoader(pairs, batch_size=512)
-        best = fit_module(self.module, loader, val_loader, MONITOR, "max", self.params, workdir)
+        best = fit_module(self.module, loader, val_loader, MONITOR, "max", params, workdir)
         if best is not None:
             self.best_epoch, self.best_score = best.epochs, best.score
             self.diagnostics["seconds_to_best_epoch"] = best.seconds
