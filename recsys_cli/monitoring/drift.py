@@ -53,7 +53,7 @@ tables (10^5 users), a test rejects shifts far too small to act on. With a few
 hundred rows, an effect size of 0.2 appears by chance alone: the PSI of two
 samples of one distribution is about (bins - 1)(1/n + 1/m).
 
-**Item popularity and category mix** (`share_drift`) compare shares of events
+**Item popularity and category mix** (`shares.py`, `share_drift`) compare shares of events
 between two windows with PSI and JS. The `distribution_bins` keys with the most
 events over both windows are bins of their own, and the rest are pooled into one
 bin. Capping the bins keeps the noise floor (bins - 1)(1/n + 1/m) small at a
@@ -154,7 +154,7 @@ def psi(reference: ArrayLike, current: ArrayLike, eps: float = EPS) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def _effects(counts: NDArray[Any]) -> tuple[float | None, float | None]:
+def effects(counts: NDArray[Any]) -> tuple[float | None, float | None]:
     """PSI and JS distance of a 2 x k count table's rows (None when a row is empty)."""
     totals = counts.sum(axis=1)
     if not totals.all():
@@ -288,8 +288,8 @@ def _row(name: str, kind: str, counts: NDArray[Any], statistic: float | None, p_
     """A feature's row before the decision; the last column of `counts` is missing."""
     totals = counts.sum(axis=1)
     missing = [float(m / n) if n else None for m, n in zip(counts[:, -1], totals, strict=True)]
-    effects = _effects(counts)
-    return (name, kind, *map(int, totals), *effects, statistic, p_value, None, *missing, False, "")
+    psi_js = effects(counts)
+    return (name, kind, *map(int, totals), *psi_js, statistic, p_value, None, *missing, False, "")
 
 
 def _continuous_rows(
@@ -392,99 +392,6 @@ def _large(t: DriftThresholds) -> pl.Expr:
     """Whether an effect size passes its threshold (PSI or JS, either suffices)."""
     checks = [pl.col(c) >= v for c, v in (("psi", t.psi_threshold), ("js", t.js_threshold)) if v is not None]
     return pl.any_horizontal(checks).fill_null(False) if checks else pl.lit(False)
-
-
-# ----------------------------------------------------------------------------- event shares
-
-
-def share_drift(
-    reference: pl.LazyFrame | pl.DataFrame,
-    current: pl.LazyFrame | pl.DataFrame,
-    key: str,
-    name: str,
-    thresholds: DriftThresholds | None = None,
-) -> DistributionDrift:
-    """How the shares of events per `key` moved between two windows of events (one
-    row per event). PSI and JS over the `distribution_bins` busiest keys plus the
-    rest, flagged on effect size alone (see the module docstring). The movers are
-    the `top_movers` keys whose share changed most, over every key."""
-    t = thresholds or DriftThresholds()
-    side = pl.col(_SIDE)
-    counts = (
-        pl.concat(
-            [frame.lazy().select(key, pl.lit(s).alias(_SIDE)) for s, frame in ((False, reference), (True, current))]
-        )
-        .group_by(key)
-        .agg((~side).sum().cast(pl.Int64).alias("events_reference"), side.sum().cast(pl.Int64).alias("events_current"))
-        .sort(pl.col("events_reference") + pl.col("events_current"), pl.col(key), descending=[True, False])
-        .collect()
-    )
-    n_ref, n_cur = (int(counts.get_column(c).sum()) for c in ("events_reference", "events_current"))
-    table = counts.select("events_reference", "events_current").to_numpy().T
-    if table.shape[1] > t.distribution_bins:
-        keep = t.distribution_bins - 1
-        table = np.column_stack([table[:, :keep], table[:, keep:].sum(axis=1)])
-    psi_, js = _effects(table)
-    enough = min(n_ref, n_cur) >= t.min_samples
-    large = any(v is not None and e is not None and e >= v for e, v in ((psi_, t.psi_threshold), (js, t.js_threshold)))
-    return DistributionDrift(
-        name,
-        key,
-        n_ref,
-        n_cur,
-        psi_,
-        js,
-        enough and large,
-        _share_reason(enough, large, psi_, js, t),
-        _movers(counts, key, n_ref, n_cur, t.top_movers),
-    )
-
-
-def _share_reason(enough: bool, large: bool, psi_: float | None, js: float | None, t: DriftThresholds) -> str:
-    if not enough or psi_ is None or js is None:
-        return f"too few events to judge (fewer than {t.min_samples} in a window)"
-    sizes = f"psi {psi_:.3f}, js {js:.3f}"
-    return f"shifted: {sizes}" if large else f"small: {sizes}"
-
-
-def _movers(counts: pl.DataFrame, key: str, n_ref: int, n_cur: int, top: int) -> pl.DataFrame:
-    return (
-        counts.with_columns(
-            (pl.col("events_reference") / max(n_ref, 1)).alias("share_reference"),
-            (pl.col("events_current") / max(n_cur, 1)).alias("share_current"),
-        )
-        .with_columns((pl.col("share_current") - pl.col("share_reference")).alias("change"))
-        .sort(pl.col("change").abs(), pl.col(key), descending=[True, False], nulls_last=True)
-        .head(top)
-        .select(key, "events_reference", "share_reference", "events_current", "share_current", "change")
-    )
-
-
-def popularity_drift(
-    reference_events: pl.LazyFrame | pl.DataFrame,
-    current_events: pl.LazyFrame | pl.DataFrame,
-    thresholds: DriftThresholds | None = None,
-) -> DistributionDrift:
-    """Item popularity: each item's share of the window's events."""
-    return share_drift(reference_events, current_events, Col.ITEM, "item popularity", thresholds)
-
-
-def category_mix_drift(
-    reference_events: pl.LazyFrame | pl.DataFrame,
-    current_events: pl.LazyFrame | pl.DataFrame,
-    items: pl.LazyFrame | pl.DataFrame,
-    thresholds: DriftThresholds | None = None,
-) -> DistributionDrift:
-    """Category mix: each category's share of the window's events, by the items
-    table's category of the item (null for items it does not know)."""
-    catalog = items.lazy().select(Col.ITEM, Col.CATEGORY)
-
-    def categories(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
-        return events.lazy().select(Col.ITEM).join(catalog, on=Col.ITEM, how="left")
-
-    return share_drift(
-        categories(reference_events), categories(current_events), Col.CATEGORY, "category mix", thresholds
-    )
 
 
 # ----------------------------------------------------------------------------- report

@@ -106,9 +106,10 @@ def _data_drift(
     """Drift of each feature family (Holm within a family at alpha / 3, so the three
     together keep the configured family-wise rate), of popularity and of the
     category mix; and, for each flagged feature, its drift over earlier windows."""
-    from recsys_cli.monitoring.drift import category_mix_drift, drift_json, feature_drift, popularity_drift
+    from recsys_cli.monitoring.drift import drift_json, feature_drift
     from recsys_cli.monitoring.report import drift_over_time_png
     from recsys_cli.monitoring.samples import feature_samples
+    from recsys_cli.monitoring.shares import category_mix_drift, popularity_drift
 
     t = _thresholds(m)
     per_family = replace(t, alpha=t.alpha / len(FAMILIES))

@@ -25,12 +25,11 @@ from recsys_cli.monitoring.drift import (
     CONTINUOUS,
     FEATURE_SCHEMA,
     DriftThresholds,
-    category_mix_drift,
     drift_json,
     feature_drift,
-    popularity_drift,
     psi,
 )
+from recsys_cli.monitoring.shares import category_mix_drift, popularity_drift
 from recsys_cli.schemas import describe
 from recsys_cli.schemas.monitor import Monitor
 
