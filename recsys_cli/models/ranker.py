@@ -571,13 +571,9 @@ def _tables_from_state(state: dict[str, np.ndarray], n_users: int, n_items: int)
         raise StateError("tables.cardinalities does not match the item vocabulary")
     item_cards, user_cards = cards[1 : 1 + n_item_cat], cards[1 + n_item_cat :]
     affinity = tensor(state, "tables.affinity", (n_users, None), "f")
+    user_num = tensor(state, "tables.user_num", (n_users, None), "f")
     tables = SideTables(
-        SideFeatures(
-            check_codes(state, "tables.user_cat", n_users, user_cards),
-            user_cards,
-            tensor(state, "tables.user_num", (n_users, None), "f"),
-            (),
-        ),
+        SideFeatures(check_codes(state, "tables.user_cat", n_users, user_cards), user_cards, user_num, ()),
         SideFeatures(
             check_codes(state, "tables.item_cat", n_items, item_cards),
             item_cards,
@@ -586,7 +582,7 @@ def _tables_from_state(state: dict[str, np.ndarray], n_users: int, n_items: int)
         ),
         affinity,
         check_range(state, "tables.item_category", (n_items,), 0, affinity.shape[1]),
-        _user_live_from_state(state, tensor(state, "tables.user_num", (n_users, None), "f").shape[1]),
+        _user_live_from_state(state, user_num.shape[1]),
     )
     return tables, cards
 

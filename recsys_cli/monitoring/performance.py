@@ -27,7 +27,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from recsys_cli.features.vocab import Vocabulary
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.validation import Targets
+from recsys_cli.monitoring.promotions import instant
 from recsys_cli.splits.base import PART, TEST, TRAIN
 from recsys_cli.splits.targets import TargetSpec, ground_truth
 
@@ -96,7 +97,7 @@ def window_truth(
       `drop_unknown_items` leaves them out instead (and users left with nothing).
       Either way they are counted (`unknown_item_positives`).
     """
-    start, end = _utc(start), _utc(end)
+    start, end = instant(start), instant(end)
     if start >= end:
         raise PerformanceError(f"monitor window: start {start.isoformat()} must be before end {end.isoformat()}")
     ts = pl.col(Col.TS)
@@ -135,10 +136,6 @@ def window_truth(
     }
     excluded = _rows_matrix(history, known[Col.USER].unique().sort(), len(items))
     return WindowTruth(targets.users, targets.truth, excluded, counts)
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _rows_matrix(pairs: pl.DataFrame, user_ids: pl.Series, n_items: int) -> sp.csr_matrix:

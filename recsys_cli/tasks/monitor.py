@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_cli.console import Reporter
+from recsys_cli.console import NullReporter, Reporter
 
 KIND = "monitor"
 DRIFT_JSON, REPORT_HTML, KPIS_JSON = "drift.json", "report.html", "kpis.json"
@@ -40,6 +40,7 @@ class MonitorResult:
 def run(cfg: DictConfig, reporter: Reporter | None = None) -> MonitorResult:
     from recsys_cli.data.lake import scan_events
     from recsys_cli.monitoring.alert import reasons, run_hook
+    from recsys_cli.monitoring.promotions import instant
     from recsys_cli.monitoring.samples import Windows
     from recsys_cli.registry.package import load_package
     from recsys_cli.tasks.registry import model_with_alias, open_registry, resolve_package
@@ -49,7 +50,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> MonitorResult:
     version = open_registry(cfg).version_of(name, cfg.alias)
     package = load_package(resolve_package(cfg, name, version))
     lineage = package.lineage
-    cutoff = _instant(lineage["cutoff"])
+    cutoff = instant(lineage["cutoff"])
     lake = Path(str(cfg.lake or lineage["lake"]["dir"]))
     events = scan_events(lake)
     items = pl.scan_parquet(lake / "items.parquet") if (lake / "items.parquet").is_file() else None
@@ -58,9 +59,17 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> MonitorResult:
     out = Path(str(cfg.out_dir)) if cfg.out_dir else Path("monitoring") / name
     days = list(lineage.get("config", {}).get("features", {}).get("windows_days") or [1, 7, 30])
 
-    drift, images = _data_drift(events, items, windows, days, m, reporter)
+    reporter = reporter or NullReporter()
+    reporter.start("data drift: features, popularity, category mix", total=1)
+    drift, images = _data_drift(events, items, windows, days, m)
+    reporter.advance()
     model = package.model
     assert model.users is not None and model.items is not None
+    reporter.start("performance when fresh and now, per segment", total=1)
+    performance = _performance(model, events, windows, lineage, m, int(cfg.seed))
+    fairness = performance.pop("segments", {})
+    reporter.advance()
+    reporter.start("staleness", total=1)
     summary: dict[str, Any] = {
         "kind": KIND,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -68,23 +77,24 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> MonitorResult:
         "lake": {"dir": str(lake), "newest_event": lake_end.isoformat()},
         "windows": windows.to_json(),
         "data_drift": drift,
-        "performance": _performance(model, events, windows, lineage, m, int(cfg.seed)),
+        "performance": performance,
+        "fairness": fairness,
         "staleness": _staleness(events, items, model, cutoff, windows, drift, m),
     }
-    summary["fairness"] = summary["performance"].pop("segments", {})
+    reporter.advance()
     summary["alerts"] = alerts = reasons(summary, OmegaConf.to_container(m.staleness))  # type: ignore[arg-type]
-    kpis = _kpis(cfg, name, events, items) if m.kpis.enabled else None
-    if kpis is not None:
+    kpis = None
+    if m.kpis.enabled:
+        reporter.start("business KPIs", total=1)
+        kpis = _kpis(cfg, name, events, items)
+        reporter.advance()
         summary["kpis"] = {"file": KPIS_JSON, "period": kpis[0]["period"], "kpis": list(kpis[1])}
         images |= {f"kpi_{k}": png for k, png in kpis[1].items()}
+    reporter.start("writing the report", total=1)
     folder = _write(out, summary, images, lake, kpis[0] if kpis else None)
+    reporter.advance()
     hook = run_hook(str(m.alert.command), summary, float(m.alert.timeout_s)) if alerts and m.alert.command else None
     return MonitorResult(folder, summary, alerts, hook)
-
-
-def _instant(value: str) -> datetime:
-    at = datetime.fromisoformat(value)
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _thresholds(m: DictConfig) -> Any:
@@ -101,7 +111,7 @@ def _plain_sample(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _data_drift(
-    events: pl.LazyFrame, items: pl.LazyFrame | None, windows: Any, days: list[Any], m: DictConfig, reporter: Any
+    events: pl.LazyFrame, items: pl.LazyFrame | None, windows: Any, days: list[Any], m: DictConfig
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Drift of each feature family (Holm within a family at alpha / 3, so the three
     together keep the configured family-wise rate), of popularity and of the
