@@ -36,17 +36,15 @@ def staleness(
     """The model's age at the lake's newest event, the current window's events by
     unknown users and on unknown items, new products it cannot offer, and the top
     popularity movers (a `share_drift` movers table, keyed by item) with `known`."""
-    known_users = pl.LazyFrame({Col.USER: users_vocab.tokens[1:]}, schema={Col.USER: pl.String})
-    known_items = pl.LazyFrame({Col.ITEM: items_vocab.tokens[1:]}, schema={Col.ITEM: pl.String})
-    window = current.events(events).select(
-        pl.col(Col.USER).is_in(known_users.collect()[Col.USER].implode()).alias("user_known"),
-        pl.col(Col.ITEM).is_in(known_items.collect()[Col.ITEM].implode()).alias("item_known"),
+    counts = (
+        current.events(events)
+        .select(
+            pl.len().alias("events"),
+            (~_known(Col.USER, users_vocab)).sum().alias("unknown_user_events"),
+            (~_known(Col.ITEM, items_vocab)).sum().alias("unknown_item_events"),
+        )
+        .collect()
     )
-    counts = window.select(
-        pl.len().alias("events"),
-        (~pl.col("user_known")).sum().alias("unknown_user_events"),
-        (~pl.col("item_known")).sum().alias("unknown_item_events"),
-    ).collect()
     row = counts.row(0, named=True)
     n = int(row["events"])
     out: dict[str, Any] = {
@@ -81,6 +79,11 @@ def _new_products(
         "unknown_to_model": unknown,
         "share_unknown": unknown / found.len() if found.len() else None,
     }
+
+
+def _known(column: str, vocab: Vocabulary) -> pl.Expr:
+    """Whether each value of `column` is one of the vocabulary's tokens (not OOV)."""
+    return pl.col(column).cast(pl.String).is_in(pl.Series(vocab.tokens[1:], dtype=pl.String).implode())
 
 
 def event_log_staleness(folder: Path, users_vocab: Vocabulary, items_vocab: Vocabulary) -> dict[str, Any]:
