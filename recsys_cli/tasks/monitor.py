@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,8 +124,11 @@ def _data_drift(
 
     t = _thresholds(m)
     per_family = replace(t, alpha=t.alpha / len(FAMILIES))
-    reference = {k: _plain_sample(v) for k, v in feature_samples(events, items, windows.reference, days).items()}
-    current = {k: _plain_sample(v) for k, v in feature_samples(events, items, windows.current, days).items()}
+
+    def sampled(window: Any) -> dict[str, pl.DataFrame]:
+        return {k: _plain_sample(v) for k, v in feature_samples(events, items, window, days).items()}
+
+    reference, current = sampled(windows.reference), sampled(windows.current)
     tables = [
         feature_drift(reference[f], current[f], per_family).with_columns(
             (pl.lit(f + ".") + pl.col("feature")).alias("feature")
@@ -143,13 +147,13 @@ def _data_drift(
     flagged = [r["feature"] for r in out["features"] if r["flagged"]]
     if flagged and int(m.window.history) > 0:
         points: dict[str, list[dict[str, Any]]] = {f: [] for f in flagged}
-        for window in [*reversed(windows.earlier_current(int(m.window.history))), windows.current]:
-            sample = feature_samples(events, items, window, days)
+        earlier = ((w, sampled(w)) for w in reversed(windows.earlier_current(int(m.window.history))))
+        for window, sample in chain(earlier, [(windows.current, current)]):  # one earlier sample at a time
             for family in FAMILIES:
                 names = [f.split(".", 1)[1] for f in flagged if f.startswith(family + ".")]
                 if not names:
                     continue
-                rows = feature_drift(reference[family], _plain_sample(sample[family]), per_family, names)
+                rows = feature_drift(reference[family], sample[family], per_family, names)
                 for r in rows.iter_rows(named=True):
                     points[f"{family}.{r['feature']}"].append({"end": window.end.isoformat(), **r})
         for feature, series in points.items():
