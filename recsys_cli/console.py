@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -89,6 +90,11 @@ def rich_progress() -> Iterator[RichReporter]:
             progress.live.transient = True
             raise
         reporter.done()
+
+
+def esc(text: Any) -> str:
+    """`text` printed as it is: square brackets in ids or paths are not rich markup."""
+    return escape(str(text))
 
 
 def kv_table(title: str, rows: Mapping[str, Any]) -> Table:

@@ -9,6 +9,7 @@ import typer
 
 from recsys_cli.cli._errors import friendly_errors
 from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+from recsys_cli.console import esc
 
 _VERDICT_STYLE = {"better": "green", "worse": "red"}
 
@@ -53,7 +54,7 @@ def _header(result: dict[str, Any]) -> str:
     if a["sample_ratio_mismatch"]:
         srm = f"[bold red]{srm}: SAMPLE RATIO MISMATCH, do not trust these results[/]"
     return (
-        f"[bold]{_esc(result['control']['label'])}[/] (control) vs [bold]{_esc(result['treatment']['label'])}[/] "
+        f"[bold]{esc(result['control']['label'])}[/] (control) vs [bold]{esc(result['treatment']['label'])}[/] "
         f"(treatment) on the {period['part']} period {period['start'][:10]} to {period['end'][:10]} "
         f"({period['days']} days)\nusers {users['control']:,} / {users['treatment']:,} "
         f"(excluded {users['excluded']:,}), sessions {sessions['control']:,} / {sessions['treatment']:,}; {srm}"
@@ -180,9 +181,3 @@ def _p(p: float | None) -> str:
     if p is None:
         return "n/a"
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

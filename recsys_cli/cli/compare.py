@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.console import esc
 
 _VERDICT_STYLE = {"better": "green", "worse": "red", "mixed": "yellow"}
 
@@ -72,9 +73,9 @@ def _control_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     level = f"{result['confidence']:.0%}"
     header = ["run", "users", "mean", f"Δ vs control [{level}]", f"relative [{level}]", *_TESTS]
     runs = result["runs"]
-    rows = [[_esc(runs[0]["label"]), f"{runs[0]['users']:,}", f"{runs[0]['mean']:.4f}", "control", "", "", "", "", ""]]
+    rows = [[esc(runs[0]["label"]), f"{runs[0]['users']:,}", f"{runs[0]['mean']:.4f}", "control", "", "", "", "", ""]]
     for run, c in zip(runs[1:], result["comparisons"], strict=True):
-        rows.append([_esc(run["label"]), f"{run['users']:,}", f"{run['mean']:.4f}", *_test_cells(c)])
+        rows.append([esc(run["label"]), f"{run['users']:,}", f"{run['mean']:.4f}", *_test_cells(c)])
     return header, rows
 
 
@@ -82,7 +83,7 @@ def _pairs_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     level = f"{result['confidence']:.0%}"
     header = ["run", "vs run", "means", f"Δ [{level}]", f"relative [{level}]", *_TESTS]
     rows = [
-        [_esc(c["candidate"]), _esc(c["reference"]), f"{c['mean_a']:.4f} vs {c['mean_b']:.4f}", *_test_cells(c)]
+        [esc(c["candidate"]), esc(c["reference"]), f"{c['mean_a']:.4f} vs {c['mean_b']:.4f}", *_test_cells(c)]
         for c in result["comparisons"]
     ]
     return header, rows
@@ -111,9 +112,3 @@ def _relative(c: dict[str, Any]) -> str:
 
 def _p(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -10,6 +10,7 @@ import typer
 
 from recsys_cli.cli._errors import friendly_errors
 from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir
+from recsys_cli.console import esc
 
 _BEYOND = (
     ("coverage", "coverage"),
@@ -54,7 +55,7 @@ def evaluate(
     for table in _tables(result.summary):
         console.print(table)
     for line in result.summary["flags"]:
-        console.print(f"[bold red]flag:[/] {_esc(line)}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]flag:[/] {esc(line)}", highlight=False, soft_wrap=True)
     console.print(f"[green]evaluation written:[/] {result.folder} (report.html, metrics.json, per_user.parquet)")
 
 
@@ -135,7 +136,7 @@ def _segments(s: dict[str, Any]) -> Any:
     rows = [
         [
             name,
-            _esc(r["group"]),
+            esc(r["group"]),
             f"{r['users']:,}",
             f"{_num(r[metric])} [{_num(r[f'{metric}_low'], 3)}, {_num(r[f'{metric}_high'], 3)}]",
             *(_num(r.get(c)) for c in extra),
@@ -158,7 +159,7 @@ def _items(s: dict[str, Any], limit: int = 12) -> Any:
             rows.append(
                 [
                     name,
-                    _esc(r["group"]),
+                    esc(r["group"]),
                     f"{r['items']:,}",
                     _pct(r["interaction_share"]),
                     _pct(r[f"exposure@{k}"]),
@@ -178,8 +179,8 @@ def _gaps(s: dict[str, Any], gaps: list[dict[str, Any]]) -> Any:
     rows = [
         [
             g["attribute"],
-            f"{_esc(g['best'])} {_num(g['best_value'])}",
-            f"{_esc(g['worst'])} {_num(g['worst_value'])}",
+            f"{esc(g['best'])} {_num(g['best_value'])}",
+            f"{esc(g['worst'])} {_num(g['worst_value'])}",
             f"{_num(g['gap'])} [{_num(g['low'], 3)}, {_num(g['high'], 3)}]",
             _pct(g["relative_gap"]),
             "[red]FLAG[/]" if g["flagged"] else "",
@@ -188,9 +189,3 @@ def _gaps(s: dict[str, Any], gaps: list[dict[str, Any]]) -> Any:
     ]
     header = ["attribute", "best", "worst", "gap [interval]", "relative", ""]
     return rows_table(f"Largest {s['primary']} gap between user groups", header, rows)
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(str(text))

@@ -9,6 +9,7 @@ import typer
 
 from recsys_cli.cli._errors import friendly_errors
 from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir
+from recsys_cli.console import esc
 
 
 @friendly_errors
@@ -48,12 +49,12 @@ def monitor(
     for table in _tables(result.summary):
         console.print(table)
     for line in result.alerts:
-        console.print(f"[bold red]alert:[/] {_esc(line)}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]alert:[/] {esc(line)}", highlight=False, soft_wrap=True)
     if result.hook is not None:
         state = (
             "ran" if result.hook.get("ok") else f"failed ({result.hook.get('error') or result.hook.get('returncode')})"
         )
-        console.print(f"alert hook {_esc(str(result.hook.get('command')))}: {state}")
+        console.print(f"alert hook {esc(str(result.hook.get('command')))}: {state}")
     console.print(f"[green]monitoring written:[/] {result.folder} (drift.json, kpis.json, report.html, plots/)")
     if result.alerts:
         raise typer.Exit(int(cfg.monitor.alert.exit_code))
@@ -113,9 +114,3 @@ def _f(value: Any) -> str:
 
 def _pct(value: Any) -> str:
     return "-" if value is None else f"{float(value):.1%}"
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
