@@ -109,9 +109,8 @@ def event_log_staleness(folder: Path, users_vocab: Vocabulary, items_vocab: Voca
 
 
 def _lines(folder: Path) -> Iterator[bytes]:
-    from recsys_cli.serving.event_log import SEGMENT
+    from recsys_cli.serving.event_log import segment_files
 
-    found = [p for p in folder.iterdir() if SEGMENT.match(p.name)]
-    for path in sorted(found, key=lambda p: int(SEGMENT.match(p.name).group(1))):  # type: ignore[union-attr]
+    for path in segment_files(folder):
         with open(path, "rb") as fh:
             yield from (line for line in fh if line.strip())

@@ -168,8 +168,7 @@ class EventLog:
 
     def segments(self) -> list[Path]:
         """Segment files in the order they were written."""
-        found = [p for p in self.folder.iterdir() if SEGMENT.match(p.name)]
-        return sorted(found, key=_number)
+        return segment_files(self.folder)
 
     def replay(self) -> Iterator[LiveEvent]:
         """Every logged event, oldest first; lines that do not parse are counted in
@@ -220,6 +219,13 @@ class EventLog:
         if fingerprint and not recorded:
             write_json(path, {"key_fingerprint": fingerprint})
         return recorded or fingerprint
+
+
+def segment_files(folder: Path) -> list[Path]:
+    """The log segments in `folder` in the order they were written, for a writer or a
+    reader that must not open the log (take its lock, create the folder)."""
+    found = [p for p in folder.iterdir() if SEGMENT.match(p.name)]
+    return sorted(found, key=_number)
 
 
 def _number(path: Path) -> int:
