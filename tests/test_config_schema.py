@@ -59,6 +59,7 @@ GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "serve": [("serve", [])],
     "serve/rules": [("serve", [])],
     "monitor": [("monitor", [])],
+    "retrain": [("retrain", [])],
 }
 
 

@@ -24,6 +24,7 @@ from recsys_cli.cli import (
     monitor,
     registry,
     reproduce,
+    retrain,
     serve,
     split,
     sweep,
@@ -52,6 +53,7 @@ app.command("reproduce")(reproduce.reproduce)
 app.command("export")(export.export)
 app.command("serve")(serve.serve)
 app.command("monitor")(monitor.monitor)
+app.command("retrain")(retrain.retrain)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(lake.app, name="lake")
 app.add_typer(sweep.app, name="sweep")

@@ -113,10 +113,15 @@ class Registry:
 
     # -- changing -------------------------------------------------------------------------------------------
 
-    def push(self, package_dir: Path | str, name: str | None = None) -> dict[str, Any]:
+    def push(
+        self, package_dir: Path | str, name: str | None = None, decision: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Add the package in `package_dir` as `name`'s next version (the manifest's
         `name` when not given) and return the version's record. The package is
-        verified first; a version becomes visible only when all of it is uploaded."""
+        verified first; a version becomes visible only when all of it is uploaded.
+        `decision` (JSON-ready: what `recsys retrain` decided and its evidence) is kept
+        in the record, sealed with it, so the version carries why it was or was not
+        promoted."""
         package_dir = Path(package_dir)
         manifest = verify_package(package_dir)
         name = name or manifest.get("name")
@@ -133,6 +138,8 @@ class Registry:
                 self.storage.upload(package_dir / entry["path"], target, entry["sha256"], entry["bytes"])
             self.storage.put(posixpath.join(folder, MANIFEST), manifest_bytes)
             record = _version_record(name, version, manifest, len(manifest_bytes))
+            if decision is not None:
+                record["decision"] = dict(decision)
             self.storage.put(self.storage.path(name, RECORDS, f"{version}.json"), encode(record))  # publishes
         except BaseException:
             self._forget(folder)

@@ -31,6 +31,7 @@ PRIMARY = {
     "registry": "primary:RegistryConfig",
     "serve": "serve:ServeConfig",
     "monitor": "monitor:MonitorConfig",
+    "retrain": "retrain:RetrainConfig",
 }
 _RULES = {
     "missing": "is required",

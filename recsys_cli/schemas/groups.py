@@ -249,6 +249,7 @@ class GlobalTemporal(Schema):
     test_fraction: OpenUnit = optional()
     val_cutoff: Instant | None = optional()
     test_cutoff: Instant | None = optional()
+    train_days: Positive | None = optional()
 
     @model_validator(mode="after")
     def _fit_together(self) -> GlobalTemporal:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from recsys_cli.schemas._base import Positive, PositiveInt, Schema, Seed, Text, optional
+from recsys_cli.schemas._base import Count, Positive, PositiveInt, Schema, Seed, Text, optional
 from recsys_cli.schemas.groups import (
     Ann,
     Data,
@@ -69,6 +69,17 @@ class FeaturesConfig(SplitConfig):
     features_dir: Text
 
 
+class WarmStart(Schema):
+    """`warm_start`: the run begins from a package's model (models/warm_start.py)."""
+
+    package: Text
+    # The package manifest's sha256; `recsys train` pins it, and refuses a package
+    # that changed since (a rerun from the saved config starts from the same model).
+    manifest_sha256: Text | None = optional()
+    epochs: Count | None = optional()
+    only_new: bool = False
+
+
 class TrainConfig(FeaturesConfig):
     """conf/train.yaml, with or without an experiment preset."""
 
@@ -79,6 +90,7 @@ class TrainConfig(FeaturesConfig):
     part: TrainPart
     # auto | none | a part=val run folder (registry/selection.py)
     refit_from: Text | None = "auto"
+    warm_start: WarmStart | None = optional()
     eval: TrainEval
     seed: Seed
     # conf/logger/: an experiment tracker the run is reported to (recsys_cli/tracking/)

@@ -24,6 +24,9 @@ class GlobalTemporalSplitter(Splitter):
     >>> GlobalTemporalSplitter(val_fraction=0.1, test_fraction=0.1).test_fraction
     0.1
 
+    `train_days` keeps only that many days of training history before the validation
+    cutoff (a fixed-length window, as a rolling retrain uses); null keeps it all.
+
     With fractions, the test window starts at the timestamp of the first event of
     the last `test_fraction` of events by time; ties at the cutoff go to the later part.
     """
@@ -35,6 +38,7 @@ class GlobalTemporalSplitter(Splitter):
         test_fraction: float = 0.1,
         val_cutoff: str | None = None,
         test_cutoff: str | None = None,
+        train_days: float | None = None,
     ) -> None:
         super().__init__(name)
         if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -43,6 +47,9 @@ class GlobalTemporalSplitter(Splitter):
         self.test_fraction = test_fraction
         self.val_cutoff = val_cutoff
         self.test_cutoff = test_cutoff
+        if train_days is not None and not train_days > 0:
+            raise SplitError(f"train_days must be positive or null (growing window), got {train_days}")
+        self.train_days = train_days
 
     def folds(self, events: pl.LazyFrame) -> list[Fold]:
         lo, hi, n = time_bounds(events)
@@ -54,7 +61,8 @@ class GlobalTemporalSplitter(Splitter):
         )
         if not val_start <= test_start:
             raise SplitError(f"validation cutoff {val_start} is after the test cutoff {test_start}")
-        return [Fold("fold-0", None, val_start, test_start, hi + TICK)]
+        train_start = val_start - timedelta(days=self.train_days) if self.train_days else None
+        return [Fold("fold-0", train_start, val_start, test_start, hi + TICK)]
 
     @staticmethod
     def _nth(events: pl.LazyFrame, n: int, tail_fraction: float) -> datetime:

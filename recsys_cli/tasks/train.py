@@ -109,11 +109,12 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     if chosen is not None:
         cfg = selection.apply(cfg, chosen)
         model = build(cfg.model)
+    previous, cfg = warm_start_from(cfg)
     # logger=mlflow: the run is also an MLflow run, open while the model fits (recsys_cli/tracking/).
     with tracking.train_run(cfg, name, lightning=model.lightning_trainer() is not None) as tracked:
         out = new_run(cfg.runs_dir, name, cfg)
         try:
-            metrics = _fit_and_write(cfg, model, data, targets, frame, out, reporter, chosen)
+            metrics = _fit_and_write(cfg, model, data, targets, frame, out, reporter, chosen, previous)
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)  # only a whole, sealed run is ever published
             raise
@@ -146,6 +147,32 @@ def refit_selection(cfg: DictConfig, model: Recommender, name: str) -> Selection
     )
 
 
+def warm_start_from(cfg: DictConfig) -> tuple[Recommender | None, DictConfig]:
+    """The model `warm_start.package` holds, read only after every file of the package
+    is verified, and the config with the package's manifest digest pinned: a run
+    repeated from its saved config starts from exactly this model, or is refused."""
+    spec = cfg.get("warm_start")
+    if spec is None:
+        return None, cfg
+    from recsys_cli.registry.integrity import SEAL
+    from recsys_cli.registry.package import load_package
+
+    folder = Path(str(spec.package)).resolve()
+    package = load_package(folder)
+    digest = str(package.manifest[SEAL])
+    pinned = spec.get("manifest_sha256")
+    if pinned and str(pinned) != digest:
+        raise ConfigError(
+            f"{folder}: warm_start.manifest_sha256 is {pinned}, the package now holds {digest}; "
+            "it changed since the run was configured"
+        )
+    out = cfg.copy()
+    with open_dict(out):
+        out.warm_start.package = str(folder)
+        out.warm_start.manifest_sha256 = digest
+    return package.model, out
+
+
 def _with(cfg: DictConfig, **keys: str) -> DictConfig:
     """A copy of `cfg` with top-level `keys` replaced."""
     out = cfg.copy()
@@ -164,15 +191,24 @@ def _fit_and_write(
     out: Path,
     reporter: Reporter,
     chosen: Selection | None = None,
+    previous: Recommender | None = None,
 ) -> dict[str, float]:
-    """Fit, score the window and write every file of the run into `out` (still hidden):
-    a validation run records what it chose, a refit what it was given and from where."""
+    """Fit (or warm start from `previous`), score the window and write every file of
+    the run into `out` (still hidden): a validation run records what it chose, a refit
+    what it was given and from where."""
     part = str(cfg.part)
-    reporter.start(f"fitting {type(model).__name__}", total=1)
     # Test scores come from a refit on train + validation; the test window never
     # steers training (no early stopping on it: the epochs come from the validation
     # run's best_epoch, `refit_selection`).
-    model.fit(data, validation=targets if part == VAL else None, workdir=out)
+    validation = targets if part == VAL else None
+    if previous is not None:
+        reporter.start(f"warm-starting {type(model).__name__}", total=1)
+        spec = cfg.warm_start
+        epochs = None if spec.get("epochs") is None else int(spec.epochs)
+        model.warm_start(previous, data, validation, out, epochs, bool(spec.get("only_new", False)))
+    else:
+        reporter.start(f"fitting {type(model).__name__}", total=1)
+        model.fit(data, validation=validation, workdir=out)
     reporter.advance()
     if part == VAL:
         selection.write(out, selection.chosen(model))
