@@ -162,7 +162,7 @@ def _retrain(
         "production": started["production"],
         "window": window.to_json(),
         "policy": choice.to_json(),
-        "candidate": {"run": str(candidate_run), "package": str(package_dir)},
+        "candidate": {"run": str(candidate_run), "package": str(package_dir), "fit": _fit_cost(candidate_run)},
         "timings": timings,
         "held_out": {
             "users": pairs.counts,
@@ -343,6 +343,16 @@ def _resolve(cfg: DictConfig, name: str, version: int) -> Path:
     from recsys_cli.tasks.registry import resolve_package
 
     return resolve_package(cfg, name, version)
+
+
+def _fit_cost(run_dir: Path) -> dict[str, float]:
+    """The candidate's fit time as its run recorded it (metrics.json `fit/*_s`)."""
+    import json
+
+    from recsys_cli.registry.run_dir import METRICS
+
+    metrics = json.loads((run_dir / METRICS).read_text())
+    return {k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k in ("fit/wall_s", "fit/cpu_s")}
 
 
 def _plain(node: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,7 @@ def _fit_and_write(
     # steers training (no early stopping on it: the epochs come from the validation
     # run's best_epoch, `refit_selection`).
     validation = targets if part == VAL else None
+    wall, cpu = time.perf_counter(), time.process_time()
     if previous is not None:
         reporter.start(f"warm-starting {type(model).__name__}", total=1)
         spec = cfg.warm_start
@@ -209,6 +211,8 @@ def _fit_and_write(
     else:
         reporter.start(f"fitting {type(model).__name__}", total=1)
         model.fit(data, validation=validation, workdir=out)
+    # What the fit cost (CPU seconds over all threads): what a warm start saves.
+    fit_cost = {"fit/wall_s": time.perf_counter() - wall, "fit/cpu_s": time.process_time() - cpu}
     reporter.advance()
     if part == VAL:
         selection.write(out, selection.chosen(model))
@@ -221,7 +225,7 @@ def _fit_and_write(
     best_epoch = getattr(model, "best_epoch", None)
     if best_epoch is not None:
         metrics["best_epoch"] = float(best_epoch)
-    metrics |= {f"fit/{k}": float(v) for k, v in model.diagnostics.items()}
+    metrics |= {f"fit/{k}": float(v) for k, v in model.diagnostics.items()} | fit_cost
     model.save(out / MODEL)
     (out / METRICS).write_text(json.dumps(metrics, indent=2))
     (out / ENVIRONMENT).write_text(json.dumps(environment.describe(model.lightning_trainer()), indent=2))
