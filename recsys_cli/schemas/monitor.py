@@ -26,6 +26,7 @@ class Drift(Schema):
     max_categories: Annotated[Int, Field(ge=2, le=10_000)]
     distribution_bins: Annotated[Int, Field(ge=2, le=1_000_000)]
     top_movers: PositiveInt
+    report_only: list[Text]  # "family.feature" names, e.g. item.first_seen_days
 
     @model_validator(mode="after")
     def _an_effect_size(self) -> Drift:

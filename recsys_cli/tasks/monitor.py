@@ -103,12 +103,25 @@ def _thresholds(m: DictConfig) -> Any:
 
     plain = OmegaConf.to_container(m.drift, resolve=True)
     assert isinstance(plain, dict)
+    plain.pop("report_only", None)
     return DriftThresholds(**plain)  # type: ignore[arg-type]
 
 
 def _plain_sample(frame: pl.DataFrame) -> pl.DataFrame:
     """Timestamps differ between two moments by construction: drift reads ages."""
     return frame.select(c for c, t in frame.schema.items() if not t.is_temporal())
+
+
+def _report_only(features: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """`monitor.drift.report_only` features keep their figures but are never flagged."""
+    listed = pl.col("feature").is_in(names)
+    return features.with_columns(
+        pl.col("flagged") & ~listed,
+        pl.when(listed & pl.col("flagged"))
+        .then(pl.lit("reported only (monitor.drift.report_only): ") + pl.col("reason"))
+        .otherwise(pl.col("reason"))
+        .alias("reason"),
+    )
 
 
 def _data_drift(
@@ -136,7 +149,7 @@ def _data_drift(
         for f in FAMILIES
         if reference[f].width
     ]
-    features = pl.concat(tables) if tables else pl.DataFrame()
+    features = _report_only(pl.concat(tables), list(m.drift.get("report_only") or [])) if tables else pl.DataFrame()
     ref_events, cur_events = windows.reference.events(events), windows.current.events(events)
     distributions = [popularity_drift(ref_events, cur_events, t)]
     if items is not None and "category" in items.collect_schema().names():

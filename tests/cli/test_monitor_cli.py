@@ -93,3 +93,16 @@ def test_a_planted_category_surge_after_the_cutoff_is_flagged(
 
 def shop_lake(factory: pytest.TempPathFactory) -> Path:
     return next(p for p in (shop(factory) / "lake").iterdir() if p.is_dir())
+
+
+def test_a_report_only_feature_keeps_its_figures_but_never_alerts() -> None:
+    import polars as pl
+
+    from recsys_cli.tasks.monitor import _report_only
+
+    rows = pl.DataFrame(
+        {"feature": ["item.first_seen_days", "item.price"], "flagged": [True, True], "reason": ["shifted", "shifted"]}
+    )
+    out = _report_only(rows, ["item.first_seen_days"]).to_dicts()
+    assert out[0]["flagged"] is False and out[0]["reason"].startswith("reported only")
+    assert out[1] == {"feature": "item.price", "flagged": True, "reason": "shifted"}
