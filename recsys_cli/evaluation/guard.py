@@ -74,7 +74,12 @@ def promotion_decision(
         )
     promote = not reasons
     if promote:
-        reasons = [f"{m}: {results[m].relative:+.1%} against production, not significantly worse" for m in guarded]
+        reasons = [
+            f"{m}: {r.relative:+.1%} against production (interval [{r.relative_low:+.1%}, {r.relative_high:+.1%}]), "
+            + ("significantly better" if r.relative_low > 0 else "not significantly worse")
+            for m in guarded
+            if (r := results[m])
+        ]
         if primary is not None:
             reasons.append(f"{primary}: significantly better ({results[primary].relative:+.1%})")
     return Decision(promote, reasons, {m: r.to_json() for m, r in results.items()})
