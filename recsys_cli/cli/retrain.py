@@ -29,8 +29,7 @@ def retrain(
     ] = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
-    """Retrain the production model on the lake's newest data and promote it only if
-    it is not significantly worse.
+    """Retrain the production model on the newest data; promote only what is not worse.
 
     Appends new data (retrain.append), holds out the lake's newest
     retrain.window.eval_days, warm starts from the production package (or refits
