@@ -70,6 +70,19 @@ def retrain(
     )
     for line in decision["guard"]["reasons"]:
         console.print(f"  {esc(line)}", soft_wrap=True, highlight=False)
+    ab = decision.get("abtest")
+    if ab:
+        lift = (ab.get("metric") or {}).get("lift") or {}
+        shown = (
+            f"{lift['relative']:+.1%} [{lift['relative_low']:+.1%}, {lift['relative_high']:+.1%}], "
+            if lift.get("relative") is not None and lift.get("relative_low") is not None
+            else ""
+        )
+        console.print(
+            f"simulated A/B test: {ab['primary_metric']} {shown}{ab['verdict']} ({esc(ab['folder'])})",
+            soft_wrap=True,
+            highlight=False,
+        )
     console.print(f"[green]retrain written:[/] {result.folder / 'retrain.json'}", soft_wrap=True)
 
 

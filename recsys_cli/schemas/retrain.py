@@ -62,6 +62,12 @@ class Guard(Schema):
         return self
 
 
+class AbTest(Schema):
+    enabled: bool
+    guard: bool
+    overrides: list[Text]
+
+
 class Retrain(Schema):
     """conf/retrain/: what a retrain trains on, how, and when it promotes."""
 
@@ -69,6 +75,7 @@ class Retrain(Schema):
     window: Window
     policy: Policy
     guard: Guard
+    abtest: AbTest
     keep_data: bool
 
 

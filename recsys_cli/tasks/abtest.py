@@ -90,15 +90,32 @@ def run(
     """Simulate the experiment; returns the JSON-ready result, also written to the
     output folder with the plots and the config (see the module docstring)."""
     reporter = reporter or NullReporter()
-    settings = cfg.abtest
-    _validate(settings)
-    sequential: SequentialTest = _instantiate(settings.sequential, "abtest.sequential")
-    simulator: ResponseSimulator = _instantiate(settings.simulator, "abtest.simulator")
+    _validate(cfg.abtest)
     policies = _policies([control, treatment])
     path = out or default_out(control)
     inputs = _inputs(policies)
     claim(path, ABTEST, inputs)  # refuse a wrong --out now, not after the simulation
-    period = _period(settings.part, policies[0].config)
+    period = _period(cfg.abtest.part, policies[0].config)
+    result, looks, decision = simulate(policies, cfg, period, reporter)
+    reporter.start("writing results and plots", total=1)
+    write(path, result, cfg, looks, decision, inputs)
+    reporter.advance()
+    result["output"] = str(path)
+    return result
+
+
+def simulate(
+    policies: list[Policy], cfg: DictConfig, period: Period, reporter: Reporter | None = None
+) -> tuple[dict[str, Any], Looks, SequentialResult]:
+    """The experiment between two policies over `period` of the first one's lake:
+    the JSON-ready result, the daily looks and the decision. A policy's folder is a
+    run or a package (both keep the model in `model/`); `recsys retrain` plays its
+    production package against the candidate's run here."""
+    reporter = reporter or NullReporter()
+    settings = cfg.abtest
+    _validate(settings)
+    sequential: SequentialTest = _instantiate(settings.sequential, "abtest.sequential")
+    simulator: ResponseSimulator = _instantiate(settings.simulator, "abtest.simulator")
     reporter.start("reading the logs", total=1)
     logs = load(Path(policies[0].config["lake_dir"]), period)
     reporter.advance()
@@ -125,11 +142,7 @@ def run(
         }
     )
     result["summary"] = report.summary(result)
-    reporter.start("writing results and plots", total=1)
-    _write(path, result, cfg, looks, decision, inputs)
-    reporter.advance()
-    result["output"] = str(path)
-    return result
+    return result, looks, decision
 
 
 def default_out(control: Path) -> Path:
@@ -358,10 +371,11 @@ def _inputs(policies: list[Policy]) -> list[Path]:
     return [*(p.path for p in policies), Path(config["lake_dir"]), Path(config["split_dir"])]
 
 
-def _write(
+def write(
     path: Path, result: dict[str, Any], cfg: DictConfig, looks: Looks, decision: SequentialResult, inputs: list[Path]
 ) -> None:
-    """abtest.json, config.yaml and the plots, published together."""
+    """abtest.json, config.yaml and the plots, published together at `path` (an
+    output folder of kind abtest, never overlapping `inputs`)."""
     settings = cfg.abtest
     result["files"] = {"result": RESULT, "config": CONFIG, "lift_plot": LIFT_PLOT, "effects_plot": EFFECTS_PLOT}
     result["config"] = OmegaConf.to_container(cfg, resolve=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import polars as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recsys_cli.console import NullReporter, Reporter
+from recsys_cli.evaluation.significance import WORSE
 from recsys_cli.retraining import journal
 
 KIND = "retraining"
@@ -157,6 +158,13 @@ def _retrain(
         int(cfg.seed),
         float(g.confidence),
     )
+    abtest = None
+    if bool(r.abtest.enabled):
+        with _timed("simulated A/B test on the held-out window", timings, reporter):
+            abtest = _abtest(cfg, production, candidate_run, chain, folder, config_dir)
+        if bool(r.abtest.guard) and abtest["verdict"] == WORSE:
+            why = f"simulated A/B test: {abtest['primary_metric']} significantly worse than production"
+            decision = replace(decision, promote=False, reasons=[why] if decision.promote else [*decision.reasons, why])
     evidence = {
         "retrain_key": folder.name,
         "production": started["production"],
@@ -169,6 +177,7 @@ def _retrain(
             "candidate": means(pairs.candidate),
             "production": means(pairs.production),
         },
+        "abtest": abtest,
         "guard": {
             "metrics": metrics,
             "primary": g.primary,
@@ -200,6 +209,40 @@ def _finish(
     if registry.version_of(name, alias) != version:
         registry.promote(name, version, alias)
     return journal.write(folder, record, journal.PROMOTED)
+
+
+def _abtest(
+    cfg: DictConfig, production: Any, candidate_run: Path, chain: DictConfig, folder: Path, config_dir: Path | None
+) -> dict[str, Any]:
+    """`recsys abtest` between the production package (control) and the candidate's
+    run (treatment) over the held-out window; the full result goes to <key>/abtest/."""
+    from recsys_cli.abtest.logs import period_of
+    from recsys_cli.config import compose
+    from recsys_cli.tasks import abtest
+
+    settings = compose("abtest", [str(o) for o in cfg.retrain.abtest.overrides], config_dir)
+    with open_dict(settings):
+        settings.seed = int(cfg.seed)
+    plain = _plain(chain)
+    production_config = {**plain, "model": production.lineage["config"].get("model")}
+    version = production.manifest.get("name"), cfg.alias
+    policies = [
+        abtest.Policy(f"production ({version[0]} {version[1]})", production.path, production_config),
+        abtest.Policy("candidate", candidate_run, plain),
+    ]
+    split_dir = Path(str(chain.split_dir))
+    period = period_of(split_dir, str(chain.fold), str(chain.part))
+    result, looks, sequential = abtest.simulate(policies, settings, period)
+    out = folder / "abtest"
+    abtest.write(out, result, settings, looks, sequential, [production.path, candidate_run, split_dir])
+    primary = str(result["primary_metric"])
+    return {
+        "folder": str(out),
+        "primary_metric": primary,
+        "verdict": result["verdict"],
+        "metric": next((m for m in result["metrics"] if m["metric"] == primary), None),
+        "users": result["assignment"]["users"],
+    }
 
 
 def _train_chain(chain: DictConfig, reporter: Reporter, timings: dict[str, dict[str, float]]) -> Path:
