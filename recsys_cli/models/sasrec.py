@@ -28,9 +28,11 @@ from torch.utils.data import TensorDataset
 
 from recsys_cli.data.schema import EVENT_TYPES, Col
 from recsys_cli.errors import ConfigError
+from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
 from recsys_cli.models.state import check_range, tensor
+from recsys_cli.models.warm_start import RowMap, WarmStartError, category_means
 
 # Event codes, weakest intent first: 0 is padding or an event of unknown type; folding
 # a run of one item (`dedupe`) keeps its strongest code.
@@ -167,6 +169,13 @@ def _without_fast_path() -> Iterator[None]:
 
 
 class SASRec(NeuralRecommender):
+    # A warm start carries the item table by token and every other weight as it is
+    # (models/warm_start.py); `only_new` trains only new items' rows and the last
+    # encoder layer with the final norm. Fine-tune epochs at a lower learning rate.
+    supports_warm_start = True
+    warm_start_epochs = 2
+    warm_start_lr_scale = 0.5
+
     def __init__(
         self,
         max_len: int = 50,
@@ -289,6 +298,44 @@ class SASRec(NeuralRecommender):
         if self._uses_events():
             tensors.append(torch.as_tensor(np.maximum(events, 0)))
         return TensorDataset(*tensors)
+
+    def warm_module(self, module: RecModule, previous: Recommender, data: TrainData) -> dict[str, np.ndarray]:
+        """The previous model's weights in `module` (built for `data`): the item table's
+        rows by token, a new product starting at its category's mean plus the module's
+        random start; positions, encoder and norms as they were. The sequences are the
+        new data's. Returns what `only_new` keeps fixed: carried item rows and every
+        weight but the last encoder layer's and the final norm's."""
+        assert isinstance(module, SASRecModule) and isinstance(previous, SASRec)
+        assert isinstance(previous.module, SASRecModule) and previous.items is not None
+        old, state = previous.module.state_dict(), module.state_dict()
+        sized_by_data = {"item.weight", "sequences", "events"}
+        for name, value in old.items():
+            if name in sized_by_data:
+                continue
+            if name not in state or state[name].shape != value.shape:
+                raise WarmStartError(
+                    f"SASRec: {name} differs from the previous model's (dim, heads, layers, max_len or "
+                    "event_inputs changed): a warm start keeps the architecture; fit from scratch to change it"
+                )
+            state[name] = value
+        old_items = old["item.weight"][: previous.module.n_items].cpu().numpy()
+        if old_items.shape[1] != module.item.embedding_dim:
+            raise WarmStartError(
+                f"model.dim={module.item.embedding_dim} but the previous SASRec has {old_items.shape[1]}: "
+                "a warm start keeps the embedding size; fit from scratch to change it"
+            )
+        items = RowMap.between(previous.items, data.items)
+        rows = items.carry(old_items, state["item.weight"][: module.n_items].cpu().numpy())
+        rows[items.new] += category_means(data, rows, items.kept)[items.new]
+        table = np.vstack([rows, np.zeros((1, rows.shape[1]), np.float32)])  # the padding row stays zero
+        state["item.weight"] = torch.as_tensor(table)
+        module.load_state_dict(state)
+        last = f"encoder.layers.{len(module.encoder.layers) - 1}."
+        frozen = {"item.weight": np.flatnonzero(items.kept)}
+        for name, param in module.named_parameters():
+            if name != "item.weight" and not name.startswith(last) and not name.startswith("norm."):
+                frozen[name] = np.arange(param.shape[0])
+        return frozen
 
     def module_from_state(self, state: dict[str, np.ndarray]) -> SASRecModule:
         """Sized by the vocabularies; each stored sequence may hold items and the padding
