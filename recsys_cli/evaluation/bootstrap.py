@@ -60,7 +60,12 @@ def paired_bootstrap(
         raise ValueError("confidence must be in (0, 1) and n_resamples >= 1")
     means = intervals.resample(np.column_stack([a, b]), n_resamples, seed).means
     low, high = intervals.interval(means[:, 0] - means[:, 1], confidence)
-    rel_low, rel_high = intervals.interval(_relative(means[:, 0], means[:, 1]), confidence)
+    # Resampled means carry float32 rounding (`intervals.resample` sums deviations in
+    # float32): a draw of only zeros from b comes back as about +-1e-8 times its scale,
+    # not 0, and dividing by it would put wild ratios in both tails. Below that noise a
+    # mean counts as 0, its ratio undefined.
+    zero = _ZERO_RELATIVE * float(np.abs(b).max())
+    rel_low, rel_high = intervals.interval(_relative(means[:, 0], means[:, 1], zero), confidence)
     return PairedBootstrap(
         n=int(a.size),
         mean_a=float(a.mean()),
@@ -76,6 +81,11 @@ def paired_bootstrap(
     )
 
 
-def _relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+_ZERO_RELATIVE = 1e-6  # resampled means within this share of the values' scale are 0
+
+
+def _relative(a: np.ndarray, b: np.ndarray, zero: float = 0.0) -> np.ndarray:
+    """a / b - 1, NaN where |b| <= zero."""
+    defined = np.abs(b) > zero
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b != 0, a / np.where(b != 0, b, 1.0) - 1.0, np.nan)
+        return np.where(defined, a / np.where(defined, b, 1.0) - 1.0, np.nan)

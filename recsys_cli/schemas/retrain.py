@@ -55,10 +55,11 @@ class Guard(Schema):
 
     @model_validator(mode="after")
     def _ranking_metrics(self) -> Guard:
-        for name in [*self.metrics, *([self.primary] if self.primary else [])]:
+        named = [("metrics", m) for m in self.metrics] + ([("primary", self.primary)] if self.primary else [])
+        for key, name in named:
             metric, _, k = name.partition("@")
             if metric not in ("ndcg", "recall", "precision", "hitrate", "mrr", "map") or not k.isdigit() or int(k) < 1:
-                fail("metrics", name, "must be a ranking metric at a cut-off: ndcg@10, recall@20, ...")
+                fail(key, name, "must be a ranking metric at a cut-off: ndcg@10, recall@20, ...")
         return self
 
 

@@ -199,16 +199,28 @@ def _finish(
     """Push (unless done), then move the alias if the decision says so: the last step."""
     evidence = record["decision"]
     if record.get("state") == journal.DECIDED:
-        reporter.start("pushing the candidate to the registry", total=1)
-        pushed = registry.push(Path(evidence["candidate"]["package"]), name, decision=evidence)
-        reporter.advance()
-        record = journal.write(folder, record, journal.PUSHED, version=int(pushed["version"]))
+        # A run that died after its push published the version, before the journal
+        # said so, left the version behind: its record names this retrain's key.
+        version = _pushed_before(registry, name, str(evidence["retrain_key"]))
+        if version is None:
+            reporter.start("pushing the candidate to the registry", total=1)
+            version = int(registry.push(Path(evidence["candidate"]["package"]), name, decision=evidence)["version"])
+            reporter.advance()
+        record = journal.write(folder, record, journal.PUSHED, version=version)
     version, alias = int(record["version"]), str(cfg.alias)
     if not evidence["guard"]["promote"]:
         return journal.write(folder, record, journal.KEPT)
     if registry.version_of(name, alias) != version:
         registry.promote(name, version, alias)
     return journal.write(folder, record, journal.PROMOTED)
+
+
+def _pushed_before(registry: Any, name: str, key: str) -> int | None:
+    """The version an earlier attempt of retrain `key` published, if any."""
+    for record in reversed(registry.versions(name)):
+        if (record.get("decision") or {}).get("retrain_key") == key:
+            return int(record["version"])
+    return None
 
 
 def _abtest(

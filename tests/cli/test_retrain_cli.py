@@ -289,11 +289,6 @@ def test_a_crash_at_any_step_leaves_production_and_a_rerun_finishes_the_retrain(
     assert code == 0 and "already retrained" in output and published(registry) == [1, 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks/retrain.py _finish: from `decided` it pushes again, so a crash between Registry.push "
-    "publishing the version and the journal recording `pushed` publishes the candidate twice",
-)
 def test_a_crash_right_after_the_push_published_does_not_publish_the_candidate_twice(
     registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -86,3 +86,14 @@ def test_zero_baseline_has_no_relative_difference() -> None:
 def test_invalid_inputs_are_refused(a: np.ndarray, b: np.ndarray, kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         paired_bootstrap(a, b, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_resample_of_only_zeros_leaves_the_relative_interval_sane() -> None:
+    """Sparse per-user metrics: some resamples draw none of production's hits. Their
+    ratio is undefined; float32 rounding must not turn it into +-1e8."""
+    production = np.zeros(15)
+    production[[1, 5, 9]] = [0.5, 0.63, 0.37]
+    candidate = np.zeros(15)
+    candidate[3] = 0.63
+    r = paired_bootstrap(candidate, production, 2000, 0)
+    assert -1.0 <= r.relative_low <= r.relative <= r.relative_high < 10

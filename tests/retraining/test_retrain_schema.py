@@ -62,7 +62,6 @@ def test_a_bad_value_is_one_line_naming_key_value_and_rule(primary: str, overrid
     assert "\n" not in text and "Traceback" not in text and "pydantic" not in text
 
 
-@pytest.mark.xfail(strict=True, reason="schemas/retrain.py Guard._ranking_metrics names `metrics` for a bad primary")
 def test_a_bad_primary_metric_is_named_as_the_primary() -> None:
     with pytest.raises(ConfigError, match=r"retrain\.guard\.primary = 'auc@10': must be a ranking metric"):
         compose("retrain", ["retrain.guard.primary=auc@10"])
