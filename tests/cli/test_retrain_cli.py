@@ -120,6 +120,48 @@ def test_appending_nothing_new_is_still_nothing_new(
     assert published(registry) == [1, 2] and (lake / "manifest.json").read_bytes() == manifest
 
 
+def test_the_service_event_log_is_appended_and_trained_on(
+    registry: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`retrain.append.event_log`: what the service logged since joins the lake (its
+    pseudonyms kept as they are), moves the window's end, and the same log again is
+    nothing new."""
+    import shutil
+
+    import polars as pl
+
+    from recsys_cli.data.lake import scan_events
+    from recsys_cli.registry.package import load_package
+    from recsys_cli.serving.event_log import EventLog
+    from recsys_cli.serving.state import LiveEvent
+
+    lake = tmp_path / "lake"
+    shutil.copytree(load_package(exported(tmp_path_factory, "als")).lineage["lake"]["dir"], lake)
+    fingerprint = json.loads((lake / "manifest.json").read_text())["pii"]["key_fingerprint"]
+    events = scan_events(lake).collect()
+    end = events["ts"].max().timestamp()
+    users, items = events["user_id"].unique().sort()[:20], events["item_id"].unique().sort()[:5]
+    logged = [
+        LiveEvent(str(u), str(items[j % 5]), "purchase", end + 86_400 * (1 + j % 3))
+        for j, u in enumerate(users.to_list())
+    ]
+    log_dir = tmp_path / "event_log"
+    with EventLog(log_dir, fsync="never", key_fingerprint=fingerprint) as log:
+        log.append(logged)
+    args = (f"lake={lake}", f"retrain.append.event_log={log_dir}", PROMOTES)
+    code, output = retrain(registry, tmp_path / "out", *args)
+    assert code == 0, output
+    appended = only_record(tmp_path / "out")["lake"]["appended"]
+    assert appended["no_op"] is False and len(appended["live_events"]) == 1
+    newest = scan_events(lake).select(pl.col("ts").max()).collect().item().timestamp()
+    assert newest == pytest.approx(max(e.ts for e in logged))
+    assert only_record(tmp_path / "out")["window"]["held_out"]["end"].startswith(
+        pl.Series([newest * 1e6]).cast(pl.Datetime("us", "UTC")).dt.to_string("%Y-%m-%d")[0]
+    )
+    code, output = retrain(registry, tmp_path / "out", *args)
+    assert code == 0 and "already retrained" in output, output
+
+
 def test_a_lake_with_nothing_after_the_production_cutoff_has_nothing_to_retrain(registry: str, tmp_path: Path) -> None:
     # 60 held-out days reach back before the production model's cutoff: no new day to learn from.
     code, output = retrain(registry, tmp_path / "out", "retrain.window.eval_days=60")
