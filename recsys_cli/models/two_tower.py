@@ -27,16 +27,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from torch.utils.data import TensorDataset
 
 from recsys_cli.data.schema import EVENT_TYPES, Col
 from recsys_cli.errors import ConfigError
+from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
 from recsys_cli.models.sasrec import EVENT_CODES, sequence_steps
 from recsys_cli.models.side_features import SideFeatures, encode_side
 from recsys_cli.models.state import check_codes, check_range, tensor
+from recsys_cli.models.warm_start import RowMap, WarmStartError, category_means
 
 ITEM_BUCKETS = {"price": 10, "age_days": 8}
 
@@ -204,6 +207,14 @@ class TwoTowerModule(RecModule):
 
 
 class TwoTower(NeuralRecommender):
+    # A warm start carries id rows by token, categorical rows by value (matched through
+    # the users and items both windows share, since the model keeps codes, not their
+    # names) and the towers' networks as they were; `only_new` trains new rows and the
+    # towers' last layers. Fine-tune epochs at a lower learning rate.
+    supports_warm_start = True
+    warm_start_epochs = 2
+    warm_start_lr_scale = 0.5
+
     def __init__(
         self,
         dim: int = 64,
@@ -337,6 +348,45 @@ class TwoTower(NeuralRecommender):
             torch.as_tensor(weights[keep], dtype=torch.float32),
         )
 
+    def warm_module(self, module: RecModule, previous: Recommender, data: TrainData) -> dict[str, np.ndarray]:
+        """The previous model's weights in `module` (built for `data`). Id rows follow
+        their tokens (a new product's starts at its category's carried items' mean, on
+        top of its random start). A categorical table's row for a value follows the
+        previous code that the shared users or items held for that value (the majority,
+        should some have moved), so a category, brand or region keeps its row, and a
+        value never seen before starts fresh. The networks are copied as they are, so
+        the side features must be the same columns. Returns what `only_new` keeps
+        fixed: carried rows, and each tower's first layer."""
+        assert isinstance(module, TwoTowerModule) and isinstance(previous, TwoTower)
+        old = previous.module
+        assert isinstance(old, TwoTowerModule) and previous.users is not None and previous.items is not None
+        for key in ("dim", "history"):
+            if previous.params[key] != self.params[key]:
+                raise WarmStartError(
+                    f"model.{key}={self.params[key]} but the previous TwoTower has {previous.params[key]}: a warm "
+                    "start keeps the architecture; fit from scratch to change it"
+                )
+        old_state, state = old.state_dict(), module.state_dict()
+        users, items = RowMap.between(previous.users, data.users), RowMap.between(previous.items, data.items)
+        frozen: dict[str, np.ndarray] = {}
+        for tower, rows, side in (("user_tower", users, "user"), ("item_tower", items, "item")):
+            frozen |= _carry_tower(tower, side, rows, old_state, state, data)
+        handled = {*frozen, "user_cat", "user_num", "item_cat", "item_num", "log_q", "history_items", "history_events"}
+        for name, value in old_state.items():
+            if name in handled:
+                continue
+            if name not in state or state[name].shape != value.shape:
+                raise WarmStartError(
+                    f"TwoTower: {name} differs from the previous model's (dim or history changed): a warm start "
+                    "keeps the architecture; fit from scratch to change it"
+                )
+            state[name] = value
+        module.load_state_dict(state)
+        for name, param in module.named_parameters():
+            if name.startswith(("user_tower.mlp.0.", "item_tower.mlp.0.")):
+                frozen[name] = np.arange(param.shape[0])
+        return frozen
+
     def module_from_state(self, state: dict[str, np.ndarray]) -> TwoTowerModule:
         """Sized by the vocabularies; the side-feature codes must index their embedding
         tables, the stored histories the items (or padding) and the event codes."""
@@ -351,6 +401,60 @@ class TwoTower(NeuralRecommender):
             check_range(state, "history_items", (n_users, self.params["history"]), 0, n_items + 1)
             check_range(state, "history_events", (n_users, self.params["history"]), 0, len(EVENT_CODES))
         return self._module(n_users, n_items, user_cards, user_num, item_cards, item_num)
+
+
+def _carry_tower(
+    tower: str,
+    side: str,
+    rows: RowMap,
+    old_state: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    data: TrainData,
+) -> dict[str, np.ndarray]:
+    """Fill one tower's id and categorical tables in `state` from `old_state`
+    (TwoTower.warm_module); returns the rows carried, per table."""
+    old_codes, new_codes = old_state[f"{side}_cat"], state[f"{side}_cat"]
+    widths = [(old_state[f"{side}_{k}"].shape[1], state[f"{side}_{k}"].shape[1]) for k in ("cat", "num")]
+    if any(a != b for a, b in widths):
+        raise WarmStartError(
+            f"TwoTower: the {side} side features differ from the previous model's (other columns); "
+            "a warm start keeps the network's inputs: fit from scratch"
+        )
+    carried: dict[str, np.ndarray] = {}
+    key = f"{tower}.id.weight"
+    if key in state:
+        table = rows.carry(old_state[key].cpu().numpy(), state[key].cpu().numpy())
+        if side == "item":
+            table[rows.new] += category_means(data, table, rows.kept)[rows.new]
+        state[key], carried[key] = torch.as_tensor(table), np.flatnonzero(rows.kept)
+    kept = np.flatnonzero(rows.kept[1:]) + 1
+    for j in range(new_codes.shape[1]):
+        key = f"{tower}.categorical.{j}.weight"
+        before = old_codes[rows.source[kept], j].cpu().numpy()
+        mapping = _value_rows(before, new_codes[kept, j].cpu().numpy(), state[key].shape[0])
+        table = state[key].cpu().numpy().copy()
+        have = np.flatnonzero(mapping >= 0)
+        table[have] = old_state[key].cpu().numpy()[mapping[have]]
+        state[key], carried[key] = torch.as_tensor(table), have
+    return carried
+
+
+def _value_rows(old_codes: np.ndarray, new_codes: np.ndarray, n_new: int) -> np.ndarray:
+    """(n_new,) for each code of a categorical column now, its code in the previous
+    model: the one most of the shared rows held (ties: the lowest); -1 where no
+    shared row holds the value (a value new since), 0 for the unknown code."""
+    pairs = pl.DataFrame({"new": new_codes.astype(np.int64), "old": old_codes.astype(np.int64)})
+    best = (
+        pairs.filter((pl.col("new") > 0) & (pl.col("old") > 0))
+        .group_by("new", "old")
+        .len()
+        .sort(["new", "len", "old"], descending=[False, True, False])
+        .unique("new", keep="first", maintain_order=True)
+    )
+    out = np.full(n_new, -1, dtype=np.int64)
+    out[best["new"].to_numpy()] = best["old"].to_numpy()
+    out[0] = 0
+    return out
 
 
 def _cards(state: dict[str, np.ndarray], tower: str) -> tuple[int, ...]:
