@@ -295,15 +295,15 @@ def _chain(
         chain.runs_dir = str(work / "runs")
         chain.fold, chain.part, chain.refit_from = "fold-0", "test", "none"
         chain.warm_start = None
+        best = (manifest.get("metrics") or {}).get("best_epoch")
         if mode == "warm":
             w = policy.warm
             chain.warm_start = {
                 "package": str(production_dir),
-                "epochs": None if w.epochs is None else int(w.epochs),
+                "epochs": _warm_epochs(w.epochs, str(chain.model._target_), best),
                 "only_new": bool(w.only_new),
             }
         else:
-            best = (manifest.get("metrics") or {}).get("best_epoch")
             if best is not None:
                 for path in EPOCH_KEYS:
                     node: Any = chain
@@ -312,6 +312,20 @@ def _chain(
                     if isinstance(node, DictConfig) and path[-1] in node:
                         node[path[-1]] = max(1, int(best))
     return chain
+
+
+def _warm_epochs(configured: Any, target: str, best_epoch: Any) -> int | None:
+    """The configured fine-tune epochs; by default the model's own, but never more
+    than the production run's best epoch (a refit's length): a shop where the model
+    peaks after one epoch gains nothing from fine-tuning longer than it trains."""
+    if configured is not None:
+        return int(configured)
+    if best_epoch is None:
+        return None
+    from hydra.utils import get_class
+
+    default = int(getattr(get_class(target), "warm_start_epochs", 1))
+    return min(default, max(1, int(best_epoch)))
 
 
 def _export(cfg: DictConfig, run_dir: Path, target: Path, name: str, config_dir: Path | None) -> Path:
