@@ -424,3 +424,13 @@ def test_a_killed_retrain_leaves_production_and_a_rerun_finishes_it(
     record = only_record(out)
     (new,) = set(published(registry)) - {1}
     assert record["state"] == "promoted" and record["version"] == new and production(registry) == new
+
+
+def test_a_warm_start_fine_tunes_no_longer_than_a_refit_would_train() -> None:
+    from recsys_cli.tasks.retrain import _warm_epochs
+
+    sasrec = "recsys_cli.models.sasrec.SASRec"  # fine-tunes 2 epochs by default
+    assert _warm_epochs(None, sasrec, 1.0) == 1  # production peaked after one epoch
+    assert _warm_epochs(None, sasrec, 6.0) == 2
+    assert _warm_epochs(None, sasrec, None) is None  # the model's default, uncapped
+    assert _warm_epochs(4, sasrec, 1.0) == 4  # configured: as given
