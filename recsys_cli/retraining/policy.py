@@ -6,8 +6,9 @@ new window's events on products the model never met, or the category mix moved
 far), the old rows are a poor start and a refit is safer. `mode: auto` measures
 both on the days since the production model's cutoff against the same number of
 days before it, and refits when either passes its threshold; `warm` and `full`
-force one. A model that cannot warm start (closed-form fits: EASE, item-kNN,
-popularity, the ranker) is always refit.
+force one. A model that cannot warm start (the closed-form fits EASE, item-kNN
+and popularity, whose refit is exact and cheap, and the two-stage ranker) is
+always refit.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def shift_figures(
 def choose(mode: str, supports_warm_start: bool, figures: dict[str, Any], full_when: dict[str, Any]) -> Choice:
     """The mode the config asks for, or under `auto` the one the figures call for."""
     if not supports_warm_start:
-        return Choice("full", "the model cannot warm start (its fit is closed-form): refit", figures)
+        return Choice("full", "the model cannot warm start (a closed-form fit, or the ranker): refit", figures)
     if mode in ("warm", "full"):
         return Choice(mode, f"retrain.policy.mode is {mode}", figures)  # type: ignore[arg-type]
     passed = [
