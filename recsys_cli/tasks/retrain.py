@@ -132,13 +132,13 @@ def _retrain(
     shutil.rmtree(work, ignore_errors=True)  # an interrupted attempt's: inside our own folder
     record = journal.write(folder, {}, journal.STARTED, **started, window=window.to_json(), policy=choice.to_json())
     timings: dict[str, dict[str, float]] = {}
-    chain = _chain(lineage, lake, work, window, choice.mode, production_dir, production.manifest, p)
+    chain = _chain(lineage, lake, work, window, choice.mode, production_dir, p)
     try:
         candidate_run = _train_chain(chain, reporter, timings)
     except WarmStartError as exc:
         choice = choice.__class__("full", f"warm start refused ({exc}): refit", choice.figures)
         shutil.rmtree(work, ignore_errors=True)
-        chain = _chain(lineage, lake, work, window, "full", production_dir, production.manifest, p)
+        chain = _chain(lineage, lake, work, window, "full", production_dir, p)
         candidate_run = _train_chain(chain, reporter, timings)
     with _timed("export", timings, reporter):
         package_dir = _export(cfg, candidate_run, work / "package", name, config_dir)
@@ -276,17 +276,18 @@ def _chain(
     window: Any,
     mode: str,
     production_dir: Path,
-    manifest: dict[str, Any],
     policy: DictConfig,
 ) -> DictConfig:
     """The production run's own config, moved to the new window: same data source,
     target, features and model settings; a global temporal split at the retrain's
     cutoffs; the data and runs in the work folder; a part=test run (fit on all the
-    history before the held-out window). A warm start names the production package;
-    a refit trains for the production run's best epoch when it recorded one (what
-    `recsys train part=test` repeats from its validation run)."""
+    history before the held-out window). A warm start names the production package.
+    A refit trains as long as the production run's fit did: its best epoch when it
+    was a validation run (what `recsys train part=test` repeats), else the epochs
+    its config already pinned (a refit's)."""
     chain = OmegaConf.create(lineage["config"])
     assert isinstance(chain, DictConfig)
+    best = (lineage.get("metrics") or {}).get("best_epoch")
     with open_dict(chain):
         chain.lake_dir = str(lake)
         chain.split = window.split_config()
@@ -295,37 +296,44 @@ def _chain(
         chain.runs_dir = str(work / "runs")
         chain.fold, chain.part, chain.refit_from = "fold-0", "test", "none"
         chain.warm_start = None
-        best = (manifest.get("metrics") or {}).get("best_epoch")
+        if best is not None:
+            for node, key in _epoch_nodes(chain):
+                node[key] = max(1, int(best))
         if mode == "warm":
             w = policy.warm
+            refit = [int(node[key]) for node, key in _epoch_nodes(chain)]
             chain.warm_start = {
                 "package": str(production_dir),
-                "epochs": _warm_epochs(w.epochs, str(chain.model._target_), best),
+                "epochs": _warm_epochs(w.epochs, str(chain.model._target_), min(refit) if refit else None),
                 "only_new": bool(w.only_new),
             }
-        else:
-            if best is not None:
-                for path in EPOCH_KEYS:
-                    node: Any = chain
-                    for part in path[:-1]:
-                        node = node.get(part) if isinstance(node, DictConfig) else None
-                    if isinstance(node, DictConfig) and path[-1] in node:
-                        node[path[-1]] = max(1, int(best))
     return chain
 
 
-def _warm_epochs(configured: Any, target: str, best_epoch: Any) -> int | None:
+def _epoch_nodes(chain: DictConfig) -> list[tuple[DictConfig, str]]:
+    """Where the config holds the epochs a neural model trains for (`EPOCH_KEYS`)."""
+    found = []
+    for path in EPOCH_KEYS:
+        node: Any = chain
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, DictConfig) else None
+        if isinstance(node, DictConfig) and node.get(path[-1]) is not None:
+            found.append((node, path[-1]))
+    return found
+
+
+def _warm_epochs(configured: Any, target: str, refit_epochs: Any) -> int | None:
     """The configured fine-tune epochs; by default the model's own, but never more
-    than the production run's best epoch (a refit's length): a shop where the model
-    peaks after one epoch gains nothing from fine-tuning longer than it trains."""
+    than a refit would train: a shop where the model peaks after one epoch gains
+    nothing from fine-tuning longer than that."""
     if configured is not None:
         return int(configured)
-    if best_epoch is None:
+    if refit_epochs is None:
         return None
     from hydra.utils import get_class
 
     default = int(getattr(get_class(target), "warm_start_epochs", 1))
-    return min(default, max(1, int(best_epoch)))
+    return min(default, max(1, int(refit_epochs)))
 
 
 def _export(cfg: DictConfig, run_dir: Path, target: Path, name: str, config_dir: Path | None) -> Path:
