@@ -301,7 +301,8 @@ def _chain(
                 node[key] = max(1, int(best))
         if mode == "warm":
             w = policy.warm
-            refit = [int(node[key]) for node, key in _epoch_nodes(chain)]
+            # Only a model trained in epochs reads them (its own `model.trainer`).
+            refit = [int(node[key]) for node, key in _epoch_nodes(chain) if node is chain.model.get("trainer")]
             chain.warm_start = {
                 "package": str(production_dir),
                 "epochs": _warm_epochs(w.epochs, str(chain.model._target_), min(refit) if refit else None),
