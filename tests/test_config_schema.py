@@ -17,6 +17,7 @@ from recsys_cli.errors import ConfigError
 from recsys_cli.schemas import PRIMARY, groups, models
 from recsys_cli.schemas import abtest as abtest_schema
 from recsys_cli.schemas._base import Schema
+from tests.retraining.test_retrain_schema import RETRAIN_BAD
 
 CONF = DEFAULT_CONF_DIR
 EXPERIMENTS = sorted((CONF.parent / "experiments").glob("*.yaml"))
@@ -300,6 +301,7 @@ BAD = [
     ("serve", ["serve.event_log.fsync=sometimes"], "serve.event_log.fsync = 'sometimes': must be one of"),
     ("serve", ["serve.alias='a b'"], "serve.alias = 'a b': must be an alias, latest or a version number"),
     ("serve", ["+serve.colour=red"], "serve.colour = 'red': unknown key"),
+    *RETRAIN_BAD,
 ]
 
 

@@ -32,7 +32,7 @@ from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.lightning import NeuralRecommender, RecModule
 from recsys_cli.models.state import check_range, tensor
-from recsys_cli.models.warm_start import RowMap, WarmStartError, category_means
+from recsys_cli.models.warm_start import RowMap, WarmStartError, category_means, copy_weights
 
 # Event codes, weakest intent first: 0 is padding or an event of unknown type; folding
 # a run of one item (`dedupe`) keeps its strongest code.
@@ -308,16 +308,7 @@ class SASRec(NeuralRecommender):
         assert isinstance(module, SASRecModule) and isinstance(previous, SASRec)
         assert isinstance(previous.module, SASRecModule) and previous.items is not None
         old, state = previous.module.state_dict(), module.state_dict()
-        sized_by_data = {"item.weight", "sequences", "events"}
-        for name, value in old.items():
-            if name in sized_by_data:
-                continue
-            if name not in state or state[name].shape != value.shape:
-                raise WarmStartError(
-                    f"SASRec: {name} differs from the previous model's (dim, heads, layers, max_len or "
-                    "event_inputs changed): a warm start keeps the architecture; fit from scratch to change it"
-                )
-            state[name] = value
+        copy_weights(old, state, ("item.weight", "sequences", "events"), "dim, heads, layers, max_len or event_inputs")
         old_items = old["item.weight"][: previous.module.n_items].cpu().numpy()
         if old_items.shape[1] != module.item.embedding_dim:
             raise WarmStartError(

@@ -39,7 +39,7 @@ from recsys_cli.models.lightning import NeuralRecommender, RecModule
 from recsys_cli.models.sasrec import EVENT_CODES, sequence_steps
 from recsys_cli.models.side_features import SideFeatures, encode_side
 from recsys_cli.models.state import check_codes, check_range, tensor
-from recsys_cli.models.warm_start import RowMap, WarmStartError, category_means
+from recsys_cli.models.warm_start import RowMap, WarmStartError, category_means, copy_weights
 
 ITEM_BUCKETS = {"price": 10, "age_days": 8}
 
@@ -372,15 +372,7 @@ class TwoTower(NeuralRecommender):
         for tower, rows, side in (("user_tower", users, "user"), ("item_tower", items, "item")):
             frozen |= _carry_tower(tower, side, rows, old_state, state, data)
         handled = {*frozen, "user_cat", "user_num", "item_cat", "item_num", "log_q", "history_items", "history_events"}
-        for name, value in old_state.items():
-            if name in handled:
-                continue
-            if name not in state or state[name].shape != value.shape:
-                raise WarmStartError(
-                    f"TwoTower: {name} differs from the previous model's (dim or history changed): a warm start "
-                    "keeps the architecture; fit from scratch to change it"
-                )
-            state[name] = value
+        copy_weights(old_state, state, handled, "dim or history")
         module.load_state_dict(state)
         for name, param in module.named_parameters():
             if name.startswith(("user_tower.mlp.0.", "item_tower.mlp.0.")):

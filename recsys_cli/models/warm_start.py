@@ -11,7 +11,9 @@ numpy, scipy and polars here: ALS's warm start must not load the Lightning stack
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -71,6 +73,23 @@ class RowMap:
         new window), OOV row left out: evidence for the retrain's record."""
         carried = int(self.kept[1:].sum())
         return {"carried": float(carried), "new": float(self.new.size), "dropped": float(previous_size - 1 - carried)}
+
+
+def copy_weights(previous: Mapping[str, Any], into: dict[str, Any], skip: Iterable[str], what: str) -> None:
+    """Every weight of `previous` but `skip` (tables sized by the data, carried by
+    token elsewhere) into `into`, as it is; a weight `into` lacks or holds in another
+    shape means another architecture (`what` names the settings that make it), which
+    a warm start cannot continue from."""
+    skipped = set(skip)
+    for name, value in previous.items():
+        if name in skipped:
+            continue
+        if name not in into or tuple(into[name].shape) != tuple(value.shape):
+            raise WarmStartError(
+                f"{name} differs from the previous model's ({what} changed): a warm start keeps the "
+                "architecture; fit from scratch to change it"
+            )
+        into[name] = value
 
 
 def mean_rows(weights: sp.csr_matrix, table: np.ndarray) -> np.ndarray:
