@@ -228,9 +228,11 @@ def _segment_labels(
     labels = []
     for truth, window in zip(truths, (windows.fresh, windows.current), strict=True):
         history = events.filter(pl.col(Col.TS) < pl.lit(window.start, dtype=Timestamp))
-        table = user_aggregates(history, None, window.start, [7.0]).collect(engine="streaming")
-        if column not in table.columns:
+        lazy = user_aggregates(history, None, window.start, [7.0])
+        if column not in lazy.collect_schema().names():
             return None
+        # Only the one column is collected: the query plan leaves the other aggregates out.
+        table = lazy.select(Col.USER, column).collect(engine="streaming")
         users = pl.DataFrame({Col.USER: np.asarray(model.users.tokens, dtype=object)[truth.users].tolist()})
         joined = users.join(table.select(Col.USER, pl.col(column).cast(pl.String)), on=Col.USER, how="left")
         labels.append(joined[column].fill_null("unknown").to_numpy())
