@@ -68,7 +68,8 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, config_dir: Path | No
         lake = Path(str(cfg.lake or lineage["lake"]["dir"])).resolve()
         appended = _append(cfg, lineage, lake, root, reporter, config_dir)
         settings = {"alias": alias, "seed": int(cfg.seed), **_plain(cfg.retrain)}
-        folder = root / journal.key(name, sha256_file(lake / MANIFEST), settings)
+        lake_digest = sha256_file(lake / MANIFEST)
+        folder = root / journal.key(name, lake_digest, settings)
         record = journal.read(folder)
         if record is not None and record.get("state") in journal.FINAL:
             return RetrainResult(folder, record, new=False)
@@ -77,7 +78,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, config_dir: Path | No
         started = {
             "model": {"name": name, "alias": alias},
             "production": {"version": production_version, "cutoff": lineage["cutoff"]},
-            "lake": {"dir": str(lake), "manifest_sha256": sha256_file(lake / MANIFEST), "appended": appended},
+            "lake": {"dir": str(lake), "manifest_sha256": lake_digest, "appended": appended},
             "settings": settings,
         }
         return _retrain(cfg, registry, name, production, lake, folder, started, reporter, config_dir)
@@ -136,7 +137,7 @@ def _retrain(
     try:
         candidate_run = _train_chain(chain, reporter, timings)
     except WarmStartError as exc:
-        choice = choice.__class__("full", f"warm start refused ({exc}): refit", choice.figures)
+        choice = replace(choice, mode="full", reason=f"warm start refused ({exc}): refit")
         shutil.rmtree(work, ignore_errors=True)
         chain = _chain(lineage, lake, work, window, "full", production_dir, p)
         candidate_run = _train_chain(chain, reporter, timings)
