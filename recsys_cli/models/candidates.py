@@ -12,7 +12,7 @@ serving pairs at the latest one.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -123,9 +123,24 @@ def candidate_pairs(
 def _batch_pairs(
     generators: Mapping[str, Recommender], tables: SideTables, users: np.ndarray, n: int, offset: int
 ) -> Pairs:
-    lists = {name: model.candidates(users, n) for name, model in generators.items()}
-    own = {name: _fitted_scorer(model, users) for name, model in generators.items()}
-    return _pairs(lists, own, users, n, offset, tables)
+    """One batch's pairs, found for its users in ascending order, each once, then put
+    in the order asked: a generator reuses the rows its candidates computed for the
+    pairs' scores only when the users come sorted and unique (`_parts_of`), and an
+    evaluation asks in the order of user ids (10.9 against 6.8 ms a user for the
+    10M shop's ranker). A user's pairs do not depend on the others in the batch."""
+    unique, inverse = np.unique(users, return_inverse=True)
+    lists = {name: model.candidates(unique, n) for name, model in generators.items()}
+    own = {name: _fitted_scorer(model, unique) for name, model in generators.items()}
+    found = _pairs(lists, own, unique, n, 0, tables)
+    if unique.size == users.size and (inverse == np.arange(users.size)).all():
+        return replace(found, rows=found.rows + offset)
+    counts = np.bincount(found.rows, minlength=unique.size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    per_user = counts[inverse]
+    # Each asked position takes its user's run of pairs, in the order asked.
+    take = np.repeat(starts[inverse] - np.cumsum(per_user) + per_user, per_user) + np.arange(per_user.sum())
+    rows = np.repeat(np.arange(users.size), per_user) + offset
+    return Pairs(rows, found.users[take], found.items[take], found.numeric[take], found.categorical[take])
 
 
 def history_pairs(

@@ -174,3 +174,31 @@ def test_live_events_reach_the_rankers_candidates_and_features() -> None:
     assert not np.array_equal(moved[:k], none[:k])
     visitor, visitor_probability, _ = model.rank_history(0, new, ["view", "view"])
     assert visitor.size >= k and not np.isin(visitor, [0]).any()
+
+
+def test_users_asked_in_any_order_and_repeated_get_the_pairs_and_lists_of_the_sorted_batch() -> None:
+    """Candidates are found for a batch's users sorted and once each, then put back
+    in the order asked: asking in another order, or twice, changes nothing."""
+    from recsys_cli.models.candidates import candidate_pairs
+    from recsys_cli.models.ranker import TwoStageRanker
+    from tests.models.conftest import checkerboard
+    from tests.models.test_contract import SMALL, make
+
+    data, _ = checkerboard()
+    model = make("ranker_lgbm", *SMALL["ranker_lgbm"]).fit(data)
+    assert isinstance(model, TwoStageRanker) and model.tables is not None
+    asked = np.array([5, 2, 9, 2, 0, 7, 5, 1])  # unsorted, repeated, and the unknown user
+    unique, inverse = np.unique(asked, return_inverse=True)
+    n = model.params["n_candidates"]
+    pairs, sorted_pairs = (candidate_pairs(model.generators, model.tables, u, n) for u in (asked, unique))
+    assert (np.diff(pairs.rows) >= 0).all()  # grouped by position, in the order asked
+    for position, row in enumerate(inverse):
+        mine, theirs = pairs.rows == position, sorted_pairs.rows == row
+        np.testing.assert_array_equal(pairs.items[mine], sorted_pairs.items[theirs])
+        np.testing.assert_array_equal(pairs.users[mine], sorted_pairs.users[theirs])
+        np.testing.assert_array_equal(pairs.numeric[mine], sorted_pairs.numeric[theirs])
+        np.testing.assert_array_equal(pairs.categorical[mine], sorted_pairs.categorical[theirs])
+    top, scores = model.recommend(asked, 3)
+    sorted_top, sorted_scores = model.recommend(unique, 3)
+    np.testing.assert_array_equal(top, sorted_top[inverse])
+    np.testing.assert_array_equal(scores, sorted_scores[inverse])
