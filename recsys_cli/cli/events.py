@@ -33,20 +33,9 @@ def export(
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console
-    from recsys_cli.errors import ConfigError
-    from recsys_cli.serving.event_log import EventLog
+    from recsys_cli.serving.event_log import export_log
 
     cfg = compose("serve", overrides, config_dir)
-    folder = Path(str(cfg.serve.event_log.dir))
-    if not folder.is_dir():
-        raise ConfigError(
-            f"{folder}: no event log here (serve.event_log.dir); the service writes it on its first event"
-        )
-    log = EventLog(folder, fsync="never")
-    try:
-        written = log.export(out)
-    finally:
-        log.close()
-    bad = log.counts.bad_lines
+    written, bad = export_log(Path(str(cfg.serve.event_log.dir)), out, "serve.event_log.dir")
     skipped = f"; {bad:,} unreadable line(s) left out" if bad else ""
     console.print(f"[green]exported:[/] {written:,} events to {out}{skipped}", soft_wrap=True, highlight=False)

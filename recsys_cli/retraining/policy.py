@@ -73,8 +73,8 @@ def choose(mode: str, supports_warm_start: bool, figures: dict[str, Any], full_w
         return Choice(mode, f"retrain.policy.mode is {mode}", figures)  # type: ignore[arg-type]
     passed = [
         f"{name} {figures[name]:.3f} >= {limit:g}"
-        for name, key in (("unknown_item_event_share", "unknown_item_event_share"), ("category_js", "category_js"))
-        if (limit := full_when.get(key)) is not None and figures.get(name) is not None and figures[name] >= limit
+        for name in ("unknown_item_event_share", "category_js")
+        if (limit := full_when.get(name)) is not None and figures.get(name) is not None and figures[name] >= limit
     ]
     if passed:
         return Choice("full", "the shop moved too far for a warm start: " + "; ".join(passed), figures)

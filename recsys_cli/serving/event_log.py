@@ -221,6 +221,17 @@ class EventLog:
         return recorded or fingerprint
 
 
+def export_log(folder: Path, out: Path | str, what: str) -> tuple[int, int]:
+    """Export the event log in `folder` (`what` names the setting that points there)
+    to `out`: (events written, unreadable lines left out). A missing folder is a
+    one-line error rather than a new, empty log."""
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no event log here ({what}); the service writes it on its first event")
+    with EventLog(folder, fsync="never") as log:
+        written = log.export(out)
+    return written, log.counts.bad_lines
+
+
 def segment_files(folder: Path) -> list[Path]:
     """The log segments in `folder` in the order they were written, for a writer or a
     reader that must not open the log (take its lock, create the folder)."""

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, config_dir: Path | No
     from recsys_cli.registry.integrity import sha256_file, write_json
     from recsys_cli.registry.outputs import owned
     from recsys_cli.registry.package import load_package
-    from recsys_cli.tasks.registry import model_with_alias, open_registry
+    from recsys_cli.tasks.registry import model_with_alias, open_registry, resolve_package
 
     reporter = reporter or NullReporter()
     alias = str(cfg.alias)
@@ -63,7 +65,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, config_dir: Path | No
             root.mkdir(parents=True, exist_ok=True)
             write_json(root / MANIFEST, {"kind": KIND, "model": name})
         production_version = registry.version_of(name, alias)
-        production = load_package(_resolve(cfg, name, production_version))
+        production = load_package(resolve_package(cfg, name, production_version))
         lineage = production.lineage
         lake = Path(str(cfg.lake or lineage["lake"]["dir"])).resolve()
         appended = _append(cfg, lineage, lake, root, reporter, config_dir)
@@ -381,47 +383,25 @@ def _append(
 def _export_event_log(log_dir: Path, folder: Path) -> Path:
     """The event log as one live-events file named by its content: the same log
     exported twice is the same file, which `--append` then has nothing new from."""
-    from recsys_cli.errors import ConfigError
     from recsys_cli.registry.integrity import sha256_file
-    from recsys_cli.serving.event_log import EventLog
+    from recsys_cli.serving.event_log import export_log
 
-    if not log_dir.is_dir():
-        raise ConfigError(f"{log_dir}: no event log here (retrain.append.event_log)")
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / ".export.parquet"
-    log = EventLog(log_dir, fsync="never")
-    try:
-        log.export(tmp)
-    finally:
-        log.close()
+    export_log(log_dir, tmp, "retrain.append.event_log")
     final = folder / f"events-{sha256_file(tmp)[:16]}.parquet"
     tmp.replace(final)
     return final
 
 
-class _timed:
+@contextmanager
+def _timed(step: str, into: dict[str, dict[str, float]], reporter: Reporter) -> Iterator[None]:
     """Wall and CPU seconds of one step, with a progress line."""
-
-    def __init__(self, step: str, into: dict[str, dict[str, float]], reporter: Reporter) -> None:
-        self.step, self.into, self.reporter = step, into, reporter
-
-    def __enter__(self) -> None:
-        self.reporter.start(self.step, total=1)
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.into[self.step] = {
-                "wall_s": round(time.perf_counter() - self.wall, 3),
-                "cpu_s": round(time.process_time() - self.cpu, 3),
-            }
-            self.reporter.advance()
-
-
-def _resolve(cfg: DictConfig, name: str, version: int) -> Path:
-    from recsys_cli.tasks.registry import resolve_package
-
-    return resolve_package(cfg, name, version)
+    reporter.start(step, total=1)
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    into[step] = {"wall_s": round(time.perf_counter() - wall, 3), "cpu_s": round(time.process_time() - cpu, 3)}
+    reporter.advance()
 
 
 def _fit_cost(run_dir: Path) -> dict[str, float]:
