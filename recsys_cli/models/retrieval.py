@@ -117,7 +117,7 @@ def candidates(model: Recommender, users: np.ndarray, n: int) -> tuple[np.ndarra
     n = max(0, min(n, n_items - 1))
     if n_items >= DENSE_BELOW and _is_sparse(model):
         return _sparse(model, users, n)
-    if n_items >= DENSE_BELOW and _embedding(model):
+    if n_items >= DENSE_BELOW and _embedding(model) and _index_pays(_ann_index(model)):
         return _embedded(model, users, n)
     return _dense(model, users, n)
 
@@ -367,6 +367,20 @@ def pack(
     top[rows[keep], position[keep]] = items[keep]
     out[rows[keep], position[keep]] = scores[keep]
     return top, out
+
+
+# An IVF index pays only where it scans a small share of its lists: scanning all of
+# them (ALS at 82k items needed every list for 95% recall of its top 100) cost
+# 3.7 ms a user against 0.2 ms for a dense BLAS row and its top-k.
+IVF_MAX_SHARE = 1 / 8
+
+
+def _index_pays(index: Any) -> bool:
+    """Whether searching `index` beats scoring every item: an approximate index
+    that, widened to its recall, still looks at a small part of the catalogue."""
+    if index.kind == "ivf":
+        return bool(index.params["nprobe"] <= IVF_MAX_SHARE * index.params["nlist"])
+    return index.kind != "exact"
 
 
 def _ann_index(model: Recommender) -> Any:

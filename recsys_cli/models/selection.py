@@ -91,6 +91,7 @@ class GridSelected(Recommender):
         start = time.perf_counter()
         for point in points:
             self._set(point)
+            self.derived = {}  # lookups cached from the previous point's fitted state
             self._fit_point(data)
             score = validation_ndcg(self, validation)
             if best is None or score > best[0]:  # ties keep the earlier point
@@ -100,6 +101,7 @@ class GridSelected(Recommender):
         self._set(point)
         for name, value in fitted.items():
             setattr(self, name, value)
+        self.derived = {}
         self.params |= point  # the saved model states the values it was fitted with
         self.selected = dict(point)
         self.diagnostics["selected/val_ndcg@10"] = score

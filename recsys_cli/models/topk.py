@@ -28,7 +28,7 @@ def top_indices(scores: np.ndarray, k: int, secondary: np.ndarray | None = None)
     k = min(k, m)
     if k <= 0 or n == 0:
         return np.zeros((n, max(k, 0)), dtype=np.int64)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top = _select(scores, k)
     cut = np.take_along_axis(scores, top, axis=1).min(axis=1, keepdims=True)
     # Rows where an entry equal to the k-th best was left out: the selection among
     # the equals at the cut was arbitrary, so those rows are ranked whole.
@@ -36,6 +36,24 @@ def top_indices(scores: np.ndarray, k: int, secondary: np.ndarray | None = None)
     if tied.any():
         top[tied] = _ranked_rows(scores[tied], k, None if secondary is None else secondary[tied])
     return _ordered(scores, top, secondary)
+
+
+# Matrices at least this large are selected by torch's top-k: at 82k items, 0.08 ms a
+# row against argpartition's 0.42 ms on one thread (a ranker's generators select one
+# such row per candidate generator and user). Smaller ones skip torch's import.
+TORCH_FROM = 1 << 20
+
+
+def _select(scores: np.ndarray, k: int) -> np.ndarray:
+    """k columns of each row holding its k largest values, in no order; which of
+    several equal values at the cut is left to the algorithm (the caller checks)."""
+    if scores.size >= TORCH_FROM and scores.dtype in (np.float32, np.float64) and not np.isnan(scores).any():
+        import torch
+
+        with torch.no_grad():
+            picked = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1, sorted=False).indices
+        return picked.numpy()
+    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
 def _ranked_rows(scores: np.ndarray, k: int, secondary: np.ndarray | None) -> np.ndarray:

@@ -71,6 +71,7 @@ class ItemKNN(Schema):
     shrink: NonNegative = optional()
     last_n: PositiveInt | None = optional()
     weighting: WEIGHTINGS = optional()
+    reach: PositiveInt | None = optional()  # items an item passes its score on to, at most
     grid: SearchGrid = optional()
 
 

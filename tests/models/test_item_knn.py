@@ -103,3 +103,61 @@ def test_item_knns_fitted_on_the_same_data_with_the_same_settings_share_one_neig
     fresh = neighbours(reweight(data.matrix, "log").tocsr(), 5, 2.0)
     np.testing.assert_array_equal(first.sim.toarray(), fresh.toarray())
     assert not np.array_equal(other.sim.toarray(), first.sim.toarray())
+
+
+def hub_log(seed: int = 4, n_users: int = 120, n_items: int = 60) -> TrainData:
+    """Item 1 in nearly every basket: a hub in every other item's neighbour list."""
+    from recsys_cli.features.vocab import Vocabulary
+
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_items)) < 0.08).astype(np.float32)
+    dense[:, 1] = (rng.random(n_users) < 0.9).astype(np.float32)
+    dense[:, 0] = 0.0
+    users = Vocabulary(tuple(f"u{i}" for i in range(n_users)))
+    return TrainData(users, Vocabulary(tuple(f"i{j}" for j in range(n_items))), sp.csr_matrix(dense))
+
+
+def test_reach_caps_what_an_item_passes_its_score_on_to() -> None:
+    """With `reach`, an item's score goes to at most `reach` items, the strongest of
+    those keeping it as a neighbour; the hub no longer reaches the whole catalogue."""
+    data = hub_log()
+    whole = ItemKNN(k=20, shrink=1.0, weighting="log").fit(data)
+    capped = ItemKNN(k=20, shrink=1.0, weighting="log", reach=5).fit(data)
+    out_whole, out_capped = whole._sim_t(), capped._sim_t()
+    assert out_whole.getnnz(axis=1)[1] > 40  # the hub is in most items' lists
+    assert (out_capped.getnnz(axis=1) <= 5).all()
+    for item in range(data.n_items):  # each kept entry is one of the item's 5 strongest, same value
+        row = out_whole[item].toarray().ravel()
+        kept = out_capped[item].toarray().ravel()
+        assert np.isin(np.flatnonzero(kept), np.lexsort((np.arange(row.size), -row))[:5]).all()
+        np.testing.assert_array_equal(kept[kept > 0], row[kept > 0])
+    users = np.arange(1, data.n_users)
+    assert (capped._part(users).getnnz(axis=1) <= 5 * data.matrix[users].getnnz(axis=1)).all()
+
+
+def test_a_one_item_history_keeps_its_exact_top_reach() -> None:
+    """A user who met one item: their top `reach` is that item's strongest `reach`
+    items, the same list as without the cap."""
+    data = hub_log()
+    dense = data.matrix.toarray()
+    dense[1] = 0.0
+    dense[1, 1] = 1.0  # user 1 met the hub only
+    data = TrainData(data.users, data.items, sp.csr_matrix(dense))
+    whole = ItemKNN(k=20, shrink=1.0, weighting="log").fit(data)
+    capped = ItemKNN(k=20, shrink=1.0, weighting="log", reach=8).fit(data)
+    np.testing.assert_array_equal(capped.recommend(np.array([1]), 8)[0], whole.recommend(np.array([1]), 8)[0])
+
+
+def test_reach_is_kept_with_the_saved_model_and_must_be_positive(tmp_path) -> None:
+    from recsys_cli.errors import ConfigError
+    from recsys_cli.models.base import Recommender
+
+    data = hub_log()
+    model = ItemKNN(k=20, shrink=1.0, weighting="log", reach=5).fit(data)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    users = np.arange(1, data.n_users)
+    assert loaded.params["reach"] == 5
+    np.testing.assert_array_equal(loaded.recommend(users, 10)[0], model.recommend(users, 10)[0])
+    with pytest.raises(ConfigError, match="reach"):
+        ItemKNN(reach=0)

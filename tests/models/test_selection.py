@@ -12,7 +12,7 @@ from recsys_cli.models.data import TrainData
 from recsys_cli.models.ease import EASE
 from recsys_cli.models.implicit_mf import ALS
 from recsys_cli.models.item_knn import ItemKNN
-from recsys_cli.models.selection import GridSelected, grid_points
+from recsys_cli.models.selection import GridSelected, grid_points, validation_ndcg
 from recsys_cli.models.validation import Targets
 from tests.models.conftest import checkerboard
 
@@ -107,3 +107,37 @@ def test_closed_form_models_select_on_validation(model: GridSelected, key: str) 
     assert set(model.selected) == {key} and model.selected[key] in model.grid[key]
     assert getattr(model, key) == model.selected[key]
     assert 0.0 < model.diagnostics["selected/val_ndcg@10"] <= 1.0
+
+
+def random_log(seed: int, n_users: int = 80, n_items: int = 40) -> tuple[TrainData, Targets]:
+    """Random interactions (a few popular items) and one unseen held-out item per user."""
+    from recsys_cli.features.vocab import Vocabulary
+
+    rng = np.random.default_rng(seed)
+    popular = rng.random((n_users, n_items)) < np.linspace(0.5, 0.02, n_items)[None, :]
+    popular[:, 0] = False  # index 0 is the unknown item
+    matrix = sp.csr_matrix(popular.astype(np.float32))
+    users = np.arange(1, n_users)
+    items = np.array([rng.choice(np.flatnonzero(~popular[u] & (np.arange(n_items) > 0))) for u in users])
+    truth = sp.csr_matrix((np.ones(users.size, np.float32), (np.arange(users.size), items)), (users.size, n_items))
+    user_vocab = Vocabulary(tuple(f"u{i}" for i in range(n_users)))
+    data = TrainData(user_vocab, Vocabulary(tuple(f"i{j}" for j in range(n_items))), matrix)
+    return data, Targets(users, truth)
+
+
+@pytest.mark.parametrize("grid", [{"shrink": [0.0, 1000.0]}, {"reach": [1, 2, None]}, {"shrink": [1000.0, 0.0]}])
+def test_each_point_is_scored_as_its_own_fresh_fit_would_be(grid: dict) -> None:
+    """Lookups a model caches from its fitted state (item-kNN's transposed, reach-cut
+    neighbours) are rebuilt for every point: each point scores what a model fitted at
+    that point alone scores, and the kept model recommends as that fresh fit does."""
+    data, validation = random_log(seed=3)
+    fresh = {}
+    for point in grid_points(grid):
+        alone = ItemKNN(weighting="log", k=3, **point).fit(data)
+        fresh[tuple(point.values())] = (validation_ndcg(alone, validation), alone)
+    assert len({score for score, _ in fresh.values()}) > 1  # the points differ on this data
+    model = ItemKNN(weighting="log", k=3, grid=grid).fit(data, validation=validation)
+    best_score, best = fresh[tuple(model.selected.values())]
+    assert model.diagnostics["selected/val_ndcg@10"] == pytest.approx(max(s for s, _ in fresh.values()))
+    assert best_score == pytest.approx(model.diagnostics["selected/val_ndcg@10"])
+    np.testing.assert_array_equal(model.recommend(validation.users, 5)[0], best.recommend(validation.users, 5)[0])

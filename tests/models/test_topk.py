@@ -106,3 +106,21 @@ def test_unknown_users_get_popularity_ordered_by_item_index_on_ties() -> None:
     model = fitted(scores, np.ones((3, 6)), seen)  # popularity: items 1..4 once, item 5 never
     top, _ = model.recommend(np.array([0, 0]), 5, exclude_seen=False)
     assert top.tolist() == [[1, 2, 3, 4, 5]] * 2
+
+
+@pytest.mark.parametrize("with_key", [False, True])
+def test_large_matrices_take_the_fast_selection_and_the_same_lists(
+    with_key: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above `TORCH_FROM` entries the k largest are selected by torch, which picks
+    among equals at the cut as it likes: the rule's lists come out all the same."""
+    import recsys_cli.models.topk as topk
+
+    rng = np.random.default_rng(12)
+    scores = rng.integers(0, 6, (200, 300)).astype(np.float32)  # heavy ties at every cut
+    scores[:50] = rng.normal(size=(50, 300)).astype(np.float32)  # and rows without ties
+    scores[rng.random(scores.shape) < 0.05] = -np.inf
+    key = rng.integers(0, 3, scores.shape).astype(np.float64) if with_key else None
+    monkeypatch.setattr(topk, "TORCH_FROM", scores.size)
+    for k in (1, 10, 299):
+        np.testing.assert_array_equal(top_indices(scores, k, key), full_order(scores, key)[:, :k])
