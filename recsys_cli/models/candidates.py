@@ -237,7 +237,14 @@ def _pairs(
     tops, best = {}, {}
     for name, (top, top_scores) in lists.items():
         tops[name] = np.where(np.isfinite(top_scores), top, 0)  # 0: seen or unknown, never a candidate
-        best[name] = np.where(np.isfinite(top_scores[:, 0]), top_scores[:, 0], 0.0) if n else np.zeros(users.size)
+        # The best item's score from the pairs' own scorer, as every pair's: a list's
+        # scores may come from a batch's matrix product, whose last bits depend on the
+        # batch, and a gap of 6e-8 instead of 0 crossed a tree's threshold (a user's
+        # probability 0.16 alone, 0.0006 in a batch).
+        best[name] = np.zeros(users.size)
+        if n:
+            first = np.flatnonzero(np.isfinite(top_scores[:, 0]))
+            best[name][first] = own[name](first, top[first, 0])
     union = np.sort(np.concatenate(list(tops.values()), axis=1), axis=1)
     keep = union > 0
     keep[:, 1:] &= union[:, 1:] != union[:, :-1]
