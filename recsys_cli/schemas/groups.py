@@ -44,10 +44,28 @@ def _env_name(value: str) -> str:
     return value
 
 
+# Keys of an fsspec/s3fs storage_options mapping that would put a credential in a
+# config file (and from there into manifests and run folders).
+CREDENTIAL_OPTIONS = frozenset(
+    {"key", "secret", "token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "password"}
+)
+
+
+def _no_credentials(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    found = sorted(CREDENTIAL_OPTIONS & set(value or {}))
+    if found:
+        refuse(f"{found[0]}: credentials come from the AWS_* environment variables or a profile, never a config file")
+    return value
+
+
 class Paths(Schema):
     data_dir: Text
     raw_dir: Text
     lake_dir: Text
+    # data_dir as s3://bucket/prefix (data/remote/): local mirrors of its folders, and
+    # how the store is reached (endpoint_url, config_kwargs...; s3fs's options).
+    cache_dir: Text | None = optional()
+    storage_options: Annotated[dict[Text, Any] | None, AfterValidator(_no_credentials)] = optional()
 
 
 Action = Literal["drop", "hash"]
@@ -362,7 +380,9 @@ class Trainer(Schema):
     deterministic: bool | Literal["warn"] = optional()
     benchmark: bool = optional()
     logger: bool = optional()
-    strategy: Text = optional()
+    # The strategies the shared fit supports: its loaders shard themselves across DDP
+    # ranks and its validation metric is gathered over them (models/sharding.py).
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = optional()
     num_nodes: PositiveInt = optional()
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from recsys_cli.data.lake import (
     staged_version,
     write_sealed,
 )
+from recsys_cli.data.remote import mirrored, recorded
 from recsys_cli.errors import SplitError
 from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
 from recsys_cli.features.leakage import Leak, check_leakage
@@ -30,6 +31,8 @@ from recsys_cli.registry.outputs import FEATURES, KIND, claim
 from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
 from recsys_cli.splits.global_temporal import parse_instant
 from recsys_cli.splits.targets import TargetSpec
+
+READS = ("lake_dir", "split_dir")
 
 
 @dataclass
@@ -122,7 +125,13 @@ def _build(
 
 
 def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = True) -> FeaturesResult:
-    reporter = reporter or NullReporter()
+    """Features of every fold; remote folders (s3://) are read and written through
+    local mirrors (`data/remote/`), the manifest recording the configured locations."""
+    with mirrored(cfg, reads=READS, writes="features_dir") as local:
+        return _features(local, cfg, reporter or NullReporter(), verify)
+
+
+def _features(cfg: DictConfig, given: DictConfig, reporter: Reporter, verify: bool) -> FeaturesResult:
     inputs = load(cfg, verify)
     make = builder(inputs)
     out = Path(cfg.features_dir)
@@ -149,13 +158,14 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = True) 
             "split_manifest_sha256": sha256_file(inputs.split_manifest),
             "created_at": datetime.now(UTC).isoformat(),
             "folds": folds,
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config": recorded(given),
         }
         manifest = write_sealed(tmp, manifest)
     return FeaturesResult(out, manifest)
 
 
 def leakage(cfg: DictConfig) -> list[Leak]:
-    inputs = load(cfg)
-    with decoding(*inputs.read):
-        return check_leakage(inputs.events, inputs.splitter, inputs.folds, builder(inputs))
+    with mirrored(cfg, reads=READS) as local:
+        inputs = load(local)
+        with decoding(*inputs.read):
+            return check_leakage(inputs.events, inputs.splitter, inputs.folds, builder(inputs))

@@ -14,15 +14,25 @@ from recsys_cli.data.ingest import IngestResult, Rules, ingest
 from recsys_cli.data.personal import policy_from_config
 from recsys_cli.data.pseudonymise import load_key
 from recsys_cli.data.read_errors import polars_error_summary
-from recsys_cli.errors import SourceError
+from recsys_cli.data.remote import is_remote, mirrored, recorded
+from recsys_cli.errors import ConfigError, SourceError
 
 
 def run(
     cfg: DictConfig, append: bool = False, reporter: Reporter | None = None, live_events: Sequence[Path] = ()
 ) -> IngestResult:
     """Ingest `cfg.data` into `cfg.lake_dir`, plus any `live_events` exports of a service
-    (`data/sources/live_events.py`), whose user ids already are the lake's pseudonyms."""
+    (`data/sources/live_events.py`), whose user ids already are the lake's pseudonyms.
+
+    A remote `lake_dir` (s3://) is built in a local mirror of its current version and
+    published when the ingest succeeds (`data/remote/`); the raw inputs stay local."""
     from recsys_cli.config import build
+
+    if is_remote(cfg.data.get("path")):
+        raise ConfigError(
+            f"data.path = {cfg.data.path}: raw inputs are read from a local folder; set paths.raw_dir (or "
+            "data.path) to one when paths.data_dir is an object store"
+        )
 
     source = build(cfg.data)
     pii = cfg.pii
@@ -33,9 +43,12 @@ def run(
         source = WithLiveEvents(source, live_events, key.fingerprint, append)
     personal = policy_from_config(cast(dict[str, Any], OmegaConf.to_container(pii, resolve=True)))
     rules = Rules(**cast(dict[str, Any], OmegaConf.to_container(cfg.validation)))
-    snapshot = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    snapshot = recorded(cfg)  # the lake's URL, never the cache's path: the same fingerprint on every machine
     try:
-        return ingest(source, Path(cfg.lake_dir), key, personal, rules, snapshot, append=append, reporter=reporter)
+        with mirrored(cfg, writes="lake_dir", update=True) as local:
+            return ingest(
+                source, Path(local.lake_dir), key, personal, rules, snapshot, append=append, reporter=reporter
+            )
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
         # A reader error that no step turned into its own message: name the source, never
         # the reader's text, which can quote cell values (user ids, e-mails); --debug keeps it.

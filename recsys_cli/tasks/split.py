@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
 from recsys_cli.data.lake import MANIFEST, decoding, open_lake, scan_events, staged_version, write_sealed
+from recsys_cli.data.remote import is_remote, mirrored, recorded
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import SplitError
 from recsys_cli.registry.integrity import sha256_file
@@ -28,10 +29,17 @@ class SplitResult:
 
 
 def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = True) -> SplitResult:
-    """Split the lake; it is checked against its manifest first (`verify`: every file re-hashed)."""
+    """Split the lake; it is checked against its manifest first (`verify`: every file re-hashed).
+
+    Remote folders (s3://) are read and written through local mirrors (`data/remote/`);
+    the manifest records the configured locations, never the mirrors'."""
+    with mirrored(cfg, reads=["lake_dir"], writes="split_dir") as local:
+        return _split(local, cfg, reporter or NullReporter(), verify)
+
+
+def _split(cfg: DictConfig, given: DictConfig, reporter: Reporter, verify: bool) -> SplitResult:
     from recsys_cli.config import build
 
-    reporter = reporter or NullReporter()
     lake = Path(cfg.lake_dir)
     lake_manifest = open_lake(lake, full=verify)
     splitter: Splitter = build(cfg.split)
@@ -51,13 +59,13 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = True) 
             "target": {**spec.__dict__, "positive_events": list(spec.positive_events)},
             "event_order": event_order.describe(),
             "lake": {
-                "path": str(lake),
+                "path": str(given.lake_dir) if is_remote(given.lake_dir) else str(lake),
                 "manifest_sha256": sha256_file(lake / MANIFEST),
                 "fingerprint": lake_manifest.get("fingerprint"),
             },
             "created_at": datetime.now(UTC).isoformat(),
             "folds": summaries,
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config": recorded(given),
         }
         manifest = write_sealed(tmp, manifest)
     return SplitResult(out, manifest)
