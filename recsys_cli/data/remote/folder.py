@@ -175,8 +175,10 @@ class RemoteFolder:
             return method(*args)
         except RegistryError as exc:
             raise RemoteStoreError(str(exc)) from exc
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            if not (isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore")):
                 raise
             lines = str(exc).strip().splitlines()
             raise RemoteStoreError(f"{self.url}: {type(exc).__name__}: {lines[0] if lines else ''}") from exc
