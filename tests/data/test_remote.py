@@ -7,6 +7,7 @@ commit marker, only our own folders replaced, and one writer at a time."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -174,6 +175,51 @@ def test_ingesting_the_same_input_again_publishes_nothing(store: Store, monkeypa
     assert published == []
 
 
+def test_an_appended_lake_sends_only_its_new_days(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recsys_cli.registry.storage import Storage
+
+    raw = tmp_path / "raw"
+    shutil.copytree(store.raw, raw)
+    lines = (raw / "synth" / "events.csv").read_text().splitlines(keepends=True)
+    early = [ln for ln in lines[1:] if ln < "2026-01-15"]
+    (raw / "synth" / "events.csv").write_text(lines[0] + "".join(early))
+    later = lines[0] + "".join(ln for ln in lines[1:] if ln >= "2026-01-15")
+    overrides = store.overrides(f"paths.raw_dir={raw}")
+    ingest.run(compose("ingest", overrides))
+    (raw / "synth" / "events-2.csv").write_text(later)
+    sent: list[str] = []
+    upload = Storage.upload
+
+    def counting(self: Storage, source: Path, path: str, sha256: str, size: int) -> None:
+        sent.append(path)
+        upload(self, source, path, sha256, size)
+
+    monkeypatch.setattr(Storage, "upload", counting)
+    ingest.run(compose("ingest", overrides), append=True)
+    assert sent and not any("date=2026-01-0" in path for path in sent)  # the first days stay as stored
+    local = [f"paths.data_dir={tmp_path / 'local'}", f"paths.raw_dir={raw}"]
+    (raw / "synth" / "events-2.csv").rename(tmp_path / "events-2.csv")
+    ingest.run(compose("ingest", local))
+    (tmp_path / "events-2.csv").rename(raw / "synth" / "events-2.csv")
+    ingest.run(compose("ingest", local), append=True)
+    lake = store.folder(compose("ingest", overrides), "lake_dir")
+    tables = stored_tables(lake)
+    for rel, table in local_tables(Path(str(compose("ingest", local).lake_dir))).items():
+        assert_frame_equal(tables[rel], table)
+
+
+def test_ingest_rebuilds_a_lake_damaged_in_the_store(store: Store) -> None:
+    ingest.run(store.compose("ingest"))
+    lake = store.folder(store.compose("ingest"), "lake_dir")
+    rel = parquet_key(lake)
+    lake.storage.put(lake.storage.path(rel), b"PAR1 damaged PAR1")
+    again = ingest.run(store.compose("ingest", f"paths.cache_dir={store.cache / 'fresh'}"))
+    assert not again.no_op
+    split.run(store.compose("split", f"paths.cache_dir={store.cache / 'other'}"))  # verified from the store
+
+
 # -- what is never trusted ----------------------------------------------------------------------------------------
 
 
@@ -247,9 +293,21 @@ def test_a_folder_of_another_kind_is_never_replaced(store: Store) -> None:
         split.run(cfg)
 
 
-def test_a_new_version_leaves_no_file_of_the_old_one(store: Store, tmp_path: Path) -> None:
+def test_a_new_version_sends_its_changed_files_and_leaves_none_of_the_old_one(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recsys_cli.registry.storage import Storage
+
+    upload, sent = Storage.upload, []
+
+    def counting(self: Storage, source: Path, path: str, sha256: str, size: int) -> None:
+        sent.append(path.rsplit("/x/", 1)[-1])
+        upload(self, source, path, sha256, size)
+
+    monkeypatch.setattr(Storage, "upload", counting)
     folder = RemoteFolder(f"{store.url}/splits/x", {"endpoint_url": store.endpoint})
     for files in (["a.parquet", "fold-0/b.parquet"], ["fold-0/b.parquet", "fold-1/c.parquet"]):
+        sent.clear()
         local = tmp_path / "-".join(files).replace("/", "_")
         for rel in files:
             (local / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +316,7 @@ def test_a_new_version_leaves_no_file_of_the_old_one(store: Store, tmp_path: Pat
         with folder.lock(SPLIT):
             folder.publish(local, SPLIT)
         assert set(folder.objects()) == {*files, MANIFEST}
+    assert sent == ["fold-1/c.parquet"]  # fold-0/b.parquet is stored as it is
 
 
 # -- one writer at a time -----------------------------------------------------------------------------------------

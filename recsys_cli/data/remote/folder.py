@@ -129,7 +129,9 @@ class RemoteFolder:
         try:
             yield
         finally:
-            self._call(self.storage.remove, self.lock_path)
+            # Only our own: a lock deleted by hand as stale may be another writer's by now.
+            if self._call(self.storage.read, self.lock_path) == record:
+                self._call(self.storage.remove, self.lock_path)
 
     # -- writing (under the lock) ----------------------------------------------------------------------------
 
@@ -141,12 +143,23 @@ class RemoteFolder:
         if not isinstance(entries, list):
             raise AssertionError(f"{local / MANIFEST}: lists no files; only sealed folders are published")
         self.claim(kind)
-        if self.manifest_bytes() is None:
+        stored = _json(self.manifest_bytes())
+        if stored is None:
             self._call(self.storage.put, self._at(PUBLISHING), json.dumps({KIND: kind, **who()}).encode())
-        for entry in entries:
+        for entry in self._changed(entries, stored):
             rel = entry["path"]
             self._call(self.storage.upload, local / rel, self._at(rel), entry["sha256"], entry["bytes"])
         self.commit(manifest, {e["path"] for e in entries})
+
+    def _changed(self, entries: list[dict[str, Any]], stored: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The files to upload: all but those the stored manifest lists with the same
+        sha256 and that are stored at their size (an appended lake sends its new days only)."""
+        listed = stored.get("outputs") if stored else None
+        if not isinstance(listed, list):
+            return entries
+        before = {e.get("path"): e.get("sha256") for e in listed if isinstance(e, dict)}
+        sizes = self.objects()
+        return [e for e in entries if before.get(e["path"]) != e["sha256"] or sizes.get(e["path"]) != e["bytes"]]
 
     def commit(self, manifest: bytes, listed: set[str]) -> None:
         """Put `manifest` (the data files it lists, `listed`, are already in place),
