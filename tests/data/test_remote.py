@@ -405,8 +405,9 @@ def test_mirrors_sit_at_the_urls_path_and_other_schemes_are_refused(tmp_path: Pa
     assert mirror_path(tmp_path, "s3://bucket/a/lake/synth") == tmp_path / "s3" / "bucket" / "a" / "lake" / "synth"
     with pytest.raises(ConfigError, match="gs:// is not supported"):
         mirror_path(tmp_path, "gs://bucket/a")
-    with pytest.raises(ConfigError, match="not a folder URL"):
-        mirror_path(tmp_path, "s3://bucket/a/../b")
+    for url in ("s3://bucket/a/../b", "s3://bucket"):
+        with pytest.raises(ConfigError, match="not a folder URL"):
+            mirror_path(tmp_path, url)
 
 
 def test_credentials_in_the_config_are_refused() -> None:

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,7 +109,12 @@ class RemoteFolder:
         pending = _json(self._call(self.storage.read, self._at(PUBLISHING)))
         if MANIFEST not in held and pending is not None and pending.get(KIND) == kind:
             return
-        what = f"its {MANIFEST} names {manifest_kind(manifest)!r}" if manifest else f"no {MANIFEST} of ours"
+        if manifest is not None:
+            what = f"its {MANIFEST} names {manifest_kind(manifest)!r}"
+        elif MANIFEST in held:
+            what = f"its {MANIFEST} is unreadable; delete the folder yourself if it is a damaged output"
+        else:
+            what = f"no {MANIFEST}"
         raise OutputError(
             f"{self.url}: refusing to replace this folder (not {_a(kind)} written by recsys: {what}); "
             "choose a new or empty folder"
@@ -117,20 +124,23 @@ class RemoteFolder:
     def lock(self, kind: str, timeout_s: float | None = None) -> Iterator[None]:
         """Hold the folder's lock object while the body runs (see the module docstring)."""
         timeout = lock_timeout() if timeout_s is None else timeout_s
-        record = json.dumps({KIND: kind, "since": now(), **who()}).encode()
-        deadline = time.monotonic() + timeout
-        while not self._call(self.storage.create, self.lock_path, record):
+        record = json.dumps({KIND: kind, "since": now(), "pid": os.getpid(), "id": uuid.uuid4().hex, **who()})
+        deadline, waiting = time.monotonic() + timeout, False
+        while not self._call(self.storage.create, self.lock_path, record.encode()):
             if time.monotonic() >= deadline:
                 raise OutputError(
                     f"{self.url}: another recsys process ({self._holder()}) is writing it; gave up after "
                     f"{timeout:g} s ($RECSYS_LOCK_TIMEOUT); if none is, delete s3://{self.lock_path}"
                 )
+            if not waiting:
+                _say(f"{self.url}: waiting for {self._holder()}, which is writing it (up to {timeout:g} s)")
+                waiting = True
             time.sleep(_POLL_S)
         try:
             yield
         finally:
             # Only our own: a lock deleted by hand as stale may be another writer's by now.
-            if self._call(self.storage.read, self.lock_path) == record:
+            if self._call(self.storage.read, self.lock_path) == record.encode():
                 self._call(self.storage.remove, self.lock_path)
 
     # -- writing (under the lock) ----------------------------------------------------------------------------
@@ -225,6 +235,12 @@ def _json(data: bytes | None) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _say(line: str) -> None:
+    from recsys_cli.console import err_console
+
+    err_console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def _a(kind: str) -> str:

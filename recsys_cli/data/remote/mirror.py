@@ -72,7 +72,7 @@ def mirror_path(cache: Path, url: str) -> Path:
             f"paths.storage_options.endpoint_url); {parts.scheme}:// is not supported"
         )
     key = PurePosixPath(parts.netloc, parts.path.strip("/"))
-    if not parts.netloc or any(p in ("", ".", "..") for p in key.parts):
+    if not parts.netloc or len(key.parts) < 2 or any(p in ("", ".", "..") for p in key.parts):
         raise ConfigError(f"{url}: not a folder URL of the form s3://bucket/prefix")
     return cache / "s3" / key
 
