@@ -254,9 +254,7 @@ def _pairs(
     numeric = []
     for name in lists:
         score = np.asarray(own[name](row, items), dtype=np.float32)
-        # Rank within this generator's list (n + 1 when it did not propose the item).
-        match = tops[name][row] == items[:, None]
-        rank = np.where(match.any(axis=1), match.argmax(axis=1) + 1, n + 1)
+        rank = _list_rank(tops[name], row, items, n)
         numeric += [score, score - best[name][row], np.log(rank)]
     numeric.append(affinity[row, tables.item_category[items]])
     return Pairs(
@@ -268,6 +266,23 @@ def _pairs(
         ),
         np.concatenate([items[:, None], tables.items.categorical[items], tables.users.categorical[users[row]]], axis=1),
     )
+
+
+def _list_rank(top: np.ndarray, row: np.ndarray, items: np.ndarray, n: int) -> np.ndarray:
+    """1-based position of each (row, item) pair in row's list `top` (0 = no item),
+    n + 1 where the list does not hold it, by a binary search in the lists' sorted
+    (row, item) keys: comparing every pair with its whole list cost a fifth of the
+    pairs' features at 320 pairs a user."""
+    r, c = np.nonzero(top > 0)
+    if r.size == 0:
+        return np.full(row.size, n + 1, dtype=np.int64)
+    stride = int(max(top.max(), items.max(initial=0))) + 1
+    keys = r.astype(np.int64) * stride + top[r, c]
+    order = np.argsort(keys, kind="stable")  # an item listed twice: its first place
+    keys, places = keys[order], c[order] + 1
+    wanted = row.astype(np.int64) * stride + items
+    at = np.minimum(np.searchsorted(keys, wanted), keys.size - 1)
+    return np.where(keys[at] == wanted, places[at], n + 1)
 
 
 def proposal_rank(pairs: Pairs, n_generators: int) -> np.ndarray:
