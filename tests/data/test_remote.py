@@ -151,9 +151,9 @@ def test_an_unchanged_stored_folder_is_read_from_the_cache(store: Store, monkeyp
     fetched: list[str] = []
     download = RemoteFolder.download
 
-    def counting(self: RemoteFolder, rel: str, target: Path) -> None:
-        fetched.append(rel)
-        download(self, rel, target)
+    def counting(self: RemoteFolder, rels: list[str], target: Path) -> None:
+        fetched.extend(rels)
+        download(self, rels, target)
 
     monkeypatch.setattr(RemoteFolder, "download", counting)
     split.run(store.compose("split"))

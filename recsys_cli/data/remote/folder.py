@@ -93,8 +93,14 @@ class RemoteFolder:
         except FileNotFoundError:
             raise RemoteStoreError(f"{self.url}: no such bucket s3://{bucket} (or no permission to see it)") from None
 
-    def download(self, rel: str, target: Path) -> None:
-        self._call(self.storage.download, self._at(rel), target)
+    def download(self, rels: list[str], target: Path) -> None:
+        """Copy the objects at `rels` under `target`, concurrently (s3fs batches the
+        requests): a folder of many day partitions is not fetched one file at a time."""
+        if not rels:
+            return
+        for rel in rels:
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        self._call(self.storage.fs.get, [self._at(rel) for rel in rels], [str(target / rel) for rel in rels])
 
     # -- ownership and the writer's lock ---------------------------------------------------------------------
 

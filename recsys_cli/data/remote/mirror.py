@@ -191,8 +191,10 @@ def _download(folder: RemoteFolder, mirror: Path, stored: bytes, what: str) -> N
     mirror.parent.mkdir(parents=True, exist_ok=True)
     staging = mirror.parent / f".{mirror.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        for entry in verified_entries(entries):
-            folder.download(entry, staging / entry)
+        try:
+            folder.download(verified_entries(entries), staging)
+        except FileNotFoundError:  # listed a moment ago: a writer is replacing the folder
+            raise integrity_error(folder.url, what, ["a listed file vanished while it was fetched"]) from None
         problems = verify_files(staging, entries, full=True)
         if problems:
             raise integrity_error(folder.url, what, problems)
