@@ -198,6 +198,10 @@ BAD = [
     ("train", ["trainer.precision=8-true"], "trainer.precision = '8-true': must be one of"),
     ("train", ["trainer.devices=0"], "trainer.devices = 0: must be a count >= 1"),
     ("train", ["+trainer.callbacks=x"], "trainer.callbacks = 'x': unknown key"),
+    ("train", ["trainer=ddp", "trainer.strategy=ddp_spawn"], "trainer.strategy = 'ddp_spawn': must be one of"),
+    ("train", ["trainer=ddp", "trainer.num_nodes=0"], "trainer.num_nodes = 0: must be >= 1"),
+    ("train", ["trainer=ddp", "trainer.num_nodes=two"], "trainer.num_nodes = 'two': must be an integer"),
+    ("train", ["trainer=ddp", "trainer.devices=-2"], "trainer.devices = -2: must be a count >= 1"),
     # every model
     ("train", ["model=ease", "model.l2=-1"], "model.l2 = -1: must be > 0"),
     (

@@ -6,11 +6,18 @@ training dataset. Validation ranks all items for the validation users on the
 device, masks what they already saw and logs `val/ndcg@10`, which early stopping
 and checkpointing follow. `NeuralRecommender` wraps a module in the common
 `Recommender` interface.
+
+Under DDP (`trainer=ddp`) every rank trains on its share of each batch and scores
+its share of the validation users (models/sharding.py); the validation NDCG is the
+mean over all of them, the same on every rank, so early stopping and checkpointing
+decide alike everywhere, and the best checkpoint (written by rank 0) is restored on
+every rank.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import warnings
@@ -25,12 +32,13 @@ import lightning.pytorch as L
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from recsys_cli.errors import ConfigError
 from recsys_cli.evaluation.metrics import per_user
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
+from recsys_cli.models.sharding import ShardedBatches
 from recsys_cli.models.validation import Targets
 
 log = logging.getLogger(__name__)
@@ -70,7 +78,8 @@ class RecModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        # sync_dist: the epoch's loss over every rank's batches (a no-op in one process)
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -85,21 +94,57 @@ class RecModule(L.LightningModule):
         self._ndcg.append(torch.as_tensor(ndcg))
 
     def on_validation_epoch_end(self) -> None:
-        if self._ndcg:
-            self.log(MONITOR, torch.cat(self._ndcg).mean().float(), prog_bar=True)
+        values = torch.cat(self._ndcg) if self._ndcg else torch.zeros(0, dtype=torch.float64)
         self._ndcg = []
+        mean = all_users_mean(self, values)
+        if mean is not None:
+            self.log(MONITOR, mean.float(), prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
-def shuffled_batches(dataset: Dataset[Any], batch_size: int) -> DataLoader[Any]:
-    """Shuffled mini-batches; in-memory tensors are sliced a batch at a time, which
-    is several times faster than collating one example at a time."""
-    if isinstance(dataset, TensorDataset):
-        sampler = BatchSampler(RandomSampler(dataset), batch_size, drop_last=False)
-        return DataLoader(dataset, sampler=sampler, batch_size=None)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True)
+def all_users_mean(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor | None:
+    """The mean of per-user `values` over every rank's users (each scored by one rank:
+    `ShardedBatches`), summed and counted across ranks, so it is the metric over all
+    of them and identical on every rank, not a mean of the ranks' means. None when no
+    rank scored anyone."""
+    totals = torch.stack([values.double().sum(), torch.tensor(float(values.numel()), dtype=torch.float64)])
+    if module.trainer.world_size > 1:
+        totals = module.trainer.strategy.reduce(totals.to(module.device), reduce_op="sum").cpu()
+    return None if totals[1] == 0 else totals[0] / totals[1]
+
+
+def shuffled_batches(dataset: Dataset[Any], batch_size: int, seed: int | None = None) -> DataLoader[Any]:
+    """Mini-batches reshuffled each epoch from `seed` (None: the global seed), this
+    rank's share of each under DDP; `batch_size` is the global batch. In-memory
+    tensors are sliced a batch at a time, several times faster than collating one
+    example at a time."""
+    return _batches(dataset, ShardedBatches(len(dataset), batch_size, seed=seed))  # type: ignore[arg-type]
+
+
+def ordered_batches(dataset: Dataset[Any], batch_size: int) -> DataLoader[Any]:
+    """Batches in order, this rank's share of each under DDP (validation)."""
+    return _batches(dataset, ShardedBatches(len(dataset), batch_size, shuffle=False))  # type: ignore[arg-type]
+
+
+def _batches(dataset: Dataset[Any], sampler: ShardedBatches) -> DataLoader[Any]:
+    if not isinstance(dataset, TensorDataset):
+        dataset = _Collated(dataset)
+    return DataLoader(dataset, sampler=sampler, batch_size=None)
+
+
+class _Collated(Dataset[Any]):
+    """A dataset indexed by a list of indices at once, for the batch samplers."""
+
+    def __init__(self, dataset: Dataset[Any]) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: list[int]) -> Any:
+        return default_collate([self.dataset[i] for i in index])
 
 
 def fit_module(
@@ -131,7 +176,14 @@ def fit_module(
     clock = _EpochClock()
     if val_loader is not None:
         callbacks += [EarlyStopping(monitor, mode=mode, patience=params["patience"]), checkpoint, clock]
-    options: dict[str, Any] = {"logger": False, "enable_model_summary": False, "deterministic": True}
+    # Our loaders shard themselves across DDP ranks (`ShardedBatches`); a validation
+    # loader that does not is then scored whole on every rank, alike everywhere.
+    options: dict[str, Any] = {
+        "logger": False,
+        "enable_model_summary": False,
+        "deterministic": True,
+        "use_distributed_sampler": False,
+    }
     options |= trainer_options(params["trainer"])
     if FIT_LOGGERS.get():
         options["logger"] = list(FIT_LOGGERS.get())
@@ -148,16 +200,25 @@ def fit_module(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # inside Lightning itself
         warnings.filterwarnings("ignore", message=".*does not have many workers")  # in-memory tensors
         warnings.filterwarnings("ignore", message=".*no `val_dataloader`")  # a refit has no validation, by design
+        # The validation metric is already gathered over every rank (`all_users_mean`).
+        warnings.filterwarnings("ignore", message=".*" + re.escape(f"self.log('{monitor}', ..., sync_dist=True)"))
         trainer.fit(module, loader, val_loader)
     best = None
     if callbacks and checkpoint.best_model_path:
-        saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        saved = _best_checkpoint(trainer, checkpoint.best_model_path)
         module.load_state_dict(saved["state_dict"])
         score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
         epochs = int(saved["epoch"]) + 1
         best = Best(epochs, score, clock.elapsed.get(epochs - 1, float("nan")))
     module.eval()
     return best
+
+
+def _best_checkpoint(trainer: L.Trainer, path: str) -> dict[str, Any]:
+    """The best checkpoint on every rank: rank 0 wrote it and reads it, and sends it
+    to the others, whose node may not see rank 0's disk."""
+    saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True) if trainer.is_global_zero else {}
+    return trainer.strategy.broadcast(saved, src=0)
 
 
 def trainer_options(trainer: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,6 +300,8 @@ class EpochLog(L.Callback):
             self._best = self._score
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # under DDP, one line per epoch, not one per rank
+            return
         epoch = trainer.current_epoch + 1
         parts = [f"epoch {epoch}/{trainer.max_epochs}"]
         loss = trainer.callback_metrics.get("train/loss")
@@ -358,12 +421,12 @@ class NeuralRecommender(Recommender):
     ) -> None:
         self.module = module
         self.module.seen = self.seen
-        loader = shuffled_batches(self.train_dataset(data), params["batch_size"])
+        loader = shuffled_batches(self.train_dataset(data), params["batch_size"], seed=params["seed"])
         val_loader = None
         if validation is not None and validation.users.size:
             self.module.truth = validation.truth
             pairs = TensorDataset(torch.as_tensor(validation.users), torch.arange(validation.users.size))
-            val_loader = DataLoader(pairs, batch_size=512)
+            val_loader = ordered_batches(pairs, 512)
         best = fit_module(self.module, loader, val_loader, MONITOR, "max", params, workdir)
         if best is not None:
             self.best_epoch, self.best_score = best.epochs, best.score

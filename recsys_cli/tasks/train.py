@@ -8,11 +8,16 @@ run by itself (`refit_from=auto`), and part=val+test runs one, then the other.
 The run folder holds the mean metrics (metrics.json) and the per-user values
 behind them (per_user.parquet), so two runs on the same window can be compared
 user by user (paired bootstrap) rather than by their means alone, and where the
-run ran (environment.json: machine, libraries, commit, device and precision)."""
+run ran (environment.json: machine, libraries, commit, device and precision).
+
+Under DDP (`trainer=ddp`: Lightning runs the same command once per device) every
+rank loads the data and fits in step with the others, but only global rank 0
+writes the run folder and reports; the other ranks' `run_parts` yields nothing."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -43,6 +48,10 @@ BOTH = f"{VAL}+{TEST}"
 # refit_from: the newest matching part=val run in runs_dir, or none at all
 AUTO, NONE = "auto", "none"
 EPOCH_KEYS = ("trainer.max_epochs", "model.trainer.max_epochs")
+# Where launchers put a process's place in a DDP job before any process group exists:
+# torchrun (RANK, GROUP_RANK), Lightning's own launcher, which re-runs the command per
+# device (LOCAL_RANK, NODE_RANK), SLURM (SLURM_PROCID) and LSF (JSM_NAMESPACE_RANK).
+RANK_VARIABLES = ("RANK", "GROUP_RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 @dataclass
@@ -55,13 +64,28 @@ class TrainResult:
 
 def run_parts(cfg: DictConfig, reporter: Reporter | None = None) -> Iterator[TrainResult]:
     """The runs `part` asks for: one, or for part=val+test the validation run and
-    then the test refit from exactly that run (`refit_from=<its folder>`)."""
+    then the test refit from exactly that run (`refit_from=<its folder>`). A DDP
+    rank other than 0 fits the same and yields nothing: rank 0 reports."""
+    lead = is_global_zero()
     if str(cfg.part) != BOTH:
-        yield run(cfg, reporter)
+        result = run(cfg, reporter)
+        yield from [result] if lead else []
         return
     val = run(_with(cfg, part=VAL), reporter)
+    if not lead:
+        # No run folder to refit from here: what this rank's validation fit chose is
+        # rank 0's (the same weights, the same validation metric gathered over ranks).
+        assert val.refit is not None
+        run(selection.apply(_with(cfg, part=TEST, refit_from=NONE), val.refit), reporter)
+        return
     yield val
     yield run(_with(cfg, part=TEST, refit_from=str(val.run)), reporter)
+
+
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0 of a DDP job, or runs alone: only it
+    writes runs and reports."""
+    return all(os.environ.get(name, "0") in ("", "0") for name in RANK_VARIABLES)
 
 
 def refit_overrides(overrides: Sequence[str]) -> list[str]:
@@ -111,6 +135,8 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
         cfg = selection.apply(cfg, chosen)
         model = build(cfg.model)
     previous, cfg = warm_start_from(cfg)
+    if not is_global_zero():
+        return _fit_beside_rank_zero(cfg, model, data, targets, previous)
     # logger=mlflow: the run is also an MLflow run, open while the model fits (recsys_cli/tracking/).
     with tracking.train_run(cfg, name, lightning=model.lightning_trainer() is not None) as tracked:
         out = new_run(cfg.runs_dir, name, cfg)
@@ -174,6 +200,34 @@ def warm_start_from(cfg: DictConfig) -> tuple[Recommender | None, DictConfig]:
     return package.model, out
 
 
+def _fit_beside_rank_zero(
+    cfg: DictConfig, model: Recommender, data: TrainData, targets: Targets, previous: Recommender | None
+) -> TrainResult:
+    """A DDP rank other than 0: the fit rank 0 makes, in step with it, and nothing
+    written or tracked (checkpoints are rank 0's). The result has no run; a
+    validation fit's `refit` holds what it chose, for part=val+test's refit."""
+    validation = targets if str(cfg.part) == VAL else None
+    _fit(cfg, model, data, validation, None, previous)
+    return TrainResult(Path(), {}, selection.chosen(model) if validation is not None else None)
+
+
+def _fit(
+    cfg: DictConfig,
+    model: Recommender,
+    data: TrainData,
+    validation: Targets | None,
+    workdir: Path | None,
+    previous: Recommender | None,
+) -> None:
+    """Fit `model`, or warm start it from `previous` (`warm_start` in the config)."""
+    if previous is not None:
+        spec = cfg.warm_start
+        epochs = None if spec.get("epochs") is None else int(spec.epochs)
+        model.warm_start(previous, data, validation, workdir, epochs, bool(spec.get("only_new", False)))
+    else:
+        model.fit(data, validation=validation, workdir=workdir)
+
+
 def _with(cfg: DictConfig, **keys: str) -> DictConfig:
     """A copy of `cfg` with top-level `keys` replaced."""
     out = cfg.copy()
@@ -203,14 +257,8 @@ def _fit_and_write(
     # run's best_epoch, `refit_selection`).
     validation = targets if part == VAL else None
     wall, cpu = time.perf_counter(), time.process_time()
-    if previous is not None:
-        reporter.start(f"warm-starting {type(model).__name__}", total=1)
-        spec = cfg.warm_start
-        epochs = None if spec.get("epochs") is None else int(spec.epochs)
-        model.warm_start(previous, data, validation, out, epochs, bool(spec.get("only_new", False)))
-    else:
-        reporter.start(f"fitting {type(model).__name__}", total=1)
-        model.fit(data, validation=validation, workdir=out)
+    reporter.start(f"{'warm-starting' if previous is not None else 'fitting'} {type(model).__name__}", total=1)
+    _fit(cfg, model, data, validation, out, previous)
     # What the fit cost (CPU seconds over all threads): what a warm start saves.
     fit_cost = {"fit/wall_s": time.perf_counter() - wall, "fit/cpu_s": time.process_time() - cpu}
     reporter.advance()
