@@ -116,10 +116,10 @@ def all_users_mean(module: L.LightningModule, values: torch.Tensor) -> torch.Ten
 
 
 def shuffled_batches(dataset: Dataset[Any], batch_size: int, seed: int | None = None) -> DataLoader[Any]:
-    """Mini-batches reshuffled each epoch from `seed` (None: the global seed), this
-    rank's share of each under DDP; `batch_size` is the global batch. In-memory
-    tensors are sliced a batch at a time, several times faster than collating one
-    example at a time."""
+    """Mini-batches reshuffled each epoch; under DDP from `seed` (None: the global
+    seed) and the epoch, this rank's share of each, `batch_size` being the global
+    batch (`ShardedBatches`). In-memory tensors are sliced a batch at a time,
+    several times faster than collating one example at a time."""
     return _batches(dataset, ShardedBatches(len(dataset), batch_size, seed=seed))  # type: ignore[arg-type]
 
 
