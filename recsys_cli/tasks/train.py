@@ -66,7 +66,7 @@ def run_parts(cfg: DictConfig, reporter: Reporter | None = None) -> Iterator[Tra
     """The runs `part` asks for: one, or for part=val+test the validation run and
     then the test refit from exactly that run (`refit_from=<its folder>`). A DDP
     rank other than 0 fits the same and yields nothing: rank 0 reports."""
-    lead = is_global_zero()
+    lead = not is_worker_rank(cfg)
     if str(cfg.part) != BOTH:
         result = run(cfg, reporter)
         yield from [result] if lead else []
@@ -82,10 +82,18 @@ def run_parts(cfg: DictConfig, reporter: Reporter | None = None) -> Iterator[Tra
     yield run(_with(cfg, part=TEST, refit_from=str(val.run)), reporter)
 
 
-def is_global_zero() -> bool:
-    """Whether this process is global rank 0 of a DDP job, or runs alone: only it
-    writes runs and reports."""
-    return all(os.environ.get(name, "0") in ("", "0") for name in RANK_VARIABLES)
+def is_worker_rank(cfg: DictConfig) -> bool:
+    """Whether this process is a DDP rank other than global rank 0, which fits but
+    writes and reports nothing: its model trains through Lightning on more than one
+    process (`trainer.devices` x `trainer.num_nodes`) and its launcher gave it
+    another rank. A rank variable alone (SLURM_PROCID of one of several sweep
+    workers started by srun) makes no worker."""
+    trainer = cfg.model.get("trainer") if isinstance(cfg.get("model"), DictConfig) else None
+    if not isinstance(trainer, DictConfig):
+        return False
+    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes", 1)
+    one = devices == 1 or (isinstance(devices, Sequence) and not isinstance(devices, str) and len(devices) == 1)
+    return not (one and nodes == 1) and not all(os.environ.get(v, "0") in ("", "0") for v in RANK_VARIABLES)
 
 
 def refit_overrides(overrides: Sequence[str]) -> list[str]:
@@ -135,7 +143,7 @@ def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
         cfg = selection.apply(cfg, chosen)
         model = build(cfg.model)
     previous, cfg = warm_start_from(cfg)
-    if not is_global_zero():
+    if is_worker_rank(cfg):
         return _fit_beside_rank_zero(cfg, model, data, targets, previous)
     # logger=mlflow: the run is also an MLflow run, open while the model fits (recsys_cli/tracking/).
     with tracking.train_run(cfg, name, lightning=model.lightning_trainer() is not None) as tracked:

@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -157,27 +158,55 @@ def part(run: Path) -> str:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "lead"),
-    [("LOCAL_RANK", "1", False), ("NODE_RANK", "1", False), ("RANK", "3", False), ("SLURM_PROCID", "2", False)]
-    + [("LOCAL_RANK", "0", True), ("RANK", "0", True)],
+    ("overrides", "variable", "value", "worker"),
+    [
+        (["trainer=ddp", "trainer.devices=2"], "LOCAL_RANK", "1", True),  # Lightning's launcher
+        (["trainer=ddp", "trainer.devices=2"], "RANK", "3", True),  # torchrun
+        (["trainer=ddp", "trainer.devices=1", "trainer.num_nodes=2"], "NODE_RANK", "1", True),
+        (["trainer=ddp", "trainer.devices=8"], "SLURM_PROCID", "5", True),
+        (["trainer=ddp", "trainer.devices=2"], "LOCAL_RANK", "0", False),  # rank 0
+        (["trainer=ddp", "trainer.devices=2"], "RANK", "", False),
+        (["trainer=ddp", "trainer.devices=1"], "LOCAL_RANK", "1", False),  # one process: no job to share
+        (["model=popularity"], "SLURM_PROCID", "2", False),  # one of several sweep workers under srun
+    ],
 )
-def test_only_global_rank_zero_writes_and_reports(
-    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, lead: bool
+def test_a_worker_rank_is_named_by_its_launcher_in_a_multi_process_fit(
+    monkeypatch: pytest.MonkeyPatch, overrides: list[str], variable: str, value: str, worker: bool
 ) -> None:
-    """A process another rank of a DDP job (as its launcher says) fits, but writes no
-    run and yields no result to print; rank 0 (or a process on its own) does both."""
     from recsys_cli.config import compose
-    from recsys_cli.tasks import train as task
+    from recsys_cli.tasks.train import is_worker_rank
 
     for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(variable, value)
-    cfg = compose(
-        "train", [f"paths.data_dir={shop}", f"runs_dir={tmp_path / 'runs'}", "model=popularity", "part=val+test"]
-    )
-    results = list(task.run_parts(cfg))
-    assert len(results) == (2 if lead else 0)
-    assert len(list((tmp_path / "runs").glob("*/*"))) == (2 if lead else 0)
+    model = [] if any(o.startswith("model=") for o in overrides) else ["model=sasrec"]
+    assert is_worker_rank(compose("train", [*model, *overrides])) is worker
+
+
+def test_a_worker_rank_fits_each_part_but_writes_and_yields_nothing(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """part=val+test on rank 1: the validation fit, then the refit for what it chose;
+    no run folder, no result to print. (The fit itself is replaced here: it would
+    wait for rank 0; the two-process tests below run it for real.)"""
+    from recsys_cli.config import compose
+    from recsys_cli.tasks import train as task
+
+    fits: list[tuple[str, int, Path | None]] = []
+
+    def fit(cfg: object, model: Any, data: object, validation: object, workdir: Path | None, *_: object) -> None:
+        fits.append(("val" if validation is not None else "test", int(model.params["trainer"]["max_epochs"]), workdir))
+        model.best_epoch = 2
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(task, "_fit", fit)
+    runs = tmp_path / "runs"
+    overrides = [f"paths.data_dir={shop}", f"runs_dir={runs}", "model=bpr_mf", "trainer=ddp", "trainer.devices=2"]
+    assert list(task.run_parts(compose("train", [*overrides, "trainer.max_epochs=5", "part=val+test"]))) == []
+    assert fits == [("val", 5, None), ("test", 2, None)]  # the refit trains for the chosen best epoch
+    assert not runs.exists() or not any(runs.rglob("*"))
 
 
 @pytest.mark.parametrize(("model", "parts"), [("sasrec", "val+test"), ("two_tower", "val")])
