@@ -40,6 +40,11 @@ _DENSE_FLOATS = 1 << 22
 # switching at 5% on a 10M-event one (82k items).
 DENSE_BELOW = 20_000
 DENSE_SHARE = 0.01
+# Embedding models are scored densely (one matrix product and a top-k) below this
+# many items: 0.26 ms a user for ALS at 82k items, where an IVF index first costs
+# its k-means and a recall check on every fit (10 s of a ranker's fit at 24k items,
+# refitted at each labelled window) and then needed every list for 95% recall.
+ANN_FROM = 200_000
 _SPARSE_BATCH = 256
 
 
@@ -117,7 +122,7 @@ def candidates(model: Recommender, users: np.ndarray, n: int) -> tuple[np.ndarra
     n = max(0, min(n, n_items - 1))
     if n_items >= DENSE_BELOW and _is_sparse(model):
         return _sparse(model, users, n)
-    if n_items >= DENSE_BELOW and _embedding(model) and _index_pays(_ann_index(model)):
+    if n_items >= ANN_FROM and _embedding(model) and _index_pays(_ann_index(model)):
         return _embedded(model, users, n)
     return _dense(model, users, n)
 

@@ -161,3 +161,31 @@ def test_reach_is_kept_with_the_saved_model_and_must_be_positive(tmp_path) -> No
     np.testing.assert_array_equal(loaded.recommend(users, 10)[0], model.recommend(users, 10)[0])
     with pytest.raises(ConfigError, match="reach"):
         ItemKNN(reach=0)
+
+
+def test_the_reach_cut_keeps_what_a_whole_sort_keeps_ties_included() -> None:
+    """Only rows longer than `reach` are sorted; the kept entries are those of
+    `_top_k_per_row` on the whole transposed matrix (equal values by lower column)."""
+    from recsys_cli.models.item_knn import _top_k_per_row, transposed
+
+    rng = np.random.default_rng(9)
+    dense = sp.random(80, 80, density=0.3, random_state=4, dtype=np.float32).toarray()
+    dense = np.ceil(dense * 3)  # many equal similarities
+    dense[:, 5] = rng.integers(1, 3, 80)  # a hub: in every row
+    sim = sp.csr_matrix(dense)
+    for reach in (1, 4, 30, 200):
+        got = transposed(sim, reach)
+        want = _top_k_per_row(sim.T.tocsr(), reach).tocsr()
+        want.sort_indices()
+        assert (got != want).nnz == 0 and got.nnz == want.nnz
+        assert got.has_sorted_indices
+    assert (transposed(sim, None) != sim.T).nnz == 0
+
+
+def test_the_ranker_generators_share_one_reach_cut() -> None:
+    data = hub_log()
+    whole = ItemKNN(k=20, shrink=1.0, weighting="log", reach=5).fit(data)
+    last = ItemKNN(k=20, shrink=1.0, weighting="log", reach=5, last_n=2).fit(data)
+    assert whole._sim_t() is last._sim_t()
+    other = ItemKNN(k=20, shrink=1.0, weighting="log", reach=6).fit(data)
+    assert other._sim_t() is not whole._sim_t()

@@ -53,7 +53,8 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     if request.param == "pairs":
         monkeypatch.setattr(retrieval, "DENSE_BELOW", 0)
         monkeypatch.setattr(retrieval, "DENSE_SHARE", float("inf"))
-        monkeypatch.setattr(retrieval, "_index_pays", lambda index: True)  # embeddings searched by faiss
+        monkeypatch.setattr(retrieval, "ANN_FROM", 0)  # embeddings searched by faiss
+        monkeypatch.setattr(retrieval, "_index_pays", lambda index: True)
     elif request.param == "switched":
         monkeypatch.setattr(retrieval, "DENSE_BELOW", 0)
         monkeypatch.setattr(retrieval, "DENSE_SHARE", 0.0)
