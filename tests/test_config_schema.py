@@ -214,6 +214,7 @@ BAD = [
     ("train", ["model=item_knn", "model.shrink=-1"], "model.shrink = -1: must be >= 0"),
     ("train", ["model=item_knn", "model.last_n=0"], "model.last_n = 0: must be >= 1"),
     ("train", ["model=item_knn", "model.reach=0"], "model.reach = 0: must be >= 1"),
+    ("train", ["model=item_knn", "model.max_history=0"], "model.max_history = 0: must be >= 1"),
     ("train", ["model=als", "model.factors=0"], "model.factors = 0: must be >= 1"),
     ("train", ["model=als", "model.iterations=-1"], "model.iterations = -1: must be >= 1"),
     ("train", ["model=implicit_bpr", "model.learning_rate=0"], "model.learning_rate = 0: must be > 0"),

@@ -72,6 +72,7 @@ class ItemKNN(Schema):
     last_n: PositiveInt | None = optional()
     weighting: WEIGHTINGS = optional()
     reach: PositiveInt | None = optional()  # items an item passes its score on to, at most
+    max_history: PositiveInt | None = optional()  # a user's strongest items the similarities learn from
     grid: SearchGrid = optional()
 
 

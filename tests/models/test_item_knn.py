@@ -166,7 +166,7 @@ def test_reach_is_kept_with_the_saved_model_and_must_be_positive(tmp_path) -> No
 def test_the_reach_cut_keeps_what_a_whole_sort_keeps_ties_included() -> None:
     """Only rows longer than `reach` are sorted; the kept entries are those of
     `_top_k_per_row` on the whole transposed matrix (equal values by lower column)."""
-    from recsys_cli.models.item_knn import _top_k_per_row, transposed
+    from recsys_cli.models.item_knn import _top_k_per_row, cap_rows, transposed
 
     rng = np.random.default_rng(9)
     dense = sp.random(80, 80, density=0.3, random_state=4, dtype=np.float32).toarray()
@@ -180,6 +180,7 @@ def test_the_reach_cut_keeps_what_a_whole_sort_keeps_ties_included() -> None:
         assert (got != want).nnz == 0 and got.nnz == want.nnz
         assert got.has_sorted_indices
     assert (transposed(sim, None) != sim.T).nnz == 0
+    assert (cap_rows(sim, 3) != _top_k_per_row(sim, 3)).nnz == 0
 
 
 def test_the_ranker_generators_share_one_reach_cut() -> None:
@@ -189,3 +190,23 @@ def test_the_ranker_generators_share_one_reach_cut() -> None:
     assert whole._sim_t() is last._sim_t()
     other = ItemKNN(k=20, shrink=1.0, weighting="log", reach=6).fit(data)
     assert other._sim_t() is not whole._sim_t()
+
+
+def test_max_history_learns_from_a_heavy_users_strongest_items_and_scores_the_whole_history() -> None:
+    """With `max_history`, the neighbours are those of the log whose heavy users keep
+    their strongest items only; a user's scores still read every item they met."""
+    from recsys_cli.models.item_knn import cap_rows
+
+    data = hub_log(n_users=60, n_items=40)
+    dense = data.matrix.toarray()
+    dense[3, 1:] = np.linspace(1.0, 2.0, 39)  # a heavy user, strongest on the last items
+    data = TrainData(data.users, data.items, sp.csr_matrix(dense.astype(np.float32)))
+    capped = ItemKNN(k=10, shrink=1.0, weighting="raw", max_history=6).fit(data)
+    want = neighbours(cap_rows(data.matrix, 6), 10, 1.0)
+    assert (capped.sim != want).nnz == 0
+    assert (capped.sim != ItemKNN(k=10, shrink=1.0, weighting="raw").fit(data).sim).nnz > 0
+    users = np.arange(1, data.n_users)
+    whole_history = (data.matrix[users] @ capped.sim.T).toarray()
+    np.testing.assert_allclose(capped.score(users)[:, 1:], whole_history[:, 1:], rtol=1e-5)
+    with pytest.raises(Exception, match="max_history"):
+        ItemKNN(max_history=0)
