@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_movielens import git_state, machine  # noqa: E402
 
 RECSYS = str(Path(sys.executable).with_name("recsys"))
-EPOCH_LINE = re.compile(r"epoch (\d+)/\d+, .*?val/ndcg@10 ([\d.]+) .*?, ([\d.]+) s$", re.MULTILINE)
+EPOCH_LINE = re.compile(r"epoch (\d+)/\d+, .*?val/ndcg@10 ([\d.]+) .*?, ([\d.]+) s\s*$", re.MULTILINE)
 # Variables through which a launcher tells a process its DDP rank: none may leak in.
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS")
 
@@ -66,6 +67,7 @@ def prepare(root: Path, events: int) -> list[str]:
 def fit(root: Path, common: list[str], model: str, devices: int, epochs: int) -> dict[str, Any]:
     """One `recsys train part=val` on `devices` processes: per-epoch seconds and NDCG."""
     runs = root / "runs" / f"{model}-{devices}"
+    shutil.rmtree(runs, ignore_errors=True)  # this fit's run is the only one there
     trainer = ["trainer=ddp", f"trainer.devices={devices}"] if devices > 1 else []
     args = [
         "train",
@@ -77,7 +79,7 @@ def fit(root: Path, common: list[str], model: str, devices: int, epochs: int) ->
         "trainer.enable_progress_bar=false",
         f"runs_dir={runs}",
     ]
-    start = time.perf_counter()
+    start, load = time.perf_counter(), os.getloadavg()[0]
     output = recsys(args, root / "logs" / f"train-{model}-{devices}.log")
     wall = time.perf_counter() - start
     lines = EPOCH_LINE.findall(output)
@@ -98,6 +100,8 @@ def fit(root: Path, common: list[str], model: str, devices: int, epochs: int) ->
         "val/users": metrics["val/users"],
         "fit_wall_s": round(metrics["fit/wall_s"], 2),
         "command_wall_s": round(wall, 2),
+        # other work on the machine skews the comparison: the 1-minute load before and after
+        "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
         "overrides": args[1:],
     }
 
