@@ -31,6 +31,7 @@ from omegaconf import DictConfig, open_dict
 from recsys_cli import tracking
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data.lake import decoding, open_inputs, open_output
+from recsys_cli.data.remote import on_mirrors
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError, SplitError
 from recsys_cli.evaluation.metrics import per_user, summarise
@@ -103,6 +104,7 @@ def refit_overrides(overrides: Sequence[str]) -> list[str]:
     return [f"refit_from={NONE}"] if keys & set(EPOCH_KEYS) and "refit_from" not in keys else []
 
 
+@on_mirrors(reads=("lake_dir", "split_dir", "features_dir"))  # paths.data_dir=s3://...: verified local copies
 def run(cfg: DictConfig, reporter: Reporter | None = None) -> TrainResult:
     from recsys_cli.config import build
 
