@@ -46,11 +46,12 @@ drops flock locks with the process). The lock file is removed on release; a
 waiter that locked a removed file tries again, so removal cannot let two in.
 
 What this does not cover: flock holds between processes of one machine on a local
-disk (and on NFSv4 with working locks); it does not exist on object stores. A lake
-or registry on S3 or GCS would need a lease object created with a conditional put
-(`If-None-Match: *`), an expiry for crashed holders, and publication by a
-conditional write of the manifest pointer, since object stores cannot rename a
-folder either. That is not built: outputs are local paths.
+disk (and on NFSv4 with working locks); it does not exist on object stores. There,
+the folders this module guards are local mirrors (`recsys_cli/data/remote/`), and
+the store itself is guarded by a lock object created with a conditional put
+(`If-None-Match: *`) and publication with the manifest written last; the
+registry has its own (`registry/storage.py`). Neither expires a crashed holder's
+lock by itself.
 """
 
 from __future__ import annotations
