@@ -87,6 +87,12 @@ def prepare(
         raise ConfigError(f"--trials must be at least 1, got {trials}")
     train_overrides = [o for o in overrides if _key(o) not in SWEEP_KEYS]
     cfg = compose("sweep", overrides, config_dir)
+    if str(cfg.trainer.get("strategy", "auto")).startswith("ddp"):
+        # Lightning starts the command again for every extra rank: each would run the sweep.
+        raise ConfigError(
+            "trainer=ddp: a sweep trains one trial per worker; run workers with --workers N "
+            "or the same command on several machines sharing --storage, each trial on one device"
+        )
     raw = OmegaConf.to_container(cfg.sweep, resolve=True)
     assert isinstance(raw, dict)
     node = _checked({str(k): v for k, v in raw.items()}, train_overrides, [int(k) for k in cfg.eval.ks])

@@ -35,3 +35,11 @@ def test_a_study_folder_never_holds_the_data_the_trials_read(tmp_path: Path) -> 
 def test_an_empty_study_name_is_refused_not_replaced_by_the_default(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="study name ''"):
         prepare(["model=sasrec", f"sweeps_dir={tmp_path}"], DEFAULT_CONF_DIR, study="")
+
+
+def test_a_sweep_over_ddp_trials_is_refused_before_any_folder_is_made(tmp_path: Path) -> None:
+    """Lightning starts the command again for every extra rank, so each rank would run
+    the whole sweep: parallel sweeps are workers sharing a study instead."""
+    with pytest.raises(ConfigError, match="trainer=ddp: a sweep trains one trial per worker"):
+        prepare(["model=sasrec", "trainer=ddp", f"sweeps_dir={tmp_path}"], DEFAULT_CONF_DIR)
+    assert not any(tmp_path.iterdir())
