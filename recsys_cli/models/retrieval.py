@@ -15,10 +15,11 @@ first n + |seen(u)| items of the prior's order: an item outside both scores its
 prior, and at least n unseen items of that list score as much or more, ties
 going to the lower index as in `models.topk`. So the lists are the dense ones,
 found at a cost that grows with histories and neighbour lists, not with the
-catalogue. Embedding models (an inner product of user and item vectors) find
-theirs through a faiss index instead: exact below `exact_below` items, IVF
-above, its search widened until it recalls `min_recall` of the exact top-n on a
-sample of users. Every other model keeps the dense path.
+catalogue. Embedding models (an inner product of user and item vectors) are
+scored densely, one matrix product and a top-k, below `ANN_FROM` items; above,
+through a faiss index whose search is widened until it recalls `min_recall` of
+the exact top-n on a sample of users, where it then scans a small share of the
+catalogue (`_index_pays`). Every other model keeps the dense path.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ DENSE_SHARE = 0.01
 # its k-means and a recall check on every fit (10 s of a ranker's fit at 24k items,
 # refitted at each labelled window) and then needed every list for 95% recall.
 ANN_FROM = 200_000
+# An IVF index pays only where it scans a small share of its lists: scanning all of
+# them (ALS at 82k items needed every list for 95% recall of its top 100) cost
+# 3.7 ms a user against 0.2 ms for a dense BLAS row and its top-k.
+IVF_MAX_SHARE = 1 / 8
 _SPARSE_BATCH = 256
 
 
@@ -386,12 +391,6 @@ def pack(
     top[rows[keep], position[keep]] = items[keep]
     out[rows[keep], position[keep]] = scores[keep]
     return top, out
-
-
-# An IVF index pays only where it scans a small share of its lists: scanning all of
-# them (ALS at 82k items needed every list for 95% recall of its top 100) cost
-# 3.7 ms a user against 0.2 ms for a dense BLAS row and its top-k.
-IVF_MAX_SHARE = 1 / 8
 
 
 def _index_pays(index: Any) -> bool:
