@@ -162,8 +162,8 @@ def transposed(sim: sp.csr_matrix, reach: int | None) -> sp.csr_matrix:
 
 
 def cap_rows(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Each row's k largest entries, equal ones by lower column (as `_top_k_per_row`),
-    in CSR with sorted indices. Only the rows longer than k are sorted: a few hubs
+    """Each row's k largest entries, equal ones by lower column, in CSR with sorted
+    indices. Only the rows longer than k are sorted: a few hubs
     or heavy users (at 82k items the median row of the transposed neighbours holds
     7 entries, the longest 56k)."""
     m = m.tocsr()
@@ -197,16 +197,11 @@ def _top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     rows are dense enough (co-occurrences of a large shop: sorting every entry was
     three quarters of item-kNN's fit at 10M events) and every entry positive, the
     rows are selected densely, a few at a time (`models.topk`: the same rule);
-    otherwise by sorting the entries once."""
+    otherwise by sorting the entries of the rows longer than k (`cap_rows`)."""
     n_rows, n_cols = m.shape
     if m.nnz > _DENSE_SELECT * n_rows * n_cols and (m.data > 0).all() and k < n_cols:
         return _top_k_dense(m.tocsr(), k)
-    coo = m.tocoo()
-    order = np.lexsort((coo.col, -coo.data, coo.row))  # a row's entries need not be in column order
-    rows, cols, vals = coo.row[order], coo.col[order], coo.data[order]
-    starts = np.searchsorted(rows, rows, side="left")
-    keep = (np.arange(rows.size) - starts) < k
-    return sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=m.shape)
+    return cap_rows(m, k)
 
 
 def _top_k_dense(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
