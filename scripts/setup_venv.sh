@@ -7,8 +7,23 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
 # Extras of recsys-cli to install: dev (tests, linters) for a checkout; empty for a
-# service image, which needs only the package.
+# service image, which needs only the package; add spark for engine=spark
+# (EXTRAS=dev,spark, as CI does: it needs Java 17+).
 EXTRAS=${EXTRAS-dev}
+
+# The spark extra (engine=spark) runs on a JVM: refuse early, before any download,
+# when no Java 17+ is there for it.
+if [[ ",$EXTRAS," == *",spark,"* ]]; then
+    JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+    JAVA_VERSION=$("$JAVA" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}') || true
+    JAVA_MAJOR=${JAVA_VERSION%%.*}
+    if [ "$JAVA_MAJOR" = "1" ]; then JAVA_MAJOR=$(echo "$JAVA_VERSION" | cut -d. -f2); fi
+    if ! [[ "$JAVA_MAJOR" =~ ^[0-9]+$ ]] || [ "$JAVA_MAJOR" -lt 17 ]; then
+        echo "the spark extra needs Java 17 or newer (found: ${JAVA_VERSION:-none}); install it (Debian: openjdk-17-jre-headless) or set JAVA_HOME" >&2
+        exit 1
+    fi
+    echo "Java $JAVA_VERSION found for the spark extra"
+fi
 
 "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"

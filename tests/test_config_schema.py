@@ -41,6 +41,7 @@ GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "paths": [(p, []) for p in ("ingest", "split", "features", "train")],
     "data": [(p, []) for p in ("ingest", "split", "features", "train")],
     "pii": [("ingest", [])],
+    "engine": [(p, []) for p in ("ingest", "split", "features")],
     "split": [(p, []) for p in ("split", "features", "train")],
     "target": [(p, []) for p in ("split", "features", "train")],
     "features": [("features", []), ("train", [])],
@@ -126,6 +127,11 @@ def test_a_new_model_yaml_without_a_schema_fails(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- bad values
 
 BAD = [
+    # engine (conf/engine/)
+    ("ingest", ["engine=spark", "engine.master=localhost"], "engine.master = 'localhost': must be a Spark master"),
+    ("split", ["engine=spark", "engine.master=null"], "engine.master = null: engine=spark needs a master"),
+    ("features", ["engine=spark", "engine.rows_per_task=10"], "engine.rows_per_task = 10: must be >= 1000"),
+    ("ingest", ["+engine.master=yarn"], "engine.master = 'yarn': is a Spark setting"),
     # primary keys
     ("train", ["seed=abc"], "seed = 'abc': must be an integer"),
     ("train", ["seed=-1"], "seed = -1: must be >= 0"),

@@ -68,6 +68,33 @@ class Paths(Schema):
     storage_options: Annotated[dict[Text, Any] | None, AfterValidator(_no_credentials)] = optional()
 
 
+def _master(value: str) -> str:
+    schemes = ("local[", "spark://", "k8s://", "mesos://")
+    if not (value in ("local", "yarn") or value.startswith(schemes)):
+        refuse("must be a Spark master: local[N], spark://host:port, yarn or k8s://...")
+    return value
+
+
+class Engine(Schema):
+    """Where ingest, split and features run (conf/engine/): Polars in this process,
+    or Spark (`recsys_cli/spark/`), whose shards run the same Polars code."""
+
+    name: Literal["polars", "spark"]
+    master: Annotated[str, AfterValidator(_master)] | None = optional()
+    rows_per_task: Annotated[Int, Field(ge=1_000, le=1_000_000_000)] | None = optional()
+    conf: dict[Text, Scalar] | None = optional()
+
+    @model_validator(mode="after")
+    def _spark_only(self) -> Engine:
+        if self.name == "polars":
+            for key in ("master", "rows_per_task", "conf"):
+                if getattr(self, key):
+                    fail(key, getattr(self, key), "is a Spark setting; choose engine=spark to use it")
+        elif not self.master:
+            fail("master", self.master, "engine=spark needs a master (local[2], spark://host:7077, yarn...)")
+        return self
+
+
 Action = Literal["drop", "hash"]
 Table = Literal["events", "items", "users"]
 

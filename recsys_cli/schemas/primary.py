@@ -12,6 +12,7 @@ from recsys_cli.schemas._base import Count, Positive, PositiveInt, Schema, Seed,
 from recsys_cli.schemas.groups import (
     Ann,
     Data,
+    Engine,
     Eval,
     Events,
     Features,
@@ -49,6 +50,7 @@ class IngestConfig(Schema):
     pii: Pii
     lake_dir: Text
     validation: IngestRules
+    engine: Engine | None = optional()  # conf/engine/; absent: polars
 
 
 class SplitConfig(Schema):
@@ -60,6 +62,7 @@ class SplitConfig(Schema):
     target: Target
     lake_dir: Text
     split_dir: Text
+    engine: Engine | None = optional()  # conf/engine/; absent: polars
 
 
 class FeaturesConfig(SplitConfig):
