@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 ENGINE = {"name": "spark", "master": "local[2]", "rows_per_task": 1000, "conf": {"spark.sql.shuffle.partitions": "4"}}
 # Overrides that select the same engine in a composed config.
-SPARK = ["engine=spark", "engine.master=local[2]", "engine.rows_per_task=1000"]
+SPARK = ["engine=spark", "engine.master='local[2]'", "engine.rows_per_task=1000"]
 
 
 @pytest.fixture(scope="session")
