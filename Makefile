@@ -2,13 +2,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RECSYS := $(VENV)/bin/recsys
 
-.PHONY: setup demo serve test test-all lint clean bench-ingest fetch-movielens bench-movielens reproduce-movielens
+.PHONY: setup setup-spark demo serve test test-all lint clean bench-ingest fetch-movielens bench-movielens reproduce-movielens
 
 $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 	VENV=$(VENV) ./scripts/setup_venv.sh
 	touch $@
 
 setup: $(VENV)/.installed
+
+## The venv with the spark extra too (engine=spark; needs Java 17+), as CI has it.
+setup-spark: $(VENV)/.installed
+	VENV=$(VENV) EXTRAS=dev,spark ./scripts/setup_venv.sh
 
 ## Synthetic shop -> lake -> time split -> point-in-time features -> leakage proof -> EASE -> top-10
 ## -> full evaluation with an HTML report -> model package pushed to the registry -> promoted to production
