@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -63,9 +63,47 @@ def time_part(fold: Fold) -> pl.Expr:
     )
 
 
+class Timeline(Protocol):
+    """What `folds` may ask of the events: an engine answers it without handing
+    the events over (Polars here; Spark in recsys_cli/spark/split_timeline.py)."""
+
+    def bounds(self) -> tuple[datetime, datetime, int]:
+        """First and last timestamps (None without events) and the number of events."""
+        ...
+
+    def nth(self, index: int) -> datetime:
+        """The timestamp at `index` (0-based) of all timestamps in ascending order."""
+        ...
+
+
+class PolarsTimeline:
+    """The timeline of a lazy frame of events (the polars engine's)."""
+
+    def __init__(self, events: pl.LazyFrame) -> None:
+        self.events = events
+
+    def bounds(self) -> tuple[datetime, datetime, int]:
+        row = self.events.select(
+            pl.col(Col.TS).min().alias("lo"), pl.col(Col.TS).max().alias("hi"), pl.len().alias("n")
+        ).collect(engine="streaming")
+        lo, hi, n = row.row(0)
+        return lo, hi, n
+
+    def nth(self, index: int) -> datetime:
+        return self.events.select(pl.col(Col.TS).sort().get(index)).collect(engine="streaming").item()
+
+
+Events = pl.LazyFrame | Timeline
+
+
+def timeline(events: Events) -> Timeline:
+    """`events` as a timeline: a lazy frame is read by Polars, a timeline asked directly."""
+    return PolarsTimeline(events) if isinstance(events, pl.LazyFrame) else events
+
+
 class Splitter(ABC):
-    """A split protocol: `folds` reads what it needs from the events (first and
-    last timestamps, quantiles), `assign` labels the events of one fold."""
+    """A split protocol: `folds` reads what it needs from the events' timeline (first
+    and last timestamps, quantiles), `assign` labels the events of one fold."""
 
     # True when `assign` depends on the order of same-instant events (data/event_order.py),
     # so features built later must order them as the split did.
@@ -75,7 +113,7 @@ class Splitter(ABC):
         self.name = name
 
     @abstractmethod
-    def folds(self, events: pl.LazyFrame) -> list[Fold]: ...
+    def folds(self, events: Events) -> list[Fold]: ...
 
     def assign(self, events: pl.LazyFrame, fold: Fold) -> pl.LazyFrame:
         """Events with a `part` column; events outside every window are dropped."""
@@ -85,12 +123,15 @@ class Splitter(ABC):
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
 
-def time_bounds(events: pl.LazyFrame) -> tuple[datetime, datetime, int]:
+def part_counts(assigned: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows and distinct users per part. Per shard of users under engine=spark: the
+    shards hold disjoint users, so their counts add up to the whole's."""
+    return assigned.group_by(PART).agg(pl.len().alias("rows"), pl.col(Col.USER).n_unique().alias("users"))
+
+
+def time_bounds(events: Events) -> tuple[datetime, datetime, int]:
     """First and last event timestamps and the number of events."""
-    row = events.select(
-        pl.col(Col.TS).min().alias("lo"), pl.col(Col.TS).max().alias("hi"), pl.len().alias("n")
-    ).collect(engine="streaming")
-    lo, hi, n = row.row(0)
+    lo, hi, n = timeline(events).bounds()
     if n == 0:
         raise SplitError("the lake has no events to split")
     return lo, hi, n

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import polars as pl
-
-from recsys_cli.data.schema import Col
 from recsys_cli.errors import SplitError
-from recsys_cli.splits.base import Fold, Splitter, time_bounds
+from recsys_cli.splits.base import Events, Fold, Splitter, Timeline, time_bounds, timeline
 
 TICK = timedelta(microseconds=1)  # windows are half-open; the last event must be inside
 
@@ -51,13 +48,14 @@ class GlobalTemporalSplitter(Splitter):
             raise SplitError(f"train_days must be positive or null (growing window), got {train_days}")
         self.train_days = train_days
 
-    def folds(self, events: pl.LazyFrame) -> list[Fold]:
-        lo, hi, n = time_bounds(events)
-        test_start = parse_instant(self.test_cutoff) if self.test_cutoff else self._nth(events, n, self.test_fraction)
+    def folds(self, events: Events) -> list[Fold]:
+        line = timeline(events)
+        lo, hi, n = time_bounds(line)
+        test_start = parse_instant(self.test_cutoff) if self.test_cutoff else self._nth(line, n, self.test_fraction)
         val_start = (
             parse_instant(self.val_cutoff)
             if self.val_cutoff
-            else self._nth(events, n, self.test_fraction + self.val_fraction)
+            else self._nth(line, n, self.test_fraction + self.val_fraction)
         )
         if not val_start <= test_start:
             raise SplitError(f"validation cutoff {val_start} is after the test cutoff {test_start}")
@@ -65,6 +63,5 @@ class GlobalTemporalSplitter(Splitter):
         return [Fold("fold-0", train_start, val_start, test_start, hi + TICK)]
 
     @staticmethod
-    def _nth(events: pl.LazyFrame, n: int, tail_fraction: float) -> datetime:
-        index = min(n - 1, int(n * (1 - tail_fraction)))
-        return events.select(pl.col(Col.TS).sort().get(index)).collect(engine="streaming").item()
+    def _nth(line: Timeline, n: int, tail_fraction: float) -> datetime:
+        return line.nth(min(n - 1, int(n * (1 - tail_fraction))))

@@ -13,7 +13,7 @@ import polars as pl
 
 from recsys_cli.data.event_order import event_order
 from recsys_cli.data.schema import Col
-from recsys_cli.splits.base import PART, TEST, TRAIN, VAL, Fold, Splitter
+from recsys_cli.splits.base import PART, TEST, TRAIN, VAL, Events, Fold, Splitter
 
 
 class LeaveLastNSplitter(Splitter):
@@ -24,7 +24,7 @@ class LeaveLastNSplitter(Splitter):
         self.n = n
         self.val_n = val_n
 
-    def folds(self, events: pl.LazyFrame) -> list[Fold]:
+    def folds(self, events: Events) -> list[Fold]:
         return [Fold("fold-0")]
 
     def assign(self, events: pl.LazyFrame, fold: Fold) -> pl.LazyFrame:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import polars as pl
-
 from recsys_cli.errors import SplitError
-from recsys_cli.splits.base import Fold, Splitter, time_bounds
+from recsys_cli.splits.base import Events, Fold, Splitter, time_bounds
 from recsys_cli.splits.global_temporal import TICK
 
 
@@ -35,7 +33,7 @@ class RollingOriginSplitter(Splitter):
         self.val_days = val_days
         self.train_days = train_days
 
-    def folds(self, events: pl.LazyFrame) -> list[Fold]:
+    def folds(self, events: Events) -> list[Fold]:
         lo, hi, _ = time_bounds(events)
         end = hi + TICK
         test, val = timedelta(days=self.test_days), timedelta(days=self.val_days)

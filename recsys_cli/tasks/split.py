@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 from omegaconf import DictConfig
@@ -18,7 +20,7 @@ from recsys_cli.data.schema import Col
 from recsys_cli.errors import SplitError
 from recsys_cli.registry.integrity import sha256_file
 from recsys_cli.registry.outputs import KIND, SPLIT
-from recsys_cli.splits.base import PART, PARTS, TEST, TRAIN, VAL, Fold, Splitter
+from recsys_cli.splits.base import PART, PARTS, TEST, TRAIN, VAL, Fold, PolarsTimeline, Splitter, Timeline, part_counts
 from recsys_cli.splits.targets import COLD, TargetSpec, ground_truth
 
 
@@ -26,6 +28,54 @@ from recsys_cli.splits.targets import COLD, TargetSpec, ground_truth
 class SplitResult:
     path: Path
     manifest: dict[str, Any]
+
+
+@dataclass
+class FoldTables:
+    """What one fold publishes: rows and users per part (`part`, `rows`, `users`), and
+    the val and test targets, yielded one at a time (an engine may compute each only
+    when asked, so the driver holds one table at a time)."""
+
+    counts: pl.DataFrame
+    targets: Iterable[tuple[str, pl.DataFrame]]
+
+
+class SplitEngine(Protocol):
+    """Where the events are read and each fold computed: this process with Polars,
+    or a Spark cluster (recsys_cli/spark/split.py); the orchestration is the same."""
+
+    def timeline(self) -> Timeline: ...
+
+    def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec) -> FoldTables: ...
+
+
+@dataclass
+class PolarsSplit:
+    """engine=polars: one streaming pass per fold over the lake's lazy frame."""
+
+    events: pl.LazyFrame
+
+    def timeline(self) -> Timeline:
+        return PolarsTimeline(self.events)
+
+    def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec) -> FoldTables:
+        assigned = splitter.assign(self.events, fold)
+        queries = [part_counts(assigned), ground_truth(assigned, spec, VAL), ground_truth(assigned, spec, TEST)]
+        counts, val, test = pl.collect_all(queries, engine="streaming")
+        return FoldTables(counts, [("val", val), ("test", test)])
+
+
+@contextmanager
+def split_engine(cfg: DictConfig, lake: Path) -> Iterator[SplitEngine]:
+    """The engine `cfg.engine` names (polars when the config has no engine group)."""
+    engine = cfg.get("engine")
+    if engine is None or engine.name == "polars":
+        yield PolarsSplit(scan_events(lake))
+        return
+    from recsys_cli.spark.split import spark_split
+
+    with spark_split(engine, lake) as split:
+        yield split
 
 
 def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = True) -> SplitResult:
@@ -44,14 +94,13 @@ def _split(cfg: DictConfig, given: DictConfig, reporter: Reporter, verify: bool)
     lake_manifest = open_lake(lake, full=verify)
     splitter: Splitter = build(cfg.split)
     spec = TargetSpec.from_config(cfg.target)
-    events = scan_events(lake)
     out = Path(cfg.split_dir)
-    with decoding((lake, "lake")), staged_version(out, SPLIT, [lake]) as tmp:
-        folds = splitter.folds(events)
+    with split_engine(cfg, lake) as engine, decoding((lake, "lake")), staged_version(out, SPLIT, [lake]) as tmp:
+        folds = splitter.folds(engine.timeline())
         reporter.start(f"splitting ({splitter.name})", total=len(folds))
         summaries = []
         for fold in folds:
-            summaries.append(_write_fold(tmp / fold.name, splitter.assign(events, fold), fold, spec))
+            summaries.append(_write_fold(tmp / fold.name, engine.fold(splitter, fold, spec), fold))
             reporter.advance()
         manifest = {
             KIND: SPLIT,
@@ -71,18 +120,17 @@ def _split(cfg: DictConfig, given: DictConfig, reporter: Reporter, verify: bool)
     return SplitResult(out, manifest)
 
 
-def _write_fold(folder: Path, assigned: pl.LazyFrame, fold: Fold, spec: TargetSpec) -> dict[str, Any]:
+def _write_fold(folder: Path, tables: FoldTables, fold: Fold) -> dict[str, Any]:
     folder.mkdir(parents=True)
-    counts_q = assigned.group_by(PART).agg(pl.len().alias("rows"), pl.col(Col.USER).n_unique().alias("users"))
-    val_q, test_q = ground_truth(assigned, spec, VAL), ground_truth(assigned, spec, TEST)
-    counts, val, test = pl.collect_all([counts_q, val_q, test_q], engine="streaming")
-    for name, targets in (("val", val), ("test", test)):
-        targets.write_parquet(folder / f"{name}_targets.parquet")
     by_part = {p: {"rows": 0, "users": 0} for p in PARTS} | {
-        r[PART]: {"rows": r["rows"], "users": r["users"]} for r in counts.iter_rows(named=True)
+        r[PART]: {"rows": r["rows"], "users": r["users"]} for r in tables.counts.iter_rows(named=True)
     }
     _refuse_empty_parts(fold, by_part)
-    return {**fold.to_json(), "parts": by_part, "targets": {"val": _target_counts(val), "test": _target_counts(test)}}
+    summary = {}
+    for name, targets in tables.targets:
+        targets.write_parquet(folder / f"{name}_targets.parquet")
+        summary[name] = _target_counts(targets)
+    return {**fold.to_json(), "parts": by_part, "targets": summary}
 
 
 def _refuse_empty_parts(fold: Fold, by_part: dict[str, dict[str, int]]) -> None:
