@@ -9,6 +9,8 @@ raw file that sinks valid rows and rejected rows (with their reason) together.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -25,8 +27,8 @@ from recsys_cli.data.expressions import (
     parse_timestamp,
     trimmed,
 )
-from recsys_cli.data.personal import Personal, blank_broken_records
-from recsys_cli.data.pseudonymise import pseudonymise
+from recsys_cli.data.personal import Personal, blank_broken_records, words
+from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.data.sources.base import RAGGED, TableSpec
 
@@ -137,6 +139,21 @@ def stage_file(
     pl.collect_all([good, bad], engine="streaming")
 
 
+def staged_counts(staging: Path, src: int, path: Path, sha256: str) -> FileCounts:
+    """What staging input file `src` (at `path`) gave: rows in, valid, and quarantined by reason."""
+    good = pl.scan_parquet(staging / "events" / f"f{src:05d}.parquet").select(pl.len()).collect().item()
+    bad = pl.read_parquet(staging / "quarantine" / f"f{src:05d}.parquet", columns=[Col.REASON])
+    reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows())
+    return FileCounts(
+        str(path),
+        sha256,
+        rows_in=good + bad.height,
+        rows_written=good,
+        rows_quarantined=bad.height,
+        quarantine_by_reason=reasons,
+    )
+
+
 def staged_files(staging: Path) -> list[Path]:
     return sorted((staging / "events").glob("f*.parquet"))
 
@@ -175,23 +192,38 @@ def dedupe_window(
     hash_tables: dict[str, pl.DataFrame],
     as_is: frozenset[int] = frozenset(),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A window's new rows in time order, pseudonymised, without exact duplicates.
+    """A window's new rows (`dedupe_rows`), read from the staging files in file order."""
+    frame = scan_staged(staging).filter(pl.col(Col.DATE).is_between(pl.lit(window[0]), pl.lit(window[1]))).collect()
+    return dedupe_rows(in_time_order(frame), existing, user_ids, hash_tables, as_is)
+
+
+def in_time_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """Staged rows in the order deduplication sees them: by time, and among equal
+    times in file then line order. `frame` holds the staged files concatenated in
+    file order (each file's rows in line order, as staged), so a stable sort by
+    time is that order."""
+    return frame.sort(Col.TS, maintain_order=True)
+
+
+def dedupe_rows(
+    frame: pl.DataFrame,
+    existing: list[Path],
+    user_ids: pl.DataFrame,
+    hash_tables: dict[str, pl.DataFrame],
+    as_is: frozenset[int] = frozenset(),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Whole days of staged rows (`in_time_order`) pseudonymised, without exact duplicates.
 
     Rows of the input files in `as_is` keep their user ids: those already are the
     lake's pseudonyms (a service's exported events).
 
     A row is a duplicate when every contract column equals an earlier row's (in
-    file, then line order) or a row already in the lake. Duplicates share their
-    timestamp, so deduplicating within a window of whole days is exact, and after
-    a stable sort by time only rows in runs of equal timestamps need comparing.
-    Returns the rows to write (with their `date`) and duplicates per source file.
+    file, then line order) or a row already in the lake (`existing` part files of
+    these days). Duplicates share their timestamp, so deduplicating within whole
+    days is exact, and after a stable sort by time only rows in runs of equal
+    timestamps need comparing. Returns the rows to write (with their `date`) and
+    duplicates per source file.
     """
-    frame = (
-        scan_staged(staging)
-        .filter(pl.col(Col.DATE).is_between(pl.lit(window[0]), pl.lit(window[1])))
-        .collect()
-        .sort(Col.TS, maintain_order=True)
-    )
     dup = duplicate_mask(frame)
     kept = frame.filter(~dup)
     dropped = [frame.filter(dup).select(SRC)]
@@ -205,6 +237,49 @@ def dedupe_window(
         kept = kept.join(seen, on=key, how="anti", nulls_equal=True, maintain_order="left")
     dups = pl.concat(dropped).group_by(SRC).len()
     return kept.drop(SRC, Col.LINE), dups
+
+
+def user_pseudonyms(values: pl.Series, key: PiiKey) -> pl.DataFrame:
+    """Pseudonyms of raw user ids; HMAC per value, so a table over any subset of the
+    ids holds the same entries for them as one over all."""
+    return pseudonym_table(values, key, "user_id")
+
+
+def column_pseudonyms(values: pl.Series, key: PiiKey, column: str) -> pl.DataFrame:
+    """Pseudonyms of a hashed personal column's values (`IP` and `ip` hash alike)."""
+    return pseudonym_table(values, key, words(column))
+
+
+def shard_pseudonyms(
+    frame: pl.DataFrame, key: PiiKey, hash_columns: frozenset[str], as_is: frozenset[int] = frozenset()
+) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """The pseudonym tables `dedupe_rows` needs for one shard of staged rows: its
+    own distinct values only (user ids of the files not in `as_is`), which is all a
+    shard looks up."""
+    own = frame.filter(~pl.col(SRC).is_in(sorted(as_is)))[Col.USER].unique()
+    hashed = {c: column_pseudonyms(frame[c].unique(), key, c) for c in sorted(hash_columns & set(frame.columns))}
+    return user_pseudonyms(own, key), hashed
+
+
+def day_parts(events: Path, day: date, run: int) -> list[Path]:
+    """The part files earlier runs wrote for `day` under the `events` folder (a
+    retried writer of this `run` must not take its own file for the lake's rows)."""
+    folder = events / f"date={day}"
+    mine = f"part-{run:05d}.parquet"
+    return [f for f in sorted(folder.glob("*.parquet")) if f.name != mine] if folder.exists() else []
+
+
+def write_day(rows: pl.DataFrame, events: Path, day: date, run: int) -> None:
+    """Write one day's new rows (without `date`) as `date=DAY/part-RUN.parquet`.
+
+    Through a temporary name and a rename: a retried or duplicated writer (Spark
+    retries tasks) replaces the whole file, and no reader sees half of one."""
+    folder = events / f"date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"part-{run:05d}.parquet"
+    tmp = folder / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    rows.write_parquet(tmp, compression="zstd", statistics=True)
+    os.replace(tmp, target)
 
 
 def _pseudonymise_users(frame: pl.DataFrame, user_ids: pl.DataFrame, as_is: frozenset[int]) -> pl.DataFrame:

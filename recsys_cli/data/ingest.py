@@ -4,6 +4,12 @@
     -> threshold check -> dedupe + pseudonymise day by day -> items, users
     -> manifest -> atomic publish
 
+The two passes over event rows (staging, and the day-by-day dedupe) run on an
+`EventsEngine`: `PolarsEvents` in this process, or Spark (`spark/ingest.py`),
+which calls the same per-file and per-day functions. Everything else (claim,
+no-op, threshold, tables, quarantine, manifest, publish) is this module's, for
+both engines.
+
 Nothing is visible in the lake folder until the last step succeeds. The whole
 run holds the lake's lock (`registry/outputs.py`), taken before the previous
 manifest is read: two ingests of one lake run one after the other, and a second
@@ -39,8 +45,8 @@ from recsys_cli.data.lake import (
     write_json,
 )
 from recsys_cli.data.manifest import FORMAT_VERSION, build_manifest, inputs_section
-from recsys_cli.data.personal import Personal, PersonalPolicy, blank_broken_records, words
-from recsys_cli.data.pseudonymise import PiiKey, pseudonym_table, pseudonymise
+from recsys_cli.data.personal import Personal, PersonalPolicy, blank_broken_records
+from recsys_cli.data.pseudonymise import PiiKey, pseudonymise
 from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.schema import Col
 from recsys_cli.data.sources.base import TableReport, TableSpec, TimestampSpec
@@ -98,6 +104,85 @@ class IngestResult:
     repaired: str = ""  # the damage a rebuild of an unchanged lake repaired (first problem)
 
 
+@dataclass(frozen=True)
+class StageJob:
+    """The first pass: each input file (its index is `_src`) parsed, validated and
+    split into `staging/events/fNNNNN.parquet` and `staging/quarantine/fNNNNN.parquet`.
+    Picklable (Spark ships it to its executors), so `source` must be too."""
+
+    source: Source
+    files: list[Path]
+    digests: dict[str, str]
+    staging: Path
+    plans: list[Personal]
+    low: datetime
+    high: datetime
+
+    def stage_one(self, src: int) -> ev.FileCounts:
+        """Stage one input file in one streaming pass; its counts. The same call under every engine."""
+        path = self.files[src]
+        spec = self.source.events_spec(path)
+        lf = ev.parse_events(self.source.scan_events(path), spec, self.low, self.high)
+        try:
+            ev.stage_file(lf, path, src, self.staging, self.plans[src], spec.keep)
+        except pl.exceptions.PolarsError as exc:
+            # Never the reader's own text: it quotes the field it choked on (a user id, an e-mail).
+            raise SourceError(f"{path}: cannot be parsed: {polars_error_summary(exc)}") from exc
+        return ev.staged_counts(self.staging, src, path, self.digests[str(path)])
+
+
+@dataclass(frozen=True)
+class DaysJob:
+    """The second pass: staged rows deduplicated, pseudonymised and written day by
+    day into the version folder `tmp` as `events/date=D/part-{run}.parquet`.
+    `as_is`: input files whose user ids already are pseudonyms. Holds the key:
+    whoever runs the pass computes pseudonyms."""
+
+    tmp: Path
+    staging: Path
+    key: PiiKey
+    hash_columns: frozenset[str]
+    as_is: frozenset[int]
+    run: int
+    window_rows: int
+
+
+class EventsEngine(Protocol):
+    """Where the two passes over the event rows run."""
+
+    def stage(self, job: StageJob, reporter: Reporter) -> list[ev.FileCounts]:
+        """Every file staged; counts in file order (the first failing file's error raised)."""
+        ...
+
+    def write_events(
+        self, job: DaysJob, counts: list[ev.FileCounts], users: tuple[pl.DataFrame, str] | None, reporter: Reporter
+    ) -> pl.DataFrame:
+        """Write the days, adding duplicates to `counts`; return the user pseudonyms
+        the users table and the quarantine need."""
+        ...
+
+
+class PolarsEvents:
+    """Both passes in this process: file after file, then windows of whole days
+    (at most `window_rows` rows, two in flight) against whole-input pseudonym tables."""
+
+    def stage(self, job: StageJob, reporter: Reporter) -> list[ev.FileCounts]:
+        counts = []
+        for src, path in enumerate(job.files):
+            reporter.start(f"validating {path.name}", total=1)
+            counts.append(job.stage_one(src))
+            reporter.advance()
+        return counts
+
+    def write_events(
+        self, job: DaysJob, counts: list[ev.FileCounts], users: tuple[pl.DataFrame, str] | None, reporter: Reporter
+    ) -> pl.DataFrame:
+        user_ids = _user_table(job.staging, users, job.key, job.as_is)
+        hashes = _hash_tables(job.staging, Personal(hash=job.hash_columns), job.key)
+        _write_days(job, counts, user_ids, hashes, reporter)
+        return user_ids
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -149,6 +234,7 @@ def ingest(
     append: bool = False,
     reporter: Reporter | None = None,
     now: datetime | None = None,
+    engine: EventsEngine | None = None,
 ) -> IngestResult:
     """Ingest `source` into `lake`; see the module docstring for the steps.
 
@@ -157,6 +243,7 @@ def ingest(
     """
     reporter = reporter or NullReporter()
     now = now or datetime.now(UTC)
+    engine = engine or PolarsEvents()
     recover(lake)
     files = source.event_files()
     tables = source.table_files()
@@ -182,14 +269,14 @@ def ingest(
 
     with staged_version(lake, LAKE, raw_inputs(source)) as tmp:
         staging = tmp / "_staging"
-        counts = _stage(source, new_files, digests, staging, plans, rules, now, reporter)
+        counts = engine.stage(StageJob(source, new_files, digests, staging, plans, *rules.window(now)), reporter)
         _check_threshold(counts, rules)
         run = (previous or {}).get("run", 0) + 1 if append and previous else 1
         if append and previous:
             link_tree(lake, tmp, skip={MANIFEST})
-        user_ids = _user_table(staging, loaded["users"], key, as_is)
-        hashes = _hash_tables(staging, Personal(hash=frozenset().union(*(p.hash for p in plans))), key)
-        _write_days(tmp, staging, counts, user_ids, hashes, as_is, run, rules.window_rows, reporter)
+        hashed = frozenset[str]().union(*(p.hash for p in plans))
+        days = DaysJob(tmp, staging, key, hashed, as_is, run, rules.window_rows)
+        user_ids = engine.write_events(days, counts, loaded["users"], reporter)
         loaded = {name: t if name in rebuild else None for name, t in loaded.items()}
         table_inputs = _write_tables(tmp, staging, source, loaded, user_ids, key, table_plans, tables)
         _write_quarantine(tmp, staging, run, user_ids, as_is)
@@ -268,50 +355,16 @@ def _hash_inputs(paths: list[Path], reporter: Reporter) -> dict[str, str]:
 
 
 def _fingerprint(digests: dict[str, str], config: dict[str, Any], key: PiiKey) -> str:
+    """What the lake is made of: inputs, config, key, format. Not the `engine`,
+    which says how it is computed: both engines write the same lake, so a lake
+    built by one is up to date for the other."""
+    what = {k: v for k, v in config.items() if k != "engine"}
     payload = json.dumps(
-        {"inputs": sorted(digests.values()), "config": config, "key": key.fingerprint, "format": FORMAT_VERSION},
+        {"inputs": sorted(digests.values()), "config": what, "key": key.fingerprint, "format": FORMAT_VERSION},
         sort_keys=True,
         default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _stage(
-    source: Source,
-    files: list[Path],
-    digests: dict[str, str],
-    staging: Path,
-    plans: list[Personal],
-    rules: Rules,
-    now: datetime,
-    reporter: Reporter,
-) -> list[ev.FileCounts]:
-    low, high = rules.window(now)
-    counts = []
-    for src, path in enumerate(files):
-        reporter.start(f"validating {path.name}", total=1)
-        spec = source.events_spec(path)
-        lf = ev.parse_events(source.scan_events(path), spec, low, high)
-        try:
-            ev.stage_file(lf, path, src, staging, plans[src], spec.keep)
-        except pl.exceptions.PolarsError as exc:
-            # Never the reader's own text: it quotes the field it choked on (a user id, an e-mail).
-            raise SourceError(f"{path}: cannot be parsed: {polars_error_summary(exc)}") from exc
-        good = pl.scan_parquet(staging / "events" / f"f{src:05d}.parquet").select(pl.len()).collect().item()
-        bad = pl.read_parquet(staging / "quarantine" / f"f{src:05d}.parquet", columns=[Col.REASON])
-        reasons = dict(bad.group_by(Col.REASON).len().sort(Col.REASON).iter_rows())
-        counts.append(
-            ev.FileCounts(
-                str(path),
-                digests[str(path)],
-                rows_in=good + bad.height,
-                rows_written=good,
-                rows_quarantined=bad.height,
-                quarantine_by_reason=reasons,
-            )
-        )
-        reporter.advance()
-    return counts
 
 
 def _check_threshold(counts: list[ev.FileCounts], rules: Rules) -> None:
@@ -339,17 +392,23 @@ def _plan_personal(
 
 
 def _user_table(
-    staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiKey, as_is: frozenset[int] = frozenset()
+    staging: Path,
+    users: tuple[pl.DataFrame, str] | None,
+    key: PiiKey,
+    as_is: frozenset[int] = frozenset(),
+    events: bool = True,
 ) -> pl.DataFrame:
-    """Pseudonyms for every raw user id in events, the users table and quarantined rows
-    (not those of the `as_is` input files, whose ids already are pseudonyms).
+    """Pseudonyms for every raw user id in events (unless not `events`: an engine
+    that pseudonymises each shard of events with its own table), the users table
+    and quarantined rows (not those of the `as_is` input files, whose ids already
+    are pseudonyms).
 
     Ids are taken exactly as they are replaced later (trimmed, as `parse_events` and
     `prepare_table` trim them): a table keyed on other values would leave ids without
     a pseudonym.
     """
     ids = []
-    if ev.staged_files(staging):
+    if events and ev.staged_files(staging):
         ids.append(ev.scan_staged(staging).filter(~pl.col(ev.SRC).is_in(sorted(as_is))).select(Col.USER))
     if users is not None:
         ids.append(users[0].lazy().select(pl.col(Col.USER).cast(pl.String)).select(trimmed(Col.USER)))
@@ -357,9 +416,17 @@ def _user_table(
         if Col.USER in pl.read_parquet_schema(path) and path.stem not in _staged_names(as_is):
             ids.append(pl.scan_parquet(path).select(Col.USER))
     if not ids:
-        return pseudonym_table(pl.Series(Col.USER, [], dtype=pl.String), key, "user_id")
+        return ev.user_pseudonyms(pl.Series(Col.USER, [], dtype=pl.String), key)
     values = pl.concat(ids, how="vertical_relaxed").unique().collect(engine="streaming")[Col.USER]
-    return pseudonym_table(values, key, "user_id")
+    return ev.user_pseudonyms(values, key)
+
+
+def table_pseudonyms(
+    staging: Path, users: tuple[pl.DataFrame, str] | None, key: PiiKey, as_is: frozenset[int] = frozenset()
+) -> pl.DataFrame:
+    """The user pseudonyms the users table and the quarantine need, without the
+    events' ids (for an engine that pseudonymised the events shard by shard)."""
+    return _user_table(staging, users, key, as_is, events=False)
 
 
 def _hash_tables(staging: Path, personal: Personal, key: PiiKey) -> dict[str, pl.DataFrame]:
@@ -370,42 +437,41 @@ def _hash_tables(staging: Path, personal: Personal, key: PiiKey) -> dict[str, pl
     out = {}
     for column in sorted(personal.hash & names):
         values = staged.select(column).unique().collect(engine="streaming")[column]
-        out[column] = pseudonym_table(values, key, words(column))  # `IP` and `ip` hash alike
+        out[column] = ev.column_pseudonyms(values, key, column)
     return out
 
 
 def _write_days(
-    tmp: Path,
-    staging: Path,
+    job: DaysJob,
     counts: list[ev.FileCounts],
     user_ids: pl.DataFrame,
     hashes: dict[str, pl.DataFrame],
-    as_is: frozenset[int],
-    run: int,
-    window_rows: int,
     reporter: Reporter,
 ) -> None:
-    windows = ev.day_windows(staging, window_rows)
+    windows = ev.day_windows(job.staging, job.window_rows)
     reporter.start("deduplicating and writing days", total=len(windows))
+    events = job.tmp / "events"
 
     def process(window: tuple[date, date]) -> pl.DataFrame:
-        folders = [tmp / "events" / f"date={d}" for d in _dates(window)]
-        existing = [f for folder in folders if folder.exists() for f in sorted(folder.glob("*.parquet"))]
-        rows, dups = ev.dedupe_window(staging, window, existing, user_ids, hashes, as_is)
+        existing = [f for day in _dates(window) for f in ev.day_parts(events, day, job.run)]
+        rows, dups = ev.dedupe_window(job.staging, window, existing, user_ids, hashes, job.as_is)
         for (day,), part in rows.partition_by(Col.DATE, as_dict=True, include_key=False, maintain_order=True).items():
-            folder = tmp / "events" / f"date={day}"
-            folder.mkdir(parents=True, exist_ok=True)
-            part.write_parquet(folder / f"part-{run:05d}.parquet", compression="zstd", statistics=True)
+            ev.write_day(part, events, day, job.run)
         return dups
 
     # Two windows in flight: Polars releases the GIL, so one window's compression
     # overlaps the next one's sort and join. Results are consumed in order.
     with ThreadPoolExecutor(max_workers=WINDOW_WORKERS) as pool:
         for dups in pool.map(process, windows):
-            for src, n in dups.iter_rows():
-                counts[src].duplicates_dropped += n
-                counts[src].rows_written -= n
+            count_duplicates(counts, dups)
             reporter.advance()
+
+
+def count_duplicates(counts: list[ev.FileCounts], dups: pl.DataFrame) -> None:
+    """Move duplicates (`_src`, count rows) from written to dropped in each file's counts."""
+    for src, n in dups.iter_rows():
+        counts[src].duplicates_dropped += n
+        counts[src].rows_written -= n
 
 
 def _dates(window: tuple[date, date]) -> list[date]:
@@ -467,7 +533,7 @@ def _protect(
         if Col.USER in df.columns:
             df = pseudonymise(df, Col.USER, user_ids)
         for column in personal.hash & set(df.columns):
-            table = pseudonym_table(df[column].cast(pl.String), key, words(column))
+            table = ev.column_pseudonyms(df[column].cast(pl.String), key, column)
             df = pseudonymise(df, column, table)
         frames.append(df.drop(*(personal.drop & set(df.columns))))
     lineage = {Col.FILE, Col.LINE, Col.REASON, Col.TABLE}

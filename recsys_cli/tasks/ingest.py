@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, cast
 
@@ -10,7 +11,7 @@ import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import Reporter
-from recsys_cli.data.ingest import IngestResult, Rules, ingest
+from recsys_cli.data.ingest import EventsEngine, IngestResult, PolarsEvents, Rules, ingest
 from recsys_cli.data.personal import policy_from_config
 from recsys_cli.data.pseudonymise import load_key
 from recsys_cli.data.read_errors import polars_error_summary
@@ -25,7 +26,10 @@ def run(
     (`data/sources/live_events.py`), whose user ids already are the lake's pseudonyms.
 
     A remote `lake_dir` (s3://) is built in a local mirror of its current version and
-    published when the ingest succeeds (`data/remote/`); the raw inputs stay local."""
+    published when the ingest succeeds (`data/remote/`); the raw inputs stay local.
+
+    `engine` (polars by default) says where the passes over the events run, never
+    what they write: both engines write the same lake (`spark/ingest.py`)."""
     from recsys_cli.config import build
 
     if is_remote(cfg.data.get("path")):
@@ -45,12 +49,25 @@ def run(
     rules = Rules(**cast(dict[str, Any], OmegaConf.to_container(cfg.validation)))
     snapshot = recorded(cfg)  # the lake's URL, never the cache's path: the same fingerprint on every machine
     try:
-        with mirrored(cfg, writes="lake_dir", update=True) as local:
-            return ingest(
-                source, Path(local.lake_dir), key, personal, rules, snapshot, append=append, reporter=reporter
-            )
+        with ExitStack() as stack:
+            engine = _engine(cfg, stack)
+            local = stack.enter_context(mirrored(cfg, writes="lake_dir", update=True))
+            lake = Path(local.lake_dir)
+            return ingest(source, lake, key, personal, rules, snapshot, append=append, reporter=reporter, engine=engine)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
         # A reader error that no step turned into its own message: name the source, never
         # the reader's text, which can quote cell values (user ids, e-mails); --debug keeps it.
         where = getattr(source, "path", cfg.data.get("path", "the source"))
         raise SourceError(f"{where}: cannot be read ({polars_error_summary(exc)}); --debug shows the details") from exc
+
+
+def _engine(cfg: DictConfig, stack: ExitStack) -> EventsEngine:
+    """The config's engine (absent: polars); Spark's session lives as long as `stack`."""
+    engine = cfg.get("engine")
+    if engine is None or engine.name == "polars":
+        return PolarsEvents()
+    if engine.name != "spark":
+        raise ConfigError(f"engine = {engine.name}: recsys ingest runs on polars or spark")
+    from recsys_cli.spark.ingest import spark_events
+
+    return stack.enter_context(spark_events(cast(dict[str, Any], OmegaConf.to_container(engine, resolve=True))))
