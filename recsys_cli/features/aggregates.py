@@ -14,6 +14,7 @@ import polars as pl
 from recsys_cli.data.schema import EVENT_TYPES, Col, Timestamp
 
 ACTIVITY_LEVELS = ((5, "new"), (20, "casual"), (100, "regular"))  # fewer events than -> level; else "heavy"
+LIST_PRICE = "_list_price"  # the catalogue's price, for events that carry none
 
 
 def in_window(cutoff: datetime, days: float) -> pl.Expr:
@@ -46,9 +47,22 @@ def user_aggregates(
 ) -> pl.LazyFrame:
     """Behaviour of each user with history: volume per event type and window,
     funnel rates, spend, price and category affinity, recency, sessions, activity."""
-    catalog = _columns(items, {Col.CATEGORY: pl.String(), Col.PRICE: pl.Float64()})
-    history = history.join(catalog.rename({Col.PRICE: "_list_price"}), on=Col.ITEM, how="left")
-    price = pl.coalesce(pl.col(Col.PRICE), pl.col("_list_price"))
+    return user_behaviour(history.join(catalogue(items), on=Col.ITEM, how="left"), cutoff, windows)
+
+
+def catalogue(items: pl.LazyFrame | None) -> pl.LazyFrame:
+    """What `user_behaviour` reads of each event's item: its category and list price.
+
+    Apart so that an engine holding the events in shards (Spark) joins it to the
+    events before sharding them by user, as a small broadcast table."""
+    wanted = {Col.CATEGORY: pl.String(), Col.PRICE: pl.Float64()}
+    return _columns(items, wanted).rename({Col.PRICE: LIST_PRICE})
+
+
+def user_behaviour(history: pl.LazyFrame, cutoff: datetime, windows: Sequence[float]) -> pl.LazyFrame:
+    """`user_aggregates` of a history already joined with the `catalogue`. Per user:
+    any subset of users (a shard) gives exactly those users' rows."""
+    price = pl.coalesce(pl.col(Col.PRICE), pl.col(LIST_PRICE))
     bought = is_event("purchase")
     engaged = is_event("add_to_cart") | bought
     last = max(windows)
@@ -93,8 +107,14 @@ def item_aggregates(
 ) -> pl.LazyFrame:
     """Popularity per window and its trend, conversion, ratings, first and last
     event, and catalogue attributes of items launched before the cutoff (or with no launch date)."""
+    return with_catalogue(item_behaviour(history, cutoff, windows), items, cutoff)
+
+
+def item_behaviour(history: pl.LazyFrame, cutoff: datetime, windows: Sequence[float]) -> pl.LazyFrame:
+    """The event-based part of `item_aggregates`, one row per item with history, unsorted.
+    Per item: any subset of items (a shard) gives exactly those items' rows."""
     short, long = min(windows), max(windows)
-    counts = (
+    return (
         history.group_by(Col.ITEM)
         .agg(
             pl.len().alias("events_total"),
@@ -112,6 +132,11 @@ def item_aggregates(
         .with_columns(ratio(pl.col("_short") / short, pl.col("_long") / long).alias(f"trend_{short:g}d_vs_{long:g}d"))
         .drop("_short", "_long")
     )
+
+
+def with_catalogue(counts: pl.LazyFrame, items: pl.LazyFrame | None, cutoff: datetime) -> pl.LazyFrame:
+    """`item_behaviour` rows joined with the catalogue's items launched before the
+    cutoff (items without events included), sorted by item."""
     if items is None:
         return counts.sort(Col.ITEM)
     if Col.LAUNCHED_AT in items.collect_schema().names():
@@ -119,8 +144,7 @@ def item_aggregates(
         items = items.filter(launched.is_null() | (launched < pl.lit(cutoff, dtype=Timestamp))).with_columns(
             days_before(cutoff, launched).alias("age_days")
         )
-    catalog = items
-    return catalog.join(counts, on=Col.ITEM, how="full", coalesce=True).sort(Col.ITEM)
+    return items.join(counts, on=Col.ITEM, how="full", coalesce=True).sort(Col.ITEM)
 
 
 def _columns(items: pl.LazyFrame | None, wanted: dict[str, pl.DataType]) -> pl.LazyFrame:

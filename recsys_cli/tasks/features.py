@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -24,7 +26,7 @@ from recsys_cli.data.lake import (
 )
 from recsys_cli.data.remote import mirrored, recorded
 from recsys_cli.errors import SplitError
-from recsys_cli.features.build import FeatureConfig, FeatureSet, build, cutoff_of
+from recsys_cli.features.build import FeatureConfig, FeatureSet, Written, build, cutoff_of
 from recsys_cli.features.leakage import Leak, check_leakage
 from recsys_cli.registry.integrity import sha256_file
 from recsys_cli.registry.outputs import FEATURES, KIND, claim
@@ -133,23 +135,23 @@ def run(cfg: DictConfig, reporter: Reporter | None = None, verify: bool = True) 
 
 def _features(cfg: DictConfig, given: DictConfig, reporter: Reporter, verify: bool) -> FeaturesResult:
     inputs = load(cfg, verify)
-    make = builder(inputs)
     out = Path(cfg.features_dir)
     claim(out, FEATURES, [cfg.lake_dir, cfg.split_dir])  # a wrong features_dir fails before any work
     reporter.start("building features", total=2 * len(inputs.folds))
     folds = []
-    with decoding(*inputs.read), staged_version(out, FEATURES, [cfg.lake_dir, cfg.split_dir]) as tmp:
+    with (
+        decoding(*inputs.read),
+        staged_version(out, FEATURES, [cfg.lake_dir, cfg.split_dir]) as tmp,
+        engine(cfg, inputs) as write_part,
+    ):
         for fold in inputs.folds:
-            assigned = inputs.splitter.assign(inputs.events, fold)
             parts = {}
             for part, fold_cutoff in ((VAL, fold.val_start), (TEST, fold.test_start)):
-                cutoff = cutoff_of(assigned, part, fold_cutoff)
-                features = make(assigned, part, cutoff)
-                rows = features.write(tmp / fold.name / part)
+                written = write_part(fold, part, fold_cutoff, tmp / fold.name / part)
                 parts[part] = {
-                    "cutoff": cutoff.isoformat(),
-                    "rows": rows,
-                    "vocab_sizes": {k: len(v) for k, v in features.vocab.items()},
+                    "cutoff": written.cutoff.isoformat(),
+                    "rows": written.rows,
+                    "vocab_sizes": written.vocab_sizes,
                 }
                 reporter.advance()
             folds.append({"name": fold.name, "parts": parts})
@@ -162,6 +164,30 @@ def _features(cfg: DictConfig, given: DictConfig, reporter: Reporter, verify: bo
         }
         manifest = write_sealed(tmp, manifest)
     return FeaturesResult(out, manifest)
+
+
+# Writes one part (val or test) of one fold into a folder: (fold, part, the fold's
+# cutoff for it or None, folder) -> what the manifest records.
+PartWriter = Callable[[Fold, str, datetime | None, Path], Written]
+
+
+def engine(cfg: DictConfig, inputs: Inputs) -> AbstractContextManager[PartWriter]:
+    """The engine's part writer (`engine.name`; absent = polars), open for the whole command."""
+    settings = cfg.get("engine")
+    if settings is not None and settings.get("name") == "spark":
+        from recsys_cli.spark.features import spark_features
+
+        return spark_features(settings, inputs, Path(cfg.lake_dir))
+    return nullcontext(partial(write_polars_part, inputs))
+
+
+def write_polars_part(inputs: Inputs, fold: Fold, part: str, fold_cutoff: datetime | None, folder: Path) -> Written:
+    """The polars engine: the whole part lazily over the lake, one table collected at a time."""
+    assigned = inputs.splitter.assign(inputs.events, fold)
+    cutoff = cutoff_of(assigned, part, fold_cutoff)
+    features = builder(inputs)(assigned, part, cutoff)
+    rows = features.write(folder)
+    return Written(cutoff, rows, {k: len(v) for k, v in features.vocab.items()})
 
 
 def leakage(cfg: DictConfig) -> list[Leak]:

@@ -1,0 +1,118 @@
+"""What Spark's Python workers run for `recsys features` (engine=spark): one shard,
+a bucket of users or of items, through the same Polars functions the polars
+engine runs over the whole history (features/build.py, features/aggregates.py).
+
+Every function here is per key: a shard holding all events of some users (or
+items) gives exactly those users' (items') rows, so the driver only concatenates
+the shards' rows and sorts them. Nothing here is global: the parts that are (the
+users and items tables, vocabularies, the cutoff of per-user splits) stay on the
+driver (spark/features.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+
+from recsys_cli.features.aggregates import item_behaviour
+from recsys_cli.features.build import (
+    LABELS,
+    FeatureConfig,
+    history_of,
+    user_tables,
+    window_bounds,
+    window_events,
+    window_labels,
+)
+from recsys_cli.spark.arrow import from_arrow, spark_schema, to_spark
+from recsys_cli.splits.base import VAL, Fold, Splitter
+from recsys_cli.splits.targets import TargetSpec
+
+BUCKET = "_bucket"  # the shard of a row: pmod(xxhash64(key), buckets)
+Compute = Callable[[pl.LazyFrame], pl.LazyFrame]
+
+
+@dataclass(frozen=True)
+class View:
+    """The history one table is computed from: `part`'s history in `fold`, as of
+    `cutoff`, or (with `window`) that ranker window's history as of its own cutoff."""
+
+    splitter: Splitter
+    fold: Fold
+    part: str
+    cutoff: datetime
+    cfg: FeatureConfig
+    target: TargetSpec
+    window: int | None = None
+
+    def as_of(self) -> datetime:
+        return self.cutoff if self.window is None else window_bounds(self.cutoff, self.cfg, self.window)[0]
+
+    def before(self, history: pl.LazyFrame) -> pl.LazyFrame:
+        """The events the view's tables are computed from (per event)."""
+        return history if self.window is None else history_of(self.inner(history), VAL)
+
+    def inner(self, history: pl.LazyFrame) -> pl.LazyFrame:
+        assert self.window is not None
+        return window_events(history, *window_bounds(self.cutoff, self.cfg, self.window))
+
+
+def part_history(events: pl.LazyFrame, splitter: Splitter, fold: Fold, part: str, columns: list[str]) -> pl.LazyFrame:
+    """A user shard's history events for `part` (the splitter's own `assign`: per
+    user for leave-last-N, per event for time splits), in the lake's `columns`."""
+    return history_of(splitter.assign(events, fold), part).select(columns)
+
+
+def user_frame(events: pl.LazyFrame, view: View, table: str) -> pl.LazyFrame:
+    """`table` of `view` (interactions, sequences, the behaviour part of
+    user_features, or a window's labels) for the users of a shard whose events
+    carry the items' catalogue columns."""
+    history = history_of(view.splitter.assign(events, view.fold), view.part)
+    if table == LABELS:
+        return window_labels(view.inner(history), view.target)
+    before = view.before(history)
+    return user_tables(before, before, view.as_of(), view.cfg, view.target)[table]
+
+
+def item_frame(history: pl.LazyFrame, view: View) -> pl.LazyFrame:
+    """The event-based part of item_features of `view` for the items of a shard of `part`'s history."""
+    return item_behaviour(view.before(history), view.as_of(), view.cfg.windows_days)
+
+
+def output_schema(compute: Compute, schema_in: Mapping[str, pl.DataType]) -> pl.Schema:
+    """What `compute` returns for a shard: resolved on an empty frame, on the driver,
+    so a configuration error is raised there, as under the polars engine."""
+    return compute(pl.LazyFrame(schema=dict(schema_in))).collect_schema()
+
+
+def arrow_schema(schema: Mapping[str, pl.DataType]) -> pa.Schema:
+    """The exact Arrow types Spark expects back from `applyInArrow` (string, not
+    the large_string that `to_spark` leaves with Polars 2.1; Spark refuses it there)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(spark_schema(schema), timezone="UTC")
+
+
+def run_shard(
+    table: pa.Table, compute: Compute, schema_in: Mapping[str, pl.DataType], schema_out: Mapping[str, pl.DataType]
+) -> pa.Table:
+    """One `applyInArrow` call (executor): a shard in Spark's types to its rows in Spark's types."""
+    frame = from_arrow(table, schema_in).drop(BUCKET, strict=False).lazy()
+    return to_spark(compute(frame).collect(), schema_out).cast(arrow_schema(schema_out))
+
+
+def shard_function(
+    compute: Compute, schema_in: Mapping[str, pl.DataType], schema_out: Mapping[str, pl.DataType]
+) -> Callable[[pa.Table], pa.Table]:
+    """`run_shard` bound to one computation, as a plain annotated function: pyspark
+    reads the form of an `applyInArrow` function from its type hints, which a
+    functools.partial does not have (pyspark 4.3 then fails)."""
+
+    def shard(table: pa.Table) -> pa.Table:
+        return run_shard(table, compute, schema_in, schema_out)
+
+    return shard
