@@ -9,8 +9,20 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recsys_cli.data.events import SRC, day_windows, duplicate_mask, parse_events, rejected_rows, valid_rows
+from recsys_cli.data.events import (
+    SRC,
+    day_parts,
+    day_windows,
+    duplicate_mask,
+    parse_events,
+    rejected_rows,
+    shard_pseudonyms,
+    user_pseudonyms,
+    valid_rows,
+    write_day,
+)
 from recsys_cli.data.personal import Personal
+from recsys_cli.data.pseudonymise import PiiKey
 from recsys_cli.data.schema import EVENTS_SCHEMA, Col
 from recsys_cli.data.sources.base import RAGGED, TableSpec
 
@@ -49,6 +61,33 @@ def test_windows_hold_whole_days_up_to_the_row_budget(tmp_path: Path) -> None:
         (date(2026, 1, 4), date(2026, 1, 4)),
     ]
     assert day_windows(tmp_path, max_rows=100) == [(date(2026, 1, 1), date(2026, 1, 4))]
+
+
+def test_a_shards_pseudonyms_are_the_whole_inputs_for_its_values() -> None:
+    """What lets the Spark engine pseudonymise day by day: HMAC per value, so a
+    shard's own table agrees with the table over every id; ids of `as_is` files
+    (already pseudonyms) get none."""
+    key = PiiKey(b"k" * 32, is_development=False)
+    everyone = user_pseudonyms(pl.Series(["u1", "u2", "u3", "u4"]), key)
+    shard = pl.DataFrame(
+        {Col.USER: ["u3", "u1", "u3", "p9"], "ip": ["1.2.3.4", None, "5.6.7.8", "1.2.3.4"], SRC: [0, 0, 0, 1]},
+        schema_overrides={SRC: pl.UInt16},
+    )
+    users, hashed = shard_pseudonyms(shard, key, frozenset({"ip", "gone"}), as_is=frozenset({1}))
+    assert users.sort("raw").rows() == everyone.filter(pl.col("raw").is_in(["u1", "u3"])).rows()
+    assert list(hashed) == ["ip"] and hashed["ip"]["raw"].to_list() == ["1.2.3.4", "5.6.7.8"]
+
+
+def test_a_retried_day_writer_replaces_its_own_file_and_never_reads_it_as_the_lakes(tmp_path: Path) -> None:
+    day = date(2026, 1, 2)
+    write_day(pl.DataFrame({"x": [1]}), tmp_path, day, run=1)
+    write_day(pl.DataFrame({"x": [2, 3]}), tmp_path, day, run=2)
+    write_day(pl.DataFrame({"x": [4, 5]}), tmp_path, day, run=2)  # a retried task
+    folder = tmp_path / f"date={day}"
+    assert sorted(p.name for p in folder.iterdir()) == ["part-00001.parquet", "part-00002.parquet"]
+    assert pl.read_parquet(folder / "part-00002.parquet")["x"].to_list() == [4, 5]
+    assert day_parts(tmp_path, day, run=2) == [folder / "part-00001.parquet"]
+    assert day_parts(tmp_path, date(2026, 1, 3), run=2) == []
 
 
 # ------------------------------------------------------------------ the row validator, on arbitrary text

@@ -401,3 +401,13 @@ def test_append_with_only_a_changed_users_table_rebuilds_it(
     result = run(ingest_cfg(), append=True)
     assert "rebuilt users" in result.message and result.manifest["rows"]["users"] == 2
     assert result.manifest["rows"]["events"] == 5 and verify(lake_dir) == []
+
+
+def test_the_engine_is_not_part_of_the_lakes_fingerprint() -> None:
+    """Both engines write the same lake: one built by either is up to date for the other."""
+    key = ingest_mod.PiiKey(b"k" * 32, is_development=False)
+    digests = {"events.csv": "ab" * 32}
+    config = {"data": {"name": "generic"}, "validation": {"max_bad_fraction": 0.05}}
+    plain = ingest_mod._fingerprint(digests, config, key)
+    assert ingest_mod._fingerprint(digests, {**config, "engine": {"name": "spark", "master": "local[2]"}}, key) == plain
+    assert ingest_mod._fingerprint(digests, {**config, "validation": {"max_bad_fraction": 0.1}}, key) != plain

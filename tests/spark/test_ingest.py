@@ -8,6 +8,7 @@ import gzip
 import random
 import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,10 @@ import pytest
 from recsys_cli.config import build, compose
 from recsys_cli.data.ingest import IngestResult
 from recsys_cli.data.lake import open_lake, verify
+from recsys_cli.data.pseudonymise import PiiKey, pseudonym
+from recsys_cli.data.sources.live_events import write_live_events
 from recsys_cli.errors import RecsysError, SourceError, ValidationThresholdError
+from recsys_cli.serving.state import LiveEvent
 from recsys_cli.spark.ingest import SparkEvents
 from recsys_cli.tasks.ingest import run
 from tests.spark.conftest import SPARK
@@ -26,6 +30,7 @@ from tests.spark.parity import assert_same_output
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+SECRET = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 HEADER = "user_id,item_id,event_type,ts,price,quantity,email"
 DAY1 = [
     "u1,i1,view,2026-01-01T10:00:00Z,,,a@x.org",
@@ -203,3 +208,23 @@ def test_a_lake_built_by_one_engine_is_up_to_date_for_the_other(
     shutil.rmtree(raw.parent.parent / "lake")
     run(cfg(*SPARK))
     assert run(cfg()).no_op
+
+
+def test_a_services_export_keeps_its_pseudonyms_beside_raw_ids(
+    spark: SparkSession, raw: Path, cfg: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Days that hold both raw ids and a live-events export's pseudonyms: only the raw ones are hashed."""
+    key = PiiKey(SECRET.encode(), is_development=False)
+    monkeypatch.setenv("RECSYS_PII_KEY", SECRET)
+    (raw / "events.csv").write_text(csv([*DAY1, *DAY2]))
+    at = datetime(2026, 1, 1, 10, tzinfo=UTC).timestamp()
+    live = [
+        LiveEvent(pseudonym("u1", key, "user_id"), "i1", "view", at),  # u1's first raw event, in the lake's form
+        LiveEvent(pseudonym("u7", key, "user_id"), "i9", "purchase", at + 3600, {"price": 3.0, "quantity": 1}),
+        LiveEvent(pseudonym("u2", key, "user_id"), "i3", "view", at + 86400),
+    ]
+    export = tmp_path / "exports" / "live-1.parquet"
+    write_live_events((e.to_dict() for e in live), export, key.fingerprint)
+    lake = both_engines(tmp_path, lambda engine: run(cfg(*engine), live_events=[export]))
+    users = set(pl.read_parquet(lake / "events")["user_id"])
+    assert users == {pseudonym(u, key, "user_id") for u in ("u1", "u2", "u3", "u4", "u7")}
