@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -75,7 +76,12 @@ class SparkEvents:
         self, job: DaysJob, counts: list[ev.FileCounts], users: tuple[pl.DataFrame, str] | None, reporter: Reporter
     ) -> pl.DataFrame:
         """Shuffle the staged rows by day into `buckets(rows)` partitions, one
-        `dedupe_day` call per day; the duplicates it reports go into `counts`."""
+        `dedupe_day` call per day; the duplicates it reports go into `counts`.
+
+        Each day hashes its own distinct user ids, so a user active on many days
+        is hashed once per day: at most one HMAC per row (~3.5 us on this
+        machine). The alternative, one whole-input pseudonym table joined in
+        Spark, costs a second shuffle of every event (not measured)."""
         files = ev.staged_files(job.staging)
         if files:
             reporter.start("deduplicating and writing days on Spark", total=1)
@@ -89,7 +95,7 @@ class SparkEvents:
             reporter.advance()
         return table_pseudonyms(job.staging, users, job.key, job.as_is)
 
-    def _staged(self, files: list[Any], schema: pl.Schema) -> DataFrame:
+    def _staged(self, files: list[Path], schema: pl.Schema) -> DataFrame:
         """The staging files as one Spark frame of `schema`'s columns (Spark reads
         `_line`, a Parquet UInt64, as a decimal: carried as a long)."""
         from pyspark.sql import functions as F
