@@ -23,10 +23,10 @@ from recsys_cli.data.lake import scan_events
 from recsys_cli.data.schema import Col
 from recsys_cli.spark.arrow import from_arrow, spark_schema
 from recsys_cli.spark.session import buckets, spark_session
-from recsys_cli.spark.split_shard import BUCKET, COUNTS, Shard, counts_shard, targets_shard
+from recsys_cli.spark.split_shard import BUCKET, COUNT_COLUMNS, COUNTS, TABLE, fold_shard, stacked_schema, target_schema
 from recsys_cli.spark.split_timeline import SparkTimeline
 from recsys_cli.splits.base import PART, TEST, VAL, Fold, Splitter
-from recsys_cli.splits.targets import TargetSpec, ground_truth
+from recsys_cli.splits.targets import TargetSpec
 from recsys_cli.tasks.split import FoldTables
 
 if TYPE_CHECKING:
@@ -65,21 +65,19 @@ class SparkSplit:
         return self._bucketed
 
     def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec) -> FoldTables:
-        per_bucket = self._apply(counts_shard(self.schema, splitter, fold), COUNTS)
-        counts = per_bucket.group_by(PART).agg(pl.col("rows").sum(), pl.col("users").sum())
-        targets = ((part, self._targets(splitter, fold, spec, part)) for part in (VAL, TEST))
-        return FoldTables(counts, targets)
+        """One pass over the buckets; the driver then holds the fold's counts and its
+        two target tables, as the polars engine's `collect_all` does."""
+        targets = target_schema(self.schema, splitter, fold, spec)
+        stacked = stacked_schema(targets)
+        shard = fold_shard(self.schema, splitter, fold, spec)
+        result = self.bucketed().groupBy(BUCKET).applyInArrow(shard, spark_schema(stacked))
+        tables = from_arrow(result.toArrow(), stacked)
 
-    def _targets(self, splitter: Splitter, fold: Fold, spec: TargetSpec, part: str) -> pl.DataFrame:
-        """One part's targets from every bucket, in the polars engine's order."""
-        empty = splitter.assign(pl.LazyFrame(schema=self.schema), fold)
-        schema = dict(ground_truth(empty, spec, part).collect_schema())
-        shard = targets_shard(self.schema, splitter, fold, spec, part, schema)
-        return self._apply(shard, schema).sort(Col.USER, Col.ITEM)
+        def table(tag: str, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
+            return tables.filter(pl.col(TABLE) == tag).select(list(columns))
 
-    def _apply(self, shard: Shard, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-        result = self.bucketed().groupBy(BUCKET).applyInArrow(shard, spark_schema(schema))
-        return from_arrow(result.toArrow(), schema)
+        counts = table(COUNTS, COUNT_COLUMNS).group_by(PART).agg(pl.col("rows").sum(), pl.col("users").sum())
+        return FoldTables(counts, [(part, table(part, targets).sort(Col.USER, Col.ITEM)) for part in (VAL, TEST)])
 
     def release(self) -> None:
         if self._bucketed is not None:

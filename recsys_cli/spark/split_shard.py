@@ -3,6 +3,8 @@ the polars engine's `assign`, `part_counts` and `ground_truth`, unchanged.
 
 A bucket holds all events of its users, so per-user rules (leave-last-N ranks,
 a target's history and `cold` flag) see exactly what they see on the whole lake.
+One pass per fold returns the bucket's three tables stacked, each row tagged with
+its table: Spark sends every bucket to Python once per fold, not once per table.
 """
 
 from __future__ import annotations
@@ -13,14 +15,42 @@ import polars as pl
 import pyarrow as pa
 
 from recsys_cli.spark.arrow import from_arrow, to_spark
-from recsys_cli.splits.base import PART, Fold, Splitter, part_counts
+from recsys_cli.splits.base import PART, TEST, VAL, Fold, Splitter, part_counts
 from recsys_cli.splits.targets import TargetSpec, ground_truth
 
 BUCKET = "_bucket"
-COUNTS: dict[str, pl.DataType] = {PART: pl.String(), "rows": pl.Int64(), "users": pl.Int64()}
-
+TABLE, COUNTS = "_table", "counts"
+COUNT_COLUMNS: dict[str, pl.DataType] = {PART: pl.String(), "rows": pl.Int64(), "users": pl.Int64()}
 
 Shard = Callable[[pa.Table], pa.Table]
+
+
+def target_schema(events: Mapping[str, pl.DataType], splitter: Splitter, fold: Fold, spec: TargetSpec) -> pl.Schema:
+    """The columns of a target table, from the query plan alone (no data read)."""
+    return ground_truth(splitter.assign(pl.LazyFrame(schema=events), fold), spec, TEST).collect_schema()
+
+
+def stacked_schema(targets: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:
+    """The tag, a target table's columns and the counts' columns (null where another table's)."""
+    return {TABLE: pl.String(), **targets, **COUNT_COLUMNS}
+
+
+def fold_shard(schema: Mapping[str, pl.DataType], splitter: Splitter, fold: Fold, spec: TargetSpec) -> Shard:
+    """The bucket's part counts and val and test targets, stacked.
+
+    A closure rather than a functools.partial: Spark reads the shard's type hints
+    to pick its calling convention, and a partial has none. It captures only
+    small values (schemas, the splitter, the fold, the target)."""
+    stacked = stacked_schema(target_schema(schema, splitter, fold, spec))
+
+    def shard(table: pa.Table) -> pa.Table:
+        assigned = splitter.assign(from_arrow(table, schema).select(list(schema)).lazy(), fold)
+        queries = [part_counts(assigned), ground_truth(assigned, spec, VAL), ground_truth(assigned, spec, TEST)]
+        frames = pl.collect_all(queries)
+        tagged = [f.with_columns(pl.lit(tag).alias(TABLE)) for f, tag in zip(frames, (COUNTS, VAL, TEST), strict=True)]
+        return _out(pl.concat(tagged, how="diagonal_relaxed"), stacked)
+
+    return shard
 
 
 def _out(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pa.Table:
@@ -28,35 +58,3 @@ def _out(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pa.Table:
     table = to_spark(frame, schema)
     fields = [f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in table.schema]
     return table.cast(pa.schema(fields))
-
-
-def _assigned(table: pa.Table, schema: Mapping[str, pl.DataType], splitter: Splitter, fold: Fold) -> pl.LazyFrame:
-    events = from_arrow(table, schema).select(list(schema))
-    return splitter.assign(events.lazy(), fold)
-
-
-# Closures rather than functools.partial: Spark reads the shard's type hints to pick
-# its calling convention, and a partial has none. They capture only small values.
-def counts_shard(schema: Mapping[str, pl.DataType], splitter: Splitter, fold: Fold) -> Shard:
-    """Rows and distinct users per part of one bucket."""
-
-    def shard(table: pa.Table) -> pa.Table:
-        return _out(part_counts(_assigned(table, schema, splitter, fold)).collect(), COUNTS)
-
-    return shard
-
-
-def targets_shard(
-    schema: Mapping[str, pl.DataType],
-    splitter: Splitter,
-    fold: Fold,
-    spec: TargetSpec,
-    part: str,
-    out: Mapping[str, pl.DataType],
-) -> Shard:
-    """The `part` targets of one bucket's users, in the `out` schema."""
-
-    def shard(table: pa.Table) -> pa.Table:
-        return _out(ground_truth(_assigned(table, schema, splitter, fold), spec, part).collect(), out)
-
-    return shard

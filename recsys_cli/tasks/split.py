@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,11 +33,10 @@ class SplitResult:
 @dataclass
 class FoldTables:
     """What one fold publishes: rows and users per part (`part`, `rows`, `users`), and
-    the val and test targets, yielded one at a time (an engine may compute each only
-    when asked, so the driver holds one table at a time)."""
+    the val and test targets (file stem, table), each sorted by user and item."""
 
     counts: pl.DataFrame
-    targets: Iterable[tuple[str, pl.DataFrame]]
+    targets: list[tuple[str, pl.DataFrame]]
 
 
 class SplitEngine(Protocol):
