@@ -7,17 +7,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import polars as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
 from recsys_cli.data.lake import MANIFEST, decoding, open_lake, scan_events, staged_version, write_sealed
 from recsys_cli.data.remote import is_remote, mirrored, recorded
 from recsys_cli.data.schema import Col
-from recsys_cli.errors import SplitError
+from recsys_cli.errors import ConfigError, SplitError
 from recsys_cli.registry.integrity import sha256_file
 from recsys_cli.registry.outputs import KIND, SPLIT
 from recsys_cli.splits.base import PART, PARTS, TEST, TRAIN, VAL, Fold, PolarsTimeline, Splitter, Timeline, part_counts
@@ -71,9 +71,11 @@ def split_engine(cfg: DictConfig, lake: Path) -> Iterator[SplitEngine]:
     if engine is None or engine.name == "polars":
         yield PolarsSplit(scan_events(lake))
         return
+    if engine.name != "spark":
+        raise ConfigError(f"engine = {engine.name}: recsys split runs on polars or spark")
     from recsys_cli.spark.split import spark_split
 
-    with spark_split(engine, lake) as split:
+    with spark_split(cast(dict[str, Any], OmegaConf.to_container(engine, resolve=True)), lake) as split:
         yield split
 
 
