@@ -34,13 +34,15 @@ from recsys_cli.features.build import (
 from recsys_cli.spark.arrow import from_arrow, spark_schema, to_spark
 from recsys_cli.spark.features_shards import (
     BUCKET,
+    VIEW,
     Compute,
     View,
-    item_frame,
+    has,
+    item_frames,
     output_schema,
     part_history,
     shard_function,
-    user_frame,
+    user_frames,
 )
 from recsys_cli.spark.session import buckets, spark_session
 from recsys_cli.splits.base import Fold
@@ -101,14 +103,19 @@ class SparkFeatures:
         self.events_schema = inputs.events.collect_schema()
         files = sorted(str(p) for p in (lake / "events").glob(f"{Col.DATE}=*/*.parquet"))
         events = spark.read.option("basePath", str(lake / "events")).parquet(*files).drop(Col.DATE)
-        self.buckets = buckets(events.count(), engine)
+        # The row count from the Parquet footers (Polars reads no data for it), not a Spark job.
+        self.buckets = buckets(inputs.events.select(pl.len()).collect().item(), engine)
         items = catalogue(inputs.items).collect()
         broadcast = F.broadcast(spark.createDataFrame(to_spark(items, items.schema), spark_schema(items.schema)))
         self.shard_schema = pl.Schema({**self.events_schema, **items.drop(Col.ITEM).schema})
         self.by_user = sharded(events.join(broadcast, on=Col.ITEM, how="left"), Col.USER, self.buckets).persist()
 
     def write_part(self, fold: Fold, part: str, fold_cutoff: datetime | None, folder: Path) -> Written:
-        """Every table of one part into `folder`, one table on the driver at a time."""
+        """Every table of one part into `folder`, one table on the driver at a time.
+
+        The part's history is sharded by item (one shuffle); each kind of table is
+        one pass over the user or item shards for the part and all its ranker
+        windows at once, persisted while its views are fetched one by one."""
         columns = list(self.events_schema.names())
         split = partial(part_history, splitter=self.inputs.splitter, fold=fold, part=part, columns=columns)
         history, _ = self.apply(self.by_user, self.shard_schema, split)
@@ -116,41 +123,52 @@ class SparkFeatures:
         try:
             cutoff = fold_cutoff or self.last_ts(by_item) + TICK
             view = View(self.inputs.splitter, fold, part, cutoff, self.inputs.features, self.inputs.target)
-            rows, attributes = self.write_view(view, by_item, folder, "")
-            for j in range(self.inputs.features.ranker_windows):
-                window = replace(view, window=j)
-                rows |= self.write_view(window, by_item, folder, f"ranker/{j}/")[0]
+            views = (view, *(replace(view, window=j) for j in range(view.cfg.ranker_windows)))
+            rows: dict[str, int] = {}
+            attributes: dict[str, pl.DataFrame] = {}
+            for name in (*TABLES, LABELS):
+                rows |= self.write_tables(name, views, by_item, folder, attributes)
             counts = {c: self.counts(by_item, c) for c in (Col.USER, Col.ITEM)}
         finally:
             by_item.unpersist()
         vocab = vocabularies(counts, attributes, self.inputs.features)
         write_vocab(folder, vocab)
-        return Written(cutoff, rows, {k: len(v) for k, v in vocab.items()})
+        order = [_path(v, n) for v in views for n in (TABLES if v.window is None else (*TABLES, LABELS))]
+        return Written(cutoff, {path: rows[path] for path in order}, {k: len(v) for k, v in vocab.items()})
 
-    def write_view(
-        self, view: View, by_item: DataFrame, folder: Path, prefix: str
-    ) -> tuple[dict[str, int], dict[str, pl.DataFrame]]:
-        """The view's tables, in the polars engine's order; returns their row counts
-        and the vocabulary columns of user_features and item_features."""
-        rows, attributes = {}, {}
-        names = TABLES if view.window is None else (*TABLES, LABELS)
-        for name in names:
-            frame = self.table(view, by_item, name).sort(KEYS[name])
-            write_table(folder, prefix + name, frame)
-            rows[prefix + name] = frame.height
-            attributes[name] = frame.select(c for c in view.cfg.vocab_columns if c in frame.columns)
-            del frame
-        return rows, attributes
-
-    def table(self, view: View, by_item: DataFrame, name: str) -> pl.DataFrame:
-        """One whole table on the driver: the shards' rows, with the users or items table where it has them."""
+    def write_tables(
+        self, name: str, views: tuple[View, ...], by_item: DataFrame, folder: Path, attributes: dict[str, pl.DataFrame]
+    ) -> dict[str, int]:
+        """Table `name` of every view that has one, ordered as the polars engine orders
+        it; keeps the vocabulary columns of the part's own user_features and item_features."""
+        if not has(views, name):
+            return {}  # labels without ranker windows
         if name == "item_features":
-            counts = self.collect(*self.apply(by_item, self.events_schema, partial(item_frame, view=view)))
-            return with_catalogue(counts.lazy(), self.inputs.items, view.as_of()).collect()
-        rows = self.collect(*self.apply(self.by_user, self.shard_schema, partial(user_frame, view=view, table=name)))
-        if name == "user_features":
-            return user_table(rows.lazy(), self.inputs.users, view.as_of()).collect()
+            tagged, schema = self.apply(by_item, self.events_schema, partial(item_frames, views=views))
+        else:
+            tagged, schema = self.apply(self.by_user, self.shard_schema, partial(user_frames, views=views, table=name))
+        tagged = tagged.persist()
+        rows = {}
+        try:
+            for k, view in has(views, name):
+                frame = self.finish(name, view, self.collect(tagged.filter(tagged[VIEW] == k), schema))
+                write_table(folder, _path(view, name), frame)
+                rows[_path(view, name)] = frame.height
+                if view.window is None:
+                    attributes[name] = frame.select(c for c in view.cfg.vocab_columns if c in frame.columns)
+        finally:
+            tagged.unpersist()
         return rows
+
+    def finish(self, name: str, view: View, shards: pl.DataFrame) -> pl.DataFrame:
+        """One whole table on the driver: the shards' rows, with the users or items
+        table where it has them, in the polars engine's order."""
+        rows = shards.drop(VIEW).lazy()
+        if name == "item_features":
+            rows = with_catalogue(rows, self.inputs.items, view.as_of())
+        elif name == "user_features":
+            rows = user_table(rows, self.inputs.users, view.as_of())
+        return rows.collect().sort(KEYS[name])
 
     def apply(
         self, frame: DataFrame, schema_in: Mapping[str, pl.DataType], compute: Compute
@@ -177,3 +195,8 @@ class SparkFeatures:
     def counts(history: DataFrame, column: str) -> pl.DataFrame:
         """Events per id (a Spark group-by), for the id vocabularies."""
         return from_arrow(history.groupBy(column).count().toArrow(), {column: pl.String()})
+
+
+def _path(view: View, name: str) -> str:
+    """Where a view's table goes in the part's folder."""
+    return name if view.window is None else f"ranker/{view.window}/{name}"

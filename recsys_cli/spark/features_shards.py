@@ -33,6 +33,7 @@ from recsys_cli.splits.base import VAL, Fold, Splitter
 from recsys_cli.splits.targets import TargetSpec
 
 BUCKET = "_bucket"  # the shard of a row: pmod(xxhash64(key), buckets)
+VIEW = "_view"  # which view (the part, or a ranker window) a row of a table belongs to
 Compute = Callable[[pl.LazyFrame], pl.LazyFrame]
 
 
@@ -67,20 +68,42 @@ def part_history(events: pl.LazyFrame, splitter: Splitter, fold: Fold, part: str
     return history_of(splitter.assign(events, fold), part).select(columns)
 
 
-def user_frame(events: pl.LazyFrame, view: View, table: str) -> pl.LazyFrame:
-    """`table` of `view` (interactions, sequences, the behaviour part of
-    user_features, or a window's labels) for the users of a shard whose events
-    carry the items' catalogue columns."""
-    history = history_of(view.splitter.assign(events, view.fold), view.part)
+def user_frames(events: pl.LazyFrame, views: tuple[View, ...], table: str) -> pl.LazyFrame:
+    """`table` (interactions, sequences, the behaviour part of user_features, or
+    labels) of every view that has one, for the users of a shard whose events carry
+    the items' catalogue columns; each row tagged with its view's index. One pass
+    over the shard for all views: the split's `assign` runs once."""
+    first = views[0]
+    history = history_of(first.splitter.assign(events, first.fold), first.part)
+    return pl.concat(
+        [
+            _user_table(history, view, table).with_columns(pl.lit(k, pl.Int32).alias(VIEW))
+            for k, view in has(views, table)
+        ]
+    )
+
+
+def _user_table(history: pl.LazyFrame, view: View, table: str) -> pl.LazyFrame:
     if table == LABELS:
         return window_labels(view.inner(history), view.target)
     before = view.before(history)
     return user_tables(before, before, view.as_of(), view.cfg, view.target)[table]
 
 
-def item_frame(history: pl.LazyFrame, view: View) -> pl.LazyFrame:
-    """The event-based part of item_features of `view` for the items of a shard of `part`'s history."""
-    return item_behaviour(view.before(history), view.as_of(), view.cfg.windows_days)
+def item_frames(history: pl.LazyFrame, views: tuple[View, ...]) -> pl.LazyFrame:
+    """The event-based part of item_features of every view for the items of a shard
+    of the part's history, tagged with the view's index."""
+    windows = views[0].cfg.windows_days
+    return pl.concat([tagged(item_behaviour(v.before(history), v.as_of(), windows), k) for k, v in enumerate(views)])
+
+
+def tagged(frame: pl.LazyFrame, k: int) -> pl.LazyFrame:
+    return frame.with_columns(pl.lit(k, pl.Int32).alias(VIEW))
+
+
+def has(views: tuple[View, ...], table: str) -> list[tuple[int, View]]:
+    """The views that have `table` (labels: the ranker windows only), with their indices."""
+    return [(k, view) for k, view in enumerate(views) if table != LABELS or view.window is not None]
 
 
 def output_schema(compute: Compute, schema_in: Mapping[str, pl.DataType]) -> pl.Schema:
