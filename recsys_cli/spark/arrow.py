@@ -86,7 +86,23 @@ def to_spark(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pa.Table
         (pl.col(name) if name in frame.columns else pl.lit(None)).cast(_carried(dtype)).alias(name)
         for name, dtype in schema.items()
     ]
-    return frame.select(cols).to_arrow(compat_level=pl.CompatLevel.oldest())
+    table = frame.select(cols).to_arrow(compat_level=pl.CompatLevel.oldest())
+    # Polars 2 exports `large_string` and `large_list` even at its oldest compat level;
+    # `applyInArrow` refuses them (createDataFrame converts them silently).
+    return table.cast(pa.schema([pa.field(f.name, _small(f.type)) for f in table.schema]))
+
+
+def _small(kind: pa.DataType) -> pa.DataType:
+    """`kind` with 32-bit offsets, as Spark's Arrow reader expects."""
+    if pa.types.is_large_string(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind):
+        return pa.binary()
+    if pa.types.is_large_list(kind) or pa.types.is_list(kind):
+        return pa.list_(_small(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _small(f.type)) for f in kind])
+    return kind
 
 
 def batches(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> Iterator[pa.RecordBatch]:

@@ -53,3 +53,24 @@ def test_columns_a_shard_lacks_are_null_and_the_declared_order_is_kept() -> None
     table = to_spark(frame().drop("value").select("n", "user_id"), {"user_id": pl.String(), "value": pl.Float64()})
     assert table.column_names == ["user_id", "value"]
     assert table.column("value").null_count == 2
+
+
+def test_the_arrow_types_are_the_ones_spark_workers_accept() -> None:
+    """32-bit offsets: a grouped-map function returning `large_string` is refused by Spark."""
+    import pyarrow as pa
+
+    table = to_spark(frame(), SCHEMA)
+    assert table.schema.field("user_id").type == pa.string()
+    assert table.schema.field("items").type == pa.list_(pa.string())
+
+
+def test_a_grouped_map_shard_returns_through_to_spark(spark: SparkSession) -> None:
+    import pyarrow as pa
+
+    def shard(table: pa.Table) -> pa.Table:
+        got = from_arrow(table, SCHEMA)
+        return to_spark(got.with_columns(pl.col("user_id").fill_null("none")), SCHEMA)
+
+    sdf = spark.createDataFrame(to_spark(frame(), SCHEMA), schema=spark_schema(SCHEMA))
+    out = from_arrow(sdf.groupBy("date").applyInArrow(shard, spark_schema(SCHEMA)).toArrow(), SCHEMA)
+    assert sorted(out["user_id"].to_list()) == ["none", "u1"]
