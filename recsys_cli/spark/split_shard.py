@@ -48,13 +48,6 @@ def fold_shard(schema: Mapping[str, pl.DataType], splitter: Splitter, fold: Fold
         queries = [part_counts(assigned), ground_truth(assigned, spec, VAL), ground_truth(assigned, spec, TEST)]
         frames = pl.collect_all(queries)
         tagged = [f.with_columns(pl.lit(tag).alias(TABLE)) for f, tag in zip(frames, (COUNTS, VAL, TEST), strict=True)]
-        return _out(pl.concat(tagged, how="diagonal_relaxed"), stacked)
+        return to_spark(pl.concat(tagged, how="diagonal_relaxed"), stacked)
 
     return shard
-
-
-def _out(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pa.Table:
-    """`to_spark`, with `large_string` (which applyInArrow's result check refuses) as `string`."""
-    table = to_spark(frame, schema)
-    fields = [f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in table.schema]
-    return table.cast(pa.schema(fields))
