@@ -4,11 +4,13 @@ from the polars engine's own functions (spark/features_shards.py, run in Spark's
 Python workers); the driver puts one table at a time back together, adds the
 users and items tables, orders it as the polars engine does and writes it with
 the same call (features/build.py). The folder and its manifest are the polars
-engine's, byte for byte where the bytes encode no run.
+engine's: the same files and rows, floats equal but for the last bits of sums
+taken in another order.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from recsys_cli import errors
 from recsys_cli.data.schema import Col
 from recsys_cli.features.aggregates import catalogue, with_catalogue
 from recsys_cli.features.build import (
@@ -54,6 +57,8 @@ if TYPE_CHECKING:
 
 TICK = timedelta(microseconds=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# How a worker's traceback, carried in Spark's error, ends when our code raised.
+WORKER_ERROR = re.compile(r"^recsys_cli\.errors\.(\w+): (.*)$", re.MULTILINE)
 
 
 class SparkJobError(OSError):
@@ -65,7 +70,7 @@ class SparkJobError(OSError):
 def spark_features(engine: Mapping[str, Any], inputs: Inputs, lake: Path) -> Iterator[PartWriter]:
     """The spark engine's part writer, with its session and its shuffle by user,
     for the length of the command (driver)."""
-    with spark_session(engine) as spark, _failures():
+    with spark_session(engine) as spark, spark_failures():
         features = SparkFeatures(spark, engine, inputs, lake)
         try:
             yield features.write_part
@@ -74,14 +79,22 @@ def spark_features(engine: Mapping[str, Any], inputs: Inputs, lake: Path) -> Ite
 
 
 @contextmanager
-def _failures() -> Iterator[None]:
+def spark_failures() -> Iterator[None]:
+    """A Spark failure as the polars engine would report it: a RecsysError raised
+    in a worker is raised again here, the same class with the same one line;
+    anything else is a SparkJobError chained to Spark's own."""
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkException
 
     try:
         yield
     except (PySparkException, Py4JJavaError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        text = str(exc)
+        raised = WORKER_ERROR.findall(text)
+        known = getattr(errors, raised[-1][0], None) if raised else None
+        if isinstance(known, type) and issubclass(known, errors.RecsysError):
+            raise known(raised[-1][1]) from exc
+        first = (text.strip().splitlines() or [type(exc).__name__])[0]
         raise SparkJobError(f"a Spark job failed: {first}") from exc
 
 

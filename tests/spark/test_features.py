@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from recsys_cli.config import build, compose
-from recsys_cli.errors import LakeError
+from recsys_cli.errors import ConfigError, LakeError
 from recsys_cli.spark.session import buckets
 from recsys_cli.tasks import features, ingest, split
 from tests.spark.conftest import ENGINE
@@ -101,3 +101,17 @@ def test_a_damaged_lake_is_named_by_both_engines(
     cfg = compose("features", [f"paths.data_dir={copy}", *engine])
     with pytest.raises(LakeError, match="damaged lake"):
         features.run(cfg, verify=False)
+
+
+def test_a_recsys_error_in_a_worker_is_the_same_one_line_error(spark: SparkSession) -> None:
+    from pyspark.errors import PySparkException
+
+    from recsys_cli.spark.features import SparkJobError, spark_failures
+
+    traceback = (
+        "An exception was thrown from the Python worker:\n  File ...\nrecsys_cli.errors.ConfigError: features.x: bad\n"
+    )
+    with pytest.raises(ConfigError, match=r"^features.x: bad$"), spark_failures():
+        raise PySparkException(message=traceback)
+    with pytest.raises(SparkJobError, match="a Spark job failed: lost an executor"), spark_failures():
+        raise PySparkException(message="lost an executor\nat ...")
