@@ -28,7 +28,7 @@ from recsys_cli.features.build import (
     window_events,
     window_labels,
 )
-from recsys_cli.spark.arrow import from_arrow, spark_schema, to_spark
+from recsys_cli.spark.arrow import from_arrow, to_spark
 from recsys_cli.splits.base import VAL, Fold, Splitter
 from recsys_cli.splits.targets import TargetSpec
 
@@ -112,20 +112,12 @@ def output_schema(compute: Compute, schema_in: Mapping[str, pl.DataType]) -> pl.
     return compute(pl.LazyFrame(schema=dict(schema_in))).collect_schema()
 
 
-def arrow_schema(schema: Mapping[str, pl.DataType]) -> pa.Schema:
-    """The exact Arrow types Spark expects back from `applyInArrow` (string, not
-    the large_string that `to_spark` leaves with Polars 2.1; Spark refuses it there)."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(spark_schema(schema), timezone="UTC")
-
-
 def run_shard(
     table: pa.Table, compute: Compute, schema_in: Mapping[str, pl.DataType], schema_out: Mapping[str, pl.DataType]
 ) -> pa.Table:
     """One `applyInArrow` call (executor): a shard in Spark's types to its rows in Spark's types."""
     frame = from_arrow(table, schema_in).drop(BUCKET, strict=False).lazy()
-    return to_spark(compute(frame).collect(), schema_out).cast(arrow_schema(schema_out))
+    return to_spark(compute(frame).collect(), schema_out)
 
 
 def shard_function(
