@@ -15,13 +15,12 @@ from recsys_cli.config import build, compose
 from recsys_cli.errors import ConfigError, LakeError
 from recsys_cli.spark.session import buckets
 from recsys_cli.tasks import features, ingest, split
-from tests.spark.conftest import ENGINE
+from tests.spark.conftest import ENGINE, SPARK
 from tests.spark.parity import assert_same_output
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-SPARK = ["engine=spark", f"engine.rows_per_task={ENGINE['rows_per_task']}"]
 # The tables whose row order is part of the format: every one (each sorted by its key).
 TABLES = ("interactions", "sequences", "user_features", "item_features")
 RANKER = ["features=ranker", "features.ranker_windows=2"]
