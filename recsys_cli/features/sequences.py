@@ -16,7 +16,7 @@ def sequences(history: pl.LazyFrame, max_len: int = 50) -> pl.LazyFrame:
     Sorted within each user's group rather than globally: a global sort of the
     history would hold all of it in memory at once.
     """
-    order = event_order()
+    order = event_order(history.collect_schema().names())
     return (
         history.group_by(Col.USER)
         .agg(

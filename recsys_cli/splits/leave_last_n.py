@@ -31,7 +31,7 @@ class LeaveLastNSplitter(Splitter):
         """Rank each user's events from the newest, in `event_order` (ties in time
         by a hash of user and item, never by item id), so the split is the same on
         every run and agrees with the sequences models read."""
-        order = event_order()
+        order = event_order(events.collect_schema().names())
         ranked = events.sort(Col.USER, *order, descending=[False] + [True] * len(order)).with_columns(
             pl.int_range(pl.len(), dtype=pl.UInt32).over(Col.USER).alias("_from_end")
         )

@@ -59,3 +59,20 @@ def test_one_items_funnel_keeps_its_order_at_one_instant() -> None:
     shoe = [e for i, e in zip(seq["items"], seq["event_types"], strict=True) if i == "shoe"]
     assert shoe == ["view", "add_to_cart", "purchase"]
     assert seq["items"].index("hat") in (0, 3)  # the other item's event is before or after the whole funnel
+
+
+def test_events_equal_but_for_price_are_held_out_the_same_whatever_the_read_order() -> None:
+    """Two purchases of one item at one instant, at two prices: which one is the
+    test event must not depend on the order the lake's files were read in."""
+    rows = [("u", "shoe", "purchase", day(3), price) for price in (10.0, 12.0)]
+    rows += [("u", "hat", "view", day(1), None), ("u", "sock", "view", day(2), None)]
+    events = pl.DataFrame(rows, schema=[Col.USER, Col.ITEM, Col.EVENT, Col.TS, Col.PRICE], orient="row").with_columns(
+        pl.col(Col.EVENT).cast(EVENTS_SCHEMA[Col.EVENT])
+    )
+    outcomes = set()
+    for seed in range(8):
+        shuffled = events.sample(fraction=1.0, shuffle=True, seed=seed).lazy()
+        test = held_out(shuffled).filter(pl.col(PART) == TEST)
+        seq = sequences(shuffled).collect().row(0, named=True)
+        outcomes.add((test[Col.PRICE].item(), seq["items"][-1]))
+    assert outcomes == {(12.0, "shoe")}
