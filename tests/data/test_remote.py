@@ -40,14 +40,17 @@ def s3_endpoint() -> Iterator[str]:
     yield from s3_server()
 
 
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_shop(root: Path) -> Path:
     """The raw files of a small synthetic shop (1,500 events over 30 days), local."""
-    root = tmp_path_factory.mktemp("shop")
     args = ["datasets", "synth", "data.generator.n_events=1500", "data.generator.n_days=30", f"paths.data_dir={root}"]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return root / "raw"
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_shop(tmp_path_factory.mktemp("shop"))
 
 
 @dataclass
