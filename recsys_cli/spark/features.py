@@ -34,7 +34,7 @@ from recsys_cli.features.build import (
     write_table,
     write_vocab,
 )
-from recsys_cli.spark.arrow import from_arrow, spark_schema, to_spark
+from recsys_cli.spark.arrow import spark_schema, to_spark
 from recsys_cli.spark.features_shards import (
     BUCKET,
     VIEW,
@@ -47,6 +47,7 @@ from recsys_cli.spark.features_shards import (
     shard_function,
     user_frames,
 )
+from recsys_cli.spark.gather import gather
 from recsys_cli.spark.session import buckets, spark_session
 from recsys_cli.splits.base import Fold
 
@@ -141,7 +142,7 @@ class SparkFeatures:
             attributes: dict[str, pl.DataFrame] = {}
             for name in (*TABLES, LABELS):
                 rows |= self.write_tables(name, views, by_item, folder, attributes)
-            counts = {c: self.counts(by_item, c) for c in (Col.USER, Col.ITEM)}
+            counts = {c: self.counts(by_item, c, folder) for c in (Col.USER, Col.ITEM)}
         finally:
             by_item.unpersist()
         vocab = vocabularies(counts, attributes, self.inputs.features)
@@ -164,7 +165,7 @@ class SparkFeatures:
         rows = {}
         try:
             for k, view in has(views, name):
-                frame = self.finish(name, view, self.collect(tagged.filter(tagged[VIEW] == k), schema))
+                frame = self.finish(name, view, gather(tagged.filter(tagged[VIEW] == k), schema, folder))
                 write_table(folder, _path(view, name), frame)
                 rows[_path(view, name)] = frame.height
                 if view.window is None:
@@ -192,10 +193,6 @@ class SparkFeatures:
         return frame.groupBy(BUCKET).applyInArrow(shard, spark_schema(out)), out
 
     @staticmethod
-    def collect(frame: DataFrame, schema: pl.Schema) -> pl.DataFrame:
-        return from_arrow(frame.toArrow(), schema)
-
-    @staticmethod
     def last_ts(history: DataFrame) -> datetime:
         """The last history event's time: the cutoff of a per-user split's part (a Spark aggregate)."""
         from pyspark.sql import functions as F
@@ -205,9 +202,9 @@ class SparkFeatures:
         return EPOCH + timedelta(microseconds=int(row[0]))
 
     @staticmethod
-    def counts(history: DataFrame, column: str) -> pl.DataFrame:
+    def counts(history: DataFrame, column: str, folder: Path) -> pl.DataFrame:
         """Events per id (a Spark group-by), for the id vocabularies."""
-        return from_arrow(history.groupBy(column).count().toArrow(), {column: pl.String()})
+        return gather(history.groupBy(column).count(), {column: pl.String(), "count": pl.Int64()}, folder)
 
 
 def _path(view: View, name: str) -> str:

@@ -28,6 +28,9 @@ BASE_CONF: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     # Adaptive execution merges the small shuffle partitions of a small input.
     "spark.sql.adaptive.enabled": "true",
+    # Timestamps written as Parquet's microsecond type, which Polars reads as the
+    # lake's Datetime("us", "UTC") (Spark's default, INT96, is a legacy encoding).
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 FIXED = ("spark.sql.session.timeZone",)
 

@@ -4,6 +4,7 @@ types Spark lacks (enums, unsigned integers) are carried and restored."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -74,3 +75,15 @@ def test_a_grouped_map_shard_returns_through_to_spark(spark: SparkSession) -> No
     sdf = spark.createDataFrame(to_spark(frame(), SCHEMA), schema=spark_schema(SCHEMA))
     out = from_arrow(sdf.groupBy("date").applyInArrow(shard, spark_schema(SCHEMA)).toArrow(), SCHEMA)
     assert sorted(out["user_id"].to_list()) == ["none", "u1"]
+
+
+def test_a_result_gathered_through_parquet_is_the_frame_and_leaves_no_scratch(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    from recsys_cli.spark.gather import gather
+
+    sdf = spark.createDataFrame(to_spark(frame(), SCHEMA), schema=spark_schema(SCHEMA)).repartition(3)
+    got = gather(sdf, SCHEMA, tmp_path)
+    assert_frame_equal(got.sort("_src"), frame().sort("_src"))
+    assert gather(sdf.limit(0), SCHEMA, tmp_path).schema == pl.Schema(SCHEMA)
+    assert not list(tmp_path.iterdir())
