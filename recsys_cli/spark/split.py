@@ -21,7 +21,8 @@ import polars as pl
 
 from recsys_cli.data.lake import scan_events
 from recsys_cli.data.schema import Col
-from recsys_cli.spark.arrow import from_arrow, spark_schema
+from recsys_cli.spark.arrow import spark_schema
+from recsys_cli.spark.gather import gather
 from recsys_cli.spark.session import buckets, spark_session
 from recsys_cli.spark.split_shard import BUCKET, COUNT_COLUMNS, COUNTS, TABLE, fold_shard, stacked_schema, target_schema
 from recsys_cli.spark.split_timeline import SparkTimeline
@@ -64,14 +65,14 @@ class SparkSplit:
             self._bucketed = self.events.withColumn(BUCKET, bucket).repartition(self.n_buckets, BUCKET).persist()
         return self._bucketed
 
-    def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec) -> FoldTables:
+    def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec, scratch: Path) -> FoldTables:
         """One pass over the buckets; the driver then holds the fold's counts and its
         two target tables, as the polars engine's `collect_all` does."""
         targets = target_schema(self.schema, splitter, fold, spec)
         stacked = stacked_schema(targets)
         shard = fold_shard(self.schema, splitter, fold, spec)
         result = self.bucketed().groupBy(BUCKET).applyInArrow(shard, spark_schema(stacked))
-        tables = from_arrow(result.toArrow(), stacked)
+        tables = gather(result, stacked, scratch)
 
         def table(tag: str, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
             return tables.filter(pl.col(TABLE) == tag).select(list(columns))

@@ -45,7 +45,10 @@ class SplitEngine(Protocol):
 
     def timeline(self) -> Timeline: ...
 
-    def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec) -> FoldTables: ...
+    def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec, scratch: Path) -> FoldTables:
+        """The fold's tables; `scratch`: a folder of the version being built that an
+        engine may use for a moment (and leaves as it found it)."""
+        ...
 
 
 @dataclass
@@ -57,7 +60,7 @@ class PolarsSplit:
     def timeline(self) -> Timeline:
         return PolarsTimeline(self.events)
 
-    def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec) -> FoldTables:
+    def fold(self, splitter: Splitter, fold: Fold, spec: TargetSpec, scratch: Path) -> FoldTables:
         assigned = splitter.assign(self.events, fold)
         queries = [part_counts(assigned), ground_truth(assigned, spec, VAL), ground_truth(assigned, spec, TEST)]
         counts, val, test = pl.collect_all(queries, engine="streaming")
@@ -101,7 +104,7 @@ def _split(cfg: DictConfig, given: DictConfig, reporter: Reporter, verify: bool)
         reporter.start(f"splitting ({splitter.name})", total=len(folds))
         summaries = []
         for fold in folds:
-            summaries.append(_write_fold(tmp / fold.name, engine.fold(splitter, fold, spec), fold))
+            summaries.append(_write_fold(tmp / fold.name, engine.fold(splitter, fold, spec, tmp), fold))
             reporter.advance()
         manifest = {
             KIND: SPLIT,
