@@ -44,6 +44,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -249,11 +250,17 @@ def _add_task(stage: Json, m: Json) -> None:
     stage["input_mib"] += (m.get("Input Metrics") or {}).get("Bytes Read", 0) / MIB
 
 
+def short_name(name: str) -> str:
+    """A stage's name without the folder the package ran from: `collect at recsys_cli/spark/split.py:88`."""
+    return re.sub(r"\S*/(recsys_cli/\S+)", r"\1", name)
+
+
 def stage_groups(stages: Sequence[Json], top: int = 6) -> list[Json]:
     """Stages grouped by name (Spark names a stage after the call that made it), longest first."""
     groups: dict[str, Json] = {}
     for s in stages:
-        g = groups.setdefault(s["name"], {"name": s["name"], "stages": 0, "tasks": 0, "wall_s": 0.0, "run_s": 0.0})
+        name = short_name(s["name"])
+        g = groups.setdefault(name, {"name": name, "stages": 0, "tasks": 0, "wall_s": 0.0, "run_s": 0.0})
         g["stages"] += 1
         g["tasks"] += s["tasks"]
         g["wall_s"] += (s["end"] or 0.0) - (s["start"] or 0.0) if s["end"] and s["start"] else 0.0
@@ -502,13 +509,22 @@ def tree_mib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / MIB if path.exists() else 0.0
 
 
+def largest_file(path: Path) -> Json | None:
+    """The biggest file a step published (the table a driver gathers whole is one file)."""
+    files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+    if not files:
+        return None
+    top = max(files, key=lambda p: p.stat().st_size)
+    return {"path": str(top.relative_to(path)), "mib": top.stat().st_size / MIB}
+
+
 def manifest_rows(folder: Path) -> Any:
     """The `rows` a published folder's manifest records (a cheap check that engines agree)."""
     path = folder / "manifest.json"
     if not path.is_file():
         return None
     manifest = json.loads(path.read_text())
-    return manifest.get("rows") or manifest.get("counts")
+    return manifest.get("rows") or manifest.get("folds")  # a lake's counts; a split's or feature set's folds
 
 
 @dataclass
@@ -522,6 +538,7 @@ class Bench:
     console: Any
     code_dir: Path = REPO
     code: str | None = None
+    spark_overrides: tuple[str, ...] = ()
 
     def data_dir(self, size: str, engine: str) -> Path:
         return self.workdir / "runs" / size / engine
@@ -538,11 +555,13 @@ class Bench:
             "recsys_cli",
             cell.step,
             *overrides(cell.step, cell.engine, data_dir, raw_dir, self.master),
+            *(self.spark_overrides if cell.engine == "spark" else ()),
         ]
         log = logs / f"{cell.key.replace('/', '-')}{tag}.log"
         m = run_tree(cmd, child_env(event_dir, self.code_dir), log, self.timeout_s, self.sample_s, self.code_dir)
         m.update(engine=cell.engine, step=cell.step, size=cell.size, output_mib=tree_mib(out))
         m["output_rows"] = manifest_rows(out)
+        m["largest_output_file"] = largest_file(out)
         if event_dir is not None:
             found = newest_event_log(event_dir, m["started_epoch"] - 1)
             m["event_log"] = str(found) if found else None
@@ -747,6 +766,61 @@ def print_spark(console: Any, results: Json) -> None:
         console.print(table)
 
 
+def markdown_report(results: Json) -> str:
+    """The tables of BENCHMARKS.md: one per size, Spark's breakdown, peak memory by size."""
+    rows = summary_rows(results)
+    out = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        out += [
+            f"**{size} events**",
+            "",
+            "| step | engine | wall s | CPU s | events/s | events per CPU-s | "
+            "peak RSS (PSS) MiB | Spark / Polars: wall, CPU | load before |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in (r for r in rows if r["size"] == size):
+            if not r["measured"]:
+                out.append(f"| {r['step']} | {r['engine']} | not measured | | | | | | |")
+                continue
+            vs = f"{r['wall_over_polars']:.2f}x, {r['cpu_over_polars']:.2f}x" if r.get("wall_over_polars") else ""
+            out.append(
+                f"| {r['step']} | {r['engine']} | {_fmt(r['wall_s'])} | {_fmt(r['cpu_s'])} | "
+                f"{_fmt(r.get('events_per_s'), ',.0f')} | {_fmt(r.get('events_per_cpu_s'), ',.0f')} | "
+                f"{_fmt(r['peak_rss_mib'], ',.0f')} ({_fmt(r['peak_pss_mib'], ',.0f')}) | {vs} | "
+                f"{_fmt((r['load_before'] or [None])[0], '.1f')} |"
+            )
+        out.append("")
+    out += _markdown_spark(results)
+    sizes = list(dict.fromkeys(r["size"] for r in rows))
+    if len(sizes) > 1:
+        out += [
+            "| engine | step | " + " | ".join(f"peak RSS {s} MiB" for s in sizes[:2]) + " | ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for m in memory_scaling(rows, sizes[0], sizes[1]):
+            out.append(f"| {m['engine']} | {m['step']} | {m[sizes[0]]:,.0f} | {m[sizes[1]]:,.0f} | {m['ratio']:.2f}x |")
+    return "\n".join(out) + "\n"
+
+
+def _markdown_spark(results: Json) -> list[str]:
+    probe = results.get("session_probe") or {}
+    out = [
+        "| Spark step | wall s | to SparkContext | to first job | jobs running | between jobs | after last job "
+        "| jobs / stages / tasks | longest stages (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, m in results.get("cells", {}).items():
+        if "/spark/" not in key or not is_measured(m):
+            continue
+        b = spark_breakdown(m, m.get("spark_log"), probe)
+        tops = "; ".join(f"`{g['name']}` {g['wall_s']:.1f}" for g in b["top_stages"][:3])
+        parts = " | ".join(
+            _fmt(b.get(k)) for k in ("to_context_s", "to_first_job_s", "jobs_s", "between_jobs_s", "after_jobs_s")
+        )
+        out.append(f"| {key} | {_fmt(m['wall_s'])} | {parts} | {b['jobs']} / {b['stages']} / {b['tasks']} | {tops} |")
+    return [*out, ""] if len(out) > 2 else []
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -805,6 +879,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     p.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
     p.add_argument("--master", default="local[2]", help="engine.master of the Spark cells")
+    p.add_argument(
+        "--spark-override",
+        action="append",
+        default=[],
+        help='a further override of the Spark cells, e.g. "++engine.conf={spark.driver.memory: 4g}" (repeatable)',
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--start", default=None, help="first day of the logs [bench_ingest's: a 1 Jan so all ends before today]"
@@ -824,6 +904,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-s", type=float, default=0.2, help="memory sampling interval")
     p.add_argument("--timeout-s", type=float, default=3 * 3600, help="a cell killed after this long")
     p.add_argument("--report", action="store_true", help="only print the report of WORKDIR/results.json")
+    p.add_argument("--markdown", action="store_true", help="with --report: the tables as Markdown")
     return p.parse_args(argv)
 
 
@@ -895,9 +976,13 @@ def main(argv: list[str] | None = None) -> int:
             last_run=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         bench = Bench(args.workdir, args.master, args.timeout_s, args.sample_s, console)
+        bench.spark_overrides = tuple(args.spark_override)
         if args.commit:
             bench.code_dir, bench.code = export_commit(args.commit, args.workdir)
         measure_all(args, bench, results, out_path)
+    if args.markdown:
+        print(markdown_report(results))
+        return 0
     print_report(console, results)
     console.print(f"[dim]results: {out_path}[/]")
     return 0

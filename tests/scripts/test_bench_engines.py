@@ -163,3 +163,9 @@ def test_children_run_with_the_cli_s_thread_defaults_and_spark_s_event_log(
     assert env["PYSPARK_SUBMIT_ARGS"].endswith("pyspark-shell")
     assert "--conf spark.eventLog.enabled=true" in env["PYSPARK_SUBMIT_ARGS"]
     assert "PYSPARK_SUBMIT_ARGS" not in be.child_env(None)
+
+
+def test_stage_names_drop_the_folder_the_package_ran_from(be: ModuleType) -> None:
+    name = "toArrow at /w/code/3abd99617378/recsys_cli/spark/split.py:88"
+    assert be.short_name(name) == "toArrow at recsys_cli/spark/split.py:88"
+    assert be.short_name("parquet at NativeMethodAccessorImpl.java:0") == "parquet at NativeMethodAccessorImpl.java:0"
