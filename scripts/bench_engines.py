@@ -14,9 +14,9 @@ workers):
   around the cell. This script makes itself a child subreaper (prctl), so a JVM that
   outlives its Python driver is re-parented here and reaped, and every descendant's
   CPU is counted exactly once, by the kernel;
-* peak memory: the sum of RSS (and of PSS, which counts a page shared by forked
-  workers once) over the tree, sampled every `--sample-s` seconds: a sampled peak, so
-  a spike shorter than the interval can be missed;
+* peak memory: the sum of RSS over the tree, sampled every `--sample-s` seconds (and
+  of PSS, which counts a page shared by forked workers once, at every PSS_EVERY-th
+  sample): a sampled peak, so a spike shorter than the interval can be missed;
 * events/s and events per CPU-second (throughput per core), both over the input's
   generated events (the same denominator for every step);
 * for Spark, where the time goes: the session's start and stop alone (a probe in a
@@ -67,6 +67,7 @@ ENGINES = ("polars", "spark")
 SPLIT = "global_temporal"
 FEATURES = "default"
 PR_SET_CHILD_SUBREAPER = 36
+PSS_EVERY = 5  # samples between two PSS readings (RSS is read at every sample)
 Json = dict[str, Any]
 
 
@@ -336,8 +337,9 @@ def kind_of(proc: Any, root_pid: int) -> str:
 
 
 class TreeSampler:
-    """Samples our descendants' RSS and PSS every `interval` s (a thread). The tree is this
-    script's children, recursively: one cell runs at a time, so they are the cell's."""
+    """Samples our descendants' RSS every `interval` s, and PSS every PSS_EVERY samples (a
+    thread). The tree is this script's children, recursively: one cell runs at a time, so
+    they are the cell's."""
 
     def __init__(self, root_pid: int, interval: float) -> None:
         import psutil
@@ -373,16 +375,17 @@ class TreeSampler:
         rss = pss = 0.0
         parts: dict[str, float] = {}
         procs = self._me.children(recursive=True)
+        full = self.samples % PSS_EVERY == 0  # PSS walks the page tables: 0.2 of a core for a 9 GiB JVM
         for p in procs:
             try:
-                mem = p.memory_full_info()
+                mem = p.memory_full_info() if full else p.memory_info()
             except Exception:  # gone since listed
                 continue
             kind = self._kinds.setdefault(p.pid, kind_of(p, self.root_pid))
             if kind == "jvm" and self.jvm_started is None:
                 self.jvm_started = p.create_time()
             rss += mem.rss / MIB
-            pss += mem.pss / MIB
+            pss += mem.pss / MIB if full else 0.0
             parts[kind] = parts.get(kind, 0.0) + mem.rss / MIB
         self.samples += 1
         self.max_procs = max(self.max_procs, len(procs))
