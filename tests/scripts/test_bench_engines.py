@@ -169,3 +169,22 @@ def test_stage_names_drop_the_folder_the_package_ran_from(be: ModuleType) -> Non
     name = "toArrow at /w/code/3abd99617378/recsys_cli/spark/split.py:88"
     assert be.short_name(name) == "toArrow at recsys_cli/spark/split.py:88"
     assert be.short_name("parquet at NativeMethodAccessorImpl.java:0") == "parquet at NativeMethodAccessorImpl.java:0"
+
+
+def test_the_markdown_report_has_a_table_per_size_and_spark_s_breakdown(be: ModuleType) -> None:
+    lines = event_log()
+    spark = {"rc": 0, "engine": "spark", "spark_ran": True, "wall_s": 16.5, "cpu_s": 20.0, "peak_rss_mib": 900.0,
+             "peak_pss_mib": 800.0, "load_before": [1.0], "started_epoch": 97.0,
+             "spark_log": be.parse_event_log(lines)}  # fmt: skip
+    polars = {"rc": 0, "engine": "polars", "wall_s": 5.5, "cpu_s": 10.0, "peak_rss_mib": 300.0, "peak_pss_mib": 290.0,
+              "load_before": [0.5]}  # fmt: skip
+    results = {
+        "datasets": {"10M": {"rows": {"events": 10_000_000}}},
+        "cells": {"10M/polars/ingest": polars, "10M/spark/ingest": spark},
+        "session_probe": {"start_s": 4.0, "stop_s": 0.3},
+    }
+    text = be.markdown_report(results)
+    assert "**10M events**" in text
+    assert "| ingest | spark | 16.5 | 20.0 | 606,061 | 500,000 | 900 (800) | 3.00x, 2.00x | 1.0 |" in text
+    assert "| 10M/spark/ingest | 16.5 | 3.0 | 5.0 | 5.0 | 1.0 | 2.5 | 2 / 3 / 5 |" in text
+    assert "`parquet at ingest.py:10` 3.0" in text
