@@ -4,25 +4,18 @@ from an event log. No Spark, no CLI run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_engines.py"
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def be() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_engines_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_engines", "bench_engines_under_test")
 
 
 def test_sizes_are_labelled_in_events(be: ModuleType) -> None:

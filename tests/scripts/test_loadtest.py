@@ -3,10 +3,8 @@ sends, what it counts, and that it stays open-loop and on loopback."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,19 +15,15 @@ from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "loadtest.py"
+from tests.scripts import load_script
+
 USERS = [f"user {i}" for i in range(5)]  # a space: ids are quoted in GET paths
 ITEMS = [f"i{i}" for i in range(7)]
 
 
 @pytest.fixture(scope="module")
 def loadtest() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loadtest", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("loadtest")
 
 
 class Handler(BaseHTTPRequestHandler):
