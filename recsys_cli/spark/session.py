@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from recsys_cli.errors import ConfigError
 
@@ -33,6 +33,20 @@ BASE_CONF: dict[str, str] = {
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 FIXED = ("spark.sql.session.timeZone",)
+
+
+def spark_settings(cfg: Any, command: str) -> dict[str, Any] | None:
+    """The `engine` group of a composed config when it names Spark, as a plain
+    mapping; None for polars (also when the config has no engine group, as configs
+    composed for other commands do). Imports nothing of Spark."""
+    from omegaconf import OmegaConf
+
+    engine = cfg.get("engine")
+    if engine is None or engine.name == "polars":
+        return None
+    if engine.name != "spark":
+        raise ConfigError(f"engine = {engine.name}: recsys {command} runs on polars or spark")
+    return cast(dict[str, Any], OmegaConf.to_container(engine, resolve=True))
 
 
 def java_major(java: str | None = None) -> int | None:

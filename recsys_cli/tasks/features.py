@@ -30,6 +30,7 @@ from recsys_cli.features.build import FeatureConfig, FeatureSet, Written, build,
 from recsys_cli.features.leakage import Leak, check_leakage
 from recsys_cli.registry.integrity import sha256_file
 from recsys_cli.registry.outputs import FEATURES, KIND, claim
+from recsys_cli.spark.session import spark_settings
 from recsys_cli.splits.base import TEST, VAL, Fold, Splitter
 from recsys_cli.splits.global_temporal import parse_instant
 from recsys_cli.splits.targets import TargetSpec
@@ -173,8 +174,8 @@ PartWriter = Callable[[Fold, str, datetime | None, Path], Written]
 
 def engine(cfg: DictConfig, inputs: Inputs) -> AbstractContextManager[PartWriter]:
     """The engine's part writer (`engine.name`; absent = polars), open for the whole command."""
-    settings = cfg.get("engine")
-    if settings is not None and settings.get("name") == "spark":
+    settings = spark_settings(cfg, "features")
+    if settings is not None:
         from recsys_cli.spark.features import spark_features
 
         return spark_features(settings, inputs, Path(cfg.lake_dir))

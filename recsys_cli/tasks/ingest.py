@@ -17,6 +17,7 @@ from recsys_cli.data.pseudonymise import load_key
 from recsys_cli.data.read_errors import polars_error_summary
 from recsys_cli.data.remote import is_remote, mirrored, recorded
 from recsys_cli.errors import ConfigError, SourceError
+from recsys_cli.spark.session import spark_settings
 
 
 def run(
@@ -63,11 +64,9 @@ def run(
 
 def _engine(cfg: DictConfig, stack: ExitStack) -> EventsEngine:
     """The config's engine (absent: polars); Spark's session lives as long as `stack`."""
-    engine = cfg.get("engine")
-    if engine is None or engine.name == "polars":
+    settings = spark_settings(cfg, "ingest")
+    if settings is None:
         return PolarsEvents()
-    if engine.name != "spark":
-        raise ConfigError(f"engine = {engine.name}: recsys ingest runs on polars or spark")
     from recsys_cli.spark.ingest import spark_events
 
-    return stack.enter_context(spark_events(cast(dict[str, Any], OmegaConf.to_container(engine, resolve=True))))
+    return stack.enter_context(spark_events(settings))

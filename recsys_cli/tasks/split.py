@@ -7,19 +7,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import polars as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recsys_cli.console import NullReporter, Reporter
 from recsys_cli.data import event_order
 from recsys_cli.data.lake import MANIFEST, decoding, open_lake, scan_events, staged_version, write_sealed
 from recsys_cli.data.remote import is_remote, mirrored, recorded
 from recsys_cli.data.schema import Col
-from recsys_cli.errors import ConfigError, SplitError
+from recsys_cli.errors import SplitError
 from recsys_cli.registry.integrity import sha256_file
 from recsys_cli.registry.outputs import KIND, SPLIT
+from recsys_cli.spark.session import spark_settings
 from recsys_cli.splits.base import PART, PARTS, TEST, TRAIN, VAL, Fold, PolarsTimeline, Splitter, Timeline, part_counts
 from recsys_cli.splits.targets import COLD, TargetSpec, ground_truth
 
@@ -70,15 +71,13 @@ class PolarsSplit:
 @contextmanager
 def split_engine(cfg: DictConfig, lake: Path) -> Iterator[SplitEngine]:
     """The engine `cfg.engine` names (polars when the config has no engine group)."""
-    engine = cfg.get("engine")
-    if engine is None or engine.name == "polars":
+    settings = spark_settings(cfg, "split")
+    if settings is None:
         yield PolarsSplit(scan_events(lake))
         return
-    if engine.name != "spark":
-        raise ConfigError(f"engine = {engine.name}: recsys split runs on polars or spark")
     from recsys_cli.spark.split import spark_split
 
-    with spark_split(cast(dict[str, Any], OmegaConf.to_container(engine, resolve=True)), lake) as split:
+    with spark_split(settings, lake) as split:
         yield split
 
 

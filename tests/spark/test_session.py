@@ -46,3 +46,16 @@ def test_shards_hold_at_most_rows_per_task_rows() -> None:
     assert buckets(0, {"rows_per_task": 1000}) == 1
     assert buckets(1000, {"rows_per_task": 1000}) == 1
     assert buckets(1001, {"rows_per_task": 1000}) == 2
+
+
+def test_the_engine_group_names_spark_or_nothing() -> None:
+    from omegaconf import OmegaConf
+
+    from recsys_cli.spark.session import spark_settings
+
+    assert spark_settings(OmegaConf.create({}), "split") is None
+    assert spark_settings(OmegaConf.create({"engine": {"name": "polars"}}), "split") is None
+    spark = {"name": "spark", "master": "local[2]", "conf": {}}
+    assert spark_settings(OmegaConf.create({"engine": spark}), "split") == spark
+    with pytest.raises(ConfigError, match="engine = dask: recsys split runs on polars or spark"):
+        spark_settings(OmegaConf.create({"engine": {"name": "dask"}}), "split")
