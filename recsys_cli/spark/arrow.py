@@ -9,7 +9,7 @@ sees under the polars engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -117,3 +117,14 @@ def from_arrow(data: pa.Table | Iterable[pa.RecordBatch], schema: Mapping[str, p
     frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     return frame.with_columns(pl.col(n).cast(d) for n, d in schema.items() if n in frame.columns)
+
+
+def grouped_map(fn: Callable[..., pa.Table], *args: Any) -> Callable[[pa.Table], pa.Table]:
+    """`fn(table, *args)` as a function `groupBy(...).applyInArrow` accepts: pyspark
+    4.3 picks its calling convention from the function's type hints, and a
+    functools.partial has none (it then fails with an UnboundLocalError)."""
+
+    def call(table: pa.Table) -> pa.Table:
+        return fn(table, *args)
+
+    return call

@@ -34,7 +34,7 @@ from recsys_cli.features.build import (
     write_table,
     write_vocab,
 )
-from recsys_cli.spark.arrow import spark_schema, to_spark
+from recsys_cli.spark.arrow import grouped_map, spark_schema, to_spark
 from recsys_cli.spark.features_shards import (
     BUCKET,
     VIEW,
@@ -44,7 +44,7 @@ from recsys_cli.spark.features_shards import (
     item_frames,
     output_schema,
     part_history,
-    shard_function,
+    run_shard,
     user_frames,
 )
 from recsys_cli.spark.gather import gather
@@ -189,7 +189,7 @@ class SparkFeatures:
     ) -> tuple[DataFrame, pl.Schema]:
         """`compute` over every bucket of `frame` (executors), and its Polars schema."""
         out = output_schema(compute, schema_in)
-        shard = shard_function(compute, dict(schema_in), dict(out))
+        shard = grouped_map(run_shard, compute, dict(schema_in), dict(out))
         return frame.groupBy(BUCKET).applyInArrow(shard, spark_schema(out)), out
 
     @staticmethod

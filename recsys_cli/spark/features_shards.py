@@ -118,16 +118,3 @@ def run_shard(
     """One `applyInArrow` call (executor): a shard in Spark's types to its rows in Spark's types."""
     frame = from_arrow(table, schema_in).drop(BUCKET, strict=False).lazy()
     return to_spark(compute(frame).collect(), schema_out)
-
-
-def shard_function(
-    compute: Compute, schema_in: Mapping[str, pl.DataType], schema_out: Mapping[str, pl.DataType]
-) -> Callable[[pa.Table], pa.Table]:
-    """`run_shard` bound to one computation, as a plain annotated function: pyspark
-    reads the form of an `applyInArrow` function from its type hints, which a
-    functools.partial does not have (pyspark 4.3 then fails)."""
-
-    def shard(table: pa.Table) -> pa.Table:
-        return run_shard(table, compute, schema_in, schema_out)
-
-    return shard

@@ -35,8 +35,8 @@ from recsys_cli.console import Reporter
 from recsys_cli.data import events as ev
 from recsys_cli.data.ingest import DaysJob, StageJob, count_duplicates, table_pseudonyms
 from recsys_cli.data.schema import Col
-from recsys_cli.spark.arrow import from_arrow, spark_schema
-from recsys_cli.spark.ingest_tasks import DUPLICATES, STAGED, counts_of, day_task, stage_files
+from recsys_cli.spark.arrow import from_arrow, grouped_map, spark_schema
+from recsys_cli.spark.ingest_tasks import DUPLICATES, STAGED, counts_of, dedupe_day, stage_files
 from recsys_cli.spark.session import buckets, require_spark, spark_session
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ class SparkEvents:
             schema = ev.scan_staged(job.staging).collect_schema()  # the union, in the polars engine's order
             self.shards = buckets(sum(c.rows_written for c in counts), self.engine)
             staged = self._staged(files, schema).repartition(self.shards, Col.DATE)
-            out = staged.groupBy(Col.DATE).applyInArrow(day_task(job, schema), spark_schema(DUPLICATES)).toArrow()
+            days = grouped_map(dedupe_day, job, schema)
+            out = staged.groupBy(Col.DATE).applyInArrow(days, spark_schema(DUPLICATES)).toArrow()
             dups = from_arrow(out, DUPLICATES).group_by(ev.SRC).agg(pl.col("duplicates").sum()).sort(ev.SRC)
             count_duplicates(counts, dups)
             _sweep(job)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -72,17 +72,6 @@ def counts_of(row: tuple[int, str | None, bytes | None]) -> ev.FileCounts:
 def _unpickled(data: bytes) -> BaseException:
     exc = pickle.loads(data)  # written by `_portable` in this job's own executors
     return exc if isinstance(exc, BaseException) else RuntimeError(repr(exc))
-
-
-def day_task(job: DaysJob, schema: pl.Schema) -> Callable[[pa.Table], pa.Table]:
-    """`dedupe_day` bound to one job, as a plain annotated function: pyspark reads
-    the form of an applyInArrow function from its type hints, which a
-    functools.partial lacks (pyspark 4.3 then fails). It captures only the job."""
-
-    def task(table: pa.Table) -> pa.Table:
-        return dedupe_day(table, job, schema)
-
-    return task
 
 
 def dedupe_day(table: pa.Table, job: DaysJob, schema: pl.Schema) -> pa.Table:

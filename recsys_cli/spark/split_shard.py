@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import polars as pl
 import pyarrow as pa
 
-from recsys_cli.spark.arrow import from_arrow, to_spark
+from recsys_cli.spark.arrow import from_arrow, grouped_map, to_spark
 from recsys_cli.splits.base import PART, TEST, VAL, Fold, Splitter, part_counts
 from recsys_cli.splits.targets import TargetSpec, ground_truth
 
@@ -36,18 +36,23 @@ def stacked_schema(targets: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]
 
 
 def fold_shard(schema: Mapping[str, pl.DataType], splitter: Splitter, fold: Fold, spec: TargetSpec) -> Shard:
-    """The bucket's part counts and val and test targets, stacked.
-
-    A closure rather than a functools.partial: Spark reads the shard's type hints
-    to pick its calling convention, and a partial has none. It captures only
-    small values (schemas, the splitter, the fold, the target)."""
+    """`fold_rows` for one fold, as applyInArrow takes it; it carries only small
+    values (schemas, the splitter, the fold, the target)."""
     stacked = stacked_schema(target_schema(schema, splitter, fold, spec))
+    return grouped_map(fold_rows, schema, splitter, fold, spec, stacked)
 
-    def shard(table: pa.Table) -> pa.Table:
-        assigned = splitter.assign(from_arrow(table, schema).select(list(schema)).lazy(), fold)
-        queries = [part_counts(assigned), ground_truth(assigned, spec, VAL), ground_truth(assigned, spec, TEST)]
-        frames = pl.collect_all(queries)
-        tagged = [f.with_columns(pl.lit(tag).alias(TABLE)) for f, tag in zip(frames, (COUNTS, VAL, TEST), strict=True)]
-        return to_spark(pl.concat(tagged, how="diagonal_relaxed"), stacked)
 
-    return shard
+def fold_rows(
+    table: pa.Table,
+    schema: Mapping[str, pl.DataType],
+    splitter: Splitter,
+    fold: Fold,
+    spec: TargetSpec,
+    stacked: Mapping[str, pl.DataType],
+) -> pa.Table:
+    """One bucket's part counts and val and test targets, stacked."""
+    assigned = splitter.assign(from_arrow(table, schema).select(list(schema)).lazy(), fold)
+    queries = [part_counts(assigned), ground_truth(assigned, spec, VAL), ground_truth(assigned, spec, TEST)]
+    frames = pl.collect_all(queries)
+    tagged = [f.with_columns(pl.lit(tag).alias(TABLE)) for f, tag in zip(frames, (COUNTS, VAL, TEST), strict=True)]
+    return to_spark(pl.concat(tagged, how="diagonal_relaxed"), stacked)
