@@ -17,6 +17,7 @@ from recsys_cli.cli import (
     datasets,
     evaluate,
     events,
+    explain,
     export,
     features,
     ingest,
@@ -49,6 +50,7 @@ app.command("recommend")(train.recommend)
 app.command("compare")(compare.compare)
 app.command("abtest")(abtest.abtest)
 app.command("evaluate")(evaluate.evaluate)
+app.command("explain")(explain.explain)
 app.command("reproduce")(reproduce.reproduce)
 app.command("export")(export.export)
 app.command("serve")(serve.serve)
