@@ -32,12 +32,26 @@ def evaluate(
             help="Hydra overrides, e.g. part=test eval.ks=[10,50] eval.bootstrap.resamples=2000", show_default=False
         ),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            metavar="RUN",
+            help="Another run of the same split, fold and part: adds the error slices where RUN loses to it.",
+            show_default=False,
+        ),
+    ] = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Full ranking of every user of the run's window: NDCG, recall, precision, hit
     rate, MRR and MAP at several k; coverage, Gini, novelty, diversity, popularity
     and new products; metrics per user segment and item group with fairness flags;
     calibration of engagement probabilities; bootstrap intervals over users.
+
+    With --baseline OTHER_RUN, also the users and items where RUN loses most against
+    it: paired per-user differences of the primary metric by user segment (activity,
+    cold start, demographics) and by item group (recall of the window's positives by
+    popularity tier, category, new products), biggest losses first.
 
     Writes RUN/eval/<part>/: metrics.json, report.html (plots embedded), per_user.parquet.
     """
@@ -51,9 +65,11 @@ def evaluate(
         raise ConfigError(f"{run}: no such run folder")
     cfg = compose("evaluate", overrides, config_dir)
     with rich_progress() as reporter:
-        result = task.run(run, cfg, reporter=reporter)
+        result = task.run(run, cfg, reporter=reporter, baseline=baseline)
     for table in _tables(result.summary):
         console.print(table)
+    if "slices" in result.summary:
+        console.print(_slices(result.summary["slices"]))
     for line in result.summary["flags"]:
         console.print(f"[bold red]flag:[/] {esc(line)}", highlight=False, soft_wrap=True)
     console.print(f"[green]evaluation written:[/] {result.folder} (report.html, metrics.json, per_user.parquet)")
@@ -189,3 +205,32 @@ def _gaps(s: dict[str, Any], gaps: list[dict[str, Any]]) -> Any:
     ]
     header = ["attribute", "best", "worst", "gap [interval]", "relative", ""]
     return rows_table(f"Largest {s['primary']} gap between user groups", header, rows)
+
+
+def _slices(s: dict[str, Any], limit: int = 15) -> Any:
+    from recsys_cli.console import rows_table
+
+    users, overall = s["users"], s["overall"]
+    title = (
+        f"Error slices against {esc(s['baseline']['label'])} ({esc(s['baseline']['model'])}): "
+        f"{s['metric']} {_num(overall['mean_a'])} vs {_num(overall['mean_b'])}, difference "
+        f"{_num(overall['difference'])} [{_num(overall['low'], 3)}, {_num(overall['high'], 3)}] on "
+        f"{users['compared']:,} shared users ({users['left_out']:,} left out); item slices by {s['item_metric']}"
+    )
+    rows = [
+        [
+            f"{r['kind']}: {r['by']}",
+            esc(r["group"]),
+            f"{r['users']:,}",
+            "" if r["positives"] is None else f"{r['positives']:,}",
+            _num(r["model"]),
+            _num(r["baseline"]),
+            f"{_num(r['difference'])} [{_num(r['low'], 3)}, {_num(r['high'], 3)}]",
+            "[red]LOSES[/]" if r["verdict"] == "loses" else r["verdict"],
+        ]
+        for r in s["rows"][:limit]
+    ]
+    if len(s["rows"]) > limit:
+        rows.append(["", f"... {len(s['rows']) - limit} more in metrics.json", "", "", "", "", "", ""])
+    header = ["slice", "group", "users", "positives", "model", "baseline", "difference [interval]", ""]
+    return rows_table(title, header, rows)

@@ -33,6 +33,7 @@ def render_report(summary: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
         _header(summary),
         _flags(summary["flags"]),
         section("accuracy", "Ranking metrics", [img(images, "metrics", "ranking metrics"), _headline(summary)]),
+        *_slices(summary),
         section("beyond", "Beyond accuracy", [_beyond(summary)]),
         section("calibration", "Calibration of engagement probabilities", _calibration(summary, images)),
         section("exposure", "Exposure by item group", _items(summary, images)),
@@ -181,3 +182,40 @@ def _users(s: dict[str, Any], images: dict[str, bytes]) -> list[str]:
             )
         )
     return parts
+
+
+def _slices(s: dict[str, Any]) -> list[str]:
+    """Where the model loses to the baseline (`recsys evaluate --baseline`), biggest losses first."""
+    if "slices" not in s:
+        return []
+    sl = s["slices"]
+    users, overall, base = sl["users"], sl["overall"], sl["baseline"]
+    level = f"{overall['confidence']:.0%}"
+    note = (
+        f'<p class="meta">{escape(sl["metric"])}: model {fmt(overall["mean_a"])}, baseline {escape(base["model"])} '
+        f"{fmt(overall['mean_b'])}, difference {fmt(overall['difference'])} "
+        f"[{fmt(overall['low'])}, {fmt(overall['high'])}] on {users['compared']:,} users both scored "
+        f"({users['left_out']:,} left out: {users['only_model']:,} scored only by the model, "
+        f"{users['only_baseline']:,} only by the baseline).</p>"
+        '<p class="note">User slices compare the per-user metric; item slices compare the recall '
+        f"({escape(sl['item_metric'])}) of the window's positives in the item group, over the users holding some. "
+        f"Differences are model minus baseline with {level} paired bootstrap intervals over users; a slice loses "
+        f"when its interval lies wholly below zero (slices under {sl['min_users']:,} users are not judged).</p>"
+    )
+    rows = [
+        [
+            r["kind"],
+            r["by"],
+            r["group"],
+            fmt(r["users"]),
+            fmt(r["positives"]),
+            fmt(r["model"]),
+            fmt(r["baseline"]),
+            f"{fmt(r['difference'])} [{fmt(r['low'])}, {fmt(r['high'])}]",
+            "LOSES" if r["verdict"] == "loses" else r["verdict"],
+        ]
+        for r in sl["rows"]
+    ]
+    header = ["slice", "by", "group", "users", "positives", "model", "baseline", "difference [interval]", "verdict"]
+    title = f"Error slices against {base['label']}"
+    return [section("slices", title, [note, table(header, rows)])]

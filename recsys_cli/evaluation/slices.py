@@ -12,8 +12,8 @@ Every slice's interval comes from one paired bootstrap over users (the draws
 of `bootstrap.paired_bootstrap` with the same seed: `intervals.resample`), each
 slice mean being a ratio of two resampled sums, so no slice costs a bootstrap of
 its own and no loop runs over users. A slice "loses" when its whole interval lies
-below zero; slices smaller than `min_users` are shown but never judged, since a
-handful of users gives a tight but meaningless interval.
+below zero; slices smaller than `min_users` are listed last and never judged,
+since a handful of users gives a tight but meaningless interval.
 """
 
 from __future__ import annotations
@@ -111,9 +111,19 @@ def error_slices(
         sp.hstack([p.numerators for p in parts]).tocsr(),
         sp.hstack([p.members for p in parts]).tocsr(),
     ).ratios
-    low, high = intervals.percentile_interval(draws, confidence)
+    low, high = (np.where(np.abs(x) < _NOISE, 0.0, x) for x in intervals.percentile_interval(draws, confidence))
     rows = _rows(parts, low, high, min_users)
-    return ErrorSlices(overall, tuple(sorted(rows, key=lambda s: (s.difference, s.kind, s.by, s.group))))
+    return ErrorSlices(overall, tuple(sorted(rows, key=_loss_order)))
+
+
+# Resampled slice means carry float32 rounding (`intervals.resample`): an interval end
+# within this of zero is zero, so a slice where the lists tie is never "wholly below".
+_NOISE = 1e-7
+
+
+def _loss_order(s: Slice) -> tuple[bool, float, str, str, str]:
+    """Judged slices first, biggest loss first; then those too small to judge."""
+    return (s.verdict == TOO_FEW, s.difference, s.kind, s.by, s.group)
 
 
 @dataclass(frozen=True)

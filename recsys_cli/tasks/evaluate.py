@@ -47,6 +47,7 @@ from recsys_cli.models.validation import Targets
 from recsys_cli.registry.outputs import EVALUATION, claim
 from recsys_cli.registry.run_dir import CONFIG, MODEL, load_run_config
 from recsys_cli.splits.base import TEST, VAL
+from recsys_cli.tasks import evaluate_baseline as against
 
 EVAL = "eval"
 METRICS, REPORT, PER_USER, PLOTS = "metrics.json", "report.html", "per_user.parquet", "plots"
@@ -66,14 +67,20 @@ class _Window:
     run_part: str
     user_ids: pl.Series  # evaluated users, sorted
     targets: Targets
+    pairs: pl.DataFrame  # the window's (user_id, item_id) positives of those users
 
 
-def run(run_dir: Path, cfg: DictConfig, reporter: Reporter | None = None) -> EvaluateResult:
+def run(
+    run_dir: Path, cfg: DictConfig, reporter: Reporter | None = None, baseline: Path | None = None
+) -> EvaluateResult:
     """Evaluate the run in `run_dir` as `cfg` (conf/evaluate.yaml) says; returns
-    where the outputs went and the JSON-ready summary."""
+    where the outputs went and the JSON-ready summary. With a `baseline` run of the
+    same window, the summary also says where the run loses to it (`slices`)."""
     reporter = reporter or NullReporter()
     run_dir = Path(run_dir)
     run_cfg = load_run_config(run_dir)
+    if baseline is not None:
+        against.check_baseline(run_dir, Path(baseline))  # before any ranking
     settings = settings_from(cfg.eval)
     model = _load_model(run_dir)
     _check_ks(settings, model)
@@ -88,11 +95,45 @@ def run(run_dir: Path, cfg: DictConfig, reporter: Reporter | None = None) -> Eva
         inputs = _inputs(run_cfg, cfg, model, window, recs, scores)
     evaluation = evaluate(inputs, settings, reporter)
     summary = _describe(run_dir, run_cfg, cfg, model, window) | evaluation.summary
+    if baseline is not None:
+        assert model.items is not None
+        ours = against.side(window.user_ids, window.pairs, recs, window.targets.truth, model.items, settings.primary)
+        summary["slices"] = _slices(Path(baseline), cfg, settings, ours, inputs, reporter)
     reporter.start("writing metrics, plots and report", total=1)
     per_user = per_user_frame(window.user_ids, inputs.user_groups, evaluation.per_user)
     write_outputs(folder, summary, per_user, reads)
     reporter.advance()
     return EvaluateResult(folder, summary)
+
+
+def _slices(
+    baseline: Path, cfg: DictConfig, settings: Settings, ours: against.Side, inputs: Inputs, reporter: Reporter
+) -> dict[str, Any]:
+    """Rank the baseline's lists on the same window and compare the two by slice;
+    item groups are the evaluated model's (its catalogue, popularity and cutoff)."""
+    base_cfg = load_run_config(baseline)
+    base = _load_model(baseline)
+    _check_ks(settings, base)
+    with decoding(*_read_folders(base_cfg)):
+        window = _window(base_cfg, cfg, base)
+    recs, _ = rank(base, window.targets.users, settings.primary_k, int(cfg.batch_users), reporter)
+    assert base.items is not None
+    theirs = against.side(window.user_ids, window.pairs, recs, window.targets.truth, base.items, settings.primary)
+    reporter.start("error slices against the baseline", total=1)
+    tiers = segments.popularity_tiers(inputs.popularity, settings.popularity_tiers)
+    section = against.compare(
+        ours,
+        theirs,
+        inputs.user_groups,
+        [tiers, *inputs.item_groups],
+        min_users=int(settings.thresholds.min_group_users),
+        resamples=settings.resamples,
+        seed=settings.seed,
+        confidence=settings.confidence,
+    )
+    reporter.advance()
+    described = {"run": str(baseline.resolve()), "label": against.label(baseline), "model": type(base).__name__}
+    return {"baseline": described, "metric": settings.primary, **section}
 
 
 def _read_folders(run_cfg: DictConfig) -> tuple[tuple[Path, str], ...]:
@@ -180,7 +221,7 @@ def _window(run_cfg: DictConfig, cfg: DictConfig, model: Recommender) -> _Window
         frame = frame.join(known, on=Col.USER, how="semi")
     if frame.height == 0:
         raise SplitError(f"{path}: no users to evaluate in this window")
-    return _Window(part, run_part, frame[Col.USER].unique().sort(), Targets.from_frame(frame, vocab))
+    return _Window(part, run_part, frame[Col.USER].unique().sort(), Targets.from_frame(frame, vocab), frame)
 
 
 def _inputs(

@@ -242,3 +242,76 @@ def test_activity_counts_every_interaction_not_only_the_seen_ones(tmp_path: Path
     run_cfg = OmegaConf.create({"features_dir": str(tmp_path), "fold": "fold-0"})
     counts = interactions_per_user(run_cfg, "val", Vocabulary(("<oov>", "u1", "u2", "u3")))
     assert counts.tolist() == [0, 2, 1, 0]  # the unknown user and u3 have none
+
+
+@pytest.fixture(scope="module")
+def popularity_run(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train(prepared, tmp_path_factory.mktemp("baseline"), "model=popularity")
+
+
+def test_a_baseline_adds_the_slices_where_the_run_loses(val_run: Path, popularity_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "against"
+    result = evaluate(val_run, f"out_dir={out}", "--baseline", str(popularity_run))
+    assert result.exit_code == 0, result.output
+    label = "/".join(popularity_run.resolve().parts[-2:])
+    assert f"Error slices against {label} (Popularity)" in result.output.replace("\n", "")
+
+    summary = strict_json(out / "metrics.json")
+    sl = summary["slices"]
+    assert sl["baseline"] == {"run": str(popularity_run.resolve()), "label": label, "model": "Popularity"}
+    assert sl["metric"] == "ndcg@10" and sl["item_metric"] == "recall@10"
+    # Every user of the window is scored by both (cold-start ones by the fallback): nobody left out.
+    assert sl["users"] == {
+        "compared": summary["users"]["evaluated"],
+        "left_out": 0,
+        "only_model": 0,
+        "only_baseline": 0,
+    }
+    overall = sl["overall"]
+    assert overall["mean_a"] == pytest.approx(summary["headline"]["ndcg@10"]["value"])
+    assert overall["difference"] == pytest.approx(overall["mean_a"] - overall["mean_b"])
+
+    rows = sl["rows"]
+    judged = [r["difference"] for r in rows if r["verdict"] != "too few users"]
+    assert [r["difference"] for r in rows[: len(judged)]] == sorted(judged)  # biggest losses first, small ones last
+    by = {(r["kind"], r["by"]) for r in rows}
+    assert {("users", "cold_start"), ("users", "activity"), ("users", "gender")} <= by
+    assert {("items", "popularity_tier"), ("items", "category"), ("items", "new_products")} <= by
+    for r in rows:
+        assert r["low"] <= r["difference"] + 1e-9 and r["difference"] <= r["high"] + 1e-9, r
+        assert (r["verdict"] == "loses") == (r["high"] < 0 and r["users"] >= sl["min_users"] == 20), r
+    # User slices average the same per-user values as the segment tables.
+    cold = next(r for r in rows if r["by"] == "cold_start" and r["group"] == "cold-start")
+    segment = next(g for g in summary["segments"]["users"]["cold_start"] if g["group"] == "cold-start")
+    assert cold["model"] == pytest.approx(segment["ndcg@10"]) and cold["users"] == segment["users"]
+    # Item slices count each window positive once per grouping.
+    positives = pl.read_parquet(prepared_targets(val_run)).select("user_id", "item_id").unique().height
+    for name in ("popularity_tier", "category"):
+        assert sum(r["positives"] for r in rows if r["by"] == name) == positives, name
+
+    html = (out / "report.html").read_text()
+    assert f"Error slices against {label}" in html and 'id="slices"' in html
+
+
+def prepared_targets(run: Path) -> Path:
+    from recsys_cli.registry.run_dir import load_run_config
+
+    cfg = load_run_config(run)
+    return Path(cfg.split_dir) / cfg.fold / f"{cfg.part}_targets.parquet"
+
+
+def test_without_a_baseline_there_are_no_slices(val_run: Path, tmp_path: Path) -> None:
+    assert evaluate(val_run, f"out_dir={tmp_path / 'plain'}").exit_code == 0
+    assert "slices" not in strict_json(tmp_path / "plain" / "metrics.json")
+    assert 'id="slices"' not in (tmp_path / "plain" / "report.html").read_text()
+
+
+def test_a_baseline_of_another_window_is_refused(val_run: Path, prepared: Path, tmp_path: Path) -> None:
+    refitted = train(prepared, tmp_path / "runs", "model=popularity", "part=test")
+    out = tmp_path / "never"
+    line = one_line_error(["evaluate", str(val_run), *QUICK, f"out_dir={out}", "--baseline", str(refitted)])
+    ours, theirs = ("/".join(p.resolve().parts[-2:]) for p in (val_run, refitted))
+    assert line.startswith("error: --baseline:") and ours in line and theirs in line and "part" in line
+    assert not out.exists()
+    assert "the run itself" in one_line_error(["evaluate", str(val_run), *QUICK, "--baseline", str(val_run)])
+    assert "no such run folder" in one_line_error(["evaluate", str(val_run), "--baseline", str(tmp_path / "nope")])

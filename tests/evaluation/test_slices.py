@@ -55,10 +55,20 @@ def test_biggest_losses_come_first() -> None:
     assert result.slices[-1].verdict == WINS
 
 
-def test_small_slices_are_shown_but_never_judged() -> None:
-    slices = by_group(error_slices(MODEL, BASELINE, [COLD, ACTIVITY], min_users=3, resamples=200))
+def test_small_slices_are_listed_last_and_never_judged() -> None:
+    result = error_slices(MODEL, BASELINE, [COLD, ACTIVITY], min_users=3, resamples=200)
+    slices = by_group(result)
     assert slices["activity", "1-4"].verdict == TOO_FEW  # two users: a tight interval that means nothing
     assert slices["cold_start", "cold-start"].verdict == LOSES
+    assert [s.verdict == TOO_FEW for s in result.slices] == [False] * 3 + [True] * 2
+
+
+def test_a_draw_of_only_ties_is_zero_not_a_loss() -> None:
+    """The draws holding only the tied users give a difference of 0, which the
+    float32 bootstrap returns as about -2e-9: the interval must end at 0, not below."""
+    model, baseline = np.array([0.1238, 0.0, 0.0]), np.array([0.2520, 0.0, 0.0])
+    (one,) = error_slices(model, baseline, [Grouping("all", ("all",), np.zeros(3, np.int64))], min_users=1).slices
+    assert one.high == 0.0 and one.verdict == NO_EVIDENCE
 
 
 def test_groups_nobody_is_in_are_left_out() -> None:
