@@ -39,14 +39,22 @@ class PointFit(NamedTuple):
 
 
 def fit_point(
-    options: Mapping[str, Any], train: Rows, held: Rows, categorical: Sequence[int], patience: int
+    options: Mapping[str, Any],
+    train: Rows,
+    held: Rows,
+    categorical: Sequence[int],
+    patience: int,
+    names: Sequence[str] | None = None,
 ) -> PointFit:
     """One booster fitted on `train`, early-stopped on the held-out groups' NDCG@10
-    after 10 x patience rounds (none when patience is 0), and scored on them."""
+    after 10 x patience rounds (none when patience is 0), and scored on them. `names`:
+    the columns' names, which the booster keeps (its text model lists them)."""
     import lightgbm as lgb
 
     ranker = lgb.LGBMRanker(**options)
     fit: dict[str, Any] = {"group": group_sizes(train[1]), "categorical_feature": list(categorical)}
+    if names is not None:
+        fit["feature_name"] = list(names)
     if held[2].size and patience > 0:
         fit |= {
             "eval_X": held[0],
@@ -97,7 +105,12 @@ class CrossValidation(NamedTuple):
 
 
 def cross_validate(
-    options: Sequence[Mapping[str, Any]], rows: Rows, fold: np.ndarray, categorical: Sequence[int], patience: int
+    options: Sequence[Mapping[str, Any]],
+    rows: Rows,
+    fold: np.ndarray,
+    categorical: Sequence[int],
+    patience: int,
+    names: Sequence[str] | None = None,
 ) -> CrossValidation:
     """Each point fitted on all folds but one, early-stopped on and scored by the
     one left out; the fits are kept, so the chosen point's can serve as an ensemble."""
@@ -107,7 +120,7 @@ def cross_validate(
         out = fold == j
         train, held = subset_rows(rows, ~out), subset_rows(rows, out)
         for i, point in enumerate(options):
-            fits[i].append(fit_point(point, train, held, categorical, patience))
+            fits[i].append(fit_point(point, train, held, categorical, patience, names))
     return CrossValidation(fits)
 
 

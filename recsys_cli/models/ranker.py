@@ -27,6 +27,7 @@ single point would be.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from recsys_cli.errors import ConfigError, IntegrityError
+from recsys_cli.errors import ConfigError, IntegrityError, NotFittedError
 from recsys_cli.evaluation.calibration import expected_calibration_error
 from recsys_cli.models import retrieval
 from recsys_cli.models.base import META, Recommender
@@ -70,6 +71,7 @@ from recsys_cli.models.lambdarank import (
     user_folds,
 )
 from recsys_cli.models.lightning import MONITOR, fit_module, shuffled_batches
+from recsys_cli.models.ranker_features import column_names, feature_groups, side_names
 from recsys_cli.models.side_features import SideFeatures
 from recsys_cli.models.state import StateError, check_codes, check_range, tensor
 from recsys_cli.models.validation import Targets
@@ -154,6 +156,31 @@ class TwoStageRanker(Recommender):
 
     def lightning_trainer(self) -> dict[str, Any] | None:
         return dict(self.params["trainer"]) if self.params["backend"] == "dcn" else None
+
+    # ---- features -------------------------------------------------------------------
+
+    def feature_names(self) -> list[str]:
+        """The learner's input columns in `lambdarank.feature_matrix`'s order (numeric,
+        then categorical): per generator `<key>.score`, `<key>.gap`, `<key>.log_rank`;
+        `category_affinity`; `item.<column>`, `user.<column>`; then `item_id` and the
+        categorical `item.<column>`, `user.<column>`. What a LightGBM booster's feature
+        i (and a `pred_contrib` column i) is about; the boosters carry the same names."""
+        numeric, categorical = self._columns()
+        return numeric + categorical
+
+    def feature_groups(self) -> dict[str, list[str]]:
+        """{group: its columns} partitioning `feature_names`: one group per generator
+        (its key), then side groups by column name (`ranker_features.GROUPS`)."""
+        return feature_groups(self.feature_names(), list(self.params["generators"]))
+
+    def _columns(self) -> tuple[list[str], list[str]]:
+        """(numeric, categorical) names of every column a candidate pair carries."""
+        if self.tables is None:
+            raise NotFittedError("the ranker is not fitted: it has no feature columns yet")
+        items, users = self.tables.items, self.tables.users
+        item_cat, item_num = side_names(items.names, items.categorical.shape[1], items.numeric.shape[1])
+        user_cat, user_num = side_names(users.names, users.categorical.shape[1], users.numeric.shape[1])
+        return column_names(list(self.params["generators"]), item_cat, item_num, user_cat, user_num)
 
     # ---- training -------------------------------------------------------------------
 
@@ -312,11 +339,12 @@ class TwoStageRanker(Recommender):
         base = LIGHTGBM_DEFAULTS | {"random_state": p["seed"], "n_jobs": lightgbm_threads()} | p["lightgbm"]
         points = grid_points(p["lightgbm_grid"])
         categorical = categorical_columns(examples[0])
+        names = self.feature_names()
         rows = _rows(examples)
         candidates = list(range(len(points)))
         if p["lightgbm_cv_folds"]:
             fold = user_folds(examples[0].users, p["lightgbm_cv_folds"], p["seed"])
-            cv = cross_validate([base | q for q in points], rows, fold, categorical, p["patience"])
+            cv = cross_validate([base | q for q in points], rows, fold, categorical, p["patience"], names)
             self.diagnostics |= cv_diagnostics(points, cv.ndcg, cv.trees)
             candidates = [int(np.argmax(cv.ndcg.mean(axis=1)))]  # argmax: the first of equals
             if p["lightgbm_cv_ensemble"]:
@@ -329,7 +357,9 @@ class TwoStageRanker(Recommender):
         del examples
         train_rows, held_rows = subset_rows(rows, ~out), subset_rows(rows, out)
         del rows  # only the split copies are needed from here
-        fits = [fit_point(base | points[i], train_rows, held_rows, categorical, p["patience"]) for i in candidates]
+        fits = [
+            fit_point(base | points[i], train_rows, held_rows, categorical, p["patience"], names) for i in candidates
+        ]
         if len(candidates) > 1:
             for i, fit in zip(candidates, fits, strict=True):
                 self.diagnostics |= point_diagnostics(points[i], fit.ndcg, fit.trees, "holdout")
@@ -501,6 +531,9 @@ class TwoStageRanker(Recommender):
             "tables.user_num": self.tables.users.numeric,
             "tables.item_cat": self.tables.items.categorical,
             "tables.item_num": self.tables.items.numeric,
+            # Column names, so a loaded model still names its features (`feature_names`).
+            "tables.user_names": _names_tensor(self.tables.users.names),
+            "tables.item_names": _names_tensor(self.tables.items.names),
             "tables.affinity": self.tables.affinity,
             "tables.item_category": self.tables.item_category,
             "tables.cardinalities": np.asarray(self.tables.cardinalities(len(self.items or ())), np.int64),
@@ -572,19 +605,43 @@ def _tables_from_state(state: dict[str, np.ndarray], n_users: int, n_items: int)
     item_cards, user_cards = cards[1 : 1 + n_item_cat], cards[1 + n_item_cat :]
     affinity = tensor(state, "tables.affinity", (n_users, None), "f")
     user_num = tensor(state, "tables.user_num", (n_users, None), "f")
+    item_num = tensor(state, "tables.item_num", (n_items, None), "f")
     tables = SideTables(
-        SideFeatures(check_codes(state, "tables.user_cat", n_users, user_cards), user_cards, user_num, ()),
+        SideFeatures(
+            check_codes(state, "tables.user_cat", n_users, user_cards),
+            user_cards,
+            user_num,
+            _names_from_state(state, "tables.user_names", len(user_cards) + user_num.shape[1]),
+        ),
         SideFeatures(
             check_codes(state, "tables.item_cat", n_items, item_cards),
             item_cards,
-            tensor(state, "tables.item_num", (n_items, None), "f"),
-            (),
+            item_num,
+            _names_from_state(state, "tables.item_names", len(item_cards) + item_num.shape[1]),
         ),
         affinity,
         check_range(state, "tables.item_category", (n_items,), 0, affinity.shape[1]),
         _user_live_from_state(state, user_num.shape[1]),
     )
     return tables, cards
+
+
+def _names_tensor(names: Sequence[str]) -> np.ndarray:
+    return np.frombuffer(json.dumps(list(names)).encode(), dtype=np.uint8).copy()
+
+
+def _names_from_state(state: dict[str, np.ndarray], key: str, n_columns: int) -> tuple[str, ...]:
+    """A side table's column names; none for a model saved before they were kept
+    (its features are then named by position, `ranker_features.side_names`)."""
+    if key not in state:
+        return ()
+    try:
+        names = json.loads(tensor(state, key, (None,), "u").tobytes().decode())
+    except (UnicodeDecodeError, ValueError):
+        raise StateError(f"{key}: not a JSON list of column names") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != n_columns:
+        raise StateError(f"{key}: give the table's {n_columns} column names")
+    return tuple(names)
 
 
 def _user_live_from_state(state: dict[str, np.ndarray], n_numeric: int) -> np.ndarray:

@@ -166,6 +166,14 @@ def _bump(key: str, by: int) -> Callable[[dict[str, np.ndarray]], None]:
         (
             "ranker_lgbm",
             lambda t: t.update({"model.tables.item_num": np.pad(t["model.tables.item_num"], ((0, 0), (0, 1)))}),
+            "item_names: give the table's 9 column names",
+        ),
+        (  # a folder saved before the column names were kept: the boosters' width decides
+            "ranker_lgbm",
+            lambda t: (
+                t.update({"model.tables.item_num": np.pad(t["model.tables.item_num"], ((0, 0), (0, 1)))})
+                or t.pop("model.tables.item_names")
+            ),
             "LightGBM model 0 reads",
         ),
     ],
