@@ -14,6 +14,7 @@ from typing import Any
 from recsys_cli.evaluation.html import cell, fmt, img, page, pct, section, table
 from recsys_cli.evaluation.metrics import RANKING_METRICS
 from recsys_cli.evaluation.plots import all_plots
+from recsys_cli.evaluation.slices_plot import slice_bars
 
 BEYOND_ROWS = (
     ("coverage", "catalogue coverage"),
@@ -29,11 +30,14 @@ BEYOND_ROWS = (
 def render_report(summary: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
     """The HTML text and the PNGs it embeds (by name), so they can also be saved."""
     images = all_plots(summary)
+    slices = slice_bars(summary)
+    if slices is not None:
+        images["error_slices"] = slices
     body = [
         _header(summary),
         _flags(summary["flags"]),
         section("accuracy", "Ranking metrics", [img(images, "metrics", "ranking metrics"), _headline(summary)]),
-        *_slices(summary),
+        *_slices(summary, images),
         section("beyond", "Beyond accuracy", [_beyond(summary)]),
         section("calibration", "Calibration of engagement probabilities", _calibration(summary, images)),
         section("exposure", "Exposure by item group", _items(summary, images)),
@@ -184,7 +188,7 @@ def _users(s: dict[str, Any], images: dict[str, bytes]) -> list[str]:
     return parts
 
 
-def _slices(s: dict[str, Any]) -> list[str]:
+def _slices(s: dict[str, Any], images: dict[str, bytes]) -> list[str]:
     """Where the model loses to the baseline (`recsys evaluate --baseline`), biggest losses first."""
     if "slices" not in s:
         return []
@@ -218,4 +222,5 @@ def _slices(s: dict[str, Any]) -> list[str]:
     ]
     header = ["slice", "by", "group", "users", "positives", "model", "baseline", "difference [interval]", "verdict"]
     title = f"Error slices against {base['label']}"
-    return [section("slices", title, [note, table(header, rows)])]
+    chart = img(images, "error_slices", "model minus baseline by slice")
+    return [section("slices", title, [note, chart, table(header, rows)])]

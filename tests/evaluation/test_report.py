@@ -8,6 +8,7 @@ import io
 from html.parser import HTMLParser
 
 import matplotlib.image as mpimg
+import numpy as np
 
 from recsys_cli.evaluation.report import render_report
 from recsys_cli.evaluation.suite import Settings, evaluate
@@ -82,3 +83,34 @@ def test_report_without_probabilities_says_why() -> None:
     page = parse(html)
     assert "reliability" not in images and "plot-reliability" not in page.images
     assert "Not available: PlantedModel gives ranking scores, not engagement probabilities." in " ".join(page.text)
+
+
+def slices_section() -> dict[str, object]:
+    """What `recsys evaluate --baseline` adds: one slice that loses, one too small to judge."""
+    from recsys_cli.evaluation.segments import cold_start
+    from recsys_cli.evaluation.slices import error_slices
+
+    model, baseline = np.r_[np.zeros(30), np.ones(3)], np.r_[np.full(30, 0.5), np.zeros(3)]
+    result = error_slices(model, baseline, [cold_start(np.r_[np.ones(30), np.zeros(3)])], resamples=100)
+    return {
+        "baseline": {"run": "/runs/popularity/1", "label": "popularity/<1>", "model": "Popularity"},
+        "metric": "ndcg@5",
+        "item_metric": "recall@5",
+        "users": {"compared": 33, "left_out": 2, "only_model": 2, "only_baseline": 0},
+        "min_users": 20,
+        "overall": result.overall.to_json(),
+        "rows": [s.to_json() for s in result.slices],
+    }
+
+
+def test_report_shows_the_error_slices_against_a_baseline() -> None:
+    html, images = render_report(summary() | {"slices": slices_section()})
+    page = parse(html)
+    assert page.sections[:3] == ["flags", "accuracy", "slices"]
+    assert "plot-error_slices" in page.images and "error_slices" in images
+    height, width, _ = mpimg.imread(io.BytesIO(images["error_slices"]), format="png").shape
+    assert height > 50 and width > 100
+    text = " ".join(page.text)
+    assert "Error slices against popularity/<1>" in text and "popularity/&lt;1&gt;" in html  # escaped
+    assert "33 users both scored (2 left out: 2 scored only by the model" in text
+    assert "LOSES" in text and "too few users" in text
