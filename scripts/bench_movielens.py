@@ -1,4 +1,5 @@
-"""Model quality on MovieLens-100K: every model on the same splits, tuned the same way.
+"""Model quality on MovieLens-100K: every model on the same splits, tuned the same way,
+models of ours over several seeds.
 
 Protocols (all ratings are interactions and positives; items a user already
 rated are excluded from the ranking and from the ground truth; full ranking over
@@ -14,12 +15,24 @@ Per fold, every point of a model's small declared grid is fitted on train and
 scored on that fold's validation window (`recsys train part=val`); the point with
 the best validation NDCG@10 is refitted on train + validation and scored on the
 test window (`part=test`; neural models train for the chosen run's best_epoch).
-No choice ever sees a test window. Each finished fit is cached, so a rerun resumes
-(the cache knows overrides and data, not code: after changing a model, use --fresh).
+No choice ever sees a test window.
+
+Seeds: each model of ours is fitted at every seed of the protocol (`seed=S`; p1 42,
+p2 42,1,2,3, p3 42,1,2, or --seeds); baselines once, at the project seed (42). The
+bars (--bars) judge a headline model per protocol over its seeds against the best
+baseline, with a paired bootstrap per seed.
+
+Each finished fit is cached under (protocol, fold, model, grid point, part, seed),
+so a rerun resumes where an interrupted one stopped (the cache knows overrides and
+data, not code: after changing a model, use --fresh), and the results JSON is
+rewritten after every finished (protocol, model, seed), so an interrupted run
+still leaves every finished seed's figures.
 
     python scripts/bench_movielens.py                                   # everything
+    python scripts/bench_movielens.py --bars --jobs 2                   # what issue 20's bars need
     python scripts/bench_movielens.py --models baselines,bpr_mf         # a subset
-    python scripts/bench_movielens.py --models sasrec --protocols p3
+    python scripts/bench_movielens.py --models sasrec --protocols p3 --seeds 42,1,2,3
+    python scripts/bench_movielens.py --bars --markdown bars.md         # tables for BENCHMARKS.md
     python scripts/bench_movielens.py --fresh                           # ignore the cache
 
 Fetch the data first: scripts/fetch_movielens100k.sh (into data/raw/ml-100k).
@@ -30,28 +43,39 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from recsys_cli.console import Reporter
+from recsys_cli.console import NullReporter, Reporter
 
 BASELINE, OURS = "baseline", "ours"
 SELECT_BY = "ndcg@10"  # validation metric that chooses a grid point
 REPORTED = ("ndcg@10", "recall@10", "hitrate@10", "mrr@10", "coverage@10")
 HEADERS = ("NDCG@10", "Recall@10", "HitRate@10", "MRR@10", "Coverage@10")
-P3_RATIO_BAR = 2.5  # best model's NDCG@10 / best baseline's, leave-last-one-out
-P2_GAIN_BAR = 0.25  # best model's mean test NDCG@10 over the best baseline's, minus 1
+PROJECT_SEED = 42  # conf/train.yaml's seed: the one seed baselines are fitted at
+# The models issue 20's bars are judged on (their ModelSpecs below hold every override).
+P2_HEADLINE = "ranker_lgbm_ensemble"
+P3_HEADLINE = "sasrec"
+# Set to 1 in --jobs workers unless the user set them: N one-thread fits, not N x cores.
+# torch takes its intra-op thread count from OMP_NUM_THREADS when it is imported.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "POLARS_MAX_THREADS")
 
 # Fixed before looking at any fold: every rating is one interaction of weight 1,
 # without time decay (the toolkit's default weighs a rating by its value and halves
@@ -156,6 +180,7 @@ class Protocol:
     title: str
     split: tuple[str, ...]
     note: str
+    seeds: tuple[int, ...] = (PROJECT_SEED,)  # the seeds models of ours are fitted at, unless --seeds
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -170,28 +195,147 @@ PROTOCOLS: dict[str, Protocol] = {
         "P2 rolling origin (4 x 14-day test windows, 14-day validation)",
         ("split=rolling_origin", "split.n_folds=4", "split.test_days=14", "split.val_days=14", "split.train_days=null"),
         "each fold chooses from its own validation window (the previous fold's test window)",
+        (42, 1, 2, 3),
     ),
     "p3": Protocol(
         "p3",
         "P3 leave-last-one-out per user",
         ("split=leave_last_n", "split.n=1", "split.val_n=1"),
         "leaks global time; for comparison with published numbers",
+        (42, 1, 2),
     ),
 }
+
+
+# --------------------------------------------------------------------------- bars
+
+
+@dataclass(frozen=True)
+class Bar:
+    """Issue 20's bar for a protocol, judged over seeds against the best baseline.
+
+    Every seed's paired-bootstrap 95% interval of the per-user difference must lie
+    above zero; a condition left None is not part of the protocol's bar."""
+
+    headline: str
+    min_seeds: int
+    mean_ratio: float | None = None  # mean over seeds of the fold-mean test NDCG@10, / the best baseline's
+    mean_ndcg: float | None = None  # the same mean, absolute
+    seed_ratio_floor: float | None = None  # no seed's ratio below this
+    max_test_wall_s: float | None = None  # slowest test fit: the whole `recsys train part=test` run
+    max_seconds_to_best_epoch: float | None = None  # the chosen validation run's fit/seconds_to_best_epoch
+
+
+BARS: dict[str, Bar] = {
+    # Best baseline 30-day recent popularity, 0.1750: 1.35x is 0.236.
+    "p2": Bar(P2_HEADLINE, min_seeds=4, mean_ratio=1.35, seed_ratio_floor=1.25, max_test_wall_s=300.0),
+    # Best baseline under hashed ties about 0.070-0.071 (EASE, ALS): 0.114 is about 1.6x.
+    "p3": Bar(P3_HEADLINE, min_seeds=3, mean_ndcg=0.114, max_seconds_to_best_epoch=180.0),
+}
+
+
+def describe(bar: Bar) -> str:
+    """The bar in words, as the JSON and the tables state it."""
+    parts = [f"mean test NDCG@10 over >= {bar.min_seeds} seeds"]
+    if bar.mean_ratio is not None:
+        parts[0] += f" >= {bar.mean_ratio:.2f}x the best baseline"
+    if bar.mean_ndcg is not None:
+        parts[0] += f" >= {bar.mean_ndcg}"
+    if bar.seed_ratio_floor is not None:
+        parts.append(f"no seed under {bar.seed_ratio_floor:.2f}x")
+    parts.append("every seed's paired-bootstrap 95% interval of the difference above 0")
+    if bar.max_test_wall_s is not None:
+        parts.append(f"slowest test fit (max over folds and seeds) under {bar.max_test_wall_s:.0f} s")
+    if bar.max_seconds_to_best_epoch is not None:
+        parts.append(
+            f"best validation epoch reached in under {bar.max_seconds_to_best_epoch:.0f} s "
+            "(fit/seconds_to_best_epoch of the chosen validation run, max over seeds)"
+        )
+    return "; ".join(parts)
+
+
+def criterion(name: str, required: str, measured: str, passes: bool) -> dict[str, Any]:
+    return {"criterion": name, "required": required, "measured": measured, "passes": bool(passes)}
+
+
+def judge(bar: Bar, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict of `bar` on one model's comparison with the best baseline
+    (`compare`): one criterion per condition, and whether all of them pass."""
+    seeds: Mapping[str, Mapping[str, Any]] = row["seeds"]
+    checks = [
+        criterion("seeds", f">= {bar.min_seeds}", f"{len(seeds)} ({', '.join(seeds)})", len(seeds) >= bar.min_seeds)
+    ]
+    mean, ratio, base = row["mean_ndcg@10"], row["mean_ratio"], row["baseline_ndcg@10"]
+    if bar.mean_ratio is not None:
+        measured = f"{ratio:.3f}x ({mean:.4f} vs {base:.4f})"
+        checks.append(
+            criterion("mean over seeds / best baseline", f">= {bar.mean_ratio:.2f}x", measured, ratio >= bar.mean_ratio)
+        )
+    if bar.mean_ndcg is not None:
+        measured = f"{mean:.4f} ({ratio:.2f}x the best baseline's {base:.4f})"
+        checks.append(criterion("mean test NDCG@10 over seeds", f">= {bar.mean_ndcg}", measured, mean >= bar.mean_ndcg))
+    if bar.seed_ratio_floor is not None:
+        low = min(seeds, key=lambda s: seeds[s]["ratio"])
+        checks.append(
+            criterion(
+                "every seed / best baseline",
+                f">= {bar.seed_ratio_floor:.2f}x",
+                f"lowest {seeds[low]['ratio']:.3f}x (seed {low})",
+                all(s["ratio"] >= bar.seed_ratio_floor for s in seeds.values()),
+            )
+        )
+    worst = min(seeds, key=lambda s: seeds[s]["bootstrap"]["low"])
+    checks.append(
+        criterion(
+            "every seed's paired 95% interval of the difference",
+            "above 0",
+            f"lowest bound {seeds[worst]['bootstrap']['low']:+.4f} (seed {worst})",
+            all(s["bootstrap"]["low"] > 0 for s in seeds.values()),
+        )
+    )
+    if bar.max_test_wall_s is not None:
+        slow = max(seeds, key=lambda s: seeds[s]["slowest_test_wall_s"])
+        worst_s = seeds[slow]["slowest_test_wall_s"]
+        measured = f"{worst_s:.0f} s ({seeds[slow]['slowest_test_fold']}, seed {slow})"
+        checks.append(
+            criterion(
+                "slowest test fit (max over folds and seeds)",
+                f"< {bar.max_test_wall_s:.0f} s",
+                measured,
+                worst_s < bar.max_test_wall_s,
+            )
+        )
+    if bar.max_seconds_to_best_epoch is not None:
+        checks.append(best_epoch_check(bar.max_seconds_to_best_epoch, seeds))
+    return {"bar": describe(bar), "criteria": checks, "passes": all(c["passes"] for c in checks)}
+
+
+def best_epoch_check(limit: float, seeds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A seed without `fit/seconds_to_best_epoch` (a model that does not record it)
+    fails: the bar cannot be shown met."""
+    name, required = "best validation epoch reached (max over seeds)", f"< {limit:.0f} s"
+    missing = [s for s, v in seeds.items() if v["seconds_to_best_epoch"] is None]
+    if missing:
+        return criterion(name, required, f"not recorded (seed {', '.join(missing)})", False)
+    slow = max(seeds, key=lambda s: seeds[s]["seconds_to_best_epoch"])
+    worst = seeds[slow]["seconds_to_best_epoch"]
+    return criterion(name, required, f"{worst:.0f} s (seed {slow})", worst < limit)
 
 
 # --------------------------------------------------------------------------- cache
 
 
 class Cache:
-    """Finished fits by (protocol, fold, model, grid point, part), in one JSON file.
+    """Finished fits by (protocol, fold, model, grid point, part, seed), in one JSON file.
 
     An entry is reused only when its overrides and the feature set it was trained on
-    (the sha256 of the features manifest) are the same and its run folder remains."""
+    (the sha256 of the features manifest) are the same and its run folder remains.
+    Only the parent process writes it (its --jobs threads under a lock)."""
 
     def __init__(self, path: Path, fresh: bool) -> None:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
         if path.is_file() and not fresh:
             self.entries = json.loads(path.read_text())
 
@@ -202,10 +346,16 @@ class Cache:
         return entry if Path(entry["per_user"]).is_file() else None
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
-        self.entries[key] = entry
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
-        tmp.replace(self.path)  # a crash mid-write leaves the previous cache intact
+        with self._lock:
+            self.entries[key] = entry
+            write_json(self.path, self.entries, sort_keys=True, indent=1)
+
+
+def write_json(path: Path, payload: Any, sort_keys: bool = False, indent: int = 2) -> None:
+    """Write through a temporary name: a crash mid-write leaves the previous file intact."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=indent, sort_keys=sort_keys))
+    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- data
@@ -299,7 +449,118 @@ def unavailable(spec: ModelSpec) -> str | None:
     return f"conf/model/{spec.conf}.yaml has no {', '.join(missing)}" if missing else None
 
 
+@dataclass(frozen=True)
+class Step:
+    """One protocol of a run: the models fitted on it and the seeds of ours."""
+
+    protocol: Protocol
+    specs: tuple[ModelSpec, ...]
+    seeds: tuple[int, ...]
+
+
+def parse_seeds(text: str | None) -> tuple[int, ...] | None:
+    """--seeds as a tuple in the order given (None: each protocol's own)."""
+    if text is None:
+        return None
+    try:
+        seeds = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--seeds {text!r}: comma-separated non-negative integers, e.g. 42,1,2,3") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--seeds {text!r}: comma-separated distinct non-negative integers, e.g. 42,1,2,3")
+    return seeds
+
+
+def make_plan(
+    protocols: str | None, models: str | None, bars: bool, seeds: tuple[int, ...] | None, skipped: dict[str, str]
+) -> list[Step]:
+    """The protocols and models a run fits: --bars means each barred protocol's
+    baselines and headline model; otherwise the named models on every named protocol."""
+    if bars:
+        if protocols is not None or models is not None:
+            raise SystemExit("--bars runs exactly what the bars need: leave out --protocols and --models")
+        return [
+            Step(
+                PROTOCOLS[key],
+                tuple(select_models(f"baselines,{bar.headline}", skipped)),
+                seeds or PROTOCOLS[key].seeds,
+            )
+            for key, bar in BARS.items()
+        ]
+    keys = (protocols or ",".join(PROTOCOLS)).split(",")
+    unknown = sorted(set(keys) - set(PROTOCOLS))
+    if unknown:
+        raise SystemExit(f"unknown protocols {unknown}; known: {', '.join(PROTOCOLS)}")
+    specs = tuple(select_models(models or "all", skipped))
+    return [Step(p, specs, seeds or p.seeds) for k, p in PROTOCOLS.items() if k in keys]
+
+
 # --------------------------------------------------------------------------- fitting
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model at one seed on one fold: its grid on the validation window, then
+    the chosen point on the test window. `seed` None: the config's own seed (the
+    project's), which is how baselines are fitted; their keys and run folders are
+    those of the runs before seeds were introduced, so earlier caches still serve."""
+
+    protocol: Protocol
+    fold: str
+    spec: ModelSpec
+    seed: int | None
+
+    @property
+    def seed_label(self) -> str:
+        return str(PROJECT_SEED if self.seed is None else self.seed)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.protocol.key, self.spec.name, self.seed_label, self.fold)
+
+
+def make_cells(plan: Sequence[Step], folds: Mapping[str, Sequence[str]]) -> list[Cell]:
+    """Every cell of a plan, in the order results are reported: protocol, model, seed, fold."""
+    return [
+        Cell(step.protocol, fold, spec, seed)
+        for step in plan
+        for spec in step.specs
+        for seed in seeds_of(spec, step.seeds)
+        for fold in folds[step.protocol.key]
+    ]
+
+
+def seeds_of(spec: ModelSpec, seeds: Sequence[int]) -> tuple[int | None, ...]:
+    """Baselines once at the project seed (None: no `seed=` override), ours at each seed."""
+    return (None,) if spec.kind == BASELINE else tuple(seeds)
+
+
+def fit_key(cell: Cell, label: str, part: str) -> str:
+    """The cache key of one fit; the seed is part of it for models fitted per seed."""
+    key = "/".join((cell.protocol.key, cell.fold, cell.spec.name, label, part))
+    return key if cell.seed is None else f"{key}/seed={cell.seed}"
+
+
+def train_fit(overrides: list[str]) -> dict[str, Any]:
+    """One `recsys train` run, here or in a --jobs worker: its metrics (without the
+    part prefix), run folder, per-user file and wall time (the whole run: load,
+    fit, score, write)."""
+    from recsys_cli.config import compose
+    from recsys_cli.registry.run_dir import PER_USER
+    from recsys_cli.tasks import train
+
+    part = next(o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("part="))
+    start = time.perf_counter()
+    result = train.run(compose("train", overrides))
+    return {
+        "metrics": {k.removeprefix(f"{part}/"): v for k, v in result.metrics.items()},
+        "run": str(result.run),
+        "per_user": str(result.run / PER_USER),
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+FitRequest = tuple[tuple[str, tuple[str, ...]], str, Sequence[str]]  # (grid point, part, extra overrides)
 
 
 @dataclass
@@ -307,70 +568,76 @@ class Bench:
     root: Path
     cache: Cache
     features_sha: dict[str, str]
-    reporter: Reporter
+    fit_fn: Callable[[list[str]], dict[str, Any]] = train_fit
+    pool: Executor | None = None  # --jobs workers; None: fit in this process
     counts: dict[str, int] = field(default_factory=lambda: {"fitted": 0, "from_cache": 0})
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fit(
-        self,
-        p: Protocol,
-        fold: str,
-        spec: ModelSpec,
-        point: tuple[str, tuple[str, ...]],
-        part: str,
-        extra: Sequence[str] = (),
-    ) -> dict[str, Any]:
-        """One `recsys train` run, or its cached result."""
-        from recsys_cli.config import compose
-        from recsys_cli.registry.run_dir import PER_USER
-        from recsys_cli.tasks import train
-
-        label, params = point
-        runs = self.root / "runs" / p.key / fold / part
-        overrides = [
-            *overrides_for("train", self.root, p, spec.features),
-            f"fold={fold}",
-            f"model={spec.conf}",
-            *spec.fixed,
+    def overrides(self, cell: Cell, params: Sequence[str], part: str, extra: Sequence[str]) -> list[str]:
+        """`recsys train`'s overrides for one fit; a seeded fit runs with `seed=S`
+        into a runs folder of its own."""
+        p = cell.protocol
+        runs = self.root / "runs" / p.key / cell.fold / part
+        seed: tuple[str, ...] = ()
+        if cell.seed is not None:
+            runs, seed = runs / f"seed-{cell.seed}", (f"seed={cell.seed}",)
+        return [
+            *overrides_for("train", self.root, p, cell.spec.features),
+            f"fold={cell.fold}",
+            f"model={cell.spec.conf}",
+            *cell.spec.fixed,
             *params,
             f"part={part}",
             f"runs_dir={runs}",
+            *seed,
             *extra,
         ]
-        key = "/".join((p.key, fold, spec.name, label, part))
-        data_sha = self.features_sha[f"{p.key}/{spec.features}"]
-        cached = self.cache.get(key, overrides, data_sha)
-        if cached is not None:
-            self.counts["from_cache"] += 1
-            return cached
-        start = time.perf_counter()
-        result = train.run(compose("train", overrides))
-        entry = {
-            "overrides": overrides,
-            "features_sha256": data_sha,
-            "metrics": {k.removeprefix(f"{part}/"): v for k, v in result.metrics.items()},
-            "run": str(result.run),
-            "per_user": str(result.run / PER_USER),
-            "wall_s": time.perf_counter() - start,
-        }
-        self.cache.put(key, entry)
-        self.counts["fitted"] += 1
-        return entry
 
-    def choose_and_test(self, p: Protocol, fold: str, spec: ModelSpec) -> dict[str, Any]:
+    def fit_many(self, cell: Cell, requests: Sequence[FitRequest]) -> list[dict[str, Any]]:
+        """Fits of one cell, from the cache or run (at once, in the workers, under
+        --jobs); each finished fit is cached even when another one fails."""
+        data_sha = self.features_sha[f"{cell.protocol.key}/{cell.spec.features}"]
+        todo = []
+        for (label, params), part, extra in requests:
+            overrides = self.overrides(cell, params, part, extra)
+            key = fit_key(cell, label, part)
+            todo.append((key, overrides, self.cache.get(key, overrides, data_sha)))
+        running: dict[int, Future[dict[str, Any]]] = {}
+        if self.pool is not None:
+            running = {i: self.pool.submit(self.fit_fn, o) for i, (_, o, hit) in enumerate(todo) if hit is None}
+        out, errors = [], []
+        for i, (key, overrides, hit) in enumerate(todo):
+            if hit is not None:
+                self._count("from_cache")
+                out.append(hit)
+                continue
+            try:
+                result = running[i].result() if i in running else self.fit_fn(overrides)
+            except Exception as exc:  # the others still finish and are cached
+                errors.append(exc)
+                continue
+            entry = {"overrides": overrides, "features_sha256": data_sha, **result}
+            self.cache.put(key, entry)
+            self._count("fitted")
+            out.append(entry)
+        if errors:
+            raise errors[0]
+        return out
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.counts[what] += 1
+
+    def choose_and_test(self, cell: Cell) -> dict[str, Any]:
         """Every grid point on this fold's validation window, the best one (by
         validation NDCG@10 alone) refitted and scored on its test window."""
-        points = spec.points()
-        self.reporter.start(f"{p.key} {fold} {spec.name}: {len(points)} val + 1 test", total=len(points) + 1)
-        scored = []
-        for point in points:
-            scored.append((point, self.fit(p, fold, spec, point, "val")))
-            self.reporter.advance()
+        points = cell.spec.points()
+        scored = list(zip(points, self.fit_many(cell, [(pt, "val", ()) for pt in points]), strict=True))
         point, val = max(scored, key=lambda s: s[1]["metrics"][SELECT_BY])  # first of equals wins
         epochs = val["metrics"].get("best_epoch")
         extra = [f"trainer.max_epochs={int(epochs)}"] if epochs is not None else []
         extra.append("refit_from=none")  # this point's own validation run chose; it lives in another runs_dir
-        test = self.fit(p, fold, spec, point, "test", extra)
-        self.reporter.advance()
+        (test,) = self.fit_many(cell, [(point, "test", extra)])
         return {
             "params": point[0],
             "grid_val": {pt[0]: v["metrics"][SELECT_BY] for pt, v in scored},
@@ -379,33 +646,106 @@ class Bench:
             "users": int(test["metrics"]["users"]),
             "val_users": int(val["metrics"]["users"]),
             "best_epoch": epochs,
+            "seconds_to_best_epoch": val["metrics"].get("fit/seconds_to_best_epoch"),
             "per_user": test["per_user"],
             "runs": {"val": val["run"], "test": test["run"]},
+            "test_wall_s": test["wall_s"],
+            "test_fit_s": test["metrics"].get("fit/wall_s"),
             "fit_wall_s": sum(v["wall_s"] for _, v in scored) + test["wall_s"],
         }
 
 
-def run_protocol(bench: Bench, p: Protocol, specs: Sequence[ModelSpec]) -> dict[str, Any]:
-    """Every model on every fold of a protocol. A model that fails (one still being
-    written, say) is recorded with its error and left out; the others go on."""
-    folds = fold_names(bench.root, p)
-    results: dict[str, dict[str, Any]] = {fold: {} for fold in folds}
-    failed = {}
-    for spec in specs:
+@contextmanager
+def fit_pool(jobs: int, fresh_workers: bool = True) -> Iterator[Executor | None]:
+    """N spawned workers, each with one thread unless the user set THREAD_VARS, by
+    default one fresh process per fit (no memory or state carried from one fit to
+    the next; the imports cost seconds against fits of minutes); None for one job."""
+    if jobs == 1:
+        yield None
+        return
+    saved = {var: os.environ.get(var) for var in THREAD_VARS}
+    for var in THREAD_VARS:  # spawned workers inherit the environment when they start
+        os.environ.setdefault(var, "1")
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context, max_tasks_per_child=1 if fresh_workers else None) as pool:
+            yield pool
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+CellKey = tuple[str, str, str, str]  # (protocol, model, seed, fold)
+
+
+@dataclass
+class Outcomes:
+    """Finished cells by key, and the error of each cell that failed."""
+
+    done: dict[CellKey, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[CellKey, str] = field(default_factory=dict)
+
+    def settled(self, keys: Sequence[CellKey]) -> bool:
+        return all(k in self.done or k in self.errors for k in keys)
+
+
+def run_cells(
+    bench: Bench,
+    cells: Sequence[Cell],
+    jobs: int,
+    on_group: Callable[[Outcomes], object],
+    reporter: Reporter,
+) -> Outcomes:
+    """Every cell, in order with one job or `jobs` at a time; `on_group` is called
+    each time a (protocol, model, seed) has all its folds settled. A cell that fails
+    (a model still being written, say) is recorded with its error; the others go on."""
+    outcomes = Outcomes()
+    left = Counter(c.key[:3] for c in cells)
+
+    def settle(cell: Cell, run: Callable[[], dict[str, Any]]) -> None:
         try:
-            per_fold = {fold: bench.choose_and_test(p, fold, spec) for fold in folds}
+            outcomes.done[cell.key] = run()
         except Exception as exc:  # reported in the output and the JSON
-            failed[spec.name] = f"{type(exc).__name__}: {exc}"
-            continue
-        for fold, result in per_fold.items():
-            results[fold][spec.name] = result
-    summary = {s.name: fold_mean(results, s.name) for s in specs if s.name not in failed}
-    return {"title": p.title, "note": p.note, "folds": results, "mean": summary, "failed": failed}
+            outcomes.errors[cell.key] = f"{type(exc).__name__}: {exc}"
+        reporter.advance()
+        left[cell.key[:3]] -= 1
+        if not left[cell.key[:3]]:
+            on_group(outcomes)
+
+    if jobs == 1:
+        for cell in cells:
+            settle(cell, partial(bench.choose_and_test, cell))
+        return outcomes
+    threads = ThreadPoolExecutor(jobs)
+    try:
+        futures = {threads.submit(bench.choose_and_test, cell): cell for cell in cells}
+        for future in as_completed(futures):
+            settle(futures[future], future.result)
+    except BaseException:
+        threads.shutdown(wait=False, cancel_futures=True)
+        if bench.pool is not None:
+            bench.pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    threads.shutdown()
+    return outcomes
 
 
-def fold_mean(results: Mapping[str, Mapping[str, Any]], model: str) -> dict[str, Any]:
+# --------------------------------------------------------------------------- results
+
+
+def spread(values: Sequence[float]) -> dict[str, float | None]:
+    """Mean, min, max and sample standard deviation over seeds (sd None for one seed)."""
+    a = np.asarray(values, dtype=np.float64)
+    sd = float(a.std(ddof=1)) if a.size > 1 else None
+    return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max()), "sd": sd}
+
+
+def fold_mean(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Test and validation metrics averaged over folds (each fold counts once)."""
-    rows = [r[model] for r in results.values()]
+    rows = list(folds.values())
     return {
         "test": {m: float(np.mean([r["test"][m] for r in rows])) for m in REPORTED},
         "val": {m: float(np.mean([r["val"][m] for r in rows])) for m in REPORTED},
@@ -413,71 +753,196 @@ def fold_mean(results: Mapping[str, Mapping[str, Any]], model: str) -> dict[str,
     }
 
 
-# --------------------------------------------------------------------------- bars
+def seed_summary(seeds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Each metric's fold mean, summarised over seeds."""
+    means = [s["mean"] for s in seeds.values()]
+    return {
+        "n_seeds": len(means),
+        "seeds": list(seeds),
+        "test": {m: spread([x["test"][m] for x in means]) for m in REPORTED},
+        "val": {m: spread([x["val"][m] for x in means]) for m in REPORTED},
+    }
 
 
-def paired_values(folds: Mapping[str, Mapping[str, Any]], a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user test NDCG@10 of models a and b, paired on (fold, user), pooled."""
+def model_results(step: Step, spec: ModelSpec, folds: Sequence[str], outcomes: Outcomes) -> dict[str, Any] | None:
+    """A model's figures for each seed whose folds are all finished, and the error
+    of each seed with a failed fold; None while none is settled."""
+    seeds: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for seed in seeds_of(spec, step.seeds):
+        label = str(PROJECT_SEED if seed is None else seed)
+        keys = [(step.protocol.key, spec.name, label, fold) for fold in folds]
+        errors = [outcomes.errors[k] for k in keys if k in outcomes.errors]
+        if errors:
+            failed[label] = errors[0]
+        elif outcomes.settled(keys):
+            per_fold = {fold: outcomes.done[k] for fold, k in zip(folds, keys, strict=True)}
+            seeds[label] = {"folds": per_fold, "mean": fold_mean(per_fold)}
+    if not seeds and not failed:
+        return None
+    fitted = f"once, at the project seed {PROJECT_SEED}" if spec.kind == BASELINE else "at each seed (seed=S)"
+    summary = seed_summary(seeds) if seeds else None
+    return {"kind": spec.kind, "fitted": fitted, "seeds": seeds, "failed": failed, "summary": summary}
+
+
+def assemble(
+    plan: Sequence[Step],
+    folds: Mapping[str, Sequence[str]],
+    outcomes: Outcomes,
+    resamples: int,
+    memo: dict[tuple[str, ...], dict[str, Any]],
+) -> dict[str, Any]:
+    """Every protocol's figures so far, in plan order (never in finishing order): the
+    comparison waits until every baseline is settled (the best one could change)."""
+    out = {}
+    for step in plan:
+        p = step.protocol
+        found = {s.name: model_results(step, s, folds[p.key], outcomes) for s in step.specs}
+        models = {name: m for name, m in found.items() if m is not None}
+        baselines = [s for s in step.specs if s.kind == BASELINE]
+        settled = all(
+            outcomes.settled([(p.key, s.name, str(PROJECT_SEED), f) for f in folds[p.key]]) for s in baselines
+        )
+        comparison = compare(p.key, models, resamples, memo) if settled else None
+        bar = BARS.get(p.key)
+        verdicts = {}
+        if bar is not None and comparison is not None:
+            verdicts = {name: judge(bar, row) for name, row in comparison["models"].items()}
+        out[p.key] = {
+            "title": p.title,
+            "note": p.note,
+            "folds": list(folds[p.key]),
+            "seeds": list(step.seeds),
+            "seed_rule": f"models of ours at each seed (seed=S); baselines once, at the project seed {PROJECT_SEED}",
+            "models": models,
+            "comparison": comparison,
+            "bar": None if bar is None else {"headline": bar.headline, "rule": describe(bar)},
+            "verdicts": verdicts,
+        }
+    return out
+
+
+def paired_values(
+    model: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Mapping[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user test NDCG@10 of a model and a baseline (their results by fold),
+    paired on (fold, user) and pooled over folds."""
     frames = []
-    for fold, results in folds.items():
-        left = pl.read_parquet(results[a]["per_user"]).select("user_id", pl.col(SELECT_BY).alias("a"))
-        right = pl.read_parquet(results[b]["per_user"]).select("user_id", pl.col(SELECT_BY).alias("b"))
+    for fold, result in model.items():
+        left = pl.read_parquet(result["per_user"]).select("user_id", pl.col(SELECT_BY).alias("a"))
+        right = pl.read_parquet(baseline[fold]["per_user"]).select("user_id", pl.col(SELECT_BY).alias("b"))
         joined = left.join(right, on="user_id", how="inner")
         if not joined.height == left.height == right.height:
-            raise RuntimeError(f"{fold}: {a} and {b} were scored on different users")
-        frames.append(joined.with_columns(pl.lit(fold).alias("fold")))
+            raise RuntimeError(f"{fold}: the model and the baseline were scored on different users")
+        frames.append(joined)
     pooled = pl.concat(frames)
     return pooled["a"].to_numpy(), pooled["b"].to_numpy()
 
 
-def best_of(mean: Mapping[str, Any], names: Sequence[str], part: str) -> str | None:
-    return max(names, key=lambda n: mean[n][part][SELECT_BY]) if names else None
+def best_of(models: Mapping[str, Mapping[str, Any]], kind: str, part: str) -> str | None:
+    """The model of `kind` with the highest mean over seeds of `part` NDCG@10."""
+    names = [n for n, m in models.items() if m["kind"] == kind and m["summary"] is not None]
+    return max(names, key=lambda n: models[n]["summary"][part][SELECT_BY]["mean"]) if names else None
 
 
-def compare(protocol: dict[str, Any], kinds: Mapping[str, str], resamples: int) -> dict[str, Any]:
-    """Every model of ours against the best baseline: NDCG@10 ratio, relative gain of
-    the fold means, and a paired bootstrap of the per-user difference.
+def compare(
+    key: str, models: Mapping[str, Mapping[str, Any]], resamples: int, memo: dict[tuple[str, ...], dict[str, Any]]
+) -> dict[str, Any]:
+    """Every model of ours against the best baseline, seed by seed: NDCG@10 ratio of
+    the fold means and a paired bootstrap of the per-user difference (memoised in
+    `memo`, as the JSON is rewritten after every seed).
 
     The best baseline is the one with the highest test NDCG@10: the strongest
     opponent. Picking it on test can only make a bar harder to pass, never easier.
     The one validation would pick is recorded beside it."""
     from recsys_cli.evaluation.bootstrap import paired_bootstrap
 
-    mean = protocol["mean"]
-    baselines = [n for n in mean if kinds[n] == BASELINE]
-    ours = [n for n in mean if kinds[n] == OURS]
-    opponent = best_of(mean, baselines, "test")
+    opponent = best_of(models, BASELINE, "test")
     out: dict[str, Any] = {
-        "failed": protocol["failed"],
         "best_baseline": opponent,
         "best_baseline_rule": "highest test NDCG@10 among baselines (the strongest opponent)",
-        "best_baseline_by_validation": best_of(mean, baselines, "val"),
-        "best_of_ours_by_validation": best_of(mean, ours, "val"),
+        "best_baseline_seed": PROJECT_SEED,
+        "best_baseline_by_validation": best_of(models, BASELINE, "val"),
+        "best_of_ours_by_validation": best_of(models, OURS, "val"),
         "models": {},
     }
     if opponent is None:
         return out
-    for name in ours:
-        a, b = paired_values(protocol["folds"], name, opponent)
-        ours_mean, base_mean = mean[name]["test"][SELECT_BY], mean[opponent]["test"][SELECT_BY]
+    (base,) = models[opponent]["seeds"].values()
+    base_mean = base["mean"]["test"][SELECT_BY]
+    for name, m in models.items():
+        if m["kind"] != OURS or not m["seeds"]:
+            continue
+        seeds = {}
+        for seed, result in m["seeds"].items():
+            memo_key = (key, name, seed, opponent, str(resamples))
+            if memo_key not in memo:
+                a, b = paired_values(result["folds"], base["folds"])
+                memo[memo_key] = paired_bootstrap(a, b, n_resamples=resamples, seed=0).to_json()
+            seeds[seed] = seed_row(result, base_mean, memo[memo_key])
+        mean = float(np.mean([s["ndcg@10"] for s in seeds.values()]))
         out["models"][name] = {
-            "ndcg@10": ours_mean,
+            "mean_ndcg@10": mean,
             "baseline_ndcg@10": base_mean,
-            "ratio": ours_mean / base_mean if base_mean > 0 else float("nan"),
-            "bootstrap": paired_bootstrap(a, b, n_resamples=resamples, seed=0).to_json(),
+            "mean_ratio": mean / base_mean if base_mean > 0 else float("nan"),
+            "seeds": seeds,
         }
     return out
 
 
-def judge(key: str, comparison: dict[str, Any]) -> None:
-    """Add the verdict of the protocol's bar to each model's comparison (P1: none)."""
-    for row in comparison["models"].values():
-        if key == "p3":
-            row["bar"] = f"ratio >= {P3_RATIO_BAR}"
-            row["passes"] = bool(row["ratio"] >= P3_RATIO_BAR)
-        elif key == "p2":
-            row["bar"] = f"gain >= {P2_GAIN_BAR:.0%} and bootstrap 95% interval of the difference above 0"
-            row["passes"] = bool(row["ratio"] - 1 >= P2_GAIN_BAR and row["bootstrap"]["low"] > 0)
+def seed_row(result: Mapping[str, Any], base_mean: float, bootstrap: dict[str, Any]) -> dict[str, Any]:
+    """One seed of a model against the best baseline, with its costs: the slowest
+    test fit and the slowest chosen validation run's time to its best epoch."""
+    folds = result["folds"]
+    ndcg = result["mean"]["test"][SELECT_BY]
+    slowest = max(folds, key=lambda f: folds[f]["test_wall_s"])
+    to_best = [f["seconds_to_best_epoch"] for f in folds.values()]
+    return {
+        "ndcg@10": ndcg,
+        "ratio": ndcg / base_mean if base_mean > 0 else float("nan"),
+        "bootstrap": bootstrap,
+        "slowest_test_wall_s": folds[slowest]["test_wall_s"],
+        "slowest_test_fold": slowest,
+        "seconds_to_best_epoch": None if None in to_best else max(to_best),
+    }
+
+
+def measure(
+    bench: Bench,
+    plan: Sequence[Step],
+    folds: Mapping[str, Sequence[str]],
+    jobs: int,
+    out: Path,
+    header: Mapping[str, Any],
+    resamples: int,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Run the plan; the results JSON (`header` plus every protocol's figures) is
+    rewritten at `out` after every finished (protocol, model, seed) and at the end."""
+    cells = make_cells(plan, folds)
+    memo: dict[tuple[str, ...], dict[str, Any]] = {}
+    started = time.perf_counter()
+    reporter = reporter or NullReporter()
+    reporter.start(f"{len(cells)} (protocol, model, seed, fold) cells, {jobs} at a time", total=len(cells))
+
+    def snapshot(outcomes: Outcomes, complete: bool) -> dict[str, Any]:
+        results = {
+            **header,
+            "complete": complete,
+            "wall_s": time.perf_counter() - started,
+            "jobs": jobs,
+            "fits": dict(bench.counts),
+            # Fits reused from the cache take no time in wall_s; fit_wall_s adds up
+            # every fit behind these figures, whenever it ran.
+            "fit_wall_s": sum(r["fit_wall_s"] for r in outcomes.done.values()),
+            "protocols": assemble(plan, folds, outcomes, resamples, memo),
+        }
+        write_json(out, results)
+        return results
+
+    outcomes = run_cells(bench, cells, jobs, lambda o: snapshot(o, complete=False), reporter)
+    reporter.done()
+    return snapshot(outcomes, complete=True)
 
 
 # --------------------------------------------------------------------------- output
@@ -518,127 +983,178 @@ def git_state() -> str:
     return commit + (" (working tree has uncommitted changes)" if git("status", "--porcelain") else "")
 
 
-def table_rows(protocol: dict[str, Any], kinds: Mapping[str, str]) -> Iterator[list[Any]]:
-    """Rows of model, kind, fold, chosen params, validation and test metrics;
-    protocols with several folds get one row per fold and a mean row."""
-    folds = protocol["folds"]
-    for name in protocol["mean"]:
-        for fold, results in folds.items():
-            r = results[name]
-            yield [name, kinds[name], fold, r["params"], r["users"], r["val"][SELECT_BY], *r["test"].values()]
-        if len(folds) > 1:
-            m = protocol["mean"][name]
-            yield [name, kinds[name], "mean", "per fold", m["users"], m["val"][SELECT_BY], *m["test"].values()]
+def _f(value: float | None, fmt: str = ".4f") -> str:
+    return "" if value is None else format(value, fmt)
 
 
-def print_tables(results: dict[str, Any], kinds: Mapping[str, str]) -> None:
+def model_rows(protocol: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per model: a baseline's figures at its one seed; ours' test NDCG@10
+    mean, min, max and sd over seeds and the other metrics' means over seeds."""
+    head = ["model", "kind", "seeds", "val NDCG@10", "test NDCG@10", "min", "max", "sd"]
+    head += ["Recall@10", "MRR@10", "Coverage@10", "vs best baseline", "bar"]
+    c = protocol["comparison"] or {"models": {}}
+    rows = []
+    for name, m in protocol["models"].items():
+        failed = "; ".join(f"seed {s} FAILED: {e}" for s, e in m["failed"].items())
+        if m["summary"] is None:
+            rows.append([name, m["kind"], failed, *[""] * (len(head) - 3)])
+            continue
+        s = m["summary"]
+        nd = s["test"][SELECT_BY]
+        seeds = ",".join(s["seeds"]) if m["kind"] == OURS else f"{PROJECT_SEED} (project seed, once)"
+        spread_cells = [_f(nd["min"]), _f(nd["max"]), _f(nd["sd"])] if m["kind"] == OURS else ["", "", ""]
+        ratio = c["models"].get(name, {}).get("mean_ratio")
+        verdict = protocol["verdicts"].get(name)
+        rows.append(
+            [
+                name,
+                m["kind"],
+                seeds + (f" ({failed})" if failed else ""),
+                _f(s["val"][SELECT_BY]["mean"]),
+                _f(nd["mean"]),
+                *spread_cells,
+                *(_f(s["test"][k]["mean"]) for k in ("recall@10", "mrr@10", "coverage@10")),
+                "" if ratio is None else f"{ratio:.3f}x",
+                "" if verdict is None else ("PASSES" if verdict["passes"] else "fails"),
+            ]
+        )
+    return head, rows
+
+
+def seed_rows(protocol: Mapping[str, Any], name: str) -> tuple[list[str], list[list[str]]]:
+    """A model of ours seed by seed: test NDCG@10 per fold (with the chosen grid
+    point where it has a grid), the fold mean, its ratio and paired interval against
+    the best baseline, and its costs."""
+    c = protocol["comparison"]
+    opponent = c["best_baseline"] if c else None
+    versus = "vs best baseline" if opponent is None else f"vs {opponent} ({c['models'][name]['baseline_ndcg@10']:.4f})"
+    head = [f"{name}, test NDCG@10", *protocol["folds"], "mean", versus, "paired bootstrap, difference"]
+    head += ["slowest test fit (s)", "s to best epoch"]
+    rows = []
+    for seed, result in protocol["models"][name]["seeds"].items():
+        row = c["models"][name]["seeds"][seed] if opponent else None
+        folds = [
+            f"{r['test'][SELECT_BY]:.4f}" + ("" if r["params"] == "defaults" else f" ({r['params']})")
+            for r in result["folds"].values()
+        ]
+        compared = ["", ""]
+        if row is not None:
+            bs = row["bootstrap"]
+            compared = [f"{row['ratio']:.3f}x", f"{bs['difference']:+.4f} [{bs['low']:+.4f}, {bs['high']:+.4f}]"]
+        to_best = [r["seconds_to_best_epoch"] for r in result["folds"].values()]
+        rows.append(
+            [
+                f"seed {seed}",
+                *folds,
+                _f(result["mean"]["test"][SELECT_BY]),
+                *compared,
+                _f(max(r["test_wall_s"] for r in result["folds"].values()), ".0f"),
+                "" if None in to_best else _f(max(to_best), ".0f"),
+            ]
+        )
+    nd = protocol["models"][name]["summary"]["test"][SELECT_BY]
+    ratio = c["models"][name]["mean_ratio"] if opponent else None
+    mean_row = ["mean of seeds", *[""] * len(protocol["folds"]), _f(nd["mean"]), _f(ratio, ".3f") + "x" * bool(ratio)]
+    return head, [*rows, mean_row + [""] * (len(head) - len(mean_row))]
+
+
+def verdict_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Each judged model's criteria and overall verdict, protocol by protocol."""
+    head = ["protocol", "model", "criterion", "required", "measured", "verdict"]
+    rows = []
+    for key, protocol in results["protocols"].items():
+        bar = protocol["bar"]
+        for name, verdict in protocol["verdicts"].items():
+            label = name + (" (headline)" if bar and name == bar["headline"] else "")
+            for c in verdict["criteria"]:
+                ok = "pass" if c["passes"] else "FAIL"
+                rows.append([key.upper(), label, c["criterion"], c["required"], c["measured"], ok])
+            rows.append(
+                [key.upper(), label, "the bar", "all of the above", "", "PASSES" if verdict["passes"] else "fails"]
+            )
+    return head, rows
+
+
+def ours_judged(protocol: Mapping[str, Any]) -> list[str]:
+    """Models of ours with a finished seed, the headline first."""
+    c = protocol["comparison"]
+    names = [n for n, m in protocol["models"].items() if m["kind"] == OURS and m["seeds"]]
+    if c is not None:
+        names = [n for n in names if n in c["models"]]
+    headline = (protocol["bar"] or {}).get("headline")
+    return sorted(names, key=lambda n: n != headline)
+
+
+def comparison_lines(protocol: Mapping[str, Any]) -> list[str]:
+    """The best baseline and the seed rule, in words."""
+    c = protocol["comparison"]
+    lines = [protocol["seed_rule"]]
+    if c is None:
+        return [*lines, "baselines not all finished: no comparison yet"]
+    if c["best_baseline"] is None:
+        return [*lines, "no baseline in this run: no comparison"]
+    lines.append(
+        f"best baseline (highest test NDCG@10, the strongest opponent): {c['best_baseline']}; "
+        f"by validation it would be {c['best_baseline_by_validation']}; "
+        f"intervals: paired bootstrap over (fold, user) pairs, per seed"
+    )
+    if protocol["bar"]:
+        lines.append(f"bar ({protocol['bar']['headline']}): {protocol['bar']['rule']}")
+    return lines
+
+
+def print_tables(results: Mapping[str, Any]) -> None:
     from rich.console import Console
 
     from recsys_cli.console import rows_table
 
     # Wide enough for every column when the output goes to a file or a pipe.
-    console = Console(width=None if sys.stdout.isatty() else 180)
-    header = ["model", "kind", "fold", "chosen (val NDCG@10)", "test users", "val NDCG@10", *HEADERS]
-    for key, protocol in results["protocols"].items():
-        rows = list(table_rows(protocol, kinds))
-        console.print(rows_table(f"{protocol['title']}: test window ({protocol['note']})", header, rows))
-        for line in bar_lines(key, protocol["comparison"]):
-            console.print(line)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    for protocol in results["protocols"].values():
+        console.print(rows_table(f"{protocol['title']}: test window ({protocol['note']})", *model_rows(protocol)))
+        for name in ours_judged(protocol):
+            console.print(rows_table(f"{name} by seed", *seed_rows(protocol, name)))
+        for line in comparison_lines(protocol):
+            console.print(line, markup=False)
         console.print()
+    head, rows = verdict_rows(results)
+    if rows:
+        console.print(rows_table("Verdicts of the bars", head, rows))
 
 
-def bar_lines(key: str, c: dict[str, Any]) -> list[str]:
-    """The comparison with the best baseline, in words."""
-    failures = [f"{name} FAILED, left out: {error}" for name, error in c.get("failed", {}).items()]
-    if c["best_baseline"] is None:
-        return [*failures, "no baseline in this run: no comparison"]
-    lines = [
-        *failures,
-        f"best baseline (highest test NDCG@10, the strongest opponent): {c['best_baseline']}; "
-        f"by validation it would be {c['best_baseline_by_validation']}",
-    ]
-    if not c["models"]:
-        return [*lines, "no model of ours in this run: bars not evaluated"]
-    lines.append(
-        f"best of ours by validation NDCG@10: {c['best_of_ours_by_validation']} "
-        "(names it only; every model of ours is held to the bar below)"
-    )
-    for name, row in c["models"].items():
-        bs = row["bootstrap"]
-        verdict = "" if "passes" not in row else f" -> bar ({row['bar']}): {'PASSES' if row['passes'] else 'fails'}"
-        lines.append(
-            f"{name}: NDCG@10 {row['ndcg@10']:.4f} vs {row['baseline_ndcg@10']:.4f} = {row['ratio']:.2f}x "
-            f"({row['ratio'] - 1:+.1%}); paired bootstrap over {bs['n']} (fold, user) pairs: difference "
-            f"{bs['difference']:+.4f} [{bs['low']:+.4f}, {bs['high']:+.4f}], relative "
-            f"{bs['relative']:+.1%} [{bs['relative_low']:+.1%}, {bs['relative_high']:+.1%}]{verdict}"
-        )
-    return lines
-
-
-def markdown(results: dict[str, Any], kinds: Mapping[str, str]) -> str:
-    """A block for BENCHMARKS.md: command, machine, and the tables of each protocol."""
+def markdown(results: Mapping[str, Any]) -> str:
+    """The tables for BENCHMARKS.md: command and machine, then per protocol every
+    model over seeds and each model of ours seed by seed, then the verdicts."""
     m = results["machine"]
     out = [
         f"Measured {results['date'][:10]} on commit {results['commit']}, {m['cpus']} CPUs ({m['cpu_model']}), "
-        f"{m['ram_gib']} GiB RAM, Python {m['python']}; wall time {results['wall_s'] / 60:.1f} min "
-        f"({results['fits']['fitted']} fits run, {results['fits']['from_cache']} from the cache; "
-        f"{results['fit_wall_s'] / 60:.1f} min of fitting and scoring in all).",
+        f"{m['ram_gib']} GiB RAM, Python {m['python']}; wall time {results['wall_s'] / 60:.1f} min with "
+        f"{results['jobs']} job(s) ({results['fits']['fitted']} fits run, {results['fits']['from_cache']} from the "
+        f"cache; {results['fit_wall_s'] / 60:.1f} min of fitting and scoring in all; fit times are wall times "
+        f"under that many parallel fits).",
         "",
         "```bash",
         results["command"],
         "```",
     ]
-    for key, protocol in results["protocols"].items():
+    for protocol in results["protocols"].values():
         out += ["", f"**{protocol['title']}** ({protocol['note']})", ""]
-        out += metrics_table(protocol, kinds)
-        if len(protocol["folds"]) > 1:
-            out += ["", *fold_table(protocol, kinds)]
-        out += [""] + [f"- {line}" for line in bar_lines(key, protocol["comparison"])]
-    return "\n".join(out)
-
-
-def metrics_table(protocol: dict[str, Any], kinds: Mapping[str, str]) -> list[str]:
-    """Test metrics of each model (the mean over folds where there are several),
-    with rows for our models not in this run."""
-    several = len(protocol["folds"]) > 1
-    head = ["model", "kind", "chosen (by val NDCG@10)", "test users", "val NDCG@10", *HEADERS]
-    if several:
-        head[2:5] = ["chosen", "test users (all folds)", "val NDCG@10 (mean)"]
-    rows = [[r[0], r[1], *r[3:]] for r in table_rows(protocol, kinds) if not several or r[2] == "mean"]
-    missing = [s.name for s in MODELS if s.kind == OURS and s.name not in protocol["mean"]]
-    rows += [[n, OURS, "not run", *[""] * 7] for n in missing]
-    return _md_table(head, rows)
-
-
-def fold_table(protocol: dict[str, Any], kinds: Mapping[str, str]) -> list[str]:
-    """Test NDCG@10 of each model on each fold, with the configuration that fold's
-    validation window chose."""
-    folds = protocol["folds"]
-    head = ["model", "kind", *(f"{f} NDCG@10 (chosen)" for f in folds), "mean"]
-    rows = [
-        [
-            n,
-            kinds[n],
-            *(f"{r[n]['test'][SELECT_BY]:.4f} ({r[n]['params']})" for r in folds.values()),
-            protocol["mean"][n]["test"][SELECT_BY],
-        ]
-        for n in protocol["mean"]
-    ]
-    return _md_table(head, rows)
+        out += _md_table(*model_rows(protocol))
+        for name in ours_judged(protocol):
+            out += ["", *_md_table(*seed_rows(protocol, name))]
+        out += [""] + [f"- {line}" for line in comparison_lines(protocol)]
+    head, rows = verdict_rows(results)
+    if rows:
+        out += ["", "**Verdicts**", "", *_md_table(head, rows)]
+    return "\n".join(out) + "\n"
 
 
 def _md_table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return [
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
-        *("| " + " | ".join(_md(v) for v in row) + " |" for row in rows),
+        *("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in rows),
     ]
-
-
-def _md(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value).replace("|", "/")
 
 
 # --------------------------------------------------------------------------- main
@@ -648,65 +1164,64 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, default=Path("bench_data/movielens"), help="bench folder")
     p.add_argument("--raw", type=Path, default=Path("data/raw/ml-100k"), help="scripts/fetch_movielens100k.sh output")
-    p.add_argument("--models", default="all", help="comma-separated names, or baselines / ours / all")
-    p.add_argument("--protocols", default="p1,p2,p3", help="comma-separated subset of p1,p2,p3")
+    p.add_argument("--models", default=None, help="comma-separated names, or baselines / ours / all [all]")
+    p.add_argument("--protocols", default=None, help="comma-separated subset of p1,p2,p3 [all]")
+    p.add_argument("--seeds", default=None, help="seeds of our models, e.g. 42,1,2,3 [each protocol's: p2 4, p3 3]")
+    p.add_argument("--bars", action="store_true", help="P2 and P3 baselines and headline models, then the verdicts")
+    p.add_argument("--jobs", type=int, default=1, help="fits run at once, each in a one-thread worker process")
     p.add_argument("--fresh", action="store_true", help="ignore cached fits and rebuild splits and features")
     p.add_argument("--resamples", type=int, default=10_000, help="paired bootstrap resamples")
     p.add_argument("--out", type=Path, default=None, help="results JSON [DATA_DIR/results.json]")
-    return p.parse_args(argv)
+    p.add_argument("--markdown", type=Path, default=None, help="also write the tables for BENCHMARKS.md here")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error("--jobs must be at least 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from recsys_cli.console import console, rich_progress
 
     args = parse_args(argv)
-    started, wall = datetime.now(UTC), time.perf_counter()
+    started = datetime.now(UTC)
     if not (args.raw / "ml-100k.inter").is_file() and not (args.raw / "u.data").is_file():
         raise SystemExit(f"{args.raw}: no MovieLens-100K here; run scripts/fetch_movielens100k.sh first")
-    unknown = sorted(set(args.protocols.split(",")) - set(PROTOCOLS))
-    if unknown:
-        raise SystemExit(f"unknown protocols {unknown}; known: {', '.join(PROTOCOLS)}")
-    protocols = [PROTOCOLS[k] for k in PROTOCOLS if k in args.protocols.split(",")]
     skipped: dict[str, str] = {}
-    specs = select_models(args.models, skipped)
+    plan = make_plan(args.protocols, args.models, args.bars, parse_seeds(args.seeds), skipped)
     for name, reason in skipped.items():
         console.print(f"[yellow]skipping {name}:[/] {reason}")
     root = args.data_dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    kinds = {s.name: s.kind for s in MODELS}
-    with rich_progress() as reporter:
-        groups = sorted({s.features for s in specs} | {"default"})
-        shas = prepare(root, args.raw, protocols, groups, args.fresh, reporter)
-        bench = Bench(root, Cache(root / "cache.json", args.fresh), shas, reporter)
-        measured = {p.key: run_protocol(bench, p, specs) for p in protocols}
-    for key, protocol in measured.items():
-        protocol["comparison"] = compare(protocol, kinds, args.resamples)
-        judge(key, protocol["comparison"])
-    results: dict[str, Any] = {
+    out = args.out or root / "results.json"
+    specs = {s.name: s for step in plan for s in step.specs}
+    groups = sorted({s.features for s in specs.values()} | {"default"})
+    header = {
         "date": started.isoformat(timespec="seconds"),
         "command": " ".join([interpreter(), *sys.argv]),
         "commit": git_state(),
         "machine": machine(),
-        "wall_s": time.perf_counter() - wall,
-        # Fits reused from the cache take no time in wall_s; fit_wall_s adds up every
-        # fit behind these figures, whenever it ran.
-        "fits": bench.counts,
-        "fit_wall_s": sum(r["fit_wall_s"] for p in measured.values() for f in p["folds"].values() for r in f.values()),
         "setup": {
             "data": list(DATA),
             "features": {g: list(feature_overrides(g)) for g in groups},
             "selection": f"per fold, best validation {SELECT_BY} of the fold's own validation window",
-            "protocols": {p.key: list(p.split) for p in protocols},
-            "grids": {s.name: {"kind": s.kind, "fixed": list(s.fixed), "grid": dict(s.grid)} for s in specs},
+            "seeds": {step.protocol.key: list(step.seeds) for step in plan},
+            "baseline_seed": PROJECT_SEED,
+            "protocols": {step.protocol.key: list(step.protocol.split) for step in plan},
+            "grids": {s.name: {"kind": s.kind, "fixed": list(s.fixed), "grid": dict(s.grid)} for s in specs.values()},
             "skipped": skipped,
         },
-        "protocols": measured,
     }
-    out = args.out or root / "results.json"
-    out.write_text(json.dumps(results, indent=2))
-    print_tables(results, kinds)
+    with rich_progress() as reporter:
+        shas = prepare(root, args.raw, [step.protocol for step in plan], groups, args.fresh, reporter)
+        folds = {step.protocol.key: fold_names(root, step.protocol) for step in plan}
+        with fit_pool(args.jobs) as pool:
+            bench = Bench(root, Cache(root / "cache.json", args.fresh), shas, pool=pool)
+            results = measure(bench, plan, folds, args.jobs, out, header, args.resamples, reporter)
+    print_tables(results)
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(results))
+        console.print(f"tables for BENCHMARKS.md: {args.markdown}")
     console.print(f"results: {out}  ({results['wall_s'] / 60:.1f} min)\n")
-    print(markdown(results, kinds))  # plain text, unwrapped: ready to paste into BENCHMARKS.md
     return 0
 
 
