@@ -1,13 +1,13 @@
 """A two-stage ranker as `recsys explain` reads it: candidate pairs, the matrix its
 learner reads, raw scores and calibrated probabilities of any such matrix.
 
-Everything goes through the ranker's public attributes (`generators`, `tables`,
-`boosters`, `network`, `calibration`, `params`) and `lambdarank.feature_matrix`,
-so the explanation perturbs exactly the columns the learner sees: a partial
-dependence or a shuffled column is scored by the same boosters (or network) that
-rank the candidates. The LightGBM learner may read fewer columns than the pairs
-carry (features dropped by an ablation); its models then name the columns they
-read, and those names pick them out of the full matrix.
+Everything goes through the ranker's attributes (`generators`, `tables`,
+`boosters`, `network`, `calibration`, `params`), its `feature_names()` and
+`lambdarank.feature_matrix`, so the explanation perturbs exactly the columns the
+learner sees: a partial dependence or a shuffled column is scored by the same
+boosters (or network) that rank the candidates. A ranker whose learner reads
+fewer columns than its pairs carry (feature groups dropped by `model.ablate`)
+selects them with `_input(pairs)`; the view applies it first, when it exists.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ _BATCH = 65536
 class RankerView:
     model: Any  # a TwoStageRanker (typed loosely: importing it pulls in torch)
     names: list[str]  # one per learner column
-    columns: np.ndarray  # learner column j is column columns[j] of feature_matrix(pairs)
     categorical: np.ndarray  # bool per learner column: a code, not a quantity
 
     @property
@@ -56,7 +55,7 @@ class RankerView:
         """The learner's input for `pairs`, float32, one column per name."""
         from recsys_cli.models.lambdarank import feature_matrix
 
-        return np.ascontiguousarray(feature_matrix(pairs)[:, self.columns])
+        return feature_matrix(learner_pairs(self.model, pairs))
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """The ranker's raw score of each row of a learner matrix (the mean over
@@ -93,20 +92,25 @@ def ranker_view(model: Recommender) -> RankerView:
 
     if not isinstance(model, TwoStageRanker):
         raise ConfigError(f"explain supports {SUPPORTED} only; this run's model is {type(model).__name__}")
-    view = RankerView(model, [], np.zeros(0, np.int64), np.zeros(0, bool))
-    empty = view.pairs(np.zeros(0, np.int64))  # no users: just the feature columns' widths
-    n_numeric = empty.numeric.shape[1]
-    n_columns = n_numeric + empty.categorical.shape[1]
-    names = feature_names(model, n_columns)
-    columns = np.arange(n_columns)
+    view = RankerView(model, [], np.zeros(0, bool))
+    empty = learner_pairs(model, view.pairs(np.zeros(0, np.int64)))  # no users: just the columns' widths
+    n_numeric, n_columns = empty.numeric.shape[1], empty.numeric.shape[1] + empty.categorical.shape[1]
+    view.names = feature_names(model, n_columns)
+    view.categorical = np.arange(n_columns) >= n_numeric
     if model.params["backend"] == "lightgbm":
-        columns = learner_columns(model.boosters, names)
-    categorical = columns >= n_numeric
-    return RankerView(model, [names[c] for c in columns], columns, categorical)
+        check_boosters(model.boosters, view.names)
+    return view
+
+
+def learner_pairs(model: Any, pairs: Pairs) -> Pairs:
+    """`pairs` with only the columns the ranker's learner reads (all of them for a
+    ranker that keeps no such selection)."""
+    select = getattr(model, "_input", None)
+    return select(pairs) if callable(select) else pairs
 
 
 def feature_names(model: Any, n_columns: int) -> list[str]:
-    """The ranker's own name of each candidate feature column when it gives them
+    """The ranker's own name of each learner column when it gives them
     (`feature_names()`), else `f0`, `f1`, ..."""
     named = getattr(model, "feature_names", None)
     names = list(named()) if callable(named) else []
@@ -115,20 +119,16 @@ def feature_names(model: Any, n_columns: int) -> list[str]:
     return [f"f{i}" for i in range(n_columns)]
 
 
-def learner_columns(boosters: list[tuple[Any, int]], names: list[str]) -> np.ndarray:
-    """Which feature columns the LightGBM models read: all of them, or those their
-    saved feature names pick out (a ranker whose learner drops some)."""
-    read = [list(b.feature_name()) for b, _ in boosters]
-    if not read:
+def check_boosters(boosters: list[tuple[Any, int]], names: list[str]) -> None:
+    """The LightGBM models must read the learner's columns: as many, and under the
+    same names when they carry names (older models say `Column_<i>`)."""
+    if not boosters:
         raise ConfigError("explain: this ranker holds no LightGBM model; retrain the run")
-    if any(r != read[0] for r in read):
-        raise ConfigError("explain: the ranker's LightGBM models read different features; retrain the run")
-    if len(read[0]) == len(names):
-        return np.arange(len(names))
-    index = {n: i for i, n in enumerate(names)}
-    if all(n in index for n in read[0]):
-        return np.asarray([index[n] for n in read[0]], np.int64)
-    raise ConfigError(
-        f"explain: the ranker's LightGBM models read {len(read[0])} features that its "
-        f"{len(names)} candidate columns do not name; retrain the run"
-    )
+    for booster, _ in boosters:
+        read = list(booster.feature_name())
+        generic = read == [f"Column_{i}" for i in range(len(read))]
+        if len(read) != len(names) or not (generic or read == names or names[0] == "f0"):
+            raise ConfigError(
+                f"explain: the ranker's LightGBM models read {len(read)} features, not the {len(names)} "
+                "columns its candidates give them; retrain the run"
+            )

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
+from recsys_cli.errors import ConfigError
 from recsys_cli.evaluation.dependence import grid, individual_curves
 from recsys_cli.evaluation.explain import (
     EXPECTED,
@@ -24,7 +25,7 @@ from recsys_cli.evaluation.explain import (
     top_of_lists,
 )
 from recsys_cli.evaluation.importance import permutation_importance, shares, tree_importance
-from recsys_cli.evaluation.ranker_view import RankerView, feature_names, learner_columns, ranker_view
+from recsys_cli.evaluation.ranker_view import RankerView, check_boosters, feature_names, ranker_view
 from recsys_cli.models.base import Recommender
 from recsys_cli.models.data import TrainData
 
@@ -203,7 +204,6 @@ def test_precision_recall_without_a_positive_says_so() -> None:
 
 
 def test_only_the_two_stage_ranker_is_explained(board: tuple[TrainData, dict[str, str]]) -> None:
-    from recsys_cli.errors import ConfigError
     from recsys_cli.models.popularity import Popularity
 
     with pytest.raises(ConfigError, match=r"explain supports the two-stage ranker .*model is Popularity"):
@@ -229,8 +229,12 @@ def test_names_fall_back_to_column_numbers_and_pick_the_learners_columns() -> No
         def feature_name(self) -> list[str]:
             return self.names
 
-    assert learner_columns([(Booster(["Column_0", "Column_1", "Column_2"]), 1)], ["a", "b", "c"]).tolist() == [0, 1, 2]
-    assert learner_columns([(Booster(["c", "a"]), 1)], ["a", "b", "c"]).tolist() == [2, 0]
+    check_boosters([(Booster(["Column_0", "Column_1"]), 1)], ["a", "b"])  # an older model names no feature
+    check_boosters([(Booster(["a", "b"]), 1)], ["a", "b"])
+    with pytest.raises(ConfigError, match="read 2 features, not the 3 columns"):
+        check_boosters([(Booster(["a", "b"]), 1)], ["a", "b", "c"])
+    with pytest.raises(ConfigError, match="retrain the run"):
+        check_boosters([(Booster(["b", "a"]), 1)], ["a", "b"])
 
 
 def test_a_neural_ranker_gets_permutation_importance_and_no_contributions(
@@ -245,3 +249,25 @@ def test_a_neural_ranker_gets_permutation_importance_and_no_contributions(
     assert s["ranked_by"] == "permutation_ndcg_drop" and "LightGBM-only" in s["notes"][0]
     assert "gain" not in s["importance"][0] and len(s["importance"]) == len(view.names)
     assert explanation.contributions.height == 0 and len(s["partial_dependence"]) == 2
+
+
+@pytest.mark.parametrize("name", ["ranker_lgbm", "ranker"])
+def test_a_ranker_without_some_features_is_explained_on_the_columns_its_learner_reads(
+    name: str, board: tuple[TrainData, dict[str, str]]
+) -> None:
+    """Feature groups dropped by `model.ablate` never reach the learner: the view's
+    columns are the learner's, named as the ranker names them, scored as it scores."""
+    import inspect
+
+    from recsys_cli.models.ranker import TwoStageRanker
+
+    if "ablate" not in inspect.signature(TwoStageRanker).parameters:
+        pytest.skip("this ranker drops no features")
+    data, held_out = board
+    model = _fit(name, data, "model.ablate=[category_affinity]", "trainer.max_epochs=2")
+    labelled, explanation = _explained(model, data, held_out, Settings(top=2, grid_points=3))
+    view = ranker_view(model)
+    assert view.names == model.feature_names() and "category_affinity" not in view.names  # type: ignore[attr-defined]
+    assert labelled.x.shape[1] == len(view.names)
+    np.testing.assert_allclose(labelled.raw, model._raw(labelled.pairs), atol=1e-6)  # type: ignore[attr-defined]
+    assert {r["feature"] for r in explanation.summary["importance"]} == set(view.names)
