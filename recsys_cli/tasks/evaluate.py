@@ -79,8 +79,7 @@ def run(
     reporter = reporter or NullReporter()
     run_dir = Path(run_dir)
     run_cfg = load_run_config(run_dir)
-    if baseline is not None:
-        against.check_baseline(run_dir, Path(baseline))  # before any ranking
+    base_cfg = against.check_baseline(run_dir, Path(baseline)) if baseline is not None else None  # before ranking
     settings = settings_from(cfg.eval)
     model = _load_model(run_dir)
     _check_ks(settings, model)
@@ -89,16 +88,18 @@ def run(
         window = _window(run_cfg, cfg, model)
     folder = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / EVAL / window.part
     reads = evaluation_inputs(run_dir, run_cfg)
+    if baseline is not None and base_cfg is not None:
+        reads += evaluation_inputs(Path(baseline), base_cfg)  # never written over either
     claim(folder, EVALUATION, reads)  # refuse a wrong out_dir before ranking, not after
     recs, scores = rank(model, window.targets.users, max(settings.ks), int(cfg.batch_users), reporter)
     with decoding(*read):
         inputs = _inputs(run_cfg, cfg, model, window, recs, scores)
     evaluation = evaluate(inputs, settings, reporter)
     summary = _describe(run_dir, run_cfg, cfg, model, window) | evaluation.summary
-    if baseline is not None:
+    if baseline is not None and base_cfg is not None:
         assert model.items is not None
         ours = against.side(window.user_ids, window.pairs, recs, window.targets.truth, model.items, settings.primary)
-        summary["slices"] = _slices(Path(baseline), cfg, settings, ours, inputs, reporter)
+        summary["slices"] = _slices(Path(baseline), base_cfg, cfg, settings, ours, inputs, reporter)
     reporter.start("writing metrics, plots and report", total=1)
     per_user = per_user_frame(window.user_ids, inputs.user_groups, evaluation.per_user)
     write_outputs(folder, summary, per_user, reads)
@@ -107,11 +108,16 @@ def run(
 
 
 def _slices(
-    baseline: Path, cfg: DictConfig, settings: Settings, ours: against.Side, inputs: Inputs, reporter: Reporter
+    baseline: Path,
+    base_cfg: DictConfig,
+    cfg: DictConfig,
+    settings: Settings,
+    ours: against.Side,
+    inputs: Inputs,
+    reporter: Reporter,
 ) -> dict[str, Any]:
     """Rank the baseline's lists on the same window and compare the two by slice;
     item groups are the evaluated model's (its catalogue, popularity and cutoff)."""
-    base_cfg = load_run_config(baseline)
     base = _load_model(baseline)
     _check_ks(settings, base)
     with decoding(*_read_folders(base_cfg)):

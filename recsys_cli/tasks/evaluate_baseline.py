@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 import polars as pl
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from recsys_cli.data.schema import Col
 from recsys_cli.errors import ConfigError
@@ -34,23 +34,25 @@ def label(run: Path) -> str:
     return "/".join(Path(run).resolve().parts[-2:])
 
 
-def check_baseline(run: Path, baseline: Path) -> None:
-    """Refuse a baseline that is the run itself or was scored on another window."""
+def check_baseline(run: Path, baseline: Path) -> DictConfig:
+    """The baseline's verified config; refuses a baseline that is the run itself or
+    was scored on another window."""
     if Path(baseline).resolve() == Path(run).resolve():
         raise ConfigError(f"--baseline {baseline}: the run itself; a baseline is another run of the same window")
-    ours, theirs = _window(run), _window(baseline)
+    (ours, _), (theirs, config) = _window(run), _window(baseline)
     for key in WINDOW_KEYS:
         if ours.get(key) != theirs.get(key):
             raise ConfigError(
                 f"--baseline: {label(baseline)} is not of {label(run)}'s window ({key} is {theirs.get(key)!r} "
                 f"there, {ours.get(key)!r} here); a baseline must share the run's split, fold and part"
             )
+    return config
 
 
-def _window(path: Path) -> dict[str, Any]:
+def _window(path: Path) -> tuple[dict[str, Any], DictConfig]:
     run = open_run(path)  # files, seal and data checked; the split's digest pairs runs
     plain = cast(dict[str, Any], OmegaConf.to_container(run.config, resolve=True))
-    return window_of({**plain, SPLIT_DIGEST: run.split_digest})
+    return window_of({**plain, SPLIT_DIGEST: run.split_digest}), run.config
 
 
 @dataclass(frozen=True)

@@ -315,3 +315,10 @@ def test_a_baseline_of_another_window_is_refused(val_run: Path, prepared: Path, 
     assert not out.exists()
     assert "the run itself" in one_line_error(["evaluate", str(val_run), *QUICK, "--baseline", str(val_run)])
     assert "no such run folder" in one_line_error(["evaluate", str(val_run), "--baseline", str(tmp_path / "nope")])
+
+
+def test_an_evaluation_never_replaces_its_baseline(val_run: Path, popularity_run: Path) -> None:
+    before = sorted(p for p in popularity_run.rglob("*"))
+    args = ["evaluate", str(val_run), *QUICK, f"out_dir={popularity_run}", "--baseline", str(popularity_run)]
+    assert "refusing to replace a folder that holds the input" in one_line_error(args)
+    assert sorted(p for p in popularity_run.rglob("*")) == before
