@@ -258,6 +258,8 @@ BAD = [
     ("train", ["model=ranker_lgbm", "model.lightgbm_grid={num_leaves:[]}"], "lightgbm_grid.num_leaves = []: must hold"),
     ("train", ["model=ranker_lgbm", "model.lightgbm_cv_folds=1"], "model.lightgbm_cv_folds = 1: must be >= 2"),
     ("train", ["model=ranker_lgbm", "model.lightgbm.num_leaves=[1]"], "model.lightgbm.num_leaves = [1]"),
+    ("train", ["model=ranker", "model.ablate=[eas]"], "model.ablate = [\"eas\"]: unknown name 'eas'; known: recent,"),
+    ("train", ["model=ranker", "model.ablate=ease"], "model.ablate = 'ease': must be a list"),
     # eval (recsys evaluate)
     ("evaluate", ["eval.ks=[10,-1]"], "eval.ks[1] = -1: must be >= 1"),
     ("evaluate", ["eval.primary=ndcg@7"], "eval.primary = 'ndcg@7': must be one of"),

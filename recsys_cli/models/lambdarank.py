@@ -234,11 +234,12 @@ def feature_matrix(pairs: Pairs) -> np.ndarray:
     return np.concatenate([pairs.numeric, pairs.categorical.astype(np.float32)], axis=1)
 
 
-def categorical_columns(pairs: Pairs) -> list[int]:
-    """LightGBM treats these columns as categories; the item id is left numeric, as a
+def categorical_columns(pairs: Pairs, leading_id: bool = True) -> list[int]:
+    """LightGBM treats these columns as categories; the item id (the first categorical
+    column, unless an ablation dropped it: `leading_id`) is left numeric, as a
     category with thousands of levels over few rows overfits."""
     start = pairs.numeric.shape[1]
-    return list(range(start + 1, start + pairs.categorical.shape[1]))
+    return list(range(start + int(leading_id), start + pairs.categorical.shape[1]))
 
 
 def group_sizes(group: np.ndarray) -> np.ndarray:

@@ -55,7 +55,6 @@ from recsys_cli.models.dcn import DCNModule
 from recsys_cli.models.lambdarank import (
     LIGHTGBM_DEFAULTS,
     CrossValidation,
-    Rows,
     categorical_columns,
     check_cv_folds,
     check_lightgbm,
@@ -71,7 +70,14 @@ from recsys_cli.models.lambdarank import (
     user_folds,
 )
 from recsys_cli.models.lightning import MONITOR, fit_module, shuffled_batches
-from recsys_cli.models.ranker_features import column_names, feature_groups, side_names
+from recsys_cli.models.ranker_features import (
+    ITEM_ID,
+    check_ablate,
+    column_names,
+    feature_groups,
+    kept_columns,
+    side_names,
+)
 from recsys_cli.models.side_features import SideFeatures
 from recsys_cli.models.state import StateError, check_codes, check_range, tensor
 from recsys_cli.models.validation import Targets
@@ -108,6 +114,7 @@ class TwoStageRanker(Recommender):
         lightgbm_grid: Mapping[str, Sequence[Any]] | None = None,
         lightgbm_cv_folds: int | None = None,
         lightgbm_cv_ensemble: bool = False,
+        ablate: Sequence[str] | None = None,
         trainer: Mapping[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
@@ -122,6 +129,7 @@ class TwoStageRanker(Recommender):
         generators = {k: _plain(v) for k, v in (generators or {}).items() if v is not None}
         if not generators:
             raise ConfigError("ranker: name at least one candidate generator under model.generators")
+        ablate = check_ablate(ablate, generators)
         super().__init__(
             generators=generators,
             n_candidates=n_candidates,
@@ -142,6 +150,7 @@ class TwoStageRanker(Recommender):
             lightgbm_grid={k: list(v) for k, v in lightgbm_grid.items()},
             lightgbm_cv_folds=lightgbm_cv_folds,
             lightgbm_cv_ensemble=lightgbm_cv_ensemble,
+            ablate=ablate,
             trainer=dict(trainer or {}),
             seed=seed,
         )
@@ -153,6 +162,8 @@ class TwoStageRanker(Recommender):
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self._folder: Path | None = None  # the folder `load` reads the LightGBM text models from
+        # Positions of the (numeric, categorical) columns the learner reads; None: all of them.
+        self._kept: tuple[np.ndarray, np.ndarray] | None = None
 
     def lightning_trainer(self) -> dict[str, Any] | None:
         return dict(self.params["trainer"]) if self.params["backend"] == "dcn" else None
@@ -166,12 +177,21 @@ class TwoStageRanker(Recommender):
         categorical `item.<column>`, `user.<column>`. What a LightGBM booster's feature
         i (and a `pred_contrib` column i) is about; the boosters carry the same names."""
         numeric, categorical = self._columns()
-        return numeric + categorical
+        if self._kept is None:
+            return numeric + categorical
+        return [numeric[j] for j in self._kept[0]] + [categorical[j] for j in self._kept[1]]
 
     def feature_groups(self) -> dict[str, list[str]]:
         """{group: its columns} partitioning `feature_names`: one group per generator
         (its key), then side groups by column name (`ranker_features.GROUPS`)."""
-        return feature_groups(self.feature_names(), list(self.params["generators"]))
+        return feature_groups(self.feature_names(), list(self._generator_specs()))
+
+    def _generator_specs(self) -> dict[str, dict[str, Any]]:
+        """The generators fitted and asked for candidates: all but those `ablate` names."""
+        return {k: v for k, v in self.params["generators"].items() if k not in self.params["ablate"]}
+
+    def _dropped_groups(self) -> list[str]:
+        return [name for name in self.params["ablate"] if name not in self.params["generators"]]
 
     def _columns(self) -> tuple[list[str], list[str]]:
         """(numeric, categorical) names of every column a candidate pair carries."""
@@ -180,7 +200,53 @@ class TwoStageRanker(Recommender):
         items, users = self.tables.items, self.tables.users
         item_cat, item_num = side_names(items.names, items.categorical.shape[1], items.numeric.shape[1])
         user_cat, user_num = side_names(users.names, users.categorical.shape[1], users.numeric.shape[1])
-        return column_names(list(self.params["generators"]), item_cat, item_num, user_cat, user_num)
+        return column_names(list(self._generator_specs()), item_cat, item_num, user_cat, user_num)
+
+    def _set_tables(self, tables: SideTables) -> None:
+        """The side tables, and which of the pairs' columns the learner reads: the
+        feature groups `ablate` names are left out (a generator named there is not
+        fitted at all, so its columns never exist)."""
+        self.tables, self._kept = tables, None
+        dropped = self._dropped_groups()
+        if dropped:
+            numeric, categorical = self._columns()
+            generators = list(self._generator_specs())
+            self._kept = (
+                np.asarray(kept_columns(numeric, generators, dropped), np.int64),
+                np.asarray(kept_columns(categorical, generators, dropped), np.int64),
+            )
+
+    def _input(self, pairs: Pairs) -> Pairs:
+        """The pairs with only the columns the learner reads."""
+        if self._kept is None:
+            return pairs
+        numeric, categorical = self._kept
+        return Pairs(pairs.rows, pairs.users, pairs.items, pairs.numeric[:, numeric], pairs.categorical[:, categorical])
+
+    def _learner_examples(self, examples: Examples) -> Examples:
+        return self._input(examples[0]), *examples[1:]  # type: ignore[return-value]
+
+    def _cardinalities(self) -> tuple[int, ...]:
+        """Embedding sizes of the categorical columns the learner reads."""
+        assert self.tables is not None
+        cards = self.tables.cardinalities(len(self.items or ()))
+        return cards if self._kept is None else tuple(cards[j] for j in self._kept[1])
+
+    def _ablation_diagnostics(self) -> dict[str, float]:
+        """How many columns each name in `ablate` took away: `fit/ablated/<name>`."""
+        if not self.params["ablate"]:
+            return {}
+        groups = feature_groups(self._all_names(), list(self.params["generators"]))
+        return {f"ablated/{name}": float(len(groups.get(name, []))) for name in self.params["ablate"]}
+
+    def _all_names(self) -> list[str]:
+        """Every column's name, with the ablated generators' columns as they would be."""
+        assert self.tables is not None
+        items, users = self.tables.items, self.tables.users
+        item_cat, item_num = side_names(items.names, items.categorical.shape[1], items.numeric.shape[1])
+        user_cat, user_num = side_names(users.names, users.categorical.shape[1], users.numeric.shape[1])
+        numeric, categorical = column_names(list(self.params["generators"]), item_cat, item_num, user_cat, user_num)
+        return numeric + categorical
 
     # ---- training -------------------------------------------------------------------
 
@@ -191,15 +257,16 @@ class TwoStageRanker(Recommender):
                 "`recsys features features=ranker` (or set features.ranker_windows) and train with the same overrides"
             )
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
-        self.diagnostics = {}
-        self.tables = SideTables.of(data)
+        tables = SideTables.of(data)
+        self._set_tables(tables)
+        self.diagnostics = self._ablation_diagnostics()
         if self.params["backend"] == "dcn":
-            train, held = self._split(self._labelled(data.windows, self.tables))
+            train, held = self._split(self._labelled(data.windows, tables))
             raw = self._fit_dcn(train, held, workdir)
         else:
             # Handed over, not kept here: the LightGBM stage drops the candidate pairs
             # once their feature rows are split, the peak of the fit's memory.
-            raw, held = self._fit_lightgbm(self._labelled(data.windows, self.tables))
+            raw, held = self._fit_lightgbm(self._labelled(data.windows, tables))
         self.calibration, calibration = self._calibrate(raw, held[1], held[2], held[3])
         self.diagnostics |= calibration
         self.generators = self._fit_generators(data)
@@ -231,7 +298,7 @@ class TwoStageRanker(Recommender):
         return fit_calibration(method, raw, labels, w), diagnostics
 
     def _fit_generators(self, data: TrainData) -> dict[str, Recommender]:
-        return {name: _instantiate(spec).fit(data) for name, spec in self.params["generators"].items()}
+        return {name: _instantiate(spec).fit(data) for name, spec in self._generator_specs().items()}
 
     def _examples(self, windows: Sequence[LabelledWindow], like: SideTables) -> tuple[Examples, Examples]:
         """Training and held-out examples over all windows."""
@@ -288,14 +355,14 @@ class TwoStageRanker(Recommender):
         """The untrained network and its training examples, built exactly as a fit
         builds them: the throughput benchmark times the shared loop's steps on these."""
         self.users, self.items = data.users, data.items
-        self.tables = SideTables.of(data)
-        train, _ = self._examples(data.windows, self.tables)
+        tables = SideTables.of(data)
+        self._set_tables(tables)
+        train = self._learner_examples(self._examples(data.windows, tables)[0])
         return self._scaled_network(train), _tensors(*train[:3])
 
     def _scaled_network(self, train: Examples) -> DCNModule:
         """A new network whose input scaling is the training examples' mean and spread."""
-        assert self.tables is not None
-        network = self._network(self.tables.cardinalities(len(self.items or ())), train[0].numeric.shape[1])
+        network = self._network(self._cardinalities(), train[0].numeric.shape[1])
         numeric = train[0].numeric.astype(np.float64)
         network.numeric_mean.copy_(torch.as_tensor(numeric.mean(axis=0) if numeric.size else 0.0))
         std = numeric.std(axis=0) if numeric.size else np.ones(numeric.shape[1])
@@ -304,6 +371,7 @@ class TwoStageRanker(Recommender):
 
     def _fit_dcn(self, train: Examples, held: Examples, workdir: Path | None) -> np.ndarray:
         p = self.params
+        train, held = self._learner_examples(train), self._learner_examples(held)
         self.network = self._scaled_network(train)
         loader = shuffled_batches(_tensors(*train[:3]), p["batch_size"])
         val_loader = DataLoader(_tensors(*held[:3]), batch_size=8192) if held[2].size else None
@@ -338,9 +406,11 @@ class TwoStageRanker(Recommender):
         p = self.params
         base = LIGHTGBM_DEFAULTS | {"random_state": p["seed"], "n_jobs": lightgbm_threads()} | p["lightgbm"]
         points = grid_points(p["lightgbm_grid"])
-        categorical = categorical_columns(examples[0])
+        learner = self._input(examples[0])
+        categorical = categorical_columns(learner, leading_id=ITEM_ID not in self._dropped_groups())
         names = self.feature_names()
-        rows = _rows(examples)
+        rows = feature_matrix(learner), examples[1], examples[2]
+        del learner
         candidates = list(range(len(points)))
         if p["lightgbm_cv_folds"]:
             fold = user_folds(examples[0].users, p["lightgbm_cv_folds"], p["seed"])
@@ -387,6 +457,8 @@ class TwoStageRanker(Recommender):
     # ---- scoring --------------------------------------------------------------------
 
     def _raw(self, pairs: Pairs) -> np.ndarray:
+        """Raw scores of candidate pairs built with `candidate_pairs` (every column)."""
+        pairs = self._input(pairs)
         if self.params["backend"] == "dcn":
             return self._logits(pairs)
         x = feature_matrix(pairs)
@@ -553,12 +625,15 @@ class TwoStageRanker(Recommender):
         """Every table is checked against the vocabularies (and the categorical codes
         against their embedding tables) before a network or booster is built on it."""
         assert self.items is not None
-        self.tables, cards = _tables_from_state(state, len(self.users or ()), len(self.items))
+        tables, _ = _tables_from_state(state, len(self.users or ()), len(self.items))
+        self._set_tables(tables)
         self.calibration = _calibration_from_state(state, self.params["calibration"])
         self.best_epoch = int(tensor(state, "best_epoch", (1,), "iu")[0]) or None
-        # The candidate features: three per generator, the category affinity, then the side tables.
-        n_numeric = 3 * len(self.params["generators"]) + 1
-        n_numeric += self.tables.items.numeric.shape[1] + self.tables.users.numeric.shape[1]
+        # The learner's columns: three per generator fitted, the category affinity, the
+        # side tables' numbers, then the categoricals, less the feature groups ablated.
+        cards = self._cardinalities()
+        n_numeric = 3 * len(self._generator_specs()) + 1 + tables.items.numeric.shape[1] + tables.users.numeric.shape[1]
+        n_numeric = n_numeric if self._kept is None else self._kept[0].size
         if self.params["backend"] == "dcn":
             tensor(state, "dcn.numeric_mean", (n_numeric,), "f")
             self.network = self._network(cards, n_numeric)
@@ -567,7 +642,7 @@ class TwoStageRanker(Recommender):
         else:
             self.boosters = _boosters_from_state(state, self.best_epoch, n_numeric + len(cards), self._folder)
         self.generators = {}
-        for name, spec in self.params["generators"].items():
+        for name, spec in self._generator_specs().items():
             model = _instantiate(spec, f"{META}: params.generators.{name}")
             model.users, model.items, model.popularity, model.seen = self.users, self.items, self.popularity, self.seen
             prefix = f"gen.{name}."
@@ -732,10 +807,6 @@ def _holdout_mask(users: np.ndarray, share: float, seed: int) -> np.ndarray:
     """The same users are held out in every window: a hash of the user index."""
     mixed = (users.astype(np.uint64) * np.uint64(2654435761) + np.uint64(seed)) % np.uint64(1000)
     return mixed < np.uint64(int(share * 1000))
-
-
-def _rows(examples: Examples) -> Rows:
-    return feature_matrix(examples[0]), examples[1], examples[2]
 
 
 def _subset(pairs: Pairs, group: np.ndarray, y: np.ndarray, weight: np.ndarray, mask: np.ndarray) -> Examples:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-import numpy as np
-
 from recsys_cli.errors import ConfigError
 
 GENERATOR_COLUMNS = ("score", "gap", "log_rank")
@@ -103,6 +101,12 @@ def known_ablations(generators: Iterable[str]) -> list[str]:
     return [*generators, *GROUPS]
 
 
+def unknown_ablations(names: Iterable[object], generators: Iterable[str]) -> list[str]:
+    """The names in `names` that are neither a generator key nor a feature group."""
+    known = set(known_ablations(generators))
+    return [str(n) for n in names if n not in known]
+
+
 def check_ablate(ablate: object, generators: Mapping[str, object]) -> list[str]:
     """The names to drop, each a generator key or a feature group; anything else, a
     name given twice, or every generator at once is one line naming `model.ablate`."""
@@ -111,10 +115,10 @@ def check_ablate(ablate: object, generators: Mapping[str, object]) -> list[str]:
     if isinstance(ablate, str) or not isinstance(ablate, Sequence):
         raise ConfigError(f"model.ablate: give a list of generators or feature groups, got {ablate!r}")
     names = list(ablate)
-    known = known_ablations(generators)
-    unknown = [n for n in names if n not in known]
+    unknown = unknown_ablations(names, generators)
     if unknown:
-        raise ConfigError(f"model.ablate: unknown name(s) {', '.join(map(str, unknown))}; known: {', '.join(known)}")
+        known = ", ".join(known_ablations(generators))
+        raise ConfigError(f"model.ablate: unknown name(s) {', '.join(unknown)}; known: {known}")
     if len(set(names)) != len(names):
         raise ConfigError(f"model.ablate names a generator or group twice: {names}")
     if set(generators) <= set(names):
@@ -122,10 +126,10 @@ def check_ablate(ablate: object, generators: Mapping[str, object]) -> list[str]:
     return names
 
 
-def kept_columns(names: Sequence[str], generators: Sequence[str], dropped: Iterable[str]) -> np.ndarray:
+def kept_columns(names: Sequence[str], generators: Sequence[str], dropped: Iterable[str]) -> list[int]:
     """Positions of the columns in `names` whose group is not `dropped`."""
     gone = set(dropped)
-    return np.array([j for j, n in enumerate(names) if group_of(n, generators) not in gone], dtype=np.int64)
+    return [j for j, n in enumerate(names) if group_of(n, generators) not in gone]
 
 
 def _safe(name: str) -> str:

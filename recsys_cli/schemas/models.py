@@ -220,6 +220,18 @@ class TwoStageRanker(_Neural):
     lightgbm_grid: dict[Text, Annotated[list[Scalar], Field(min_length=1)]] | None = optional()
     lightgbm_cv_folds: Annotated[Int, Field(ge=2)] | None = optional()
     lightgbm_cv_ensemble: bool = optional()
+    # generator keys or feature groups (models/ranker_features.py) to train without
+    ablate: list[Name] = optional()
+
+    @model_validator(mode="after")
+    def _ablate_known(self) -> TwoStageRanker:
+        from recsys_cli.models.ranker_features import known_ablations, unknown_ablations
+
+        generators = [k for k, v in (self.generators or {}).items() if v is not None]
+        unknown = unknown_ablations(self.ablate or (), generators) if self.generators is not None else []
+        if unknown:
+            fail("ablate", self.ablate, f"unknown name {unknown[0]!r}; known: {', '.join(known_ablations(generators))}")
+        return self
 
 
 Model = by_target("model", [*GENERATORS, TwoStageRanker])
