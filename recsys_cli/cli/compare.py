@@ -4,12 +4,15 @@ comparisons is taken into account?"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
 from recsys_cli.console import esc
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 _VERDICT_STYLE = {"better": "green", "worse": "red", "mixed": "yellow"}
 
@@ -57,7 +60,40 @@ def compare(
         column.no_wrap, column.justify = True, "left"  # run labels stay whole and copyable; numbers wrap first
     console.print(table)
     console.print(result["summary"], highlight=False, soft_wrap=True)
+    if "ablations" in result:
+        console.print(_ablations_table(result))
     console.print(f"[green]comparison written:[/] {result['output']}")
+
+
+_ABLATION_STYLE = {"matters": "green", "helps to drop": "yellow"}
+
+
+def _ablations_table(result: dict[str, Any]) -> Table:
+    """Each ablated run against the full one: what it dropped, the mean difference
+    with its paired interval, and what that says about the dropped part."""
+    from recsys_cli.console import rows_table
+
+    ablations, level = result["ablations"], f"{result['confidence']:.0%}"
+    title = f"Ablations: {result['metric']} against {ablations['full']}"
+    if ablations["full_ablate"]:
+        title += f" (itself without {', '.join(ablations['full_ablate'])})"
+    header = ["run", "dropped", "mean", f"Δ vs full [{level}]", "verdict"]
+    rows = []
+    for row in ablations["rows"]:
+        style = _ABLATION_STYLE.get(row["verdict"])
+        rows.append(
+            [
+                esc(row["run"]),
+                esc(", ".join(row["dropped"]) or "nothing"),
+                f"{row['mean']:.4f}",
+                f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}]",
+                f"[{style}]{row['verdict']}[/]" if style else row["verdict"],
+            ]
+        )
+    table = rows_table(title, header, rows)
+    table.columns[0].no_wrap = True
+    table.columns[1].justify = "left"
+    return table
 
 
 def _users_line(result: dict[str, Any]) -> str:

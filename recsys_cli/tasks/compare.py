@@ -4,6 +4,13 @@ Reads each run's per-user metrics (written by `recsys train`), keeps the users
 all runs scored, tests every run against the first (or every pair), corrects for
 the number of comparisons (Holm) and writes the result as JSON.
 
+When the runs differ by `model.ablate` (rankers trained without some candidate
+generators or feature groups), an "ablations" section reads each ablated run
+against the full one (the first run that drops nothing, else the first run):
+the mean difference with its paired bootstrap interval, and a verdict. Dropping
+what matters lowers the metric: an interval below zero reads "matters", above
+zero "helps to drop", and one that holds zero "no evidence".
+
 Where the JSON goes: `--out`, or else `<runs root>/comparisons/<timestamp>.json`,
 the runs root being the folder that holds the first run's model folder (`runs/`
 for `runs/ease/<timestamp>/`), so comparisons sit beside the runs they compare and
@@ -28,6 +35,8 @@ from recsys_cli.registry.outputs import COMPARISON, KIND, claim_file
 from recsys_cli.registry.run_dir import PER_USER, open_run
 
 COMPARISONS = "comparisons"
+# An ablation's verdict from where the interval of (ablated - full) lies.
+_READING = {"below 0": "matters", "above 0": "helps to drop", "includes 0": "no evidence"}
 
 
 def run(
@@ -46,11 +55,16 @@ def run(
     _refuse_repeats(runs)
     target = claim_file(out or default_out(runs[0]), COMPARISON, runs)  # never a run's file, nor inside a run
     labels = _labels(runs)
-    windows = [_window(path) for path in runs]
+    configs = [_config(path) for path in runs]
+    windows = [sig.window_of(config) for config in configs]
     sig.check_same_window(labels, windows)
     aligned = sig.align(labels, [_per_user(path, metric) for path in runs], metric)
     comparisons = sig.compare(aligned, all_pairs=all_pairs, n_resamples=n_resamples, seed=seed, alpha=alpha)
-    result = _finite(_result(runs, aligned, comparisons, windows[0], metric, n_resamples, seed, alpha, all_pairs))
+    result = _result(runs, aligned, comparisons, windows[0], metric, n_resamples, seed, alpha, all_pairs)
+    ablations = _ablations(aligned, [_ablate_of(config) for config in configs], n_resamples, seed, alpha)
+    if ablations is not None:
+        result["ablations"] = ablations
+    result = _finite(result)
     _write_json(target, result)
     result["output"] = str(out or target)
     return result
@@ -89,13 +103,59 @@ def _labels(runs: list[Path]) -> list[str]:
     return labels
 
 
-def _window(path: Path) -> dict[str, Any]:
+def _config(path: Path) -> dict[str, Any]:
+    """The run's resolved config, with the split's digest that pairs runs."""
     if not path.is_dir():
         raise sig.ComparisonError(f"{path}: no such run folder")
-    run = open_run(path)  # files, seal and data checked; the split's digest pairs runs
+    run = open_run(path)  # files, seal and data checked
     container = OmegaConf.to_container(run.config, resolve=True)
     assert isinstance(container, dict)
-    return sig.window_of({**cast(dict[str, Any], container), sig.SPLIT_DIGEST: run.split_digest})
+    return {**cast(dict[str, Any], container), sig.SPLIT_DIGEST: run.split_digest}
+
+
+def _ablate_of(config: dict[str, Any]) -> list[str] | None:
+    """What the run's model was trained without (`model.ablate`); None for a model
+    that has no such setting (not a ranker)."""
+    model = config.get("model")
+    if not isinstance(model, dict) or "ablate" not in model:
+        return None
+    return [str(name) for name in model["ablate"] or []]
+
+
+def _ablations(
+    aligned: sig.Aligned, ablate: list[list[str] | None], n_resamples: int, seed: int, alpha: float
+) -> dict[str, Any] | None:
+    """Each ablated run against the full one, by compare's own paired statistics
+    (`significance.compare`, the full run as control, Holm over the ablations); None
+    unless the runs differ by `model.ablate`."""
+    if len({tuple(a) for a in ablate if a is not None}) < 2:
+        return None
+    full = next((i for i, a in enumerate(ablate) if a == []), next(i for i, a in enumerate(ablate) if a is not None))
+    rows = [i for i, a in enumerate(ablate) if a is not None and a != ablate[full]]
+    columns = [full, *rows]
+    sub = sig.Aligned(
+        [aligned.labels[i] for i in columns], [aligned.users[i] for i in columns], aligned.values[:, columns]
+    )
+    found = sig.compare(sub, n_resamples=n_resamples, seed=seed, alpha=alpha)
+    return {
+        "full": aligned.labels[full],
+        "full_ablate": ablate[full],
+        "rows": [
+            {
+                "run": c.candidate,
+                "dropped": ablate[i],
+                "mean": c.bootstrap.mean_a,
+                "full_mean": c.bootstrap.mean_b,
+                "difference": c.bootstrap.difference,
+                "low": c.bootstrap.low,
+                "high": c.bootstrap.high,
+                "holm_p": c.holm_p,
+                "interval": c.interval_side,
+                "verdict": _READING[c.interval_side],
+            }
+            for i, c in zip(rows, found, strict=True)
+        ],
+    }
 
 
 def _per_user(path: Path, metric: str) -> pl.DataFrame:

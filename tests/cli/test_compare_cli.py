@@ -23,8 +23,16 @@ N_USERS = 40
 CONTROL = np.round(np.linspace(0.05, 0.85, N_USERS), 4)
 
 
-def make_run(root: Path, model: str, values: np.ndarray, users: list[str] | None = None, part: str = "val") -> Path:
-    """A run folder as `recsys train` writes it, with only the keys compare reads."""
+def make_run(
+    root: Path,
+    model: str,
+    values: np.ndarray,
+    users: list[str] | None = None,
+    part: str = "val",
+    ablate: list[str] | None = None,
+) -> Path:
+    """A run folder as `recsys train` writes it, with only the keys compare reads
+    (`ablate`: a ranker's `model.ablate`)."""
     run = root / model / "20260101T000000000000Z"
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(
@@ -32,6 +40,7 @@ def make_run(root: Path, model: str, values: np.ndarray, users: list[str] | None
         "split:\n  name: global_temporal\n  val_fraction: 0.1\n  test_fraction: 0.1\n"
         "target:\n  name: engagement\ndata:\n  name: synth\n"
         f"model:\n  _target_: recsys_cli.models.{model}\n"
+        + ("" if ablate is None else f"  ablate: [{', '.join(ablate)}]\n")
     )
     users = users or [f"u{i:02d}" for i in range(len(values))]
     frame = pl.DataFrame({"user_id": users, "ndcg@10": values, "recall@10": np.minimum(values * 1.5, 1.0)})
@@ -137,3 +146,51 @@ def test_compare_help_does_not_import_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_ablated_runs_are_read_against_the_full_run(tmp_path: Path) -> None:
+    """Runs that differ by model.ablate get an Ablations table against the run that
+    drops nothing, whatever its place in the list: dropping `ease` costs 0.1 on every
+    user (it matters), dropping `item_age` gains 0.02 (it helps to drop), and dropping
+    `user_other` moves two users a little either way (no evidence). A model without
+    the setting (popularity) stays out of the table."""
+    root = tmp_path / "runs"
+    rng = np.random.default_rng(3)
+    full = CONTROL.copy()
+    noise = CONTROL.copy()
+    noise[[3, 7]] += [0.01, -0.01]
+    runs = [
+        make_run(root, "popularity", CONTROL),
+        make_run(root, "ranker_ease", np.clip(full - 0.1 + rng.uniform(-0.01, 0.01, N_USERS), 0, 1), ablate=["ease"]),
+        make_run(root, "ranker", full, ablate=[]),
+        make_run(root, "ranker_age", full + 0.02, ablate=["item_age"]),
+        make_run(root, "ranker_other", noise, ablate=["user_other"]),
+    ]
+    out = tmp_path / "cmp.json"
+    result = runner.invoke(app, ["compare", *map(str, runs), "--resamples", "500", "--out", str(out)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "Ablations: ndcg@10 against ranker/20260101T000000000000Z" in result.output
+    table = result.output[result.output.index("Ablations") :]
+    rows = {line.split()[1]: line for line in table.splitlines() if "/20260101T" in line and "│" in line}
+    assert set(rows) == {f"{m}/20260101T000000000000Z" for m in ("ranker_ease", "ranker_age", "ranker_other")}
+    assert "ease" in rows["ranker_ease/20260101T000000000000Z"]
+    assert rows["ranker_ease/20260101T000000000000Z"].rstrip(" │").endswith("matters")
+    assert rows["ranker_age/20260101T000000000000Z"].rstrip(" │").endswith("helps to drop")
+    assert rows["ranker_other/20260101T000000000000Z"].rstrip(" │").endswith("no evidence")
+
+    saved = json.loads(out.read_text())["ablations"]
+    assert saved["full"] == "ranker/20260101T000000000000Z" and saved["full_ablate"] == []
+    ease, age, other = saved["rows"]
+    assert ease["dropped"] == ["ease"] and ease["verdict"] == "matters" and ease["high"] < 0
+    assert ease["difference"] == pytest.approx(ease["mean"] - ease["full_mean"])
+    assert age["difference"] == pytest.approx(0.02) and age["low"] > 0 and age["verdict"] == "helps to drop"
+    assert other["low"] <= 0 <= other["high"] and other["verdict"] == "no evidence"
+
+
+def test_no_ablations_table_when_runs_do_not_differ_by_ablate(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    runs = [make_run(root, "ranker", CONTROL, ablate=[]), make_run(root, "ranker2", CONTROL + 0.01, ablate=[])]
+    out = tmp_path / "cmp.json"
+    result = runner.invoke(app, ["compare", *map(str, runs), "--resamples", "200", "--out", str(out)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "Ablations" not in result.output and "ablations" not in json.loads(out.read_text())
