@@ -65,11 +65,23 @@ import polars as pl
 
 from recsys_cli.console import NullReporter, Reporter
 
-BASELINE, OURS = "baseline", "ours"
-SELECT_BY = "ndcg@10"  # validation metric that chooses a grid point
-REPORTED = ("ndcg@10", "recall@10", "hitrate@10", "mrr@10", "coverage@10")
-HEADERS = ("NDCG@10", "Recall@10", "HitRate@10", "MRR@10", "Coverage@10")
-PROJECT_SEED = 42  # conf/train.yaml's seed: the one seed baselines are fitted at
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_movielens_results import (  # noqa: E402
+    BASELINE,
+    OURS,
+    PROJECT_SEED,
+    REPORTED,
+    SELECT_BY,
+    Bar,
+    compare,
+    describe,
+    fold_mean,
+    judge,
+    markdown,
+    print_tables,
+    seed_summary,
+)
+
 # The models issue 20's bars are judged on (their ModelSpecs below hold every override).
 P2_HEADLINE = "ranker_lgbm_ensemble"
 P3_HEADLINE = "sasrec"
@@ -210,116 +222,12 @@ PROTOCOLS: dict[str, Protocol] = {
 # --------------------------------------------------------------------------- bars
 
 
-@dataclass(frozen=True)
-class Bar:
-    """Issue 20's bar for a protocol, judged over seeds against the best baseline.
-
-    Every seed's paired-bootstrap 95% interval of the per-user difference must lie
-    above zero; a condition left None is not part of the protocol's bar."""
-
-    headline: str
-    min_seeds: int
-    mean_ratio: float | None = None  # mean over seeds of the fold-mean test NDCG@10, / the best baseline's
-    mean_ndcg: float | None = None  # the same mean, absolute
-    seed_ratio_floor: float | None = None  # no seed's ratio below this
-    max_test_wall_s: float | None = None  # slowest test fit: the whole `recsys train part=test` run
-    max_seconds_to_best_epoch: float | None = None  # the chosen validation run's fit/seconds_to_best_epoch
-
-
 BARS: dict[str, Bar] = {
     # Best baseline 30-day recent popularity, 0.1750: 1.35x is 0.236.
     "p2": Bar(P2_HEADLINE, min_seeds=4, mean_ratio=1.35, seed_ratio_floor=1.25, max_test_wall_s=300.0),
     # Best baseline under hashed ties about 0.070-0.071 (EASE, ALS): 0.114 is about 1.6x.
     "p3": Bar(P3_HEADLINE, min_seeds=3, mean_ndcg=0.114, max_seconds_to_best_epoch=180.0),
 }
-
-
-def describe(bar: Bar) -> str:
-    """The bar in words, as the JSON and the tables state it."""
-    parts = [f"mean test NDCG@10 over >= {bar.min_seeds} seeds"]
-    if bar.mean_ratio is not None:
-        parts[0] += f" >= {bar.mean_ratio:.2f}x the best baseline"
-    if bar.mean_ndcg is not None:
-        parts[0] += f" >= {bar.mean_ndcg}"
-    if bar.seed_ratio_floor is not None:
-        parts.append(f"no seed under {bar.seed_ratio_floor:.2f}x")
-    parts.append("every seed's paired-bootstrap 95% interval of the difference above 0")
-    if bar.max_test_wall_s is not None:
-        parts.append(f"slowest test fit (max over folds and seeds) under {bar.max_test_wall_s:.0f} s")
-    if bar.max_seconds_to_best_epoch is not None:
-        parts.append(
-            f"best validation epoch reached in under {bar.max_seconds_to_best_epoch:.0f} s "
-            "(fit/seconds_to_best_epoch of the chosen validation run, max over seeds)"
-        )
-    return "; ".join(parts)
-
-
-def criterion(name: str, required: str, measured: str, passes: bool) -> dict[str, Any]:
-    return {"criterion": name, "required": required, "measured": measured, "passes": bool(passes)}
-
-
-def judge(bar: Bar, row: Mapping[str, Any]) -> dict[str, Any]:
-    """The verdict of `bar` on one model's comparison with the best baseline
-    (`compare`): one criterion per condition, and whether all of them pass."""
-    seeds: Mapping[str, Mapping[str, Any]] = row["seeds"]
-    checks = [
-        criterion("seeds", f">= {bar.min_seeds}", f"{len(seeds)} ({', '.join(seeds)})", len(seeds) >= bar.min_seeds)
-    ]
-    mean, ratio, base = row["mean_ndcg@10"], row["mean_ratio"], row["baseline_ndcg@10"]
-    if bar.mean_ratio is not None:
-        measured = f"{ratio:.3f}x ({mean:.4f} vs {base:.4f})"
-        checks.append(
-            criterion("mean over seeds / best baseline", f">= {bar.mean_ratio:.2f}x", measured, ratio >= bar.mean_ratio)
-        )
-    if bar.mean_ndcg is not None:
-        measured = f"{mean:.4f} ({ratio:.2f}x the best baseline's {base:.4f})"
-        checks.append(criterion("mean test NDCG@10 over seeds", f">= {bar.mean_ndcg}", measured, mean >= bar.mean_ndcg))
-    if bar.seed_ratio_floor is not None:
-        low = min(seeds, key=lambda s: seeds[s]["ratio"])
-        checks.append(
-            criterion(
-                "every seed / best baseline",
-                f">= {bar.seed_ratio_floor:.2f}x",
-                f"lowest {seeds[low]['ratio']:.3f}x (seed {low})",
-                all(s["ratio"] >= bar.seed_ratio_floor for s in seeds.values()),
-            )
-        )
-    worst = min(seeds, key=lambda s: seeds[s]["bootstrap"]["low"])
-    checks.append(
-        criterion(
-            "every seed's paired 95% interval of the difference",
-            "above 0",
-            f"lowest bound {seeds[worst]['bootstrap']['low']:+.4f} (seed {worst})",
-            all(s["bootstrap"]["low"] > 0 for s in seeds.values()),
-        )
-    )
-    if bar.max_test_wall_s is not None:
-        slow = max(seeds, key=lambda s: seeds[s]["slowest_test_wall_s"])
-        worst_s = seeds[slow]["slowest_test_wall_s"]
-        measured = f"{worst_s:.0f} s ({seeds[slow]['slowest_test_fold']}, seed {slow})"
-        checks.append(
-            criterion(
-                "slowest test fit (max over folds and seeds)",
-                f"< {bar.max_test_wall_s:.0f} s",
-                measured,
-                worst_s < bar.max_test_wall_s,
-            )
-        )
-    if bar.max_seconds_to_best_epoch is not None:
-        checks.append(best_epoch_check(bar.max_seconds_to_best_epoch, seeds))
-    return {"bar": describe(bar), "criteria": checks, "passes": all(c["passes"] for c in checks)}
-
-
-def best_epoch_check(limit: float, seeds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """A seed without `fit/seconds_to_best_epoch` (a model that does not record it)
-    fails: the bar cannot be shown met."""
-    name, required = "best validation epoch reached (max over seeds)", f"< {limit:.0f} s"
-    missing = [s for s, v in seeds.items() if v["seconds_to_best_epoch"] is None]
-    if missing:
-        return criterion(name, required, f"not recorded (seed {', '.join(missing)})", False)
-    slow = max(seeds, key=lambda s: seeds[s]["seconds_to_best_epoch"])
-    worst = seeds[slow]["seconds_to_best_epoch"]
-    return criterion(name, required, f"{worst:.0f} s (seed {slow})", worst < limit)
 
 
 # --------------------------------------------------------------------------- cache
@@ -736,34 +644,6 @@ def run_cells(
 # --------------------------------------------------------------------------- results
 
 
-def spread(values: Sequence[float]) -> dict[str, float | None]:
-    """Mean, min, max and sample standard deviation over seeds (sd None for one seed)."""
-    a = np.asarray(values, dtype=np.float64)
-    sd = float(a.std(ddof=1)) if a.size > 1 else None
-    return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max()), "sd": sd}
-
-
-def fold_mean(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Test and validation metrics averaged over folds (each fold counts once)."""
-    rows = list(folds.values())
-    return {
-        "test": {m: float(np.mean([r["test"][m] for r in rows])) for m in REPORTED},
-        "val": {m: float(np.mean([r["val"][m] for r in rows])) for m in REPORTED},
-        "users": sum(r["users"] for r in rows),
-    }
-
-
-def seed_summary(seeds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Each metric's fold mean, summarised over seeds."""
-    means = [s["mean"] for s in seeds.values()]
-    return {
-        "n_seeds": len(means),
-        "seeds": list(seeds),
-        "test": {m: spread([x["test"][m] for x in means]) for m in REPORTED},
-        "val": {m: spread([x["val"][m] for x in means]) for m in REPORTED},
-    }
-
-
 def model_results(step: Step, spec: ModelSpec, folds: Sequence[str], outcomes: Outcomes) -> dict[str, Any] | None:
     """A model's figures for each seed whose folds are all finished, and the error
     of each seed with a failed fold; None while none is settled."""
@@ -813,98 +693,16 @@ def assemble(
             "note": p.note,
             "folds": list(folds[p.key]),
             "seeds": list(step.seeds),
-            "seed_rule": f"models of ours at each seed (seed=S); baselines once, at the project seed {PROJECT_SEED}",
+            "seed_rule": (
+                f"models of ours at seeds {', '.join(map(str, step.seeds))} (seed=S); "
+                f"baselines once, at the project seed {PROJECT_SEED}"
+            ),
             "models": models,
             "comparison": comparison,
             "bar": None if bar is None else {"headline": bar.headline, "rule": describe(bar)},
             "verdicts": verdicts,
         }
     return out
-
-
-def paired_values(
-    model: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Mapping[str, Any]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user test NDCG@10 of a model and a baseline (their results by fold),
-    paired on (fold, user) and pooled over folds."""
-    frames = []
-    for fold, result in model.items():
-        left = pl.read_parquet(result["per_user"]).select("user_id", pl.col(SELECT_BY).alias("a"))
-        right = pl.read_parquet(baseline[fold]["per_user"]).select("user_id", pl.col(SELECT_BY).alias("b"))
-        joined = left.join(right, on="user_id", how="inner")
-        if not joined.height == left.height == right.height:
-            raise RuntimeError(f"{fold}: the model and the baseline were scored on different users")
-        frames.append(joined)
-    pooled = pl.concat(frames)
-    return pooled["a"].to_numpy(), pooled["b"].to_numpy()
-
-
-def best_of(models: Mapping[str, Mapping[str, Any]], kind: str, part: str) -> str | None:
-    """The model of `kind` with the highest mean over seeds of `part` NDCG@10."""
-    names = [n for n, m in models.items() if m["kind"] == kind and m["summary"] is not None]
-    return max(names, key=lambda n: models[n]["summary"][part][SELECT_BY]["mean"]) if names else None
-
-
-def compare(
-    key: str, models: Mapping[str, Mapping[str, Any]], resamples: int, memo: dict[tuple[str, ...], dict[str, Any]]
-) -> dict[str, Any]:
-    """Every model of ours against the best baseline, seed by seed: NDCG@10 ratio of
-    the fold means and a paired bootstrap of the per-user difference (memoised in
-    `memo`, as the JSON is rewritten after every seed).
-
-    The best baseline is the one with the highest test NDCG@10: the strongest
-    opponent. Picking it on test can only make a bar harder to pass, never easier.
-    The one validation would pick is recorded beside it."""
-    from recsys_cli.evaluation.bootstrap import paired_bootstrap
-
-    opponent = best_of(models, BASELINE, "test")
-    out: dict[str, Any] = {
-        "best_baseline": opponent,
-        "best_baseline_rule": "highest test NDCG@10 among baselines (the strongest opponent)",
-        "best_baseline_seed": PROJECT_SEED,
-        "best_baseline_by_validation": best_of(models, BASELINE, "val"),
-        "best_of_ours_by_validation": best_of(models, OURS, "val"),
-        "models": {},
-    }
-    if opponent is None:
-        return out
-    (base,) = models[opponent]["seeds"].values()
-    base_mean = base["mean"]["test"][SELECT_BY]
-    for name, m in models.items():
-        if m["kind"] != OURS or not m["seeds"]:
-            continue
-        seeds = {}
-        for seed, result in m["seeds"].items():
-            memo_key = (key, name, seed, opponent, str(resamples))
-            if memo_key not in memo:
-                a, b = paired_values(result["folds"], base["folds"])
-                memo[memo_key] = paired_bootstrap(a, b, n_resamples=resamples, seed=0).to_json()
-            seeds[seed] = seed_row(result, base_mean, memo[memo_key])
-        mean = float(np.mean([s["ndcg@10"] for s in seeds.values()]))
-        out["models"][name] = {
-            "mean_ndcg@10": mean,
-            "baseline_ndcg@10": base_mean,
-            "mean_ratio": mean / base_mean if base_mean > 0 else float("nan"),
-            "seeds": seeds,
-        }
-    return out
-
-
-def seed_row(result: Mapping[str, Any], base_mean: float, bootstrap: dict[str, Any]) -> dict[str, Any]:
-    """One seed of a model against the best baseline, with its costs: the slowest
-    test fit and the slowest chosen validation run's time to its best epoch."""
-    folds = result["folds"]
-    ndcg = result["mean"]["test"][SELECT_BY]
-    slowest = max(folds, key=lambda f: folds[f]["test_wall_s"])
-    to_best = [f["seconds_to_best_epoch"] for f in folds.values()]
-    return {
-        "ndcg@10": ndcg,
-        "ratio": ndcg / base_mean if base_mean > 0 else float("nan"),
-        "bootstrap": bootstrap,
-        "slowest_test_wall_s": folds[slowest]["test_wall_s"],
-        "slowest_test_fold": slowest,
-        "seconds_to_best_epoch": None if None in to_best else max(to_best),
-    }
 
 
 def measure(
@@ -916,12 +714,14 @@ def measure(
     header: Mapping[str, Any],
     resamples: int,
     reporter: Reporter | None = None,
+    started: float | None = None,
 ) -> dict[str, Any]:
     """Run the plan; the results JSON (`header` plus every protocol's figures) is
-    rewritten at `out` after every finished (protocol, model, seed) and at the end."""
+    rewritten at `out` after every finished (protocol, model, seed) and at the end.
+    wall_s counts from `started` (a perf_counter reading; default: now)."""
     cells = make_cells(plan, folds)
     memo: dict[tuple[str, ...], dict[str, Any]] = {}
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     reporter = reporter or NullReporter()
     reporter.start(f"{len(cells)} (protocol, model, seed, fold) cells, {jobs} at a time", total=len(cells))
 
@@ -983,180 +783,6 @@ def git_state() -> str:
     return commit + (" (working tree has uncommitted changes)" if git("status", "--porcelain") else "")
 
 
-def _f(value: float | None, fmt: str = ".4f") -> str:
-    return "" if value is None else format(value, fmt)
-
-
-def model_rows(protocol: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """One row per model: a baseline's figures at its one seed; ours' test NDCG@10
-    mean, min, max and sd over seeds and the other metrics' means over seeds."""
-    head = ["model", "kind", "seeds", "val NDCG@10", "test NDCG@10", "min", "max", "sd"]
-    head += ["Recall@10", "MRR@10", "Coverage@10", "vs best baseline", "bar"]
-    c = protocol["comparison"] or {"models": {}}
-    rows = []
-    for name, m in protocol["models"].items():
-        failed = "; ".join(f"seed {s} FAILED: {e}" for s, e in m["failed"].items())
-        if m["summary"] is None:
-            rows.append([name, m["kind"], failed, *[""] * (len(head) - 3)])
-            continue
-        s = m["summary"]
-        nd = s["test"][SELECT_BY]
-        seeds = ",".join(s["seeds"]) if m["kind"] == OURS else f"{PROJECT_SEED} (project seed, once)"
-        spread_cells = [_f(nd["min"]), _f(nd["max"]), _f(nd["sd"])] if m["kind"] == OURS else ["", "", ""]
-        ratio = c["models"].get(name, {}).get("mean_ratio")
-        verdict = protocol["verdicts"].get(name)
-        rows.append(
-            [
-                name,
-                m["kind"],
-                seeds + (f" ({failed})" if failed else ""),
-                _f(s["val"][SELECT_BY]["mean"]),
-                _f(nd["mean"]),
-                *spread_cells,
-                *(_f(s["test"][k]["mean"]) for k in ("recall@10", "mrr@10", "coverage@10")),
-                "" if ratio is None else f"{ratio:.3f}x",
-                "" if verdict is None else ("PASSES" if verdict["passes"] else "fails"),
-            ]
-        )
-    return head, rows
-
-
-def seed_rows(protocol: Mapping[str, Any], name: str) -> tuple[list[str], list[list[str]]]:
-    """A model of ours seed by seed: test NDCG@10 per fold (with the chosen grid
-    point where it has a grid), the fold mean, its ratio and paired interval against
-    the best baseline, and its costs."""
-    c = protocol["comparison"]
-    opponent = c["best_baseline"] if c else None
-    versus = "vs best baseline" if opponent is None else f"vs {opponent} ({c['models'][name]['baseline_ndcg@10']:.4f})"
-    head = [f"{name}, test NDCG@10", *protocol["folds"], "mean", versus, "paired bootstrap, difference"]
-    head += ["slowest test fit (s)", "s to best epoch"]
-    rows = []
-    for seed, result in protocol["models"][name]["seeds"].items():
-        row = c["models"][name]["seeds"][seed] if opponent else None
-        folds = [
-            f"{r['test'][SELECT_BY]:.4f}" + ("" if r["params"] == "defaults" else f" ({r['params']})")
-            for r in result["folds"].values()
-        ]
-        compared = ["", ""]
-        if row is not None:
-            bs = row["bootstrap"]
-            compared = [f"{row['ratio']:.3f}x", f"{bs['difference']:+.4f} [{bs['low']:+.4f}, {bs['high']:+.4f}]"]
-        to_best = [r["seconds_to_best_epoch"] for r in result["folds"].values()]
-        rows.append(
-            [
-                f"seed {seed}",
-                *folds,
-                _f(result["mean"]["test"][SELECT_BY]),
-                *compared,
-                _f(max(r["test_wall_s"] for r in result["folds"].values()), ".0f"),
-                "" if None in to_best else _f(max(to_best), ".0f"),
-            ]
-        )
-    nd = protocol["models"][name]["summary"]["test"][SELECT_BY]
-    ratio = c["models"][name]["mean_ratio"] if opponent else None
-    mean_row = ["mean of seeds", *[""] * len(protocol["folds"]), _f(nd["mean"]), _f(ratio, ".3f") + "x" * bool(ratio)]
-    return head, [*rows, mean_row + [""] * (len(head) - len(mean_row))]
-
-
-def verdict_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Each judged model's criteria and overall verdict, protocol by protocol."""
-    head = ["protocol", "model", "criterion", "required", "measured", "verdict"]
-    rows = []
-    for key, protocol in results["protocols"].items():
-        bar = protocol["bar"]
-        for name, verdict in protocol["verdicts"].items():
-            label = name + (" (headline)" if bar and name == bar["headline"] else "")
-            for c in verdict["criteria"]:
-                ok = "pass" if c["passes"] else "FAIL"
-                rows.append([key.upper(), label, c["criterion"], c["required"], c["measured"], ok])
-            rows.append(
-                [key.upper(), label, "the bar", "all of the above", "", "PASSES" if verdict["passes"] else "fails"]
-            )
-    return head, rows
-
-
-def ours_judged(protocol: Mapping[str, Any]) -> list[str]:
-    """Models of ours with a finished seed, the headline first."""
-    c = protocol["comparison"]
-    names = [n for n, m in protocol["models"].items() if m["kind"] == OURS and m["seeds"]]
-    if c is not None:
-        names = [n for n in names if n in c["models"]]
-    headline = (protocol["bar"] or {}).get("headline")
-    return sorted(names, key=lambda n: n != headline)
-
-
-def comparison_lines(protocol: Mapping[str, Any]) -> list[str]:
-    """The best baseline and the seed rule, in words."""
-    c = protocol["comparison"]
-    lines = [protocol["seed_rule"]]
-    if c is None:
-        return [*lines, "baselines not all finished: no comparison yet"]
-    if c["best_baseline"] is None:
-        return [*lines, "no baseline in this run: no comparison"]
-    lines.append(
-        f"best baseline (highest test NDCG@10, the strongest opponent): {c['best_baseline']}; "
-        f"by validation it would be {c['best_baseline_by_validation']}; "
-        f"intervals: paired bootstrap over (fold, user) pairs, per seed"
-    )
-    if protocol["bar"]:
-        lines.append(f"bar ({protocol['bar']['headline']}): {protocol['bar']['rule']}")
-    return lines
-
-
-def print_tables(results: Mapping[str, Any]) -> None:
-    from rich.console import Console
-
-    from recsys_cli.console import rows_table
-
-    # Wide enough for every column when the output goes to a file or a pipe.
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    for protocol in results["protocols"].values():
-        console.print(rows_table(f"{protocol['title']}: test window ({protocol['note']})", *model_rows(protocol)))
-        for name in ours_judged(protocol):
-            console.print(rows_table(f"{name} by seed", *seed_rows(protocol, name)))
-        for line in comparison_lines(protocol):
-            console.print(line, markup=False)
-        console.print()
-    head, rows = verdict_rows(results)
-    if rows:
-        console.print(rows_table("Verdicts of the bars", head, rows))
-
-
-def markdown(results: Mapping[str, Any]) -> str:
-    """The tables for BENCHMARKS.md: command and machine, then per protocol every
-    model over seeds and each model of ours seed by seed, then the verdicts."""
-    m = results["machine"]
-    out = [
-        f"Measured {results['date'][:10]} on commit {results['commit']}, {m['cpus']} CPUs ({m['cpu_model']}), "
-        f"{m['ram_gib']} GiB RAM, Python {m['python']}; wall time {results['wall_s'] / 60:.1f} min with "
-        f"{results['jobs']} job(s) ({results['fits']['fitted']} fits run, {results['fits']['from_cache']} from the "
-        f"cache; {results['fit_wall_s'] / 60:.1f} min of fitting and scoring in all; fit times are wall times "
-        f"under that many parallel fits).",
-        "",
-        "```bash",
-        results["command"],
-        "```",
-    ]
-    for protocol in results["protocols"].values():
-        out += ["", f"**{protocol['title']}** ({protocol['note']})", ""]
-        out += _md_table(*model_rows(protocol))
-        for name in ours_judged(protocol):
-            out += ["", *_md_table(*seed_rows(protocol, name))]
-        out += [""] + [f"- {line}" for line in comparison_lines(protocol)]
-    head, rows = verdict_rows(results)
-    if rows:
-        out += ["", "**Verdicts**", "", *_md_table(head, rows)]
-    return "\n".join(out) + "\n"
-
-
-def _md_table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in rows),
-    ]
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -1183,7 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from recsys_cli.console import console, rich_progress
 
     args = parse_args(argv)
-    started = datetime.now(UTC)
+    started, wall = datetime.now(UTC), time.perf_counter()
     if not (args.raw / "ml-100k.inter").is_file() and not (args.raw / "u.data").is_file():
         raise SystemExit(f"{args.raw}: no MovieLens-100K here; run scripts/fetch_movielens100k.sh first")
     skipped: dict[str, str] = {}
@@ -1216,7 +842,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folds = {step.protocol.key: fold_names(root, step.protocol) for step in plan}
         with fit_pool(args.jobs) as pool:
             bench = Bench(root, Cache(root / "cache.json", args.fresh), shas, pool=pool)
-            results = measure(bench, plan, folds, args.jobs, out, header, args.resamples, reporter)
+            results = measure(bench, plan, folds, args.jobs, out, header, args.resamples, reporter, wall)
     print_tables(results)
     if args.markdown is not None:
         args.markdown.write_text(markdown(results))

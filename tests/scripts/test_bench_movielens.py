@@ -1,8 +1,10 @@
-"""scripts/bench_movielens.py: grids, model selection, seeds, the bars, resuming and
-parallel fits, on hand-made results and a stand-in for `recsys train`."""
+"""scripts/bench_movielens.py (and bench_movielens_results.py, its figures over seeds,
+bars and tables): grids, model selection, seeds, the bars, resuming and parallel
+fits, on hand-made results and a stand-in for `recsys train`."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -23,6 +25,12 @@ REPORTED = ("ndcg@10", "recall@10", "hitrate@10", "mrr@10", "coverage@10")
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
     return load_script("bench_movielens")
+
+
+@pytest.fixture(scope="module")
+def res(bench: ModuleType) -> ModuleType:
+    """The results module, as the loaded script imported it (scripts/ on the path)."""
+    return importlib.import_module("bench_movielens_results")
 
 
 def test_grid_points_are_the_product_in_declared_order(bench: ModuleType) -> None:
@@ -101,16 +109,16 @@ def test_the_seed_is_part_of_the_cache_key_the_overrides_and_the_run_folder(benc
 # --------------------------------------------------------------------------- summaries and bars
 
 
-def test_seed_summary_is_mean_min_max_and_sd_of_each_seeds_fold_mean(bench: ModuleType) -> None:
-    s = bench.spread([0.2, 0.3, 0.1])
+def test_seed_summary_is_mean_min_max_and_sd_of_each_seeds_fold_mean(res: ModuleType) -> None:
+    s = res.spread([0.2, 0.3, 0.1])
     assert s["mean"] == pytest.approx(0.2) and (s["min"], s["max"]) == (0.1, 0.3)
     assert s["sd"] == pytest.approx(0.1)
-    assert bench.spread([0.25]) == {"mean": 0.25, "min": 0.25, "max": 0.25, "sd": None}
+    assert res.spread([0.25]) == {"mean": 0.25, "min": 0.25, "max": 0.25, "sd": None}
     seeds = {
         seed: {"mean": {"test": dict.fromkeys(REPORTED, v), "val": dict.fromkeys(REPORTED, v / 2)}}
         for seed, v in (("42", 0.2), ("1", 0.4))
     }
-    summary = bench.seed_summary(seeds)
+    summary = res.seed_summary(seeds)
     assert summary["n_seeds"] == 2 and summary["seeds"] == ["42", "1"]
     assert summary["test"]["ndcg@10"]["mean"] == pytest.approx(0.3)
     assert summary["val"]["mrr@10"]["max"] == pytest.approx(0.2)
@@ -145,34 +153,36 @@ def failing(verdict: dict[str, Any]) -> list[str]:
 
 
 def test_p2_bar_needs_the_mean_ratio_every_seed_over_the_floor_every_interval_and_a_fast_test_fit(
-    bench: ModuleType,
+    bench: ModuleType, res: ModuleType
 ) -> None:
     p2 = bench.BARS["p2"]
     assert p2.headline == bench.P2_HEADLINE == "ranker_lgbm_ensemble"
-    just_above = bench.judge(p2, comparison_row((1.3501,) * 4))
+    just_above = res.judge(p2, comparison_row((1.3501,) * 4))
     assert just_above["passes"] and not failing(just_above)
-    assert failing(bench.judge(p2, comparison_row((1.3499,) * 4))) == ["mean over seeds / best baseline"]
-    one_low_seed = bench.judge(p2, comparison_row((1.6, 1.6, 1.6, 1.24)))
+    assert failing(res.judge(p2, comparison_row((1.3499,) * 4))) == ["mean over seeds / best baseline"]
+    one_low_seed = res.judge(p2, comparison_row((1.6, 1.6, 1.6, 1.24)))
     assert failing(one_low_seed) == ["every seed / best baseline"]  # the mean (1.51x) alone is not enough
-    touching_zero = bench.judge(p2, comparison_row((1.4,) * 4, lows=(0.01, 0.0, 0.02, 0.01)))
+    touching_zero = res.judge(p2, comparison_row((1.4,) * 4, lows=(0.01, 0.0, 0.02, 0.01)))
     assert failing(touching_zero) == ["every seed's paired 95% interval of the difference"]
     assert "seed 1" in touching_zero["criteria"][3]["measured"]
-    assert failing(bench.judge(p2, comparison_row((1.4,) * 3))) == ["seeds"]
-    assert failing(bench.judge(p2, comparison_row((1.4,) * 4, wall=300.0))) == [
+    assert failing(res.judge(p2, comparison_row((1.4,) * 3))) == ["seeds"]
+    assert failing(res.judge(p2, comparison_row((1.4,) * 4, wall=300.0))) == [
         "slowest test fit (max over folds and seeds)"
     ]
 
 
-def test_p3_bar_needs_the_absolute_mean_and_the_best_epoch_in_under_three_minutes(bench: ModuleType) -> None:
+def test_p3_bar_needs_the_absolute_mean_and_the_best_epoch_in_under_three_minutes(
+    bench: ModuleType, res: ModuleType
+) -> None:
     p3 = bench.BARS["p3"]
     assert p3.headline == bench.P3_HEADLINE == "sasrec"
     base = 0.070
     passing = comparison_row((0.1141 / base,) * 3, base=base, wall=9999.0)  # no cost bar on the test fit
-    assert bench.judge(p3, passing)["passes"]
-    assert failing(bench.judge(p3, comparison_row((0.1139 / base,) * 3, base=base))) == ["mean test NDCG@10 over seeds"]
-    slow = bench.judge(p3, comparison_row((1.7,) * 3, base=base, to_best=180.0))
+    assert res.judge(p3, passing)["passes"]
+    assert failing(res.judge(p3, comparison_row((0.1139 / base,) * 3, base=base))) == ["mean test NDCG@10 over seeds"]
+    slow = res.judge(p3, comparison_row((1.7,) * 3, base=base, to_best=180.0))
     assert failing(slow) == ["best validation epoch reached (max over seeds)"]
-    unrecorded = bench.judge(p3, comparison_row((1.7,) * 3, base=base, to_best=None))
+    unrecorded = res.judge(p3, comparison_row((1.7,) * 3, base=base, to_best=None))
     assert not unrecorded["passes"] and "not recorded" in unrecorded["criteria"][-1]["measured"]
 
 
@@ -195,7 +205,7 @@ def fold_result(tmp_path: Path, fold: str, name: str, values: np.ndarray, val: f
     }
 
 
-def hand_made_models(bench: ModuleType, tmp_path: Path, effects: dict[str, float]) -> dict[str, Any]:
+def hand_made_models(res: ModuleType, tmp_path: Path, effects: dict[str, float]) -> dict[str, Any]:
     """Two baselines at the project seed and bpr_mf at one seed per `effects` entry."""
     rng = np.random.default_rng(0)
     base = {f: rng.beta(1, 6, size=150) for f in ("fold-0", "fold-1")}
@@ -211,17 +221,17 @@ def hand_made_models(bench: ModuleType, tmp_path: Path, effects: dict[str, float
     }
     models = {}
     for name, seeds in runs.items():
-        per_seed = {s: {"folds": folds, "mean": bench.fold_mean(folds)} for s, folds in seeds.items()}
-        kind = bench.OURS if name == "bpr_mf" else bench.BASELINE
-        models[name] = {"kind": kind, "seeds": per_seed, "failed": {}, "summary": bench.seed_summary(per_seed)}
+        per_seed = {s: {"folds": folds, "mean": res.fold_mean(folds)} for s, folds in seeds.items()}
+        kind = res.OURS if name == "bpr_mf" else res.BASELINE
+        models[name] = {"kind": kind, "seeds": per_seed, "failed": {}, "summary": res.seed_summary(per_seed)}
     return models
 
 
 def test_each_seed_is_compared_with_the_strongest_baseline_paired_on_fold_and_user(
-    bench: ModuleType, tmp_path: Path
+    bench: ModuleType, res: ModuleType, tmp_path: Path
 ) -> None:
-    models = hand_made_models(bench, tmp_path, {"42": 1.6, "1": 1.1})
-    c = bench.compare("p2", models, 2000, {})
+    models = hand_made_models(res, tmp_path, {"42": 1.6, "1": 1.1})
+    c = res.compare("p2", models, 2000, {})
     assert c["best_baseline"] == "ease" and c["best_baseline_by_validation"] == "popularity"
     row = c["models"]["bpr_mf"]
     strong, weak = row["seeds"]["42"], row["seeds"]["1"]
@@ -231,7 +241,7 @@ def test_each_seed_is_compared_with_the_strongest_baseline_paired_on_fold_and_us
     assert strong["bootstrap"]["mean_b"] == pytest.approx(row["baseline_ndcg@10"])
     assert row["mean_ratio"] == pytest.approx((strong["ratio"] + weak["ratio"]) / 2)
     assert (strong["slowest_test_wall_s"], strong["slowest_test_fold"]) == (20.0, "fold-1")
-    verdict = bench.judge(bench.BARS["p2"], row)
+    verdict = res.judge(bench.BARS["p2"], row)
     assert not verdict["passes"] and "seeds" in failing(verdict)
 
 
@@ -341,12 +351,12 @@ def test_parallel_jobs_give_the_same_results_in_the_same_order(
 
 
 def test_tables_show_baselines_once_and_ours_over_seeds(
-    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bench: ModuleType, res: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, results = run_stub(bench, tmp_path)
-    text = bench.markdown(results)
+    text = res.markdown(results)
     assert "| popularity | baseline | 42 (project seed, once) |" in text
     assert "| bpr_mf | ours | 42,1 |" in text and "| seed 1 |" in text and "| mean of seeds |" in text
     assert "**Verdicts**" in text and "| P2 | bpr_mf | seeds | >= 4 | 2 (42, 1) | FAIL |" in text
-    bench.print_tables(results)
+    res.print_tables(results)
     assert "Verdicts of the bars" in capsys.readouterr().out
