@@ -564,10 +564,10 @@ class Bench:
 
 
 @contextmanager
-def fit_pool(jobs: int, fresh_workers: bool = True) -> Iterator[Executor | None]:
-    """N spawned workers, each with one thread unless the user set THREAD_VARS, by
-    default one fresh process per fit (no memory or state carried from one fit to
-    the next; the imports cost seconds against fits of minutes); None for one job."""
+def fit_pool(jobs: int) -> Iterator[Executor | None]:
+    """N spawned workers, each with one thread unless the user set THREAD_VARS; None
+    for one job. A worker runs fit after fit, as the one-job loop does in-process
+    (no `max_tasks_per_child`: it can hang the pool on Python 3.11, CPython gh-115634)."""
     if jobs == 1:
         yield None
         return
@@ -576,7 +576,7 @@ def fit_pool(jobs: int, fresh_workers: bool = True) -> Iterator[Executor | None]
         os.environ.setdefault(var, "1")
     try:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=context, max_tasks_per_child=1 if fresh_workers else None) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
             yield pool
     finally:
         for var, value in saved.items():

@@ -292,7 +292,7 @@ class Interrupted:
 def run_stub(bench: ModuleType, root: Path, fit_fn: Any = stub_fit, jobs: int = 1) -> tuple[Any, dict[str, Any]]:
     """P2 on two folds: popularity, ease (4-point grid) and bpr_mf (2 points) at seeds 42 and 1."""
     plan = [bench.Step(bench.PROTOCOLS["p2"], tuple(bench.select_models("popularity,ease,bpr_mf", {})), (42, 1))]
-    with bench.fit_pool(jobs, fresh_workers=False) as pool:  # a process per fit: seconds of imports each
+    with bench.fit_pool(jobs) as pool:
         b = bench.Bench(root, bench.Cache(root / "cache.json", False), {"p2/default": "sha"}, fit_fn=fit_fn, pool=pool)
         return b, bench.measure(b, plan, FOLDS, jobs, root / "results.json", HEADER, 200)
 
