@@ -209,7 +209,9 @@ def fit_module(
         module.load_state_dict(saved["state_dict"])
         score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
         epochs = int(saved["epoch"]) + 1
-        best = Best(epochs, score, clock.elapsed.get(epochs - 1, float("nan")))
+        best = Best(
+            epochs, score, clock.elapsed.get(epochs - 1, float("nan")), clock.cpu.get(epochs - 1, float("nan"))
+        )
     module.eval()
     return best
 
@@ -252,6 +254,9 @@ class Best:
     epochs: int  # trained up to and including the best epoch
     score: float | None
     seconds: float  # wall time from the start of the fit to the end of the best epoch's validation
+    # The process's CPU time over the same span (all its threads): on a shared machine
+    # other work stretches the wall time, not this.
+    cpu_seconds: float = float("nan")
 
 
 class _EpochClock(L.Callback):
@@ -260,14 +265,16 @@ class _EpochClock(L.Callback):
 
     def __init__(self) -> None:
         self.elapsed: dict[int, float] = {}
-        self._start = 0.0
+        self.cpu: dict[int, float] = {}
+        self._start = self._cpu_start = 0.0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.elapsed[trainer.current_epoch] = time.perf_counter() - self._start
+            self.cpu[trainer.current_epoch] = time.process_time() - self._cpu_start
 
 
 def _terminal() -> bool:
@@ -431,6 +438,7 @@ class NeuralRecommender(Recommender):
         if best is not None:
             self.best_epoch, self.best_score = best.epochs, best.score
             self.diagnostics["seconds_to_best_epoch"] = best.seconds
+            self.diagnostics["cpu_seconds_to_best_epoch"] = best.cpu_seconds
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.module is not None
