@@ -67,7 +67,9 @@ def _tables(s: dict[str, Any], top: int) -> list[Any]:
         f"Top {len(rows)} features of {s['model']} ({s['backend']}) on {s['part']}, by {s['ranked_by']}: "
         f"{pairs['pairs']:,} candidate pairs of {pairs['users']:,} users"
     )
-    tables = [rows_table(title, ["feature", *(label for _, label, _ in present)], body)]
+    features = rows_table(title, ["feature", *(label for _, label, _ in present)], body)
+    features.columns[0].no_wrap = True  # names stay whole and copyable; the numbers wrap first
+    tables = [features]
     pr, cal = s["precision_recall"], s["calibration"]
     figures = {
         "average precision": _format(pr.get("average_precision"), "num"),

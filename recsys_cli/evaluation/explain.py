@@ -50,7 +50,8 @@ class Settings:
     k: int = 10  # each user's list whose predictions are broken down
     grid_points: int = 20
     dependence_rows: int = 4000  # pairs sampled for the partial-dependence curves
-    importance_rows: int = 100_000  # pairs at most for contributions and permutations
+    permutation_rows: int = 30_000  # pairs at most (of whole users) for permutation importance
+    contribution_rows: int = 10_000  # pairs sampled for the mean |contribution|
     bins: int = 15
     curve_points: int = 200
     seed: int = 0
@@ -87,8 +88,7 @@ def explain(view: RankerView, data: Labelled, user_ids: np.ndarray, item_ids: np
     """Every figure of the explanation (`user_ids`/`item_ids`: the token of each
     vocabulary index, for the contributions table)."""
     rng = np.random.default_rng(s.seed)
-    subset = _importance_rows(data.pairs.rows, s.importance_rows)
-    table = _importance(view, data, subset, rng)
+    table, sizes = _importance(view, data, s, rng)
     key = "gain" if view.is_lightgbm else "permutation_ndcg_drop"
     order = np.argsort(-np.asarray(table[key]), kind="stable")
     notes = [] if view.is_lightgbm else ["gain, split counts and contributions are LightGBM-only; this is a DCN ranker"]
@@ -97,6 +97,7 @@ def explain(view: RankerView, data: Labelled, user_ids: np.ndarray, item_ids: np
         "calibration_method": str(view.model.params["calibration"]),
         "pairs": _counts(data),
         "ranked_by": key,
+        "importance_sample": sizes,
         "importance": [{name: _item(v[i]) for name, v in table.items()} for i in order],
         "partial_dependence": _dependence(view, data, order[: s.top], s, rng),
         "precision_recall": precision_recall(data.probability, data.engaged, s.curve_points),
@@ -127,9 +128,14 @@ def _importance_rows(rows: np.ndarray, limit: int) -> np.ndarray:
     return np.flatnonzero(rows <= last) if rows.size > limit else np.arange(rows.size)
 
 
-def _importance(view: RankerView, data: Labelled, subset: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-    """Per feature: gain, splits and their shares, mean |contribution| (LightGBM),
-    and the rise of the candidate lists' losses when the feature is shuffled."""
+def _importance(
+    view: RankerView, data: Labelled, s: Settings, rng: np.random.Generator
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Per feature: gain, splits and their shares, mean |contribution| over a sample
+    of pairs (LightGBM), and the rise of the candidate lists' losses when the
+    feature is shuffled (whole lists of the first sampled users: both are costly,
+    a model scoring or a SHAP pass over the pairs each time)."""
+    subset = _importance_rows(data.pairs.rows, s.permutation_rows)
     x, group, engaged = data.x[subset], data.pairs.rows[subset], data.engaged[subset]
 
     def losses(matrix: np.ndarray) -> np.ndarray:
@@ -139,10 +145,13 @@ def _importance(view: RankerView, data: Labelled, subset: np.ndarray, rng: np.ra
         return np.array([-grouped_ndcg(group, raw, engaged, LIST_K), cal.log_loss(view.probability(raw), engaged)])
 
     rises = permutation_importance(losses, x, range(x.shape[1]), rng)
+    sizes = {"permutation_pairs": int(subset.size), "permutation_users": int(np.unique(group).size)}
     table: dict[str, Any] = {"feature": np.asarray(view.names, dtype=object)}
     if view.is_lightgbm:
         gain, split = tree_importance(view.boosters)
-        mean_abs = np.abs(contributions(view.boosters, x)[:, :-1]).mean(axis=0) if x.size else np.zeros(x.shape[1])
+        sample = rng.choice(data.x.shape[0], min(data.x.shape[0], s.contribution_rows), replace=False)
+        mean_abs = np.abs(contributions(view.boosters, data.x[np.sort(sample)])[:, :-1]).mean(axis=0)
+        sizes["contribution_pairs"] = int(sample.size)
         table |= {
             "gain": gain,
             "gain_share": shares(gain),
@@ -152,7 +161,7 @@ def _importance(view: RankerView, data: Labelled, subset: np.ndarray, rng: np.ra
             "contribution_share": shares(mean_abs),
         }
     table |= {"permutation_ndcg_drop": rises[:, 0], "permutation_log_loss_rise": rises[:, 1]}
-    return table
+    return table, sizes
 
 
 def _dependence(

@@ -45,6 +45,7 @@ def _header(s: dict[str, Any]) -> str:
         f"pairs: {pairs['pairs']:,} candidates of {pairs['users']:,} sampled users "
         f"({pairs['users_with_positive']:,} with a positive), {pairs['positives']:,} positives",
         f"importance ranked by {s['ranked_by']}; calibration: {s['calibration_method']}",
+        _sample_line(s["importance_sample"]),
         *s["notes"],
     ]
     return '<p class="meta">' + "<br>".join(escape(line) for line in lines) + "</p>"
@@ -73,3 +74,13 @@ _CALIBRATION = (
     ("predicted", "mean predicted"),
     ("observed", "observed rate"),
 )
+
+
+def _sample_line(sizes: dict[str, int]) -> str:
+    line = (
+        f"permutation importance: one shuffle per feature over {sizes['permutation_pairs']:,} pairs of "
+        f"{sizes['permutation_users']:,} users (a single draw: small differences are noise)"
+    )
+    if "contribution_pairs" in sizes:
+        line += f"; mean |contribution| over {sizes['contribution_pairs']:,} sampled pairs"
+    return line

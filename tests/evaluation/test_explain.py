@@ -144,6 +144,9 @@ def test_the_summary_is_strict_json_with_figures_in_range(explained: tuple[Label
         band = zip(curve["ice_low"], curve["ice_high"], curve["mean_probability"], strict=True)
         assert all(0 <= lo <= hi <= 1 and 0 <= mean <= 1 for lo, hi, mean in band)
     assert s["notes"] == [] and s["ranked_by"] == "gain"
+    sizes = s["importance_sample"]  # a small window: every pair is shuffled and broken down
+    assert sizes["permutation_pairs"] == sizes["contribution_pairs"] == s["pairs"]["pairs"]
+    assert sizes["permutation_users"] == s["pairs"]["users"]
 
 
 def test_the_ranker_learns_the_board_and_its_probabilities_find_the_held_out_items(
