@@ -47,6 +47,7 @@ def compare(
 ) -> None:
     """Paired tests on the users all runs scored: bootstrap interval of the mean
     difference, Wilcoxon signed-rank p, and Holm's correction over all comparisons.
+    Rankers that differ by model.ablate also get an Ablations table (docs/ablations.md).
     """
     from recsys_cli.console import console, rows_table
     from recsys_cli.tasks import compare as task
