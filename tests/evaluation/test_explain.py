@@ -274,3 +274,13 @@ def test_a_ranker_without_some_features_is_explained_on_the_columns_its_learner_
     assert labelled.x.shape[1] == len(view.names)
     np.testing.assert_allclose(labelled.raw, model._raw(labelled.pairs), atol=1e-6)  # type: ignore[attr-defined]
     assert {r["feature"] for r in explanation.summary["importance"]} == set(view.names)
+
+
+def test_an_ensembles_contributions_add_up_to_its_averaged_score(board: tuple[TrainData, dict[str, str]]) -> None:
+    data, held_out = board
+    model = _fit("ranker_lgbm_ensemble", data)
+    assert len(ranker_view(model).boosters) == 3
+    labelled, explanation = _explained(model, data, held_out, Settings(top=2, k=1, grid_points=3))
+    np.testing.assert_allclose(labelled.raw, model._raw(labelled.pairs), atol=1e-12)  # type: ignore[attr-defined]
+    per = explanation.contributions.group_by("user_id", "rank").agg(pl.col("contribution").sum(), pl.col("raw_score"))
+    np.testing.assert_allclose(per["contribution"], [r[0] for r in per["raw_score"].to_list()], atol=1e-9)
