@@ -354,7 +354,7 @@ def init_keys(cls: type) -> set[str]:
 def test_model_schemas_name_the_constructor_keys() -> None:
     from hydra.utils import get_class
 
-    for schema in [*models.GENERATORS, models.TwoStageRanker]:
+    for schema in [*models.GENERATORS, models.TwoStageRanker, models.Blend]:
         assert schema_keys(schema) == init_keys(get_class(schema.builds() or "")), schema.__name__
 
 

@@ -234,4 +234,20 @@ class TwoStageRanker(_Neural):
         return self
 
 
-Model = by_target("model", [*GENERATORS, TwoStageRanker])
+Member = by_target("blend member", [*GENERATORS, TwoStageRanker])
+
+
+class Blend(Schema):
+    """Members (whole model configs, each under its own name) whose per-user
+    standardised scores are summed: the first weighs 1, the others `weights`, or
+    the `grid` point the validation window chooses."""
+
+    target_: Literal["recsys_cli.models.blend.Blend"] = Field(alias="_target_")
+    recursive: Literal[False] = Field(default=False, alias="_recursive_")
+    # null drops a member of the base config
+    members: Annotated[dict[Name, Member | None], Field(min_length=2)] = optional()  # type: ignore[valid-type]
+    weights: dict[Name, NonNegative] | None = optional()
+    grid: dict[Name, Annotated[list[NonNegative], Field(min_length=1)]] | None = optional()
+
+
+Model = by_target("model", [*GENERATORS, TwoStageRanker, Blend])

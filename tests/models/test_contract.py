@@ -27,6 +27,7 @@ PERSONAL = {
     "ranker",
     "ranker_lgbm",
     "ranker_lgbm_ensemble",
+    "blend",
 }
 # Candidate generators small enough for the board, for both ranker backends. The
 # clickstream ones read the board's sequences, which its labelled windows share with the
@@ -72,6 +73,12 @@ SMALL = {
         "trainer.max_epochs=60",
     ],
 }
+# The blend's members at their own small settings.
+SMALL["blend"] = [
+    *(o.replace("model.", "model.members.sasrec.", 1) if o.startswith("model.") else o for o in SMALL["sasrec"]),
+    "model.members.ease.l2=1.0",
+    "model.members.ease.grid=null",
+]
 
 
 def make(name: str, *overrides: str) -> Recommender:
