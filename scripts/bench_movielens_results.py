@@ -35,7 +35,7 @@ class Bar:
     mean_ndcg: float | None = None  # the same mean, absolute
     seed_ratio_floor: float | None = None  # no seed's ratio below this
     max_test_wall_s: float | None = None  # slowest test fit: the whole `recsys train part=test` run
-    max_seconds_to_best_epoch: float | None = None  # the chosen validation run's fit/seconds_to_best_epoch
+    max_seconds_to_best_epoch: float | None = None  # the chosen validation run's fit/cpu_seconds_to_best_epoch
 
 
 def describe(bar: Bar) -> str:
@@ -56,7 +56,7 @@ def describe(bar: Bar) -> str:
     if bar.max_seconds_to_best_epoch is not None:
         parts.append(
             f"best validation epoch reached in under {bar.max_seconds_to_best_epoch:.0f} s "
-            "(fit/seconds_to_best_epoch of the chosen validation run, max over seeds)"
+            "of CPU (fit/cpu_seconds_to_best_epoch of the chosen validation run, max over seeds)"
         )
     return "; ".join(parts)
 
