@@ -135,8 +135,17 @@ def best_epoch_check(limit: float, seeds: Mapping[str, Mapping[str, Any]]) -> di
 def spread(values: Sequence[float]) -> dict[str, float | None]:
     """Mean, min, max and sample standard deviation over seeds (sd None for one seed)."""
     a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return {"mean": None, "min": None, "max": None, "sd": None}
     sd = float(a.std(ddof=1)) if a.size > 1 else None
     return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max()), "sd": sd}
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the folds whose figure exists (a validation window not fitted
+    has none); None when no fold has it."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def fold_mean(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -144,7 +153,7 @@ def fold_mean(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     rows = list(folds.values())
     return {
         "test": {m: float(np.mean([r["test"][m] for r in rows])) for m in REPORTED},
-        "val": {m: float(np.mean([r["val"][m] for r in rows])) for m in REPORTED},
+        "val": {m: _mean([r["val"][m] for r in rows]) for m in REPORTED},
         "users": sum(r["users"] for r in rows),
     }
 
@@ -156,7 +165,7 @@ def seed_summary(seeds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "n_seeds": len(means),
         "seeds": list(seeds),
         "test": {m: spread([x["test"][m] for x in means]) for m in REPORTED},
-        "val": {m: spread([x["val"][m] for x in means]) for m in REPORTED},
+        "val": {m: spread([x["val"][m] for x in means if x["val"][m] is not None]) for m in REPORTED},
     }
 
 
@@ -180,7 +189,12 @@ def paired_values(
 def best_of(models: Mapping[str, Mapping[str, Any]], kind: str, part: str) -> str | None:
     """The model of `kind` with the highest mean over seeds of `part` NDCG@10."""
     names = [n for n, m in models.items() if m["kind"] == kind and m["summary"] is not None]
-    return max(names, key=lambda n: models[n]["summary"][part][SELECT_BY]["mean"]) if names else None
+
+    def score(name: str) -> float:
+        mean = models[name]["summary"][part][SELECT_BY]["mean"]
+        return -np.inf if mean is None else mean  # no validation window fitted
+
+    return max(names, key=score) if names else None
 
 
 def compare(

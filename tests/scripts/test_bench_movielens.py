@@ -175,7 +175,7 @@ def test_p3_bar_needs_the_absolute_mean_and_the_best_epoch_in_under_three_minute
     bench: ModuleType, res: ModuleType
 ) -> None:
     p3 = bench.BARS["p3"]
-    assert p3.headline == bench.P3_HEADLINE == "sasrec"
+    assert p3.headline == bench.P3_HEADLINE == "sasrec_ease_blend"
     base = 0.070
     passing = comparison_row((0.1141 / base,) * 3, base=base, wall=9999.0)  # no cost bar on the test fit
     assert res.judge(p3, passing)["passes"]
@@ -362,3 +362,17 @@ def test_tables_show_baselines_once_and_ours_over_seeds(
     assert "**Verdicts**" in text and "| P2 | bpr_mf | seeds | >= 4 | 2 (42, 1) | FAIL |" in text
     res.print_tables(results)
     assert "Verdicts of the bars" in capsys.readouterr().out
+
+
+def test_a_model_validated_on_one_fold_is_refitted_alone_elsewhere(bench: ModuleType, tmp_path: Path) -> None:
+    """`val_folds`: the other folds run the test refit only, with no validation
+    figures, and the means over folds and seeds skip what was not fitted."""
+    spec = bench.ModelSpec("once", "popularity", bench.OURS, val_folds=("fold-0",))
+    plan = [bench.Step(bench.PROTOCOLS["p2"], (spec,), (42,))]
+    b = bench.Bench(tmp_path, bench.Cache(tmp_path / "cache.json", False), {"p2/default": "sha"}, fit_fn=stub_fit)
+    results = bench.measure(b, plan, FOLDS, 1, tmp_path / "results.json", HEADER, 200)
+    folds = results["protocols"]["p2"]["models"]["once"]["seeds"]["42"]["folds"]
+    assert b.counts == {"fitted": 3, "from_cache": 0}  # fold-0 val + test, fold-1 test
+    assert folds["fold-0"]["val"]["ndcg@10"] is not None and folds["fold-1"]["val"]["ndcg@10"] is None
+    summary = results["protocols"]["p2"]["models"]["once"]["summary"]
+    assert summary["val"]["ndcg@10"]["mean"] == folds["fold-0"]["val"]["ndcg@10"]
