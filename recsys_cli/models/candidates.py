@@ -11,7 +11,7 @@ serving pairs at the latest one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -54,7 +54,9 @@ class SideTables:
     user_live: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @classmethod
-    def of(cls, data: TrainData, like: SideTables | None = None) -> SideTables:
+    def of(cls, data: TrainData, like: SideTables | None = None, profile: Sequence[str] = ()) -> SideTables:
+        """`profile`: item numeric columns whose mean over each user's history joins the
+        user's columns (`user_profile`)."""
         users = encode_side(
             data.user_features, Col.USER, data.users, data.vocabularies, like=like.users if like else None
         )
@@ -71,6 +73,8 @@ class SideTables:
             if Col.CATEGORY in items.names
             else np.zeros(data.n_items, np.int64)
         )
+        if profile:
+            users = user_profile(users, items, data.matrix, profile)
         live = LiveUserFeatures.of(users)
         user_live = live.as_array() if live.moves else np.zeros((0, users.numeric.shape[1]))
         return cls(users, items, category_affinity(data.matrix, category), category, user_live)
@@ -78,6 +82,37 @@ class SideTables:
     def cardinalities(self, n_items: int) -> tuple[int, ...]:
         """Embedding sizes of `Pairs.categorical`: item id, then item and user columns."""
         return (n_items, *self.items.cardinalities, *self.users.cardinalities)
+
+
+PROFILE = "profile_"
+
+
+def user_profile(
+    users: SideFeatures, items: SideFeatures, matrix: sp.csr_matrix, columns: Sequence[str]
+) -> SideFeatures:
+    """`users` with one more numeric column per named item column: its mean over the
+    items of the user's history, weighted as the interactions are (`profile_<column>`;
+    0, the column's mean, without history). A user who watches new releases, or only
+    the most popular films, then differs from one who digs into the back catalogue,
+    and the second stage can match each candidate against that. The item columns are
+    already standardised, so the profile is in their units. A named column the item
+    table lacks is skipped (every cutoff of one fit reads the same table layout)."""
+    names = items.numeric_names
+    wanted = [c for c in columns if c in names]
+    if not wanted:
+        return users
+    values = items.numeric[:, [names.index(c) for c in wanted]].astype(np.float64)
+    weights = abs(matrix).astype(np.float64).tocsr()
+    total = np.asarray(weights.sum(axis=1)).ravel()
+    profile = np.asarray(weights @ values) / np.maximum(total, 1e-12)[:, None]
+    profile[total <= 0] = 0.0
+    scale = np.concatenate([users.scale, np.tile([[0.0], [1.0]], (1, len(wanted)))], axis=1)
+    return replace(
+        users,
+        numeric=np.concatenate([users.numeric, profile.astype(np.float32)], axis=1),
+        names=(*users.names, *(f"{PROFILE}{c}" for c in wanted)),
+        scale=scale,
+    )
 
 
 def category_affinity(matrix: sp.csr_matrix, category: np.ndarray) -> np.ndarray:

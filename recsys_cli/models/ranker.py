@@ -115,6 +115,7 @@ class TwoStageRanker(Recommender):
         lightgbm_cv_folds: int | None = None,
         lightgbm_cv_ensemble: bool = False,
         ablate: Sequence[str] | None = None,
+        user_profile: Sequence[str] | None = None,
         trainer: Mapping[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
@@ -151,6 +152,8 @@ class TwoStageRanker(Recommender):
             lightgbm_cv_folds=lightgbm_cv_folds,
             lightgbm_cv_ensemble=lightgbm_cv_ensemble,
             ablate=ablate,
+            # only when set: a model.json stays loadable by a version without it
+            **({"user_profile": [str(c) for c in user_profile]} if user_profile else {}),
             trainer=dict(trainer or {}),
             seed=seed,
         )
@@ -248,6 +251,10 @@ class TwoStageRanker(Recommender):
         numeric, categorical = column_names(list(self.params["generators"]), item_cat, item_num, user_cat, user_num)
         return numeric + categorical
 
+    def _profile(self) -> tuple[str, ...]:
+        """Item columns averaged over each user's history into user columns."""
+        return tuple(self.params.get("user_profile", ()))
+
     # ---- training -------------------------------------------------------------------
 
     def _fit(self, data: TrainData, validation: Targets | None, workdir: Path | None) -> None:
@@ -257,7 +264,7 @@ class TwoStageRanker(Recommender):
                 "`recsys features features=ranker` (or set features.ranker_windows) and train with the same overrides"
             )
         L.seed_everything(self.params["seed"], workers=True, verbose=False)
-        tables = SideTables.of(data)
+        tables = SideTables.of(data, profile=self._profile())
         self._set_tables(tables)
         self.diagnostics = self._ablation_diagnostics()
         if self.params["backend"] == "dcn":
@@ -323,7 +330,7 @@ class TwoStageRanker(Recommender):
             if users.size > p["max_users_per_window"]:
                 users = np.sort(rng.choice(users, p["max_users_per_window"], replace=False))
             generators = self._fit_generators(window.data)
-            tables = SideTables.of(window.data, like)
+            tables = SideTables.of(window.data, like, self._profile())
             for start in range(0, users.size, chunk or users.size):
                 pairs = candidate_pairs(
                     generators, tables, users[start : start + (chunk or users.size)], p["n_candidates"]
@@ -355,7 +362,7 @@ class TwoStageRanker(Recommender):
         """The untrained network and its training examples, built exactly as a fit
         builds them: the throughput benchmark times the shared loop's steps on these."""
         self.users, self.items = data.users, data.items
-        tables = SideTables.of(data)
+        tables = SideTables.of(data, profile=self._profile())
         self._set_tables(tables)
         train = self._learner_examples(self._examples(data.windows, tables)[0])
         return self._scaled_network(train), _tensors(*train[:3])

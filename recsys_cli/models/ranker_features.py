@@ -33,6 +33,7 @@ ITEM_RULES: tuple[tuple[str, str], ...] = (
     ("item_attributes", r"(category|brand|price|stock|release_year|genres?|color|size)(_bucket)?"),
 )
 USER_RULES: tuple[tuple[str, str], ...] = (
+    ("user_profile", r"profile_.*"),  # `model.user_profile`: item columns averaged over the history
     ("user_demographics", r"(age|age_bucket|gender|region|occupation|country|city|signup_.*|tenure_.*)"),
     ("user_taste", r"(price_affinity|top_category|top_category_share|.*_affinity)"),
     (

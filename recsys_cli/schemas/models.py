@@ -222,6 +222,8 @@ class TwoStageRanker(_Neural):
     lightgbm_cv_ensemble: bool = optional()
     # generator keys or feature groups (models/ranker_features.py) to train without
     ablate: list[Name] = optional()
+    # item numeric columns averaged over each user's history into user columns
+    user_profile: list[Text] | None = optional()
 
     @model_validator(mode="after")
     def _ablate_known(self) -> TwoStageRanker:
