@@ -34,7 +34,9 @@ class Bar:
     mean_ratio: float | None = None  # mean over seeds of the fold-mean test NDCG@10, / the best baseline's
     mean_ndcg: float | None = None  # the same mean, absolute
     seed_ratio_floor: float | None = None  # no seed's ratio below this
-    max_test_wall_s: float | None = None  # slowest test fit: the whole `recsys train part=test` run
+    # slowest test fit: the whole `recsys train part=test` run, in CPU seconds where the
+    # fit recorded them (one thread: its time on a core of its own), else wall seconds
+    max_test_s: float | None = None
     max_seconds_to_best_epoch: float | None = None  # the chosen validation run's fit/cpu_seconds_to_best_epoch
 
 
@@ -48,10 +50,10 @@ def describe(bar: Bar) -> str:
     if bar.seed_ratio_floor is not None:
         parts.append(f"no seed under {bar.seed_ratio_floor:.2f}x")
     parts.append("every seed's paired-bootstrap 95% interval of the difference above 0")
-    if bar.max_test_wall_s is not None:
+    if bar.max_test_s is not None:
         parts.append(
-            f"slowest test fit (a whole `recsys train part=test` run, max over folds and seeds) "
-            f"under {bar.max_test_wall_s:.0f} s"
+            f"slowest test fit (a whole `recsys train part=test` run in CPU seconds, one thread; "
+            f"max over folds and seeds) under {bar.max_test_s:.0f} s"
         )
     if bar.max_seconds_to_best_epoch is not None:
         parts.append(
@@ -100,16 +102,16 @@ def judge(bar: Bar, row: Mapping[str, Any]) -> dict[str, Any]:
             all(s["bootstrap"]["low"] > 0 for s in seeds.values()),
         )
     )
-    if bar.max_test_wall_s is not None:
-        slow = max(seeds, key=lambda s: seeds[s]["slowest_test_wall_s"])
-        worst_s = seeds[slow]["slowest_test_wall_s"]
+    if bar.max_test_s is not None:
+        slow = max(seeds, key=lambda s: seeds[s]["slowest_test_s"])
+        worst_s = seeds[slow]["slowest_test_s"]
         measured = f"{worst_s:.0f} s ({seeds[slow]['slowest_test_fold']}, seed {slow})"
         checks.append(
             criterion(
                 "slowest test fit (max over folds and seeds)",
-                f"< {bar.max_test_wall_s:.0f} s",
+                f"< {bar.max_test_s:.0f} s",
                 measured,
-                worst_s < bar.max_test_wall_s,
+                worst_s < bar.max_test_s,
             )
         )
     if bar.max_seconds_to_best_epoch is not None:
@@ -242,17 +244,25 @@ def compare(
     return out
 
 
+def _cost(fold: Mapping[str, Any]) -> float:
+    """A test fit's cost: its CPU seconds where recorded, else its wall seconds."""
+    cpu = fold.get("test_cpu_s")
+    return float(cpu if cpu is not None else fold["test_wall_s"])
+
+
 def seed_row(result: Mapping[str, Any], base_mean: float, bootstrap: dict[str, Any]) -> dict[str, Any]:
     """One seed of a model against the best baseline, with its costs: the slowest
     test fit and the slowest chosen validation run's time to its best epoch."""
     folds = result["folds"]
     ndcg = result["mean"]["test"][SELECT_BY]
-    slowest = max(folds, key=lambda f: folds[f]["test_wall_s"])
+    cost = {f: _cost(r) for f, r in folds.items()}
+    slowest = max(cost, key=lambda f: cost[f])
     to_best = [f["seconds_to_best_epoch"] for f in folds.values()]
     return {
         "ndcg@10": ndcg,
         "ratio": ndcg / base_mean if base_mean > 0 else float("nan"),
         "bootstrap": bootstrap,
+        "slowest_test_s": cost[slowest],
         "slowest_test_wall_s": folds[slowest]["test_wall_s"],
         "slowest_test_fold": slowest,
         "seconds_to_best_epoch": None if None in to_best else max(to_best),
