@@ -272,11 +272,14 @@ class Cache:
 
     An entry is reused only when its overrides and the feature set it was trained on
     (the sha256 of the features manifest) are the same and its run folder remains.
-    Only the parent process writes it (its --jobs threads under a lock)."""
+    Only the parent process writes it (its --jobs threads under a lock). Two runs of
+    the script on one bench folder (one per protocol, say) share it: each write holds
+    a file lock, reads what the other wrote and adds its own entries to it."""
 
     def __init__(self, path: Path, fresh: bool) -> None:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
+        self._mine: set[str] = set()  # keys this process fitted: they win over the file's
         self._lock = threading.Lock()
         if path.is_file() and not fresh:
             self.entries = json.loads(path.read_text())
@@ -288,14 +291,20 @@ class Cache:
         return entry if Path(entry["per_user"]).is_file() else None
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
-        with self._lock:
+        import fcntl
+
+        with self._lock, open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             self.entries[key] = entry
+            self._mine.add(key)
+            others = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            self.entries = {**self.entries, **others, **{k: self.entries[k] for k in self._mine}}
             write_json(self.path, self.entries, sort_keys=True, indent=1)
 
 
 def write_json(path: Path, payload: Any, sort_keys: bool = False, indent: int = 2) -> None:
     """Write through a temporary name: a crash mid-write leaves the previous file intact."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: two may write at once
     tmp.write_text(json.dumps(payload, indent=indent, sort_keys=sort_keys))
     tmp.replace(path)
 

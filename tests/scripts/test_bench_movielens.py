@@ -378,3 +378,16 @@ def test_a_model_validated_on_one_fold_is_refitted_alone_elsewhere(bench: Module
     assert folds["fold-0"]["val"]["ndcg@10"] is not None and folds["fold-1"]["val"]["ndcg@10"] is None
     summary = results["protocols"]["p2"]["models"]["once"]["summary"]
     assert summary["val"]["ndcg@10"]["mean"] == folds["fold-0"]["val"]["ndcg@10"]
+
+
+def test_two_runs_sharing_a_bench_folder_keep_each_others_fits(bench: ModuleType, tmp_path: Path) -> None:
+    """One script per protocol on one folder: a write adds its entries to the file's,
+    never replaces them with its own view."""
+    path = tmp_path / "cache.json"
+    first, second = bench.Cache(path, False), bench.Cache(path, False)
+    first.put("p3/a", {"n": 1})
+    second.put("p2/b", {"n": 2})  # it read the file before "p3/a" was written
+    first.put("p3/c", {"n": 3})
+    assert json.loads(path.read_text()) == {"p3/a": {"n": 1}, "p2/b": {"n": 2}, "p3/c": {"n": 3}}
+    second.put("p3/a", {"n": 4})  # a key this process fitted again is its own
+    assert json.loads(path.read_text())["p3/a"] == {"n": 4}
