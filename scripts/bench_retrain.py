@@ -73,7 +73,8 @@ def production(root: Path, model: str) -> tuple[Path, dict[str, Any]]:
     refit = max(runs.glob("*/*/config.yaml"), key=lambda p: p.stat().st_mtime).parent
     name = f"synth_drift-{model}"
     run(["export", str(refit), "--name", name, f"registry.uri={registry}"], root / "logs" / f"export-{model}.log")
-    run(["registry", "promote", name, "1", "--alias", "production", "--uri", str(registry)], root / "logs" / "promote.log")
+    promote = ["registry", "promote", name, "1", "--alias", "production", "--uri", str(registry)]
+    run(promote, root / "logs" / "promote.log")
     return registry, {"production_train": cost, "production_run": str(refit)}
 
 
@@ -114,7 +115,7 @@ def summarise(results: dict[str, dict[str, Any]], models: list[str]) -> dict[str
         if not rows:
             continue
 
-        def med(f: Any) -> float:
+        def med(f: Any, rows: list[dict[str, Any]] = rows) -> float:
             return round(statistics.median(f(r) for r in rows), 4)
 
         out[model] = {
