@@ -209,9 +209,7 @@ def fit_module(
         module.load_state_dict(saved["state_dict"])
         score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
         epochs = int(saved["epoch"]) + 1
-        best = Best(
-            epochs, score, clock.elapsed.get(epochs - 1, float("nan")), clock.cpu.get(epochs - 1, float("nan"))
-        )
+        best = Best(epochs, score, clock.elapsed.get(epochs - 1, float("nan")), clock.cpu.get(epochs - 1, float("nan")))
     module.eval()
     return best
 
