@@ -318,7 +318,7 @@ def seed_rows(protocol: Mapping[str, Any], name: str) -> tuple[list[str], list[l
     opponent = c["best_baseline"] if c else None
     versus = "vs best baseline" if opponent is None else f"vs {opponent} ({c['models'][name]['baseline_ndcg@10']:.4f})"
     head = [f"{name}, test NDCG@10", *protocol["folds"], "mean", versus, "paired bootstrap, difference"]
-    head += ["slowest test fit (s)", "s to best epoch"]
+    head += ["slowest test fit (CPU s)", "CPU s to best epoch"]
     rows = []
     for seed, result in protocol["models"][name]["seeds"].items():
         row = c["models"][name]["seeds"][seed] if opponent else None
@@ -337,7 +337,7 @@ def seed_rows(protocol: Mapping[str, Any], name: str) -> tuple[list[str], list[l
                 *folds,
                 _f(result["mean"]["test"][SELECT_BY]),
                 *compared,
-                _f(max(r["test_wall_s"] for r in result["folds"].values()), ".0f"),
+                _f(max(_cost(r) for r in result["folds"].values()), ".0f"),
                 "" if None in to_best else _f(max(to_best), ".0f"),
             ]
         )
