@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys_cli.evaluation.plots import png, pyplot
+from recsys_cli.evaluation.plots import png, pyplot, reliability_diagram
 
 _SHARES = (
     ("gain_share", "gain"),
@@ -81,37 +81,12 @@ def precision_recall_plot(summary: dict[str, Any]) -> bytes | None:
     return png(fig)
 
 
-def reliability_plot(summary: dict[str, Any]) -> bytes | None:
-    """Observed engagement rate against mean predicted probability per bin, marker
-    area by the bin's size, zoomed on the occupied corner (probabilities are small)."""
-    cal = summary["calibration"]
-    if not cal.get("available"):
-        return None
-    plt = pyplot()
-    rel = cal["reliability"]
-    fig, ax = plt.subplots(figsize=(4.8, 4.5))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
-    counts = np.asarray(rel["count"], dtype=np.float64)
-    sizes = 20 + 200 * counts / max(counts.max(), 1) if counts.size else 20
-    ax.plot(rel["predicted"], rel["observed"], color="tab:blue", linewidth=1)
-    ax.scatter(rel["predicted"], rel["observed"], s=sizes, color="tab:blue", alpha=0.7, label="bins")
-    limit = min(1.0, max(0.05, 1.1 * max([*rel["predicted"], *rel["observed"], 0.0])))
-    ax.set_xlim(0, limit)
-    ax.set_ylim(0, limit)
-    ax.set_xlabel("mean predicted probability")
-    ax.set_ylabel("observed engagement rate")
-    ax.set_title(f"Reliability (ECE {cal['ece']:.4f}, {cal['pairs']:,} pairs)")
-    ax.legend(loc="upper left", frameon=False)
-    ax.grid(alpha=0.3)
-    return png(fig)
-
-
 def all_plots(summary: dict[str, Any], top: int) -> dict[str, bytes]:
     """Every figure the summary supports, by file name stem."""
     figures = {
         "importance": importance_bars(summary, top),
         "partial_dependence": dependence_grid(summary),
         "precision_recall": precision_recall_plot(summary),
-        "reliability": reliability_plot(summary),
+        "reliability": reliability_diagram(summary, unit="pairs"),
     }
     return {name: image for name, image in figures.items() if image is not None}

@@ -64,9 +64,10 @@ def metric_bars(summary: dict[str, Any]) -> bytes:
     return png(fig)
 
 
-def reliability_diagram(summary: dict[str, Any]) -> bytes | None:
+def reliability_diagram(summary: dict[str, Any], unit: str = "slots") -> bytes | None:
     """Observed engagement rate against mean predicted probability per bin; the
-    diagonal is perfect calibration, marker area follows the bin's size."""
+    diagonal is perfect calibration, marker area follows the bin's size. `unit`
+    names what was scored (recommended slots; `recsys explain`'s candidate pairs)."""
     cal = summary["calibration"]
     if not cal.get("available"):
         return None
@@ -85,7 +86,7 @@ def reliability_diagram(summary: dict[str, Any]) -> bytes | None:
     ax.set_ylim(0, limit)
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed engagement rate")
-    ax.set_title(f"Reliability (ECE {cal['ece']:.4f}, {cal['pairs']:,} slots)")
+    ax.set_title(f"Reliability (ECE {cal['ece']:.4f}, {cal['pairs']:,} {unit})")
     ax.legend(loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
     return png(fig)
