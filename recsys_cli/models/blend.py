@@ -31,6 +31,7 @@ import numpy as np
 from recsys_cli.errors import ConfigError
 from recsys_cli.evaluation.metrics import per_user
 from recsys_cli.models.base import META, Recommender
+from recsys_cli.models.classes import build_nested, plain_spec
 from recsys_cli.models.data import TrainData
 from recsys_cli.models.selection import MONITOR_K
 from recsys_cli.models.topk import top_indices
@@ -47,7 +48,7 @@ class Blend(Recommender):
         weights: Mapping[str, float] | None = None,
         grid: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
-        specs = {str(k): _plain(v) for k, v in (members or {}).items() if v is not None}
+        specs = {str(k): plain_spec(v) for k, v in (members or {}).items() if v is not None}
         if len(specs) < 2:
             raise ConfigError("model.members: a blend needs at least two members")
         others = list(specs)[1:]
@@ -174,18 +175,7 @@ def _blend(z: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndar
     return out
 
 
-def _plain(spec: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(spec, DictConfig):
-        return dict(OmegaConf.to_container(spec, resolve=True))  # type: ignore[arg-type]
-    return dict(spec)
-
-
 def _instantiate(spec: Mapping[str, Any], name: str) -> Recommender:
-    """A member from its `{_target_, **params}` spec: only this package's model classes,
-    with parameters they accept (the spec may come from a saved model.json)."""
-    from recsys_cli.models.classes import build_model
-
-    model: Recommender = build_model(spec, f"{META}: params.members.{name}", target_key="_target_", params_key=None)
+    """A member from its `{_target_, **params}` spec (`classes.build_nested`)."""
+    model: Recommender = build_nested(spec, f"{META}: params.members.{name}")
     return model

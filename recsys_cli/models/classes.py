@@ -133,3 +133,19 @@ def _plain_json(value: object, depth: int = 0) -> bool:
 def _shown(value: str) -> str:
     """A name from a file, quoted and cut short so a message stays one line."""
     return repr(value[:80] + ("…" if len(value) > 80 else ""))
+
+
+def plain_spec(spec: Any) -> dict[str, Any]:
+    """A nested model config (a ranker's generator, a blend's member) as a plain dict,
+    its interpolations (`${seed}`, `${trainer}`) resolved."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(spec, DictConfig):
+        return dict(OmegaConf.to_container(spec, resolve=True))  # type: ignore[arg-type]
+    return dict(spec)
+
+
+def build_nested(spec: Mapping[str, Any], where: str) -> Any:
+    """A nested model from its `{_target_, **params}` spec: only this package's model
+    classes, with parameters they accept (the spec may come from a saved model.json)."""
+    return build_model(spec, where, target_key="_target_", params_key=None)

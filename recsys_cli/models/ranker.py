@@ -50,6 +50,7 @@ from recsys_cli.models.candidates import (
     proposal_rank,
     sample_negatives,
 )
+from recsys_cli.models.classes import build_nested, plain_spec
 from recsys_cli.models.data import LabelledWindow, TrainData
 from recsys_cli.models.dcn import DCNModule
 from recsys_cli.models.lambdarank import (
@@ -123,11 +124,11 @@ class TwoStageRanker(Recommender):
             raise ConfigError(f"model.negatives: give a positive integer or null, got {negatives!r}")
         if backend not in ("dcn", "lightgbm"):
             raise ConfigError(f"ranker backend must be dcn or lightgbm, got {backend!r}")
-        lightgbm, lightgbm_grid = _plain(lightgbm or {}), _plain(lightgbm_grid or {})
+        lightgbm, lightgbm_grid = plain_spec(lightgbm or {}), plain_spec(lightgbm_grid or {})
         check_lightgbm(lightgbm, lightgbm_grid, backend)
         check_cv_folds(lightgbm_cv_folds, lightgbm_grid, backend, lightgbm_cv_ensemble)
         # A generator set to null is off: a preset can drop one its base config lists.
-        generators = {k: _plain(v) for k, v in (generators or {}).items() if v is not None}
+        generators = {k: plain_spec(v) for k, v in (generators or {}).items() if v is not None}
         if not generators:
             raise ConfigError("ranker: name at least one candidate generator under model.generators")
         ablate = check_ablate(ablate, generators)
@@ -660,20 +661,9 @@ class TwoStageRanker(Recommender):
 # ---- helpers ----------------------------------------------------------------------------
 
 
-def _plain(spec: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(spec, DictConfig):
-        return dict(OmegaConf.to_container(spec, resolve=True))  # type: ignore[arg-type]
-    return dict(spec)
-
-
 def _instantiate(spec: Mapping[str, Any], where: str = "config: model.generators") -> Recommender:
-    """A candidate generator from its `{_target_, **params}` spec: only this package's
-    model classes, with parameters they accept (the spec may come from a saved model.json)."""
-    from recsys_cli.models.classes import build_model
-
-    model: Recommender = build_model(spec, where, target_key="_target_", params_key=None)
+    """A candidate generator from its `{_target_, **params}` spec (`classes.build_nested`)."""
+    model: Recommender = build_nested(spec, where)
     return model
 
 
