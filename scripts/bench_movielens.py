@@ -595,55 +595,48 @@ class Bench:
             return self.test_only(cell, points[0])
         scored = list(zip(points, self.fit_many(cell, [(pt, "val", ()) for pt in points]), strict=True))
         point, val = max(scored, key=lambda s: s[1]["metrics"][SELECT_BY])  # first of equals wins
-        epochs = val["metrics"].get("best_epoch")
         # The refit repeats everything this point's own validation run chose (its
         # selection.json: the epochs, a blend's weights, a member's l2); that run lives
         # in another runs_dir, so it is named.
         extra = [f"refit_from={val['run']}"]
         (test,) = self.fit_many(cell, [(point, "test", extra)])
-        return {
-            "params": point[0],
-            "grid_val": {pt[0]: v["metrics"][SELECT_BY] for pt, v in scored},
-            "val": {m: val["metrics"][m] for m in REPORTED},
-            "test": {m: test["metrics"][m] for m in REPORTED},
-            "users": int(test["metrics"]["users"]),
-            "val_users": int(val["metrics"]["users"]),
-            "best_epoch": epochs,
-            # CPU seconds (all threads) to the best epoch: other work on a shared machine
-            # stretches the wall time, not this; the wall time is kept beside it.
-            "seconds_to_best_epoch": val["metrics"].get(
-                "fit/cpu_seconds_to_best_epoch", val["metrics"].get("fit/seconds_to_best_epoch")
-            ),
-            "wall_seconds_to_best_epoch": val["metrics"].get("fit/seconds_to_best_epoch"),
-            "per_user": test["per_user"],
-            "runs": {"val": val["run"], "test": test["run"]},
-            "test_wall_s": test["wall_s"],
-            "test_cpu_s": test.get("cpu_s"),
-            "test_fit_s": test["metrics"].get("fit/wall_s"),
-            "fit_wall_s": sum(v["wall_s"] for _, v in scored) + test["wall_s"],
-        }
+        return fold_result(point, test, val, scored)
 
     def test_only(self, cell: Cell, point: tuple[str, tuple[str, ...]]) -> dict[str, Any]:
         """The test refit alone, for a fold whose validation window is not fitted
         (`ModelSpec.val_folds`): its validation figures are None."""
         (test,) = self.fit_many(cell, [(point, "test", ("refit_from=none",))])
-        return {
-            "params": point[0],
-            "grid_val": {},
-            "val": {m: None for m in REPORTED},
-            "test": {m: test["metrics"][m] for m in REPORTED},
-            "users": int(test["metrics"]["users"]),
-            "val_users": None,
-            "best_epoch": None,
-            "seconds_to_best_epoch": None,
-            "wall_seconds_to_best_epoch": None,
-            "per_user": test["per_user"],
-            "runs": {"val": None, "test": test["run"]},
-            "test_wall_s": test["wall_s"],
-            "test_cpu_s": test.get("cpu_s"),
-            "test_fit_s": test["metrics"].get("fit/wall_s"),
-            "fit_wall_s": test["wall_s"],
-        }
+        return fold_result(point, test)
+
+
+def fold_result(
+    point: tuple[str, tuple[str, ...]],
+    test: Mapping[str, Any],
+    val: Mapping[str, Any] | None = None,
+    scored: Sequence[tuple[tuple[str, tuple[str, ...]], Mapping[str, Any]]] = (),
+) -> dict[str, Any]:
+    """One fold's figures: the chosen point's test fit, and its validation run and the
+    grid's scores where the validation window was fitted (None otherwise)."""
+    metrics: Mapping[str, Any] = val["metrics"] if val is not None else {}
+    return {
+        "params": point[0],
+        "grid_val": {pt[0]: v["metrics"][SELECT_BY] for pt, v in scored},
+        "val": {m: metrics.get(m) for m in REPORTED},
+        "test": {m: test["metrics"][m] for m in REPORTED},
+        "users": int(test["metrics"]["users"]),
+        "val_users": int(metrics["users"]) if val is not None else None,
+        "best_epoch": metrics.get("best_epoch"),
+        # CPU seconds (all threads) to the best epoch: other work on a shared machine
+        # stretches the wall time, not this; the wall time is kept beside it.
+        "seconds_to_best_epoch": metrics.get("fit/cpu_seconds_to_best_epoch", metrics.get("fit/seconds_to_best_epoch")),
+        "wall_seconds_to_best_epoch": metrics.get("fit/seconds_to_best_epoch"),
+        "per_user": test["per_user"],
+        "runs": {"val": val["run"] if val is not None else None, "test": test["run"]},
+        "test_wall_s": test["wall_s"],
+        "test_cpu_s": test.get("cpu_s"),
+        "test_fit_s": test["metrics"].get("fit/wall_s"),
+        "fit_wall_s": sum(v["wall_s"] for _, v in scored) + test["wall_s"],
+    }
 
 
 @contextmanager
