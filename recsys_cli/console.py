@@ -2,20 +2,70 @@
 
 Tasks never print: they call a `Reporter`. The CLI passes a rich one, tests and
 library callers get the silent default.
+
+Off a terminal (a file, a pipe, a CI log) there is no width to fit: a table is
+printed as wide as its content, so no cell is cropped to "169,0…", and without
+colour codes (rich leaves them out when the stream is not a terminal, and always
+under NO_COLOR). An explicit COLUMNS still sets the width, as it does on a terminal.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+_UNBOUNDED = 1_000_000  # the width a table is measured at to find its natural width
+
+
+class _Console(Console):
+    """A rich `Console` that prints tables whole when its stream is not a terminal."""
+
+    def __init__(self, *, width: int | None = None, **kwargs: Any) -> None:
+        self._fixed_width = width is not None
+        self._natural_width: int | None = None
+        super().__init__(width=width, **kwargs)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self._natural_width is not None and self._natural_width > size.width:
+            return ConsoleDimensions(self._natural_width, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self.width, self.height = new_size
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self._natural_width = self._table_width(objects)
+        try:
+            super().print(*objects, **kwargs)
+        finally:
+            self._natural_width = None
+
+    def _table_width(self, objects: Sequence[Any]) -> int | None:
+        """The widest table's natural width, when tables should not be fitted to a width."""
+        if self.is_terminal or self._fixed_width or os.environ.get("COLUMNS", "").isdigit():
+            return None
+        options = self.options.update_width(_UNBOUNDED)
+        widths = [self.measure(t, options=options).maximum for t in objects if isinstance(t, Table) and not t.expand]
+        return max(widths, default=None)
+
+
+def make_console(*, stderr: bool = False, **kwargs: Any) -> Console:
+    """The console every command prints through: rich's, except that off a terminal a
+    table is as wide as its content. `kwargs` go to `rich.console.Console`."""
+    return _Console(stderr=stderr, **kwargs)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 class Reporter(Protocol):
