@@ -11,32 +11,117 @@ from omegaconf import DictConfig
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
+# Not a command's config: the groups and keys every command accepts (conf/chain.yaml).
+CHAIN = "chain"
+
+
 def compose(name: str, overrides: list[str] | None = None, config_dir: Path | str | None = None) -> DictConfig:
     """Compose primary config `name` from `config_dir` with Hydra-style overrides.
 
-    Errors in overrides (unknown group option, bad syntax) become `ConfigError`,
-    so the CLI reports them as one line.
+    Overrides of the chain's shared keys (conf/chain.yaml) that `name`'s config lacks
+    are checked against the chain and then left out, so one override string serves
+    every command. Errors in overrides (unknown key or group option, bad syntax, a
+    value outside its schema) become `ConfigError`, so the CLI reports them as one line.
     """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
     from yaml import YAMLError
 
     from recsys_cli.errors import ConfigError
-    from recsys_cli.schemas import validate
 
     conf_dir = Path(config_dir or DEFAULT_CONF_DIR).resolve()
     if not conf_dir.is_dir():
         raise ConfigError(f"config directory not found: {conf_dir}")
+    given = list(overrides or [])
     try:
-        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = hydra_compose(config_name=name, overrides=list(overrides or []))
-        validate(name, cfg)  # every key's type and range (recsys_cli/schemas/), as one line
-        return cfg
+        used, shared = _partition(name, given, conf_dir)
+        if len(used) < len(given):
+            _check_chain(name, shared, conf_dir)
+        return _composed(name, used, conf_dir)
     except (HydraException, OmegaConfBaseException, YAMLError) as exc:  # YAMLError: a config file that is not YAML
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
         raise ConfigError(f"config '{name}': " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
+
+
+def used_overrides(name: str, overrides: list[str], config_dir: Path | str | None = None) -> list[str]:
+    """The overrides primary config `name` uses: `overrides` without the chain's
+    shared keys its config lacks (what `compose` leaves out; nothing is checked)."""
+    from hydra.errors import HydraException
+
+    from recsys_cli.errors import ConfigError
+
+    try:
+        return _partition(name, list(overrides), Path(config_dir or DEFAULT_CONF_DIR).resolve())[0]
+    except HydraException as exc:
+        raise ConfigError(f"config '{name}': {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _composed(name: str, overrides: list[str], conf_dir: Path) -> DictConfig:
+    """Hydra's composition of `name`, validated against its schema."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from recsys_cli.schemas import validate
+
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = hydra_compose(config_name=name, overrides=overrides)
+    validate(name, cfg)  # every key's type and range (recsys_cli/schemas/), as one line
+    return cfg
+
+
+def _partition(name: str, overrides: list[str], conf_dir: Path) -> tuple[list[str], list[str]]:
+    """(the overrides `name` uses, those of the chain's shared keys). An override is
+    left out of the first where its root key is shared but not in `name`'s config;
+    a root key neither shared nor `name`'s stays, for Hydra to refuse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    shared = _roots(conf_dir, CHAIN)
+    if not overrides or not shared or name == CHAIN:
+        return overrides, []
+    own = _roots(conf_dir, name)
+    parsed = OverridesParser.create().parse_overrides(overrides)  # `a=b=c`, `+k`, `~k`, `g@pkg`: Hydra's own reading
+    roots = [_root(o.key_or_group) for o in parsed]
+    used = [o for o, root in zip(overrides, roots, strict=True) if root in own or root not in shared]
+    return used, [o for o, root in zip(overrides, roots, strict=True) if root in shared]
+
+
+def _check_chain(name: str, shared: list[str], conf_dir: Path) -> None:
+    """Compose the chain with the string's shared overrides, so that one `name` does
+    not use still fails as it would where it is used."""
+    from recsys_cli.errors import ConfigError
+
+    try:
+        _composed(CHAIN, shared, conf_dir)
+    except ConfigError as exc:  # the schema's line, which names the chain
+        raise ConfigError(f"config '{name}': {str(exc).removeprefix(f'config {CHAIN!r}: ')}") from exc
+
+
+def _roots(conf_dir: Path, name: str, seen: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The root keys of primary config `name` as its file declares them: its top-level
+    keys and the groups of its defaults list (a primary it includes, e.g. sweep's
+    `train`, adds its own). Empty where the file is missing or not a mapping."""
+    import yaml
+
+    path = conf_dir / f"{name}.yaml"
+    node = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not isinstance(node, dict):
+        return frozenset()
+    roots = {str(key) for key in node if key != "defaults"}
+    for entry in node.get("defaults") or []:
+        if isinstance(entry, dict):  # {group: option}, `optional group`, `override group`, `group@package`
+            roots |= {_root(str(key).split()[-1]) for key in entry}
+        elif isinstance(entry, str) and entry != "_self_":
+            path_like = entry.split("@")[0].lstrip("/")
+            if "/" in path_like:  # `group/option`
+                roots.add(_root(path_like))
+            elif path_like not in seen:  # another primary config of the folder
+                roots |= _roots(conf_dir, path_like, seen | {name})
+    return frozenset(roots)
+
+
+def _root(key: str) -> str:
+    """`data` of `data`, `data.path`, `data@pkg`; `serve` of `serve/rules`."""
+    return key.lstrip("/").split("@")[0].split("/")[0].split(".")[0]
 
 
 # Library callables the shipped configs construct (`grep -r _target_ conf/`). Any other

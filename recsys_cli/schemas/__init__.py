@@ -32,6 +32,8 @@ PRIMARY = {
     "serve": "serve:ServeConfig",
     "monitor": "monitor:MonitorConfig",
     "retrain": "retrain:RetrainConfig",
+    # Not a command: the keys shared by the whole chain (conf/chain.yaml).
+    "chain": "primary:ChainConfig",
 }
 _RULES = {
     "missing": "is required",

@@ -147,3 +147,22 @@ class RegistryConfig(Schema):
     """conf/registry.yaml (`recsys registry`)."""
 
     registry: Registry
+
+
+class ChainConfig(Schema):
+    """conf/chain.yaml: the keys every command accepts (`recsys_cli.config.compose`
+    checks them here where a command's own config lacks them)."""
+
+    paths: Paths
+    data: Data  # type: ignore[valid-type]
+    split: Split  # type: ignore[valid-type]
+    target: Target
+    features: Features
+    engine: Engine
+    pii: Pii
+    registry: Registry
+    lake_dir: Text
+    split_dir: Text
+    features_dir: Text
+    runs_dir: Text
+    seed: Seed
