@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RECSYS := $(VENV)/bin/recsys
 
-.PHONY: setup setup-spark demo serve test test-all lint clean bench-ingest fetch-movielens bench-movielens reproduce-movielens
+.PHONY: setup setup-spark demo serve test test-all lint docs docs-serve clean bench-ingest fetch-movielens bench-movielens reproduce-movielens
 
 $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 	VENV=$(VENV) ./scripts/setup_venv.sh
@@ -47,6 +47,16 @@ lint: setup
 	$(VENV)/bin/ruff check recsys_cli tests scripts
 	$(VENV)/bin/mypy
 
+## The docs site (MkDocs, Material) into site/: the README as its home page, the guide and
+## tutorials in docs/, references generated from the code (scripts/docs_*.py). --strict turns a
+## broken link, a missing page or a page outside the nav into an error, as tests/docs/test_site.py does.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
+
+## The same site on http://127.0.0.1:8001, rebuilt on every change.
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
+
 fetch-movielens: setup
 	./scripts/fetch_movielens100k.sh
 
@@ -68,4 +78,4 @@ reproduce-movielens: fetch-movielens
 		--workdir bench_data/reproduce/movielens100k_ranker_lgbm_profile
 
 clean:
-	rm -rf data/raw/synth data/lake/synth data/splits/synth data/features/synth data/live runs registry .pytest_cache
+	rm -rf data/raw/synth data/lake/synth data/splits/synth data/features/synth data/live runs registry site .pytest_cache
