@@ -203,3 +203,16 @@ def test_own_data(tmp_path: Path) -> None:
     answer = json.loads((tmp_path / "answer.json").read_text())
     assert len(answer["items"]) == 10 and answer["fallback"] is None
     assert answer["model"] == {"name": "shop-ease", "version": 1}
+
+
+def test_monitor_retrain(tmp_path: Path) -> None:
+    output = run_page("monitor-retrain.md", tmp_path)
+    assert re.findall(r"recsys monitor exited with (\d+)", output)[0] == "3"  # the shock is flagged
+    before = json.loads((tmp_path / "version-before.json").read_text())
+    after = json.loads((tmp_path / "version-after.json").read_text())
+    assert (before["package"], before["version"], after["version"]) == ("shop-als", 1, 2)
+    journal = json.loads(only("retrain/shop-als/*/retrain.json", tmp_path).read_text())
+    assert journal["state"] == "promoted" and journal["version"] == 2
+    assert journal["decision"]["production"]["version"] == 1
+    drift = json.loads((tmp_path / "monitoring" / "shop-als" / "drift.json").read_text())
+    assert "alerts" in drift  # the second monitor's report, on version 2
