@@ -23,6 +23,7 @@ PAGE = "reference/config.md"
 BUILT_IN = {
     "_target_": "the class this option builds",
     "_partial_": "built as a partial: the caller supplies the remaining arguments",
+    "_recursive_": "false: the nested configs are built by the class itself, not by Hydra",
     "defaults": "other configs this one composes (Hydra's defaults list)",
 }
 INTRO = """# Config groups
@@ -81,6 +82,11 @@ def _key_line(line: str) -> tuple[int, str, str, str] | None:
     return len(line) - len(stripped), key, value, comment
 
 
+def _brackets(text: str) -> int:
+    """How many flow brackets the text opens and leaves open."""
+    return text.count("{") + text.count("[") - text.count("}") - text.count("]")
+
+
 def _comment_text(line: str) -> str:
     return line.strip().removeprefix("#").strip()
 
@@ -92,6 +98,8 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return value
+    if isinstance(value, int | float):
+        return repr(value)
     return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
 
 
@@ -125,8 +133,10 @@ def parse(file: Path, group: str) -> Option:
     option = Option(group, file.stem, description)
     stack: list[tuple[int, str]] = []
     above: list[str] = []
+    open_brackets = 0  # inside a flow collection written over several lines
     for line in lines[leading:]:  # the opening block describes the option, not its first key
-        parsed = _key_line(line)
+        parsed = None if open_brackets else _key_line(line)
+        open_brackets += _brackets(_strip_comment(line)[0])
         if parsed is None:
             above = [*above, _comment_text(line)] if line.strip().startswith("#") else []
             continue
