@@ -168,21 +168,22 @@ def groups(conf: Path = CONF) -> dict[str, list[Path]]:
 def options(conf: Path = CONF) -> list[Option]:
     """Every option of every group, then the primary configs (group "")."""
     grouped = [parse(f, group) for group, files in groups(conf).items() for f in files]
-    return _shared_meanings(grouped) + [parse(f, "") for f in sorted(conf.glob("*.yaml"))]
+    return _shared_meanings(grouped + [parse(f, "") for f in sorted(conf.glob("*.yaml"))])
 
 
-def _shared_meanings(grouped: list[Option]) -> list[Option]:
+def _shared_meanings(options: list[Option]) -> list[Option]:
     """A key that several options of a group share is explained once, in any of them
-    (`target.exclude_seen` beside engagement.yaml's key holds for purchases.yaml too)."""
+    (`target.exclude_seen` beside engagement.yaml's key holds for purchases.yaml too);
+    the primary configs are one group (`runs_dir` said once holds for every command)."""
     said: dict[tuple[str, str], str] = {}
-    for option in grouped:
+    for option in options:
         for key in option.keys:
             if key.meaning:
                 said.setdefault((option.group, key.path), key.meaning)
-    for option in grouped:
+    for option in options:
         for key in option.keys:
             key.meaning = key.meaning or said.get((option.group, key.path), "")
-    return grouped
+    return options
 
 
 def missing_meanings(conf: Path = CONF) -> dict[str, list[str]]:

@@ -53,6 +53,7 @@ def conf(tmp_path: Path) -> Path:
     (tmp_path / "model" / "b.yaml").write_text(MODEL_B)
     (tmp_path / "experiment" / "small.yaml").write_text(PRESET)
     (tmp_path / "train.yaml").write_text("defaults:\n  - model: a\n  - _self_\nseed: 42  # the run's seed\n")
+    (tmp_path / "evaluate.yaml").write_text("seed: 7\n")
     return tmp_path
 
 
@@ -61,7 +62,7 @@ def keys(option: object) -> list[tuple[str, str, str]]:
 
 
 def test_defaults_and_meanings_come_from_the_yaml_and_its_comments(conf: Path) -> None:
-    preset, a, b, train = docs_config.options(conf)  # groups in order, then the primary configs
+    preset, a, b, evaluate, train = docs_config.options(conf)  # groups in order, then the primary configs
     assert (a.group, a.name, a.file) == ("model", "a", "conf/model/a.yaml")
     assert a.description == "A model for the test. Its second line."
     assert keys(a) == [
@@ -78,6 +79,7 @@ def test_defaults_and_meanings_come_from_the_yaml_and_its_comments(conf: Path) -
     assert keys(preset)[1] == ("model.dim", "16", "smaller"), "a _global_ package has no prefix"
     assert (train.group, train.file) == ("", "conf/train.yaml")
     assert keys(train)[-1] == ("seed", "42", "the run's seed")
+    assert keys(evaluate) == [("seed", "7", "the run's seed")], "the primary configs share meanings too"
 
 
 def test_keys_without_a_meaning_are_listed(conf: Path) -> None:
