@@ -16,8 +16,9 @@ from recsys_cli.errors import ConfigError
 from recsys_cli.models.candidates import Pairs
 from recsys_cli.models.dcn import grouped_ndcg
 
-# (feature matrix, group, label) with rows grouped by (window, user), in order.
-Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
+# (feature matrix, group, label, weight or None) with rows grouped by (window, user),
+# in order. A weight scales a row's gradient (all rows of a list share one).
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "objective": "lambdarank",
@@ -53,6 +54,8 @@ def fit_point(
 
     ranker = lgb.LGBMRanker(**options)
     fit: dict[str, Any] = {"group": group_sizes(train[1]), "categorical_feature": list(categorical)}
+    if train[3] is not None:
+        fit["sample_weight"] = train[3]
     if names is not None:
         fit["feature_name"] = list(names)
     if held[2].size and patience > 0:
@@ -125,7 +128,17 @@ def cross_validate(
 
 
 def subset_rows(rows: Rows, mask: np.ndarray) -> Rows:
-    return rows[0][mask], rows[1][mask], rows[2][mask]
+    return rows[0][mask], rows[1][mask], rows[2][mask], None if rows[3] is None else rows[3][mask]
+
+
+def recency_weights(group: np.ndarray, n_users: int, half_life: float | None) -> np.ndarray | None:
+    """Each row's weight by the age of its labelled window: window j (0 the newest,
+    the ranker's groups are user + j * n_users) weighs 0.5 ** (j / half_life), so
+    older behaviour teaches less where tastes drift. None (every list alike)
+    without a half-life."""
+    if half_life is None:
+        return None
+    return np.power(0.5, (group // max(n_users, 1)) / float(half_life))
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

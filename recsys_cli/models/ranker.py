@@ -67,6 +67,7 @@ from recsys_cli.models.lambdarank import (
     grid_points,
     lightgbm_threads,
     point_diagnostics,
+    recency_weights,
     subset_rows,
     user_folds,
 )
@@ -117,6 +118,7 @@ class TwoStageRanker(Recommender):
         lightgbm_cv_ensemble: bool = False,
         ablate: Sequence[str] | None = None,
         user_profile: Sequence[str] | None = None,
+        window_half_life: float | None = None,
         trainer: Mapping[str, Any] | None = None,
         seed: int = 42,
     ) -> None:
@@ -132,6 +134,11 @@ class TwoStageRanker(Recommender):
         if not generators:
             raise ConfigError("ranker: name at least one candidate generator under model.generators")
         ablate = check_ablate(ablate, generators)
+        if window_half_life is not None and (backend != "lightgbm" or not float(window_half_life) > 0):
+            raise ConfigError(
+                "model.window_half_life: a positive number of labelled windows, with backend=lightgbm "
+                f"(the network's loss takes no weights); got {window_half_life!r} with backend={backend}"
+            )
         super().__init__(
             generators=generators,
             n_candidates=n_candidates,
@@ -155,6 +162,7 @@ class TwoStageRanker(Recommender):
             ablate=ablate,
             # only when set: a model.json stays loadable by a version without it
             **({"user_profile": [str(c) for c in user_profile]} if user_profile else {}),
+            **({"window_half_life": float(window_half_life)} if window_half_life is not None else {}),
             trainer=dict(trainer or {}),
             seed=seed,
         )
@@ -417,7 +425,9 @@ class TwoStageRanker(Recommender):
         learner = self._input(examples[0])
         categorical = categorical_columns(learner, leading_id=ITEM_ID not in self._dropped_groups())
         names = self.feature_names()
-        rows = feature_matrix(learner), examples[1], examples[2]
+        assert self.users is not None
+        weight = recency_weights(examples[1], len(self.users), p.get("window_half_life"))
+        rows = feature_matrix(learner), examples[1], examples[2], weight
         del learner
         candidates = list(range(len(points)))
         if p["lightgbm_cv_folds"]:

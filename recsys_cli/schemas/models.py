@@ -224,6 +224,8 @@ class TwoStageRanker(_Neural):
     ablate: list[Name] = optional()
     # item numeric columns averaged over each user's history into user columns
     user_profile: list[Text] | None = optional()
+    # labelled windows' weight halves every this many windows back (backend=lightgbm)
+    window_half_life: Positive | None = optional()
 
     @model_validator(mode="after")
     def _ablate_known(self) -> TwoStageRanker:
