@@ -32,11 +32,19 @@ from recsys_cli.cli import (
     train,
 )
 from recsys_cli.cli._errors import debug_from_env, state, usage_error
+from recsys_cli.cli._help import Typer
 from recsys_cli.console import err_console
 
-app = typer.Typer(
+app = Typer(
     name="recsys",
-    help="From a shop's raw logs to a validated lake (and, step by step, to a served recommender).",
+    help=(
+        "Recommendations from a shop's own event logs: a validated lake, time splits, point-in-time "
+        "features, training, evaluation, a model registry and an HTTP service, one command per step.\n\n"
+        "Every command takes config overrides (key=value or group=option); the chain's shared keys "
+        "(paths.data_dir, data, split, target, runs_dir) are accepted by all of them, so one override "
+        "string serves the whole chain.\n\n"
+        "Example: recsys train model=ease seed=1"
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

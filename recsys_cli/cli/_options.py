@@ -13,7 +13,8 @@ from recsys_cli.config import DEFAULT_CONF_DIR
 Overrides = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Hydra overrides, e.g. data=movielens100k validation.max_bad_fraction=0.01", show_default=False
+        help="Config overrides, key=value or group=option, e.g. data=movielens100k runs_dir=/srv/runs.",
+        show_default=False,
     ),
 ]
 ConfigDir = Annotated[Path, typer.Option("--config-dir", help="Folder of Hydra configs.", show_default=False)]
@@ -29,9 +30,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def config_choices(group: str, config_dir: Path = DEFAULT_CONFIG_DIR) -> str:
-    """`a|b|c`: every config a Hydra group offers, read from its folder so --help
-    never lags behind a new YAML."""
-    return "|".join(sorted(path.stem for path in (config_dir / group).glob("*.yaml")))
+    """`a | b | c`: every config a Hydra group offers, read from its folder so --help
+    never lags behind a new YAML (spaced, so it wraps between names, never inside one)."""
+    return " | ".join(sorted(path.stem for path in (config_dir / group).glob("*.yaml")))
 
 
 def help_choices(*groups: str) -> Callable[[F], F]:

@@ -28,8 +28,10 @@ def abtest(
     each arm's slates. Reports CTR, add-to-cart rate, conversion, revenue per session,
     average order value and coverage with intervals and lifts, power for a target
     lift, a fixed-horizon or sequential (abtest/sequential=msprt) decision, and
-    off-policy estimates from the logs. E.g. abtest/simulator=cascade
-    abtest.target_lift=0.1 abtest.assignment.treatment=0.2 seed=3.
+    off-policy estimates from the logs.
+
+    Example: recsys abtest runs/popularity/20260301T090000000000Z
+    runs/ease/20260301T091500000000Z abtest/simulator=cascade abtest.target_lift=0.1
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress

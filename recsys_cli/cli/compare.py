@@ -45,9 +45,14 @@ def compare(
         Path | None, typer.Option("--out", help="Output JSON [<runs root>/comparisons/<timestamp>.json].")
     ] = None,
 ) -> None:
-    """Paired tests on the users all runs scored: bootstrap interval of the mean
-    difference, Wilcoxon signed-rank p, and Holm's correction over all comparisons.
-    Rankers that differ by model.ablate also get an Ablations table (docs/ablations.md).
+    """Paired significance tests between runs of one window, on the users all of them scored.
+
+    Each comparison gets a bootstrap interval of the mean per-user difference and a
+    Wilcoxon signed-rank p, with Holm's correction over all comparisons. Rankers that
+    differ by model.ablate also get an Ablations table (docs/ablations.md).
+
+    Example: recsys compare runs/popularity/20260301T090000000000Z
+    runs/ease/20260301T091500000000Z --metric recall@20
     """
     from recsys_cli.console import console, rows_table
     from recsys_cli.tasks import compare as task

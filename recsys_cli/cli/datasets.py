@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import typer
-
 from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._help import Typer
 from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
 
-app = typer.Typer(help="List data sources; generate the synthetic shop.", no_args_is_help=True)
+app = Typer(
+    help="List data sources; generate the synthetic shop.\n\nExample: recsys datasets synth", no_args_is_help=True
+)
 
 
 @app.command("list")
 @friendly_errors
 def list_(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
-    """Every data source config in conf/data/, whether its raw files are present, and its lake."""
+    """Every data source config in conf/data/, whether its raw files are present, and its lake.
+
+    Example: recsys datasets list paths.data_dir=/srv/shop
+    """
     from pathlib import Path
 
     from recsys_cli.config import compose
@@ -39,9 +43,11 @@ def list_(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
 def synth(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Generate a synthetic shop's raw logs into its source's folder (data=synth by default).
 
-    Size, seed and behaviour are config keys: `recsys datasets synth data.generator.n_events=1000000
-    data.generator.seed=7`. Other presets: data=shop_clickstream (views dominating, one-day visitors,
-    complements, re-targeting), data=retailrocket_synth (the same in RetailRocket's layout).
+    Size, seed and behaviour are config keys (data.generator.*). Other presets:
+    data=shop_clickstream (views dominating, one-day visitors, complements,
+    re-targeting), data=retailrocket_synth (the same in RetailRocket's layout).
+
+    Example: recsys datasets synth data.generator.n_events=1000000 data.generator.seed=7
     """
     from recsys_cli.config import build, compose
     from recsys_cli.console import console, kv_table, rich_progress

@@ -43,10 +43,12 @@ def evaluate(
     ] = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
-    """Full ranking of every user of the run's window: NDCG, recall, precision, hit
-    rate, MRR and MAP at several k; coverage, Gini, novelty, diversity, popularity
-    and new products; metrics per user segment and item group with fairness flags;
-    calibration of engagement probabilities; bootstrap intervals over users.
+    """Score a run on every user of its window, with intervals, slices and an HTML report.
+
+    Full ranking: NDCG, recall, precision, hit rate, MRR and MAP at several k;
+    coverage, Gini, novelty, diversity, popularity and new products; metrics per user
+    segment and item group with fairness flags; calibration of engagement
+    probabilities; bootstrap intervals over users.
 
     With --baseline OTHER_RUN, also the users and items where RUN loses most against
     it: paired per-user differences of the primary metric by user segment (activity,
@@ -54,6 +56,8 @@ def evaluate(
     popularity tier, category, new products), biggest losses first.
 
     Writes RUN/eval/<part>/: metrics.json, report.html (plots embedded), per_user.parquet.
+
+    Example: recsys evaluate runs/ease/20260301T091500000000Z --baseline runs/popularity/20260301T090000000000Z
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress

@@ -8,9 +8,14 @@ from typing import Annotated
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._help import Typer
 from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir
 
-app = typer.Typer(no_args_is_help=True, help="The service's durable log of live events: export it for ingest.")
+app = Typer(
+    no_args_is_help=True,
+    help="The service's durable log of live events: export it for ingest.\n\n"
+    "Example: recsys events export live.parquet",
+)
 
 
 @app.command("export")
@@ -28,8 +33,10 @@ def export(
     """Write every event the service logged (serve.event_log.dir) to OUT, with the
     lake key's fingerprint, for the next retrain.
 
-    Example: `recsys events export live.parquet && recsys ingest --append --live-events live.parquet`.
-    The user ids stay the lake's pseudonyms; ingest checks the key by its fingerprint.
+    The user ids stay the lake's pseudonyms; `recsys ingest --append --live-events OUT`
+    adds them to the lake, after checking the key by its fingerprint.
+
+    Example: recsys events export live.parquet serve.event_log.dir=/srv/events
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console

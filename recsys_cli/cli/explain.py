@@ -22,14 +22,17 @@ def explain(
     part: Annotated[str | None, typer.Option("--part", help="Window: val or test [the run's own].")] = None,
     k: Annotated[int, typer.Option("--k", min=1, help="Each user's top-k predictions broken down.")] = 10,
 ) -> None:
-    """Why the ranker ranks as it does, on labelled candidate pairs of its window:
-    feature importance (LightGBM gain and split counts, mean |contribution| from
+    """Why a two-stage ranker ranks as it does, on labelled candidate pairs of its window.
+
+    Feature importance (LightGBM gain and split counts, mean |contribution| from
     pred_contrib, and for any backend the NDCG@10 drop when a feature is shuffled),
     partial dependence of the calibrated probability on the top features, and the
     precision-recall and reliability curves of the engagement probabilities.
 
     Writes RUN/explain/<part>/: explain.json, report.html, contributions.parquet
     (each sampled user's top-k predictions broken down by feature), plots/.
+
+    Example: recsys explain runs/twostageranker/20260301T090000000000Z --top 12
     """
     from recsys_cli.console import console, rich_progress
     from recsys_cli.evaluation.explain import Settings

@@ -27,14 +27,18 @@ def export(
     ] = True,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
-    """Write the run's model package: the model (safetensors + JSON; the ranker's
-    LightGBM models as LightGBM text files), ANN indexes of embedding models, the
-    vocabularies, the item table, popularity fallbacks, the user snapshot as of the
-    run's cutoff and its lineage, each file's sha256 in a sealed manifest.json.
+    """Write the run's model package and push it to the registry.
+
+    The package holds the model (safetensors + JSON; the ranker's LightGBM models as
+    LightGBM text files), ANN indexes of embedding models, the vocabularies, the item
+    table, popularity fallbacks, the user snapshot as of the run's cutoff and its
+    lineage, each file's sha256 in a sealed manifest.json.
 
     The run and its data are verified first; the package is built beside its folder
     and renamed into place, replacing only an earlier package. Then it is pushed to
     the registry as a new version of NAME, unless --no-push.
+
+    Example: recsys export runs/ease/20260301T091500000000Z --name shop-ease
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rows_table

@@ -12,6 +12,8 @@ def features(overrides: Overrides = None, verify: Verify = True, config_dir: Con
 
     Interactions, sequences, user and item aggregates and vocabularies, each from
     events strictly before its cutoff.
+
+    Example: recsys features features=ranker
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress, rows_table
@@ -43,6 +45,8 @@ def check_leakage(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_C
 
     Perturbs, deletes and adds events at or after each cutoff and checks that no
     training feature changes.
+
+    Example: recsys check-leakage features=ranker
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console

@@ -32,6 +32,8 @@ def ingest(
 
     Re-running on unchanged input is a no-op, unless the lake no longer matches its
     manifest (every file is re-hashed): then it is rebuilt. Rejected rows go to quarantine/ with a reason.
+
+    Example: recsys ingest data=generic data.path=exports/shop
     """
     from recsys_cli.cli.render import ingest_summary
     from recsys_cli.config import compose

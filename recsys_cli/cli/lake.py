@@ -8,8 +8,12 @@ from typing import Annotated
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._help import Typer
 
-app = typer.Typer(help="Inspect lakes written by `recsys ingest`.", no_args_is_help=True)
+app = Typer(
+    help="Inspect lakes written by `recsys ingest`.\n\nExample: recsys lake describe data/lake/synth",
+    no_args_is_help=True,
+)
 
 
 @app.command("describe")
@@ -23,6 +27,8 @@ def describe(
 
     Always: every listed file present with its size, no unlisted Parquet file, the
     manifest's own digest. With --verify: every file's sha256 too, and every problem listed.
+
+    Example: recsys lake describe data/lake/synth --verify --brief
     """
     from recsys_cli.cli.render import ingest_summary
     from recsys_cli.console import console

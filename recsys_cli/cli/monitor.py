@@ -34,9 +34,13 @@ def monitor(
     significant after Holm's correction and large); the model's metrics when fresh
     and now, overall and per user segment, with bootstrap intervals; staleness
     (unknown users and items, new products, model age); business KPIs per week
-    with the registry's promotions. Writes drift.json, kpis.json, report.html and
-    PNGs; exits with monitor.alert.exit_code (3) on an alert after running
-    monitor.alert.command with the summary on its standard input.
+    with the registry's promotions.
+
+    Writes drift.json, kpis.json, report.html and PNGs; exits with
+    monitor.alert.exit_code (3) on an alert after running monitor.alert.command with
+    the summary on its standard input.
+
+    Example: recsys monitor --model synth-ease monitor.window.days=14
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress

@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._help import Typer
 from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir
 
 if TYPE_CHECKING:
     from recsys_cli.registry.store import Registry
 
-app = typer.Typer(
+app = Typer(
     no_args_is_help=True,
-    help="Versions and aliases of exported model packages: list, show, push, promote, rollback, delete, gc.",
+    help="Versions and aliases of exported model packages: list, show, push, promote, rollback, delete, gc.\n\n"
+    "Example: recsys registry list",
 )
 
 Uri = Annotated[
@@ -46,6 +48,8 @@ def list_(
 
     Without NAME: each model's number of versions, newest version and aliases. With
     NAME: each version's push time, who pushed it, aliases, metrics and source commit.
+
+    Example: recsys registry list synth-ease
     """
     from recsys_cli.console import console, rows_table
     from recsys_cli.tasks import registry as task
@@ -86,6 +90,8 @@ def show(
     The record holds metrics, lineage, the package's size and manifest digest, who
     pushed it and when, and the aliases pointing at it; for an alias also the alias's
     history. Without VERSION: the model's versions and its aliases with their history.
+
+    Example: recsys registry show synth-ease production
     """
     from recsys_cli.tasks import registry as task
 
@@ -104,6 +110,8 @@ def push(
 
     Every file's hash is verified first, and again as it is uploaded; the version
     becomes visible only once all of it is in the registry.
+
+    Example: recsys registry push runs/ease/20260301T091500000000Z/package --name synth-ease
     """
     from recsys_cli.console import console
 
@@ -119,7 +127,8 @@ def promote(
 ) -> None:
     """Point an alias at a version (one atomic change; the alias keeps its history).
 
-    Example: `recsys registry promote synth-ease latest --alias production`."""
+    Example: recsys registry promote synth-ease latest --alias production
+    """
     from recsys_cli.console import console
 
     registry = _open(uri, config_dir)[0]
@@ -131,7 +140,10 @@ def promote(
 @app.command("rollback")
 @friendly_errors
 def rollback(name: Name, alias: Alias, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
-    """Point an alias back at the version it pointed at before (one atomic change)."""
+    """Point an alias back at the version it pointed at before (one atomic change).
+
+    Example: recsys registry rollback synth-ease --alias production
+    """
     from recsys_cli.console import console
 
     record = _open(uri, config_dir)[0].rollback(name, alias)
@@ -142,7 +154,10 @@ def rollback(name: Name, alias: Alias, uri: Uri = None, config_dir: ConfigDir = 
 @app.command("delete")
 @friendly_errors
 def delete(name: Name, version: Version, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
-    """Delete a version; refused while an alias points at it. Its number is not reused."""
+    """Delete a version; refused while an alias points at it. Its number is not reused.
+
+    Example: recsys registry delete synth-ease 3
+    """
     from recsys_cli.console import console
 
     _open(uri, config_dir)[0].delete(name, version)
@@ -166,6 +181,8 @@ def gc(
 
     Keeps the newest KEEP of them and every aliased version, and removes the files of
     pushes that died before publishing. Never touches anything the registry did not number.
+
+    Example: recsys registry gc synth-ease --keep 5 --dry-run
     """
     from recsys_cli.console import console
     from recsys_cli.tasks import registry as task

@@ -36,6 +36,8 @@ def reproduce(
     folder (never data/ or runs/ themselves). Prints expected vs measured with
     each tolerance, writes the verdict as JSON, and exits 1 when any metric falls
     outside its tolerance or was not produced.
+
+    Example: recsys reproduce experiments/synth_small.yaml
     """
     from recsys_cli.console import console, rich_progress
     from recsys_cli.experiments import load_experiment

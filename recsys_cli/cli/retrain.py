@@ -38,6 +38,8 @@ def retrain(
     registry record and moves the alias only when the guard allows. Running it
     again on the same lake and settings does nothing new; a crash at any step
     leaves production as it was. Writes retrain/<model>/<key>/retrain.json.
+
+    Example: recsys retrain --model synth-ease retrain.policy.mode=full
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress

@@ -45,6 +45,8 @@ def serve(
     /admin need `Authorization: Bearer $RECSYS_API_KEY`: without that key the service
     refuses to start unless serve.auth=false. Raw user ids are pseudonymised with the
     lake's key ($RECSYS_PII_KEY, or the development key if the lake used it).
+
+    Example: recsys serve serve.auth=false --port 9000
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console

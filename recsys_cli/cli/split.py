@@ -11,7 +11,9 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, Ve
 def split(overrides: Overrides = None, verify: Verify = True, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Split a lake by time and write each fold's evaluation targets.
 
-    split={split}; target={target}.
+    Splits: split={split}; targets: target={target}.
+
+    Example: recsys split split=rolling_origin target=purchases
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress, rows_table

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._help import HelpGroup, Typer
 from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
 
 _STYLE = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "magenta", "running": "cyan"}
@@ -21,7 +21,7 @@ _NOTE_CHARS = 70
 _POLL_S = 2.0
 
 
-class _RunByDefault(TyperGroup):
+class _RunByDefault(HelpGroup):
     """A group whose default subcommand is `run`, so overrides follow `sweep` directly."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -30,11 +30,13 @@ class _RunByDefault(TyperGroup):
         return super().parse_args(ctx, args)  # type: ignore[no-any-return]
 
 
-app = typer.Typer(
+app = Typer(
     cls=_RunByDefault,
     no_args_is_help=True,
-    help="Optuna hyperparameter search over a conf/sweep/ search space: `recsys sweep model=NAME "
-    "sweep=NAME key=value...` runs one (short for `recsys sweep run`), `recsys sweep show STUDY` prints one.",
+    help="Optuna hyperparameter search over a conf/sweep/ search space.\n\n"
+    "`recsys sweep model=NAME [sweep=NAME] key=value...` runs one (short for `recsys sweep run`); "
+    "`recsys sweep show STUDY` prints one.\n\n"
+    "Example: recsys sweep model=two_tower --trials 30",
 )
 
 
@@ -72,6 +74,8 @@ def run(
     The same command on several machines (with a shared --storage) or --workers N
     on one joins one study; a rerun resumes it. Writes <sweeps_dir>/<study>/:
     trials/, best_overrides.txt, experiment.yaml, plots/*.png, best.json.
+
+    Example: recsys sweep run model=sasrec --trials 50 --workers 4
     """
     import optuna
     from rich.live import Live
@@ -115,7 +119,10 @@ def show(
     top: Annotated[int, typer.Option("--top", min=0, help="Only the N best completed trials (0: every trial).")] = 0,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
-    """Print a study, finished or still running: every trial and the best so far."""
+    """Print a study, finished or still running: every trial and the best so far.
+
+    Example: recsys sweep show synth-sasrec --top 5
+    """
     from recsys_cli.console import console
     from recsys_cli.tasks import sweep as task
 

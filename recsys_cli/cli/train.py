@@ -18,12 +18,17 @@ from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, he
 def train(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Fit a model on a fold's features and report its metrics.
 
-    model={model};
-    part=val (fit on train, early stopping and selection on the validation window),
-    part=test (refit on train + validation for the best epoch and settings the
-    matching part=val run chose: found by itself, refit_from=RUN names one,
-    trainer.max_epochs=N skips it) or part=val+test (both in turn).
+    Models: model={model}; each is conf/model/NAME.yaml.
+
+    part=val (the default) fits on train, with early stopping and selection on the
+    validation window. part=test refits on train + validation with the best epoch and
+    settings that the matching part=val run chose: that run is found by itself,
+    refit_from=RUN names one, and with trainer.max_epochs=N none is needed.
+    part=val+test runs both in turn.
+
     Writes runs/<model>/<timestamp>/ per run; a fit without a progress bar logs each epoch.
+
+    Example: recsys train model=sasrec part=val+test
     """
     from recsys_cli.config import compose
     from recsys_cli.console import console, rich_progress, rows_table
@@ -84,6 +89,8 @@ def recommend(
     --users may hold raw ids (pseudonymised with the lake's key, $RECSYS_PII_KEY) or
     the lake's pseudonyms; the output keeps them as given, so raw ids need an --out
     file outside the run folder. Users the model does not know are counted.
+
+    Example: recsys recommend runs/ease/20260301T090000000000Z --k 20 --users users.csv --out top20.parquet
     """
     from recsys_cli.console import console, rich_progress
     from recsys_cli.tasks import recommend as task
