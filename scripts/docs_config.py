@@ -26,6 +26,8 @@ BUILT_IN = {
     "_recursive_": "false: the nested configs are built by the class itself, not by Hydra",
     "defaults": "other configs this one composes (Hydra's defaults list)",
 }
+# A sweep's parameter is the config key it overrides (conf/sweep/<name>.yaml).
+SEARCH_SPACE = "sweep.params."
 INTRO = """# Config groups
 
 Generated from `conf/` when the site is built. A command composes its primary config
@@ -174,15 +176,20 @@ def options(conf: Path = CONF) -> list[Option]:
 def _shared_meanings(options: list[Option]) -> list[Option]:
     """A key that several options of a group share is explained once, in any of them
     (`target.exclude_seen` beside engagement.yaml's key holds for purchases.yaml too);
-    the primary configs are one group (`runs_dir` said once holds for every command)."""
+    the primary configs are one group (`runs_dir` said once holds for every command).
+    A key no option of its group explains takes the meaning it has elsewhere (presets)."""
     said: dict[tuple[str, str], str] = {}
+    anywhere: dict[str, str] = {}  # a preset's `model.l2` means what conf/model/ says it means
     for option in options:
         for key in option.keys:
             if key.meaning:
                 said.setdefault((option.group, key.path), key.meaning)
+                anywhere.setdefault(key.path, key.meaning)
     for option in options:
         for key in option.keys:
-            key.meaning = key.meaning or said.get((option.group, key.path), "")
+            key.meaning = key.meaning or said.get((option.group, key.path)) or anywhere.get(key.path, "")
+            if not key.meaning and key.path.startswith(SEARCH_SPACE):
+                key.meaning = f"the values `{key.path.removeprefix(SEARCH_SPACE)}` is searched over"
     return options
 
 
