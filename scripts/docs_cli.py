@@ -11,6 +11,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "reference/cli.md"
+EXAMPLE = "Example:"  # how a command's help introduces its example
 INTRO = """# Command line
 
 Every command of `recsys`, generated from the command-line app when the site is
@@ -102,12 +103,18 @@ def _context(command: Any, path: tuple[str, ...]) -> Any:
     return command.context_class(command, info_name=" ".join(path))
 
 
+def _paragraph(text: str) -> list[str]:
+    """A help paragraph as markdown; its example command (`Example: recsys ...`) as a code block."""
+    if text.startswith(EXAMPLE):
+        return ["```bash", text.removeprefix(EXAMPLE).strip(), "```"]
+    return [_escaped(text)]
+
+
 def section(path: tuple[str, ...], command: Any) -> list[str]:
     level = "#" * min(len(path) + 1, 4)
     lines = [f"{level} `{' '.join(path)}`", "", "```text", usage(command, path), "```", ""]
-    help_text = (command.help or "").strip()
-    if help_text:
-        lines += [_escaped(help_text), ""]
+    for paragraph in (command.help or "").strip().split("\n\n"):
+        lines += [*_paragraph(paragraph.strip()), ""] if paragraph.strip() else []
     table = params_table(command)
     if table:
         lines += [*table, ""]

@@ -32,3 +32,9 @@ def test_the_page_names_no_path_of_this_machine() -> None:
 
 def test_help_text_is_literal_markdown() -> None:
     assert docs_cli._escaped("runs/<model>/<timestamp>/ *.yaml") == r"runs/&lt;model&gt;/&lt;timestamp&gt;/ \*.yaml"
+
+
+def test_a_commands_example_is_a_code_block() -> None:
+    assert docs_cli._paragraph("Example: recsys train model=ease") == ["```bash", "recsys train model=ease", "```"]
+    page = docs_cli.page()
+    assert "```bash\nrecsys train " in page
