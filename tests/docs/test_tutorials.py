@@ -35,6 +35,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs.conftest import write_movielens_sample
+
 REPO = Path(__file__).resolve().parents[2]
 TUTORIALS = REPO / "docs" / "tutorials"
 VENV_BIN = Path(sys.executable).parent
@@ -97,7 +99,7 @@ def script(blocks: list[Block]) -> str:
     parts = ["set -euo pipefail"]
     for block in blocks:
         if block.skip is None:
-            parts.append(f"echo '### tutorial block at line {block.line}' >&2\n{block.code}")
+            parts.append(f'echo "### tutorial block at line {block.line} ($SECONDS s)" >&2\n{block.code}')
     return "\n".join(parts) + "\n"
 
 
@@ -216,3 +218,17 @@ def test_monitor_retrain(tmp_path: Path) -> None:
     assert journal["decision"]["production"]["version"] == 1
     drift = json.loads((tmp_path / "monitoring" / "shop-als" / "drift.json").read_text())
     assert "alerts" in drift  # the second monitor's report, on version 2
+
+
+def test_movielens(tmp_path: Path) -> None:
+    write_movielens_sample(tmp_path / "data" / "raw" / "ml-100k")  # where the skipped fetch writes the data
+    run_page("movielens.md", tmp_path, {"FOLDS": "1"})
+    blend, als = (sorted(tmp_path.glob(f"runs/{m}/*/"))[-1] for m in ("blend", "als"))
+    metrics = json.loads((blend / "eval" / "test" / "metrics.json").read_text())
+    assert metrics["part"] == "test" and 0 <= metrics["headline"]["ndcg@10"]["value"] <= 1
+    assert metrics["slices"]  # against the ALS baseline
+    assert (blend / "eval" / "test" / "report.html").is_file()
+    comparison = json.loads((tmp_path / "comparison.json").read_text())
+    assert str(als.resolve()).rstrip("/") in json.dumps(comparison)
+    explained = only("runs/twostageranker/*/explain/test/explain.json", tmp_path)
+    assert json.loads(explained.read_text())
