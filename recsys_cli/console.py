@@ -4,9 +4,10 @@ Tasks never print: they call a `Reporter`. The CLI passes a rich one, tests and
 library callers get the silent default.
 
 Off a terminal (a file, a pipe, a CI log) there is no width to fit: a table is
-printed as wide as its content, so no cell is cropped to "169,0…", and without
-colour codes (rich leaves them out when the stream is not a terminal, and always
-under NO_COLOR). An explicit COLUMNS still sets the width, as it does on a terminal.
+printed as wide as its content, so no cell is cropped to "169,0…", a line of text
+stays one line, and there are no colour codes (rich leaves them out when the stream
+is not a terminal, and always under NO_COLOR). An explicit COLUMNS still sets the
+width, as it does on a terminal.
 """
 
 from __future__ import annotations
@@ -43,19 +44,25 @@ class _Console(Console):
         self.width, self.height = new_size
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        self._natural_width = self._table_width(objects)
+        if not self._fits_a_width():
+            tables = [t for t in objects if isinstance(t, Table)]
+            if tables:
+                self._natural_width = self._widest(tables)
+            else:
+                kwargs.setdefault("soft_wrap", True)  # text is not wrapped at a width nobody sees
         try:
             super().print(*objects, **kwargs)
         finally:
             self._natural_width = None
 
-    def _table_width(self, objects: Sequence[Any]) -> int | None:
-        """The widest table's natural width, when tables should not be fitted to a width."""
-        if self.is_terminal or self._fixed_width or os.environ.get("COLUMNS", "").isdigit():
-            return None
+    def _fits_a_width(self) -> bool:
+        """A terminal, a width given to the console or an explicit COLUMNS: output fits that width."""
+        return self.is_terminal or self._fixed_width or os.environ.get("COLUMNS", "").isdigit()
+
+    def _widest(self, tables: Sequence[Table]) -> int | None:
+        """The natural width of the widest table (one that expands to any width does not count)."""
         options = self.options.update_width(_UNBOUNDED)
-        widths = [self.measure(t, options=options).maximum for t in objects if isinstance(t, Table) and not t.expand]
-        return max(widths, default=None)
+        return max((self.measure(t, options=options).maximum for t in tables if not t.expand), default=None)
 
 
 def make_console(*, stderr: bool = False, **kwargs: Any) -> Console:

@@ -46,6 +46,14 @@ def test_off_a_terminal_a_table_is_as_wide_as_its_content(monkeypatch: pytest.Mo
     assert max(len(line) for line in text.splitlines()) > 80
 
 
+def test_off_a_terminal_a_long_line_of_text_stays_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    out = io.StringIO()
+    line = "run written: " + "/".join(["runs", "ease", *(["a-long-folder-name"] * 12), "20260301T090000000000Z"])
+    make_console(file=out).print(f"[green]{line}[/]")
+    assert out.getvalue() == line + "\n"
+
+
 def test_an_explicit_columns_still_sets_the_width_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "60")
     assert max(len(line) for line in _table_text().splitlines()) <= 60
