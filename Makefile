@@ -4,7 +4,8 @@ RECSYS := $(VENV)/bin/recsys
 
 .PHONY: setup setup-spark demo serve test test-all lint docs docs-serve clean bench-ingest fetch-movielens bench-movielens reproduce-movielens
 
-$(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
+# recsys_cli/__init__.py holds the version, which the installed metadata copies.
+$(VENV)/.installed: pyproject.toml scripts/setup_venv.sh recsys_cli/__init__.py
 	VENV=$(VENV) ./scripts/setup_venv.sh
 	touch $@
 

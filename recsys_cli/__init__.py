@@ -1,3 +1,3 @@
 """recsys: from a shop's raw logs to a served, versioned recommender."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
