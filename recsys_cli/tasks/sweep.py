@@ -81,12 +81,15 @@ def prepare(
     join its study. Overrides other than `sweep...`/`sweeps_dir` reach every trial."""
     from omegaconf import OmegaConf
 
-    from recsys_cli.config import compose
+    from recsys_cli.config import compose, used_overrides
 
     if trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {trials}")
-    train_overrides = [o for o in overrides if _key(o) not in SWEEP_KEYS]
     cfg = compose("sweep", overrides, config_dir)
+    # What `recsys train` uses: the chain's shared keys train lacks (engine=, pii=,
+    # registry...) would otherwise land in the best trial's experiment preset,
+    # which train then refuses.
+    train_overrides = used_overrides("train", [o for o in overrides if _key(o) not in SWEEP_KEYS], config_dir)
     if str(cfg.trainer.get("strategy", "auto")).startswith("ddp"):
         # Lightning starts the command again for every extra rank: each would run the sweep.
         raise ConfigError(
