@@ -3,7 +3,7 @@
 # event log on volumes. The install is the project's own (scripts/setup_venv.sh, what
 # `make setup` and the README's quickstart run) so that the image cannot drift from it;
 # tests/test_dockerfile.py checks that it stays so. Untested on our machines, where
-# Docker cannot run: see README "Deploying the service".
+# Docker cannot run: see docs/guide/deploying.md.
 FROM python:3.12-slim
 
 # OMP_NUM_THREADS=1: faiss and torch use one OpenMP thread per request thread (threads

@@ -208,7 +208,12 @@ def _code(text: str) -> str:
 
 
 def render(option: Option) -> list[str]:
-    title = f"`{option.group}={option.name}`" if option.group else f"`recsys {option.name}`"
+    if option.group:
+        title = f"`{option.group}={option.name}`"
+    elif option.name == "chain":  # conf/chain.yaml is no command: the keys every command accepts
+        title = "Shared by every command (`conf/chain.yaml`)"
+    else:
+        title = f"`recsys {option.name}`"
     about = f"`{option.file}`" + (f": {_cell(option.description)}" if option.description else "")
     lines = [f"### {title}", "", about, ""]
     if option.keys:

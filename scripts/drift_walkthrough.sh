@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's drift walk-through, end to end, in a folder of its own (default
+# The drift walk-through of docs/guide/monitoring.md, end to end, in a folder of its own (default
 # ./walkthrough): a shop whose tastes change on day 60, a production model trained
 # before the change, served; the monitor alerting; a warm-started retrain promoted
 # by the guard; the monitor and the service seeing the new version.

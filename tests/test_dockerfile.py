@@ -1,7 +1,7 @@
 """The Dockerfile and docker-compose.yml agree with the project. Docker cannot run on
 our machines, so nothing here builds or starts the image: these tests check that its
 install is the project's own (scripts/setup_venv.sh, the torch pin of pyproject.toml),
-that it starts `recsys serve` the way the README says, that the compose file's
+that it starts `recsys serve` the way docs/guide/deploying.md says, that the compose file's
 overrides are valid serve configs, and that the volumes hold what the config writes."""
 
 from __future__ import annotations
@@ -216,15 +216,11 @@ def test_compose_replicas_share_the_registry_volume_and_take_keys_from_the_envir
 
 
 def deploy_section() -> str:
-    """The README's section, or until it is pasted there, the proposed text."""
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(r"^## Deploying the service\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
-    if match:
-        return match[1]
-    return (ROOT / "docs_snippets" / "deploy.md").read_text()
+    """The docs' page on deploying the service."""
+    return (ROOT / "docs" / "guide" / "deploying.md").read_text()
 
 
-def test_the_readme_says_how_to_deploy_and_that_the_image_is_untested_here(docker: list[tuple[str, str]]) -> None:
+def test_the_docs_say_how_to_deploy_and_that_the_image_is_untested_here(docker: list[tuple[str, str]]) -> None:
     text = deploy_section()
     assert "untested on our machines" in text
     for needed in ("docker build", "docker compose up", "RECSYS_API_KEY", "RECSYS_PII_KEY", SETUP):
@@ -235,4 +231,4 @@ def test_the_readme_says_how_to_deploy_and_that_the_image_is_untested_here(docke
     for line in runs:
         words = shlex.split(line)
         overrides = words[words.index("recsys-serve") + 1 :]
-        compose("serve", overrides)  # what the README runs is a valid serve config
+        compose("serve", overrides)  # what the page runs is a valid serve config

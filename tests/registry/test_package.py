@@ -1,6 +1,6 @@
 """Model packages (`recsys export`): every model in conf/model/ comes back from its
 package with the same recommendations as from its run; a package is read only
-whole and as exported; its tables hold what the README says, from the run's data
+whole and as exported; its tables hold what docs/guide/export.md says, from the run's data
 as of its cutoff, with pseudonyms only."""
 
 from __future__ import annotations
