@@ -161,7 +161,9 @@ def test_the_example_is_a_real_invocation(path: tuple[str, ...]) -> None:
     assert words[0] == "recsys"
     command, args, names = ROOT, words[1:], list[str]()
     while hasattr(command, "commands"):
-        name = args.pop(0) if args and args[0] in command.commands else DEFAULT_SUBCOMMAND[names[-1]]
+        default = DEFAULT_SUBCOMMAND.get(names[-1] if names else "")
+        assert (args and args[0] in command.commands) or default, f"`recsys {' '.join(names)}` needs a subcommand"
+        name = args.pop(0) if args and args[0] in command.commands else str(default)
         command, names = command.commands[name], [*names, name]
     assert tuple(names[: len(path)]) == path, (
         f"the example of `recsys {' '.join(path)}` runs `recsys {' '.join(names)}`"
