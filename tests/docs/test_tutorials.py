@@ -28,6 +28,7 @@ import json
 import os
 import re
 import signal
+import uuid
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -232,3 +233,21 @@ def test_movielens(tmp_path: Path) -> None:
     assert str(als.resolve()).rstrip("/") in json.dumps(comparison)
     explained = only("runs/twostageranker/*/explain/test/explain.json", tmp_path)
     assert json.loads(explained.read_text())
+
+
+def test_sweep_postgres(tmp_path: Path, postgres_url: str) -> None:
+    import optuna
+
+    study = f"tutorial-{uuid.uuid4().hex[:8]}"
+    env = {"STUDY_DB": postgres_url, "STUDY": study, "TRAINER": "default", "TRIALS": "4", "EPOCHS": "2"}
+    try:
+        run_page("sweep-postgres.md", tmp_path, env)
+        trials = optuna.load_study(study_name=study, storage=postgres_url).get_trials()
+        assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+        assert len({t.user_attrs.get("pid") for t in trials}) == 2  # both workers trained
+    finally:
+        optuna.delete_study(study_name=study, storage=postgres_url)
+    best = json.loads((tmp_path / "runs" / "sweeps" / study / "best.json").read_text())
+    assert best["storage"] == postgres_url and best["best"]["number"] in range(4)
+    assert "test/ndcg@10" in best["refit"]["metrics"]
+    assert "model=sasrec" in (tmp_path / "runs" / "sweeps" / study / "best_overrides.txt").read_text().split()
