@@ -28,9 +28,9 @@ import json
 import os
 import re
 import signal
-import uuid
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
