@@ -56,6 +56,65 @@ def used_overrides(name: str, overrides: list[str], config_dir: Path | str | Non
         raise ConfigError(f"config '{name}': {str(exc).strip().splitlines()[0]}") from exc
 
 
+def refuse_unshared(command: str, overrides: list[str], config_dir: Path | str | None = None) -> None:
+    """Refuse, as one line naming it, an override whose root key is not one of the
+    chain's shared keys (conf/chain.yaml): for a command that takes those only
+    (`recsys recommend`, `recsys registry list`, ...). Nothing is composed."""
+    from hydra.errors import HydraException
+
+    from recsys_cli.errors import ConfigError
+
+    if not overrides:
+        return
+    conf_dir = Path(config_dir or DEFAULT_CONF_DIR).resolve()
+    shared = _roots(conf_dir, CHAIN)
+    try:
+        parsed = _parsed(overrides)
+    except HydraException as exc:
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        raise ConfigError(f"recsys {command}: " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
+    for override in parsed:
+        if _root(override.key_or_group) not in shared:
+            offer = f"only the chain's shared keys ({', '.join(sorted(shared))})" if shared else "no overrides"
+            raise ConfigError(
+                f"recsys {command}: '{override.key_or_group}' is not a key this command takes; it takes {offer}"
+            )
+
+
+def compose_shared(
+    command: str, overrides: list[str] | None = None, config_dir: Path | str | None = None
+) -> DictConfig:
+    """The chain (conf/chain.yaml) composed with `overrides`, for a command without a
+    config of its own: a key that is not shared is refused (`refuse_unshared`), and
+    the rest fail as `compose` fails an unused shared key (an unknown group option,
+    a misspelt key, a value outside its schema), as one `ConfigError` line."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from recsys_cli.errors import ConfigError
+
+    conf_dir = Path(config_dir or DEFAULT_CONF_DIR).resolve()
+    given = list(overrides or [])
+    refuse_unshared(command, given, conf_dir)
+    if not (conf_dir / f"{CHAIN}.yaml").is_file():  # a folder without a chain shares nothing
+        return OmegaConf.create({})
+    try:
+        return _composed(CHAIN, given, conf_dir)
+    except (HydraException, OmegaConfBaseException) as exc:
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        raise ConfigError(f"recsys {command}: " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
+    except ConfigError as exc:  # the schema's line, which names the chain
+        raise ConfigError(f"recsys {command}: {str(exc).removeprefix(f'config {CHAIN!r}: ')}") from exc
+
+
+def _parsed(overrides: list[str]) -> list[Any]:
+    """Hydra's own reading of override strings (`a=b=c`, `+k`, `~k`, `g@pkg`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return list(OverridesParser.create().parse_overrides(overrides))
+
+
 def _composed(name: str, overrides: list[str], conf_dir: Path) -> DictConfig:
     """Hydra's composition of `name`, validated against its schema."""
     from hydra import compose as hydra_compose

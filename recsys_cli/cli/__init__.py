@@ -40,9 +40,9 @@ app = Typer(
     help=(
         "Recommendations from a shop's own event logs: a validated lake, time splits, point-in-time "
         "features, training, evaluation, a model registry and an HTTP service, one command per step.\n\n"
-        "The commands that take config overrides (key=value or group=option) all accept the chain's "
-        "shared keys (paths.data_dir, data, split, target, runs_dir), so one override string serves "
-        "the whole chain.\n\n"
+        "Every command takes config overrides (key=value or group=option) and accepts the chain's "
+        "shared keys among them (paths.data_dir, data, split, target, runs_dir, ...: conf/chain.yaml), "
+        "so one override string serves the whole chain: a command uses those it can and checks the rest.\n\n"
         "Example: recsys train model=ease seed=1"
     ),
     no_args_is_help=True,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, chain_config, seed_of, split_overrides
 from recsys_cli.console import esc
 
 if TYPE_CHECKING:
@@ -26,8 +27,14 @@ def _open_unit(value: float) -> float:
 
 @friendly_errors
 def compare(
-    runs: Annotated[
-        list[Path], typer.Argument(metavar="RUN...", help="Run folders of one window; the first is the control.")
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN|OVERRIDE",
+            help="Run folders of one window, the first the control; then any of the chain's shared keys "
+            "(conf/chain.yaml), e.g. seed=7.",
+            show_default=False,
+        ),
     ],
     metric: Annotated[str, typer.Option("--metric", help="Per-user metric column, e.g. recall@20.")] = "ndcg@10",
     resamples: Annotated[int, typer.Option("--resamples", min=1, max=1_000_000, help="Bootstrap resamples.")] = 10_000,
@@ -40,10 +47,13 @@ def compare(
     all_pairs: Annotated[
         bool, typer.Option("--all-pairs", help="Compare every pair, not each run vs the first.")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Bootstrap seed.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Bootstrap seed [seed= of the overrides, else 0].")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Output JSON [<runs root>/comparisons/<timestamp>.json].")
     ] = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Paired significance tests between runs of one window, on the users all of them scored.
 
@@ -51,13 +61,22 @@ def compare(
     Wilcoxon signed-rank p, with Holm's correction over all comparisons. Rankers that
     differ by model.ablate also get an Ablations table (docs/ablations.md).
 
+    The chain's shared overrides are checked; of them only seed= is used, as the
+    bootstrap seed when --seed is not given.
+
     Example: recsys compare runs/popularity/20260301T090000000000Z
     runs/ease/20260301T091500000000Z --metric recall@20
     """
     from recsys_cli.console import console, rows_table
     from recsys_cli.tasks import compare as task
 
-    result = task.run(runs, metric, resamples, seed, alpha, all_pairs, out)
+    names, overrides = split_overrides(args)
+    if not names:
+        raise typer.BadParameter("give at least one run folder", param_hint="RUN...")
+    runs = [Path(name) for name in names]
+    chain = chain_config("compare", overrides, config_dir)
+    bootstrap_seed = seed_of(chain, overrides, 0) if seed is None else seed
+    result = task.run(runs, metric, resamples, bootstrap_seed, alpha, all_pairs, out)
     console.print(_users_line(result), highlight=False)
     title = f"{metric} on {result['shared_users']:,} shared users ({result['window'].get('part')})"
     header, rows = _pairs_rows(result) if all_pairs else _control_rows(result)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, SharedOverrides, chain_config, seed_of
 from recsys_cli.console import esc
 
 
@@ -18,9 +19,16 @@ def explain(
     out: Annotated[Path | None, typer.Option("--out", help="Output folder [RUN/explain/<part>].")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Features drawn, tabled and kept per prediction.")] = 8,
     users: Annotated[int, typer.Option("--users", min=1, help="Window users sampled for candidate pairs.")] = 500,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the user sample, shuffles and curves.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", min=0, help="Seed of the user sample, shuffles and curves [seed= of the overrides, else 0]."
+        ),
+    ] = None,
     part: Annotated[str | None, typer.Option("--part", help="Window: val or test [the run's own].")] = None,
     k: Annotated[int, typer.Option("--k", min=1, help="Each user's top-k predictions broken down.")] = 10,
+    overrides: SharedOverrides = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Why a two-stage ranker ranks as it does, on labelled candidate pairs of its window.
 
@@ -32,13 +40,18 @@ def explain(
     Writes RUN/explain/<part>/: explain.json, report.html, contributions.parquet
     (each sampled user's top-k predictions broken down by feature), plots/.
 
+    The chain's shared overrides are checked; of them only seed= is used, when --seed
+    is not given. The run's own config says where its data is.
+
     Example: recsys explain runs/twostageranker/20260301T090000000000Z --top 12
     """
     from recsys_cli.console import console, rich_progress
     from recsys_cli.evaluation.explain import Settings
     from recsys_cli.tasks import explain as task
 
-    options = task.Options(part=part, out_dir=out, users=users, settings=Settings(top=top, k=k, seed=seed))
+    chain = chain_config("explain", overrides, config_dir)
+    settings = Settings(top=top, k=k, seed=seed_of(chain, overrides, 0) if seed is None else seed)
+    options = task.Options(part=part, out_dir=out, users=users, settings=settings)
     with rich_progress() as reporter:
         result = task.run(run, options, reporter=reporter)
     for table in _tables(result.summary, top):

@@ -1,5 +1,6 @@
 """`recsys registry`: versions and aliases of exported model packages, on a local
-folder or an S3 bucket (conf/registry/: `registry.uri`, or --uri)."""
+folder or an S3 bucket (conf/registry/: `registry.uri`, in the overrides or the
+config, or --uri)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 
 from recsys_cli.cli._errors import friendly_errors
 from recsys_cli.cli._help import Typer
-from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, shift_override
 
 if TYPE_CHECKING:
     from recsys_cli.registry.store import Registry
@@ -18,11 +19,25 @@ if TYPE_CHECKING:
 app = Typer(
     no_args_is_help=True,
     help="Versions and aliases of exported model packages: list, show, push, promote, rollback, delete, gc.\n\n"
+    "The registry is registry.uri of the overrides (the chain's shared keys, conf/chain.yaml) or of "
+    "conf/registry/, unless --uri names one.\n\n"
     "Example: recsys registry list",
 )
 
 Uri = Annotated[
-    str | None, typer.Option("--uri", help="Registry: a folder or s3://bucket/prefix [registry.uri of conf/registry/].")
+    str | None,
+    typer.Option(
+        "--uri",
+        help="Registry: a folder or s3://bucket/prefix [registry.uri of the overrides, else of conf/registry/].",
+    ),
+]
+Shared = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="The chain's shared keys only (conf/chain.yaml), e.g. registry.uri=/srv/registry: registry= and "
+        "registry.* pick the registry (unless --uri is given), the others are checked and ignored.",
+        show_default=False,
+    ),
 ]
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Model name.", show_default=False)]
 Version = Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number.", show_default=False)]
@@ -41,6 +56,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 def list_(
     name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="List this model's versions.")] = None,
     as_json: AsJson = False,
+    overrides: Shared = None,
     uri: Uri = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
@@ -54,7 +70,8 @@ def list_(
     from recsys_cli.console import console, rows_table
     from recsys_cli.tasks import registry as task
 
-    registry = _open(uri, config_dir)[0]
+    name, shared = shift_override(name, overrides)
+    registry = _open("registry list", shared, uri, config_dir)[0]
     if name is None:
         rows = task.models(registry)
         if as_json:
@@ -82,6 +99,7 @@ def show(
     ref: Annotated[
         str | None, typer.Argument(metavar="[VERSION|ALIAS]", help="A version number, an alias or latest.")
     ] = None,
+    overrides: Shared = None,
     uri: Uri = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
@@ -95,7 +113,8 @@ def show(
     """
     from recsys_cli.tasks import registry as task
 
-    _json(task.show(_open(uri, config_dir)[0], name, ref))
+    ref, shared = shift_override(ref, overrides)
+    _json(task.show(_open("registry show", shared, uri, config_dir)[0], name, ref))
 
 
 @app.command("push")
@@ -103,6 +122,7 @@ def show(
 def push(
     package: Annotated[Path, typer.Argument(metavar="PACKAGE_DIR", help="Package folder written by `recsys export`.")],
     name: Annotated[str | None, typer.Option("--name", help="Model name [the package's own].")] = None,
+    overrides: Shared = None,
     uri: Uri = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
@@ -115,7 +135,7 @@ def push(
     """
     from recsys_cli.console import console
 
-    registry = _open(uri, config_dir)[0]
+    registry = _open("registry push", overrides, uri, config_dir)[0]
     record = registry.push(package, name)
     console.print(f"[green]pushed:[/] {record['name']} version {record['version']} to {registry.uri}", highlight=False)
 
@@ -123,7 +143,12 @@ def push(
 @app.command("promote")
 @friendly_errors
 def promote(
-    name: Name, version: Ref, alias: Alias, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR
+    name: Name,
+    version: Ref,
+    alias: Alias,
+    overrides: Shared = None,
+    uri: Uri = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Point an alias at a version (one atomic change; the alias keeps its history).
 
@@ -131,7 +156,7 @@ def promote(
     """
     from recsys_cli.console import console
 
-    registry = _open(uri, config_dir)[0]
+    registry = _open("registry promote", overrides, uri, config_dir)[0]
     version = str(registry.version_of(name, version))
     record = registry.promote(name, int(version), alias)
     console.print(f"[green]promoted:[/] {name} {alias} -> version {version}{_was(record)}", highlight=False)
@@ -139,28 +164,32 @@ def promote(
 
 @app.command("rollback")
 @friendly_errors
-def rollback(name: Name, alias: Alias, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+def rollback(
+    name: Name, alias: Alias, overrides: Shared = None, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR
+) -> None:
     """Point an alias back at the version it pointed at before (one atomic change).
 
     Example: recsys registry rollback synth-ease --alias production
     """
     from recsys_cli.console import console
 
-    record = _open(uri, config_dir)[0].rollback(name, alias)
+    record = _open("registry rollback", overrides, uri, config_dir)[0].rollback(name, alias)
     line = f"[green]rolled back:[/] {name} {alias} -> version {record['version']}{_was(record)}"
     console.print(line, highlight=False)
 
 
 @app.command("delete")
 @friendly_errors
-def delete(name: Name, version: Version, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+def delete(
+    name: Name, version: Version, overrides: Shared = None, uri: Uri = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR
+) -> None:
     """Delete a version; refused while an alias points at it. Its number is not reused.
 
     Example: recsys registry delete synth-ease 3
     """
     from recsys_cli.console import console
 
-    _open(uri, config_dir)[0].delete(name, version)
+    _open("registry delete", overrides, uri, config_dir)[0].delete(name, version)
     console.print(f"[green]deleted:[/] {name} version {version}", highlight=False)
 
 
@@ -174,6 +203,7 @@ def gc(
         float,
         typer.Option("--abandoned-after", min=0, help="Hours after which an unfinished push's files are removed."),
     ] = 24.0,
+    overrides: Shared = None,
     uri: Uri = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
@@ -187,7 +217,7 @@ def gc(
     from recsys_cli.console import console
     from recsys_cli.tasks import registry as task
 
-    done = task.gc(_open(uri, config_dir)[0], name, keep, dry_run, abandoned_after)
+    done = task.gc(_open("registry gc", overrides, uri, config_dir)[0], name, keep, dry_run, abandoned_after)
     verb = "would delete" if dry_run else "deleted"
     line = f"{name}: {verb} {_numbers(done.deleted)}; kept {_numbers(done.kept)} and, aliased, {_numbers(done.aliased)}"
     if done.abandoned:
@@ -198,15 +228,18 @@ def gc(
 # --------------------------------------------------------------------------- helpers
 
 
-def _open(uri: str | None, config_dir: Path) -> tuple[Registry, Any]:
-    """The registry of conf/registry/ (--uri replacing `registry.uri`, checked by its schema)."""
+def _open(command: str, overrides: list[str] | None, uri: str | None, config_dir: Path) -> tuple[Registry, Any]:
+    """The registry of conf/registry/ with the chain's shared overrides (any other key
+    refused; those of `registry` applied, the rest checked against the chain), --uri
+    replacing `registry.uri` (checked by its schema)."""
     from omegaconf import OmegaConf
 
-    from recsys_cli.config import compose
+    from recsys_cli.config import compose, refuse_unshared
     from recsys_cli.schemas import validate
     from recsys_cli.tasks import registry as task
 
-    cfg = compose("registry", [], config_dir)
+    refuse_unshared(command, list(overrides or []), config_dir)
+    cfg = compose("registry", list(overrides or []), config_dir)
     if uri is not None:
         OmegaConf.update(cfg, "registry.uri", uri)
         validate("registry", cfg)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
-from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, SharedOverrides, chain_config
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -28,6 +28,7 @@ def reproduce(
         typer.Option("--workdir", help="Folder for the chain's data and runs (default: runs/reproduce/<experiment>)."),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Result JSON (default: <workdir>/result.json).")] = None,
+    overrides: SharedOverrides = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Rerun an experiment's whole chain and compare its metrics with the expected ones.
@@ -37,12 +38,16 @@ def reproduce(
     each tolerance, writes the verdict as JSON, and exits 1 when any metric falls
     outside its tolerance or was not produced.
 
+    The chain's shared overrides are checked and otherwise ignored: the experiment
+    file names its data, split, target and model, and the work stays in its folder.
+
     Example: recsys reproduce experiments/synth_small.yaml
     """
     from recsys_cli.console import console, rich_progress
     from recsys_cli.experiments import load_experiment
     from recsys_cli.tasks import reproduce as task
 
+    chain_config("reproduce", overrides, config_dir)
     spec = load_experiment(experiment)  # a malformed file fails here, before any work
     folder = workdir if workdir is not None else Path("runs") / "reproduce" / spec.name
     chain = task.Chain(spec, folder, config_dir)  # so does a preset that does not fit the file

@@ -14,7 +14,7 @@ import typer
 
 from recsys_cli.cli._errors import friendly_errors
 from recsys_cli.cli._help import HelpGroup, Typer
-from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, SharedOverrides, chain_config
 
 _STYLE = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "magenta", "running": "cyan"}
 _NOTE_CHARS = 70
@@ -117,15 +117,20 @@ def show(
         str | None, typer.Option("--storage", help="Storage URL or journal:PATH, for a study stored elsewhere.")
     ] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="Only the N best completed trials (0: every trial).")] = 0,
+    overrides: SharedOverrides = None,
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Print a study, finished or still running: every trial and the best so far.
+
+    The chain's shared overrides are checked and otherwise ignored: a study is found
+    by its folder under sweeps_dir (conf/sweep.yaml), or --storage.
 
     Example: recsys sweep show synth-sasrec --top 5
     """
     from recsys_cli.console import console
     from recsys_cli.tasks import sweep as task
 
+    chain_config("sweep show", overrides, config_dir)
     view = task.show(study, storage, config_dir)
     rows = view.records
     if top:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from recsys_cli.cli._errors import friendly_errors
-from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, help_choices
+from recsys_cli.cli._options import DEFAULT_CONFIG_DIR, ConfigDir, Overrides, SharedOverrides, help_choices
 
 
 @help_choices("model")
@@ -82,6 +82,8 @@ def recommend(
             help="Also recommend the items the run's target counts as already seen (its seen_events).",
         ),
     ] = False,
+    overrides: SharedOverrides = None,
+    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
     """Write top-K recommendations of a run as Parquet (user_id, item_id, rank, score).
 
@@ -90,11 +92,17 @@ def recommend(
     the lake's pseudonyms; the output keeps them as given, so raw ids need an --out
     file outside the run folder. Users the model does not know are counted.
 
+    The chain's shared overrides are checked and otherwise ignored: the run's own
+    config says where its data is.
+
     Example: recsys recommend runs/ease/20260301T090000000000Z --k 20 --users users.csv --out top20.parquet
     """
+    from recsys_cli.config import compose_shared
     from recsys_cli.console import console, rich_progress
     from recsys_cli.tasks import recommend as task
 
+    if overrides:
+        compose_shared("recommend", overrides, config_dir)
     with rich_progress() as reporter:
         path, n_users, unknown = task.run(run, k, users, out, exclude_seen=not include_seen, reporter=reporter)
     if users is not None:
