@@ -64,6 +64,18 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def spark_available() -> None:
+    """pyspark and Java 17+, which `engine=spark` needs."""
+    from recsys_cli.errors import ConfigError
+    from recsys_cli.spark.session import require_spark
+
+    try:
+        require_spark()
+    except ConfigError as exc:
+        missing_service(str(exc))
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> str:
     url = os.environ.get("RECSYS_TEST_POSTGRES_URL")
     if not url:

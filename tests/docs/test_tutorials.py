@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.conftest import write_movielens_sample
+from tests.s3 import new_bucket
 
 REPO = Path(__file__).resolve().parents[2]
 TUTORIALS = REPO / "docs" / "tutorials"
@@ -251,3 +252,22 @@ def test_sweep_postgres(tmp_path: Path, postgres_url: str) -> None:
     assert best["storage"] == postgres_url and best["best"]["number"] in range(4)
     assert "test/ndcg@10" in best["refit"]["metrics"]
     assert "model=sasrec" in (tmp_path / "runs" / "sweeps" / study / "best_overrides.txt").read_text().split()
+
+
+@pytest.mark.usefixtures("spark_available")
+def test_scale_out(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    bucket = new_bucket(s3_endpoint, monkeypatch, "tutorial")  # moto's dummy AWS_* credentials go in the environment
+    monkeypatch.delenv("SPARK_HOME", raising=False)  # the pip-installed pyspark's own jars
+    run_page("scale-out.md", tmp_path, {"S3_ENDPOINT": s3_endpoint, "BUCKET": bucket, "GPUS": "2", "EPOCHS": "2"})
+    pages = boto3.client("s3", endpoint_url=s3_endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    keys = {o["Key"] for page in pages for o in page.get("Contents", [])}
+    for folder in ("recsys/lake/synth", "recsys/splits/synth", "recsys/features/synth", "registry/shop-sasrec"):
+        assert any(k.startswith(folder) for k in keys), f"nothing under s3://{bucket}/{folder}"
+    lake = json.loads(next(tmp_path.glob(".cache/recsys/data/s3/*/recsys/lake/synth/manifest.json")).read_text())
+    assert lake["config"]["engine"]["name"] == "spark"
+    run = only("runs/sasrec/*/", tmp_path)
+    config = (run / "config.yaml").read_text()
+    assert "strategy: ddp" in config and "devices: 2" in config
+    assert "registry/shop-sasrec/aliases/production.json" in keys
