@@ -16,6 +16,9 @@ app = Typer(
 def list_(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
     """Every data source config in conf/data/, whether its raw files are present, and its lake.
 
+    The string's data= and data.* overrides describe one source, the one it names
+    (data=, else synth): they change that source's row only.
+
     Example: recsys datasets list paths.data_dir=/srv/shop
     """
     from pathlib import Path
@@ -27,9 +30,12 @@ def list_(overrides: Overrides = None, config_dir: ConfigDir = DEFAULT_CONFIG_DI
     sources = sorted((Path(config_dir) / "data").glob("*.yaml"))
     if not sources:
         raise ConfigError(f"{Path(config_dir) / 'data'}: no data source configs; is --config-dir a conf folder?")
+    given = list(overrides or [])
+    chosen = str(compose("ingest", given, config_dir).data.name)  # the whole string checked once
+    rest = [o for o in given if o.lstrip("+~").split("=")[0].split(".")[0] != "data"]
     rows = []
     for path in sources:
-        cfg = compose("ingest", [f"data={path.stem}", *(overrides or [])], config_dir)
+        cfg = compose("ingest", [f"data={path.stem}", *(given if path.stem == chosen else rest)], config_dir)
         raw = Path(cfg.data.path)
         lake = Path(cfg.lake_dir)
         rows.append((path.stem, cfg.data.get("description", ""), _state(raw), _lake_state(lake)))

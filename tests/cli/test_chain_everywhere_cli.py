@@ -232,3 +232,10 @@ def test_seed_of_the_string_is_the_bootstrap_seed_unless_given(chain: Chain) -> 
     assert seed_of("seed=7") == 7
     assert seed_of("seed=7", "--seed", "3") == 3
     assert seed_of() == 0
+
+
+def test_datasets_list_gives_the_string_s_source_keys_to_that_source_only(chain: Chain) -> None:
+    rows = {line.split()[1]: line for line in ok(["datasets", "list", *chain.args]).splitlines() if "│ " in line}
+    assert f"present ({chain.root / 'data' / 'raw' / 'synth'})" in rows["synth"]
+    assert f"missing ({chain.root / 'data' / 'raw' / 'synth_drift'})" in rows["synth_drift"]
+    assert "present" not in rows["generic"]
