@@ -209,9 +209,9 @@ def main() -> None:
         "indexes": {kind: measure(kind, vectors, queries, cfg, args.threads) for kind in ("exact", "hnsw", "ivf")},
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    from rich.console import Console
+    from recsys_cli.console import make_console
 
-    Console(width=150).print(table(results))
+    make_console().print(table(results))
     print(f"wrote {args.out / 'results.json'}")
 
 

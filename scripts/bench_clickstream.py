@@ -310,11 +310,9 @@ def main() -> None:
 
 
 def print_tables(summary: dict[str, Any], failed: dict[str, str]) -> None:
-    from rich.console import Console
+    from recsys_cli.console import make_console, rows_table
 
-    from recsys_cli.console import rows_table
-
-    console = Console(width=160)
+    console = make_console()
     header = ("model", "val NDCG@10", "test NDCG@10", "x popularity", "x ALS", "fit s", "CPU s", "peak MiB")
     for key, models in summary.items():
         rows = [

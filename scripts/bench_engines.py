@@ -963,10 +963,10 @@ def _one_line(m: Json) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
+    from recsys_cli.console import make_console
 
     args = parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = make_console()
     args.workdir = args.workdir.resolve()
     out_path = args.workdir / "results.json"
     results = load_results(out_path)

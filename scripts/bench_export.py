@@ -256,8 +256,9 @@ def measure(case: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]
 
 
 def print_table(results: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from recsys_cli.console import make_console
 
     table = Table(title="recsys export: time, size, load (median of 3 new processes)")
     columns = ("case", "model", "items / users", "export wall / CPU s", "peak MiB", "package MB", "largest part")
@@ -278,7 +279,7 @@ def print_table(results: dict[str, Any]) -> None:
             f"{median['verify_s']:.3f}",
             f"{median['warm_s']:.3f}",
         )
-    console = Console(width=180)
+    console = make_console()
     console.print(table)
     ann = Table(title="ANN per embedding model (conf/ann; recall@k against exact search, one query at a time)")
     for column in ("case", "index", "kind", "params", "items x dim", "recall@k", "queries", "ANN ms", "exact ms"):

@@ -55,13 +55,14 @@ def main() -> int:
     if args.child:
         child(args.child[0], args.child[1:])
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from recsys_cli.console import make_console
 
     overrides = [f"paths.data_dir={args.data_dir.resolve()}", f"split={args.split}"]
     lake = json.loads((args.data_dir / "lake" / "synth" / "manifest.json").read_text())
     runs: dict[str, list[dict[str, float]]] = {s: [] for s in STEPS}
-    console = Console()
+    console = make_console()
     for r in range(args.repeats):
         for step in STEPS:
             runs[step].append(measure(step, overrides))

@@ -547,9 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child_main(json.loads(args.child))
         return 0
-    from rich.console import Console
+    from recsys_cli.console import make_console
 
-    console = Console(width=None if sys.stdout.isatty() else 160)  # log files get the full table
+    console = make_console()  # log files get the full table
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     out_path = (args.out or workdir / "results.json").resolve()

@@ -5,7 +5,6 @@ which imports them from here."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -397,12 +396,9 @@ def comparison_lines(protocol: Mapping[str, Any]) -> list[str]:
 
 
 def print_tables(results: Mapping[str, Any]) -> None:
-    from rich.console import Console
+    from recsys_cli.console import make_console, rows_table
 
-    from recsys_cli.console import rows_table
-
-    # Wide enough for every column when the output goes to a file or a pipe.
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = make_console()
     for protocol in results["protocols"].values():
         console.print(rows_table(f"{protocol['title']}: test window ({protocol['note']})", *model_rows(protocol)))
         for name in ours_judged(protocol):

@@ -78,8 +78,9 @@ def measure(size: int, root: Path, train: Sequence[str], results: dict[str, Any]
 
 
 def print_table(results: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from recsys_cli.console import make_console
 
     table = Table(title="Two-stage ranker cost (per stage: wall s / CPU s / peak RSS MiB)")
     table.add_column("events", justify="right")
@@ -93,7 +94,7 @@ def print_table(results: dict[str, Any]) -> None:
             cells.append(f"{s['wall_s']:.0f} / {s['cpu_s']:.0f} / {s['peak_rss_mib']:.0f}" if s else "-")
         ndcg = entry.get("metrics", {}).get("val/ndcg@10")
         table.add_row(f"{int(size):,}", *cells, f"{ndcg:.4f}" if ndcg is not None else "-")
-    Console().print(table)
+    make_console().print(table)  # whole in a log file too
 
 
 def main() -> None:

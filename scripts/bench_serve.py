@@ -460,12 +460,11 @@ def rows(cases: dict[str, Any]) -> Iterator[list[str]]:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=150)
+    from recsys_cli.console import make_console
+
+    console = make_console()
     headers = ["case", "offered /s", "achieved /s", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU ms/req"]
     headers.append("client lag p99 ms")
     table = Table(title=f"{result['package']['name']} v{result['package']['version']}: recsys serve vs bare faiss")

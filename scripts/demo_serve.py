@@ -27,6 +27,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from recsys_cli.console import make_console
+
 LISTENING = re.compile(r"on (http://[\w.\[\]:-]+)")
 
 
@@ -40,7 +42,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for recsys serve")
     args = parser.parse_args()
-    console = Console()
+    console = make_console()
     user = light_shopper(args.events, args.user_column, args.time_column)
     key = os.environ.get("RECSYS_API_KEY") or secrets.token_hex(16)
     env = {**os.environ, "RECSYS_API_KEY": key}

@@ -470,7 +470,6 @@ def report(target: Target, rate: float, duration: float, start: float, runner: R
 def progress_bar(enabled: bool) -> Any:
     if not enabled:
         return None
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -480,7 +479,9 @@ def progress_bar(enabled: bool) -> Any:
         TimeElapsedColumn(),
         TextColumn("ok {task.fields[ok]}  errors {task.fields[errors]}"),
     )
-    return Progress(*columns, console=Console(stderr=True), transient=True)
+    from recsys_cli.console import make_console
+
+    return Progress(*columns, console=make_console(stderr=True), transient=True)
 
 
 def run_load(target: Target, specs: list[Spec], rate: float, duration: float, options: argparse.Namespace) -> dict:
