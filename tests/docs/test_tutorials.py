@@ -14,8 +14,14 @@ Where the test cannot run what a reader runs, the page says so in its source:
   minutes on the real data (each is run by another test, named in the reason).
 - A shell variable with a default the reader keeps or sets,
   `VAR=${VAR:-default}`: the test sets VAR in the page's environment (the
-  PostgreSQL URL, the S3 endpoint, a smaller model or data scope). Each page's
-  variables are listed in `ENV` below.
+  PostgreSQL URL, the S3 endpoint, a smaller model or data scope). What each
+  test sets: movielens.md FOLDS=1 (the newest rolling-origin window only);
+  sweep-postgres.md STUDY_DB (CI's PostgreSQL), a unique STUDY, TRAINER=default
+  (the CPU), TRIALS=4, EPOCHS=2; scale-out.md S3_ENDPOINT (CI's moto server), a
+  fresh BUCKET with moto's dummy AWS_* credentials, GPUS=2 (two gloo processes
+  on the CPU), EPOCHS=2. own-data.md and monitor-retrain.md set nothing.
+- movielens.md's skipped download is replaced by a small sample in MovieLens's
+  format, written where the download puts it (tests/docs/conftest.py).
 
 A page that needs a service (PostgreSQL, S3, Spark) skips when it is missing,
 except under CI ($RECSYS_CI, set by .ci/run, which starts them), where a missing
@@ -212,6 +218,7 @@ def test_own_data(tmp_path: Path) -> None:
 def test_monitor_retrain(tmp_path: Path) -> None:
     output = run_page("monitor-retrain.md", tmp_path)
     assert re.findall(r"recsys monitor exited with (\d+)", output)[0] == "3"  # the shock is flagged
+    assert "already retrained" in output  # the second retrain on the same lake does nothing
     before = json.loads((tmp_path / "version-before.json").read_text())
     after = json.loads((tmp_path / "version-after.json").read_text())
     assert (before["package"], before["version"], after["version"]) == ("shop-als", 1, 2)
