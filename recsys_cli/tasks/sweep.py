@@ -33,7 +33,7 @@ from recsys_cli.sweep.study import TrialRecord, best_trials, load_study, open_st
 
 PLAN_JSON = "plan.json"
 SWEEP_KEYS = ("sweep", "sweeps_dir")  # overrides of the sweep itself; all others reach every trial
-SET_BY_SWEEP = ("part", "runs_dir")
+SET_BY_SWEEP = ("part",)
 DIRECTIONS = ("maximize", "minimize")
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -89,7 +89,11 @@ def prepare(
     # What `recsys train` uses: the chain's shared keys train lacks (engine=, pii=,
     # registry...) would otherwise land in the best trial's experiment preset,
     # which train then refuses.
-    train_overrides = used_overrides("train", [o for o in overrides if _key(o) not in SWEEP_KEYS], config_dir)
+    # runs_dir too: a chain key the sweep decides itself (its trials run under its study
+    # folder), so the chain's shared string leaves it out here as other commands do.
+    train_overrides = used_overrides(
+        "train", [o for o in overrides if _key(o) not in (*SWEEP_KEYS, "runs_dir")], config_dir
+    )
     if str(cfg.trainer.get("strategy", "auto")).startswith("ddp"):
         # Lightning starts the command again for every extra rank: each would run the sweep.
         raise ConfigError(

@@ -59,8 +59,16 @@ def test_only_a_study_of_the_reported_metric_is_pruned(objective: list[str], pru
 
 def test_trials_get_only_the_chain_keys_train_uses(tmp_path: Path) -> None:
     """The chain's shared override string may name keys `recsys train` has no use for
-    (engine=, pii=); they stay out of the trials' overrides, so the best trial's
+    (engine=, pii=) or decides itself (runs_dir); they stay out of the trials' overrides, so the best trial's
     experiment preset is one `recsys train experiment=...` accepts."""
-    chain = ["engine=polars", "pii=development", "seed=3", "model=bpr_mf", "sweep=tiny", f"sweeps_dir={tmp_path}"]
+    chain = [
+        "engine=polars",
+        "pii=development",
+        "runs_dir=elsewhere",  # the sweep places its trials' runs itself
+        "seed=3",
+        "model=bpr_mf",
+        "sweep=tiny",
+        f"sweeps_dir={tmp_path}",
+    ]
     plan = prepare(chain, DEFAULT_CONF_DIR)
     assert plan.overrides == ["seed=3", "model=bpr_mf"]
