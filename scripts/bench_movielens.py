@@ -23,8 +23,9 @@ bars (--bars) judge a headline model per protocol over its seeds against the bes
 baseline, with a paired bootstrap per seed.
 
 Each finished fit is cached under (protocol, fold, model, grid point, part, seed),
-so a rerun resumes where an interrupted one stopped (the cache knows overrides and
-data, not code: after changing a model, use --fresh), and the results JSON is
+so a rerun resumes where an interrupted one stopped (the cache knows overrides, data
+and code: a change to recsys_cli/ or conf/ rebuilds the splits and features and
+refits everything), and the results JSON is
 rewritten after every finished (protocol, model, seed), so an interrupted run
 still leaves every finished seed's figures.
 
@@ -83,6 +84,7 @@ from bench_movielens_results import (  # noqa: E402
 )
 
 # The models issue 20's bars are judged on (their ModelSpecs below hold every override).
+REPO = Path(__file__).resolve().parent.parent
 P2_HEADLINE = "ranker_lgbm_profile"
 P3_HEADLINE = "sasrec_ease_blend"
 # Set to 1 in --jobs workers unless the user set them: N one-thread fits, not N x cores.
@@ -273,8 +275,9 @@ BARS: dict[str, Bar] = {
 class Cache:
     """Finished fits by (protocol, fold, model, grid point, part, seed), in one JSON file.
 
-    An entry is reused only when its overrides and the feature set it was trained on
-    (the sha256 of the features manifest) are the same and its run folder remains.
+    An entry is reused only when its overrides and the feature set and code it was
+    trained with (`prepare`'s digest of the features manifest and the code) are the
+    same and its run folder remains.
     Only the parent process writes it (its --jobs threads under a lock). Two runs of
     the script on one bench folder (one per protocol, say) share it: each write holds
     a file lock, reads what the other wrote and adds its own entries to it."""
@@ -322,17 +325,38 @@ def overrides_for(step: str, root: Path, protocol: Protocol, group: str = "defau
     return [f"paths.data_dir={root}", *DATA, *protocol.split, *extra]
 
 
+def code_digest(repo: Path = REPO) -> str:
+    """sha256 of the code a fit depends on (every file of recsys_cli/*.py and
+    conf/*.yaml, by path and content). Cached fits and built features of other code
+    are not reused: figures first recorded from cached fits of an earlier state of
+    the ranker no longer came out of a fresh checkout. A comment counts too."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted([*repo.glob("recsys_cli/**/*.py"), *repo.glob("conf/**/*.yaml")])
+    for path in files:
+        digest.update(path.relative_to(repo).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def prepare(
     root: Path, raw: Path, protocols: Sequence[Protocol], groups: Sequence[str], fresh: bool, reporter: Reporter
 ) -> dict[str, str]:
     """Ingest once (a no-op when the input is unchanged), then split each protocol
-    and build each features group when missing, stale or --fresh. Returns the sha256
-    of each features manifest by "protocol/group", which keys the cache."""
+    and build each features group when missing, stale, built by other code
+    (`code_digest`, noted in built_by.json) or --fresh. Returns, by
+    "protocol/group", the sha256 of the features manifest and the code together,
+    which keys the cache."""
+    import hashlib
+
     from recsys_cli.config import compose
     from recsys_cli.data.lake import MANIFEST, read_manifest
     from recsys_cli.registry.integrity import sha256_file
     from recsys_cli.tasks import features, ingest, split
 
+    code = code_digest()
+    marker = root / "built_by.json"
+    other_code = not marker.is_file() or json.loads(marker.read_text()).get("code_sha256") != code
     reporter.start("ingesting, splitting, building features", total=1 + len(protocols) * len(groups))
     ingest.run(compose("ingest", [f"paths.data_dir={root}", "data=movielens100k", f"data.path={raw.resolve()}"]))
     reporter.advance()
@@ -342,6 +366,7 @@ def prepare(
         split_dir = Path(split_cfg.split_dir)
         resplit = (
             fresh
+            or other_code
             or not (split_dir / MANIFEST).is_file()
             or read_manifest(split_dir)["lake"]["manifest_sha256"] != sha256_file(Path(split_cfg.lake_dir) / MANIFEST)
         )
@@ -352,8 +377,9 @@ def prepare(
             manifest = Path(cfg.features_dir) / MANIFEST
             if resplit or not manifest.is_file():
                 features.run(cfg)
-            shas[f"{p.key}/{group}"] = sha256_file(manifest)
+            shas[f"{p.key}/{group}"] = hashlib.sha256(f"{sha256_file(manifest)}:{code}".encode()).hexdigest()
             reporter.advance()
+    write_json(marker, {"code_sha256": code})
     return shas
 
 

@@ -391,3 +391,20 @@ def test_two_runs_sharing_a_bench_folder_keep_each_others_fits(bench: ModuleType
     assert json.loads(path.read_text()) == {"p3/a": {"n": 1}, "p2/b": {"n": 2}, "p3/c": {"n": 3}}
     second.put("p3/a", {"n": 4})  # a key this process fitted again is its own
     assert json.loads(path.read_text())["p3/a"] == {"n": 4}
+
+
+def test_the_code_digest_moves_with_any_source_or_config_file(bench: ModuleType, tmp_path: Path) -> None:
+    """Fits cached under other code are not reused: a change to a model's source or
+    to a config (a comment too) gives another digest, a file elsewhere does not."""
+    (tmp_path / "recsys_cli" / "models").mkdir(parents=True)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    source, config = tmp_path / "recsys_cli" / "models" / "m.py", tmp_path / "conf" / "model" / "m.yaml"
+    source.write_text("x = 1\n")
+    config.write_text("l2: 8.0\n")
+    first = bench.code_digest(tmp_path)
+    (tmp_path / "notes.md").write_text("unrelated\n")
+    assert bench.code_digest(tmp_path) == first
+    config.write_text("l2: 8.0  # the penalty\n")
+    second = bench.code_digest(tmp_path)
+    source.write_text("x = 2\n")
+    assert len({first, second, bench.code_digest(tmp_path)}) == 3
