@@ -129,14 +129,3 @@ def page() -> str:
     for path, command in walk(command_tree()):
         lines += section(path, command)
     return "\n".join(lines)
-
-
-def main() -> None:
-    import mkdocs_gen_files
-
-    with mkdocs_gen_files.open(PAGE, "w") as out:
-        out.write(page())
-
-
-if __name__ in {"__main__", "<run_path>"}:
-    main()

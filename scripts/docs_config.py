@@ -240,14 +240,3 @@ def page(conf: Path = CONF) -> str:
     for option in (o for o in everything if not o.group):
         lines += render(option)
     return "\n".join(lines)
-
-
-def main() -> None:
-    import mkdocs_gen_files
-
-    with mkdocs_gen_files.open(PAGE, "w") as out:
-        out.write(page())
-
-
-if __name__ in {"__main__", "<run_path>"}:
-    main()

@@ -117,14 +117,3 @@ def page() -> str:
             "",
         ]
     )
-
-
-def main() -> None:
-    import mkdocs_gen_files
-
-    with mkdocs_gen_files.open(PAGE, "w") as out:
-        out.write(page())
-
-
-if __name__ in {"__main__", "<run_path>"}:
-    main()
