@@ -271,15 +271,13 @@ def _pairs(
     user_numeric = tables.users.numeric[users] if user_numeric is None else user_numeric
     tops, best = {}, {}
     for name, (top, top_scores) in lists.items():
-        tops[name] = np.where(np.isfinite(top_scores), top, 0)  # 0: seen or unknown, never a candidate
-        # The best item's score from the pairs' own scorer, as every pair's: a list's
-        # scores may come from a batch's matrix product, whose last bits depend on the
-        # batch, and a gap of 6e-8 instead of 0 crossed a tree's threshold (a user's
-        # probability 0.16 alone, 0.0006 in a batch).
-        best[name] = np.zeros(users.size)
-        if n:
-            first = np.flatnonzero(np.isfinite(top_scores[:, 0]))
-            best[name][first] = own[name](first, top[first, 0])
+        # Ranks and the best score come from the pairs' own scorer, as every pair's
+        # score does: a list's scores may come from a batch's matrix product, whose
+        # last bits depend on the batch. A gap of 6e-8 instead of 0 once crossed a
+        # tree's threshold (a user's probability 0.16 alone, 0.0006 in a batch), and
+        # near-equal scores swapped places, and log ranks, from one batch to another.
+        tops[name], first_score = _own_order(np.where(np.isfinite(top_scores), top, 0), own[name])
+        best[name] = first_score
     union = np.sort(np.concatenate(list(tops.values()), axis=1), axis=1)
     keep = union > 0
     keep[:, 1:] &= union[:, 1:] != union[:, :-1]
@@ -301,6 +299,29 @@ def _pairs(
         ),
         np.concatenate([items[:, None], tables.items.categorical[items], tables.users.categorical[users[row]]], axis=1),
     )
+
+
+def _own_order(
+    top: np.ndarray, scorer: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's listed items (0 = none) re-ordered by their own scorer's score,
+    highest first, the lower item id first among equals, and each row's best such
+    score (0 for an empty row): the same for a user whatever batch found the list."""
+    first = np.zeros(top.shape[0])
+    r, c = np.nonzero(top > 0)
+    if r.size == 0:
+        return top, first
+    items = top[r, c]
+    scores = np.asarray(scorer(r, items), dtype=np.float32)
+    order = np.lexsort((items, -scores, r))
+    counts = np.bincount(r, minlength=top.shape[0])
+    position = np.arange(r.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    ordered = np.zeros_like(top)
+    ordered[r[order], position] = items[order]
+    starts = np.cumsum(counts) - counts
+    has = counts > 0
+    first[has] = scores[order][starts[has]]
+    return ordered, first
 
 
 def _list_rank(top: np.ndarray, row: np.ndarray, items: np.ndarray, n: int) -> np.ndarray:
