@@ -328,8 +328,8 @@ def overrides_for(step: str, root: Path, protocol: Protocol, group: str = "defau
 def code_digest(repo: Path = REPO) -> str:
     """sha256 of the code a fit depends on (every file of recsys_cli/*.py and
     conf/*.yaml, by path and content). Cached fits and built features of other code
-    are not reused: figures first recorded from cached fits of an earlier state of
-    the ranker no longer came out of a fresh checkout. A comment counts too."""
+    are not reused, so no figure can come from a fit of code that has since
+    changed. A comment counts too."""
     import hashlib
 
     digest = hashlib.sha256()
