@@ -39,8 +39,7 @@ def compose(name: str, overrides: list[str] | None = None, config_dir: Path | st
             _check_chain(name, shared, conf_dir)
         return _composed(name, used, conf_dir)
     except (HydraException, OmegaConfBaseException, YAMLError) as exc:  # YAMLError: a config file that is not YAML
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        raise ConfigError(f"config '{name}': " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
+        raise ConfigError(f"config '{name}': {_one_line(exc)}") from exc
 
 
 def used_overrides(name: str, overrides: list[str], config_dir: Path | str | None = None) -> list[str]:
@@ -71,8 +70,7 @@ def refuse_unshared(command: str, overrides: list[str], config_dir: Path | str |
     try:
         parsed = _parsed(overrides)
     except HydraException as exc:
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        raise ConfigError(f"recsys {command}: " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
+        raise ConfigError(f"recsys {command}: {_one_line(exc)}") from exc
     for override in parsed:
         if _root(override.key_or_group) not in shared:
             offer = f"only the chain's shared keys ({', '.join(sorted(shared))})" if shared else "no overrides"
@@ -102,10 +100,15 @@ def compose_shared(
     try:
         return _composed(CHAIN, given, conf_dir)
     except (HydraException, OmegaConfBaseException) as exc:
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        raise ConfigError(f"recsys {command}: " + (" ".join(lines[:3]) or type(exc).__name__)) from exc
+        raise ConfigError(f"recsys {command}: {_one_line(exc)}") from exc
     except ConfigError as exc:  # the schema's line, which names the chain
         raise ConfigError(f"recsys {command}: {str(exc).removeprefix(f'config {CHAIN!r}: ')}") from exc
+
+
+def _one_line(exc: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line errors as one line: their first three."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return " ".join(lines[:3]) or type(exc).__name__
 
 
 def _parsed(overrides: list[str]) -> list[Any]:
@@ -132,14 +135,11 @@ def _partition(name: str, overrides: list[str], conf_dir: Path) -> tuple[list[st
     """(the overrides `name` uses, those of the chain's shared keys). An override is
     left out of the first where its root key is shared but not in `name`'s config;
     a root key neither shared nor `name`'s stays, for Hydra to refuse."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     shared = _roots(conf_dir, CHAIN)
     if not overrides or not shared or name == CHAIN:
         return overrides, []
     own = _roots(conf_dir, name)
-    parsed = OverridesParser.create().parse_overrides(overrides)  # `a=b=c`, `+k`, `~k`, `g@pkg`: Hydra's own reading
-    roots = [_root(o.key_or_group) for o in parsed]
+    roots = [_root(o.key_or_group) for o in _parsed(overrides)]
     used = [o for o, root in zip(overrides, roots, strict=True) if root in own or root not in shared]
     return used, [o for o, root in zip(overrides, roots, strict=True) if root in shared]
 
