@@ -157,7 +157,7 @@ def test_p2_bar_needs_the_mean_ratio_every_seed_over_the_floor_every_interval_an
     bench: ModuleType, res: ModuleType
 ) -> None:
     p2 = bench.BARS["p2"]
-    assert p2.headline == bench.P2_HEADLINE == "ranker_lgbm_no_item_id"
+    assert p2.headline == bench.P2_HEADLINE == "ranker_lgbm_profile"
     just_above = res.judge(p2, comparison_row((1.3501,) * 4))
     assert just_above["passes"] and not failing(just_above)
     assert failing(res.judge(p2, comparison_row((1.3499,) * 4))) == ["mean over seeds / best baseline"]
