@@ -356,7 +356,8 @@ def prepare(
 ) -> dict[str, str]:
     """Ingest once (a no-op when the input is unchanged), then split each protocol
     and build each features group when missing, stale, built by other code
-    (`code_digest`, noted in built_by.json) or --fresh. Returns, by
+    (`code_digest`, noted per split and features folder in built_by.json, so a run
+    of one protocol never vouches for another's folders) or --fresh. Returns, by
     "protocol/group", the sha256 of the features manifest and the code together,
     which keys the cache."""
     import hashlib
@@ -368,7 +369,7 @@ def prepare(
 
     code = code_digest()
     marker = root / "built_by.json"
-    other_code = not marker.is_file() or json.loads(marker.read_text()).get("code_sha256") != code
+    built = built_by(marker)
     reporter.start("ingesting, splitting, building features", total=1 + len(protocols) * len(groups))
     ingest.run(compose("ingest", [f"paths.data_dir={root}", "data=movielens100k", f"data.path={raw.resolve()}"]))
     reporter.advance()
@@ -378,21 +379,33 @@ def prepare(
         split_dir = Path(split_cfg.split_dir)
         resplit = (
             fresh
-            or other_code
+            or built.get(f"{p.key}/split") != code
             or not (split_dir / MANIFEST).is_file()
             or read_manifest(split_dir)["lake"]["manifest_sha256"] != sha256_file(Path(split_cfg.lake_dir) / MANIFEST)
         )
         if resplit:
             split.run(split_cfg)
+            built[f"{p.key}/split"] = code
         for group in groups:
             cfg = compose("features", overrides_for("features", root, p, group))
             manifest = Path(cfg.features_dir) / MANIFEST
-            if resplit or not manifest.is_file():
+            if resplit or built.get(f"{p.key}/{group}") != code or not manifest.is_file():
                 features.run(cfg)
+                built[f"{p.key}/{group}"] = code
             shas[f"{p.key}/{group}"] = hashlib.sha256(f"{sha256_file(manifest)}:{code}".encode()).hexdigest()
             reporter.advance()
-    write_json(marker, {"code_sha256": code})
+        # another run on this folder may have built other protocols meanwhile
+        write_json(marker, {"built": built_by(marker) | {k: v for k, v in built.items() if k.startswith(f"{p.key}/")}})
     return shas
+
+
+def built_by(marker: Path) -> dict[str, str]:
+    """{"protocol/split" or "protocol/group": the code digest that built it}; an
+    older marker (one digest for the whole folder) vouches for nothing."""
+    if not marker.is_file():
+        return {}
+    built = json.loads(marker.read_text()).get("built", {})
+    return {str(k): str(v) for k, v in built.items()} if isinstance(built, dict) else {}
 
 
 def fold_names(root: Path, protocol: Protocol) -> list[str]:
