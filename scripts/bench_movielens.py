@@ -913,23 +913,36 @@ def git_state() -> str:
 # --------------------------------------------------------------------------- main
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+def folder_arguments(p: argparse.ArgumentParser) -> None:
+    """The bench folder, the raw data and how fits run: shared with select_movielens.py."""
     p.add_argument("--data-dir", type=Path, default=Path("bench_data/movielens"), help="bench folder")
     p.add_argument("--raw", type=Path, default=Path("data/raw/ml-100k"), help="scripts/fetch_movielens100k.sh output")
+    p.add_argument("--jobs", type=int, default=1, help="fits run at once, each in a one-thread worker process")
+    p.add_argument("--fresh", action="store_true", help="ignore cached fits and rebuild splits and features")
+
+
+def checked(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed arguments, with `folder_arguments`' checked: one job at least, and
+    MovieLens-100K where --raw says."""
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error("--jobs must be at least 1")
+    if not (args.raw / "ml-100k.inter").is_file() and not (args.raw / "u.data").is_file():
+        p.error(f"{args.raw}: no MovieLens-100K here; run scripts/fetch_movielens100k.sh first")
+    return args
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    folder_arguments(p)
     p.add_argument("--models", default=None, help="comma-separated names, or baselines / ours / all [all]")
     p.add_argument("--protocols", default=None, help="comma-separated subset of p1,p2,p3 [all]")
     p.add_argument("--seeds", default=None, help="seeds of our models, e.g. 42,1,2,3 [each protocol's: p2 4, p3 3]")
     p.add_argument("--bars", action="store_true", help="P2 and P3 baselines and headline models, then the verdicts")
-    p.add_argument("--jobs", type=int, default=1, help="fits run at once, each in a one-thread worker process")
-    p.add_argument("--fresh", action="store_true", help="ignore cached fits and rebuild splits and features")
     p.add_argument("--resamples", type=int, default=10_000, help="paired bootstrap resamples")
     p.add_argument("--out", type=Path, default=None, help="results JSON [DATA_DIR/results.json]")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables for BENCHMARKS.md here")
-    args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be at least 1")
-    return args
+    return checked(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -937,8 +950,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     started, wall = datetime.now(UTC), time.perf_counter()
-    if not (args.raw / "ml-100k.inter").is_file() and not (args.raw / "u.data").is_file():
-        raise SystemExit(f"{args.raw}: no MovieLens-100K here; run scripts/fetch_movielens100k.sh first")
     skipped: dict[str, str] = {}
     plan = make_plan(args.protocols, args.models, args.bars, parse_seeds(args.seeds), skipped)
     for name, reason in skipped.items():

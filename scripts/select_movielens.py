@@ -127,19 +127,13 @@ def print_result(result: Mapping[str, Any], seeds: Sequence[int]) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--data-dir", type=Path, default=Path("bench_data/movielens"), help="bench folder")
-    p.add_argument("--raw", type=Path, default=Path("data/raw/ml-100k"), help="scripts/fetch_movielens100k.sh output")
+    bench.folder_arguments(p)
     p.add_argument("--models", required=True, help="comma-separated names of bench_movielens.py's models")
     p.add_argument("--protocol", default="p2", help="a rolling-origin protocol of bench_movielens.py [p2]")
     p.add_argument("--windows", type=int, default=3, help="validation windows, the protocol's fold-0 one the last")
     p.add_argument("--seeds", default=None, help="e.g. 42,1,2,3 [the protocol's]")
-    p.add_argument("--jobs", type=int, default=1, help="fits run at once, each in a one-thread worker process")
-    p.add_argument("--fresh", action="store_true", help="ignore cached fits and rebuild splits and features")
     p.add_argument("--out", type=Path, default=None, help="results JSON [DATA_DIR/selection-<protocol>.json]")
-    args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be at least 1")
-    return args
+    return bench.checked(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,3 +115,17 @@ def test_a_marker_vouches_only_for_the_folders_it_names(sel: ModuleType, tmp_pat
     assert bench.built_by(marker) == {}
     marker.write_text(json.dumps({"built": {"p3/split": "abc", "p3/default": "abc"}}))
     assert bench.built_by(marker) == {"p3/split": "abc", "p3/default": "abc"}
+
+
+def test_arguments_name_a_missing_dataset_or_a_bad_job_count(
+    sel: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        sel.parse_args(["--models", "ranker_lgbm_profile", "--raw", str(tmp_path)])
+    assert f"{tmp_path}: no MovieLens-100K here" in capsys.readouterr().err
+    (tmp_path / "u.data").write_text("1\t1\t5\t874965758\n")
+    with pytest.raises(SystemExit):
+        sel.parse_args(["--models", "ranker_lgbm_profile", "--raw", str(tmp_path), "--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+    args = sel.parse_args(["--models", "ranker_lgbm_profile", "--raw", str(tmp_path), "--windows", "2"])
+    assert (args.windows, args.protocol, args.jobs) == (2, "p2", 1)
