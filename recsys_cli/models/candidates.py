@@ -276,8 +276,7 @@ def _pairs(
         # last bits depend on the batch. A gap of 6e-8 instead of 0 once crossed a
         # tree's threshold (a user's probability 0.16 alone, 0.0006 in a batch), and
         # near-equal scores swapped places, and log ranks, from one batch to another.
-        tops[name], first_score = _own_order(np.where(np.isfinite(top_scores), top, 0), own[name])
-        best[name] = first_score
+        tops[name], best[name] = _own_order(np.where(np.isfinite(top_scores), top, 0), own[name])
     union = np.sort(np.concatenate(list(tops.values()), axis=1), axis=1)
     keep = union > 0
     keep[:, 1:] &= union[:, 1:] != union[:, :-1]
@@ -315,10 +314,10 @@ def _own_order(
     scores = np.asarray(scorer(r, items), dtype=np.float32)
     order = np.lexsort((items, -scores, r))
     counts = np.bincount(r, minlength=top.shape[0])
-    position = np.arange(r.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    starts = np.cumsum(counts) - counts
+    position = np.arange(r.size) - np.repeat(starts, counts)
     ordered = np.zeros_like(top)
     ordered[r[order], position] = items[order]
-    starts = np.cumsum(counts) - counts
     has = counts > 0
     first[has] = scores[order][starts[has]]
     return ordered, first
