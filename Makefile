@@ -1,6 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RECSYS := $(VENV)/bin/recsys
+TEST_WORKERS ?= 2
 
 .PHONY: setup setup-spark demo serve test test-all lint docs docs-serve clean bench-ingest fetch-movielens bench-movielens reproduce-movielens
 
@@ -38,8 +39,10 @@ demo: setup
 serve: setup
 	$(RECSYS) serve $(if $(RECSYS_API_KEY),,serve.auth=false) $(SERVE_ARGS)
 
+## The suite on TEST_WORKERS processes (pytest-xdist; 0 = in this process). A test file
+## stays on one worker, so its module fixtures are built once.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-all: setup
 	$(PY) -m pytest -q -m "not gpu"

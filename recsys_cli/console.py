@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 _UNBOUNDED = 1_000_000  # the width a table is measured at to find its natural width
 
@@ -154,8 +155,27 @@ def esc(text: Any) -> str:
     return escape(str(text))
 
 
+def titled_table(title: str, caption: str | None = None, **kwargs: Any) -> Table:
+    """A table at least as wide as its title and caption: rich wraps both to the
+    table's width, so a path in a title came out cut in two ("/tmp/xx/raw/synt",
+    "h") above a narrow table. A terminal narrower than that still wraps them."""
+    longest = max((_cell_width(t) for t in (title, caption) if t), default=0)
+    return Table(
+        title=title,
+        caption=caption,
+        title_justify="left",
+        caption_justify="left",
+        min_width=longest or None,
+        **kwargs,
+    )
+
+
+def _cell_width(markup: str) -> int:
+    return max((line.cell_len for line in Text.from_markup(markup).split()), default=0)
+
+
 def kv_table(title: str, rows: Mapping[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = titled_table(title, show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in rows.items():
@@ -164,7 +184,7 @@ def kv_table(title: str, rows: Mapping[str, Any]) -> Table:
 
 
 def rows_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = titled_table(title)
     for i, name in enumerate(header):
         table.add_column(name, justify="left" if i == 0 else "right")
     for row in rows:

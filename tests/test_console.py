@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from recsys_cli.console import console, err_console, make_console, rich_progress, rows_table
+from recsys_cli.console import console, err_console, kv_table, make_console, rich_progress, rows_table
 from recsys_cli.errors import LakeError
 
 
@@ -52,6 +52,20 @@ def test_off_a_terminal_a_long_line_of_text_stays_one_line(monkeypatch: pytest.M
     line = "run written: " + "/".join(["runs", "ease", *(["a-long-folder-name"] * 12), "20260301T090000000000Z"])
     make_console(file=out).print(f"[green]{line}[/]")
     assert out.getvalue() == line + "\n"
+
+
+def test_a_title_longer_than_its_table_is_printed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich wraps a title to its table's width: `datasets synth` printed its path as
+    "/tmp/xx/raw/synt" and "h" above a two-column table of counts."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    path = "/tmp/" + "/".join(["a-long-folder-name"] * 6) + "/raw/synth"
+    for terminal in ({}, {"force_terminal": True, "width": 200}):
+        out = io.StringIO()
+        make_console(file=out, **terminal).print(kv_table(f"Synthetic shop written to {path}", {"users": 200}))
+        assert _plain(out.getvalue()).splitlines()[0].rstrip() == f"Synthetic shop written to {path}"
+    out = io.StringIO()
+    make_console(file=out, force_terminal=True, width=40).print(kv_table(f"written to {path}", {"users": 200}))
+    assert max(len(_plain(line)) for line in out.getvalue().splitlines()) <= 40  # a narrow terminal still wraps it
 
 
 def test_an_explicit_columns_still_sets_the_width_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

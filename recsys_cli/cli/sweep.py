@@ -189,13 +189,12 @@ def _table(
     """One row per trial. Parameters get a column each when the console is wide
     enough, else share one wrapped `params` column."""
     from rich.markup import escape
-    from rich.table import Table
 
-    from recsys_cli.console import console
+    from recsys_cli.console import console, titled_table
 
     short = _short_names(params)
     apart = console.width >= 44 + 12 * len(metrics) + sum(max(len(n), 6) + 3 for n in short)
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    table = titled_table(title, caption)
     for name in ["#", "state", *metrics]:
         table.add_column(escape(name), justify="left" if name == "state" else "right", no_wrap=True)
     for name in short if apart else ["params"]:

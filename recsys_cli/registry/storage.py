@@ -5,15 +5,18 @@ Object stores cannot rename, so nothing here relies on a rename being atomic
 there. What the registry's guarantees rest on is two primitives, each atomic on
 both kinds of store:
 
-- `create`: write a small object only if nothing is at its path (local:
-  `open(path, "xb")`, i.e. `O_CREAT | O_EXCL`; S3: a PUT with `If-None-Match: *`,
-  refused with 412 when the key exists). Exactly one of two racing writers wins.
+- `create`: write a small object only if nothing is at its path (local: the
+  bytes go to a temporary file first, then `os.link` gives it the name, which
+  fails when the name exists, so a reader never finds it empty or half written;
+  S3: a PUT with `If-None-Match: *`, refused with 412 when the key exists).
+  Exactly one of two racing writers wins.
 - `replace_if`: replace a small object only if it is still the version read
   before (S3: a PUT with `If-Match: <ETag>`; local: under an exclusive `flock`,
   compare the content's sha256, write a temporary file and `os.replace` it).
 
 Plus `put`, which readers see whole or not at all (one S3 PUT is atomic; locally
-a temporary file and `os.replace`). Other fsspec stores (GCS, Azure, ...) are
+a temporary file and `os.replace`). A local temporary file is never listed by
+`names`: it is a writer's, not an entry yet. Other fsspec stores (GCS, Azure, ...) are
 refused with one line rather than run without these guarantees.
 """
 
@@ -25,6 +28,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -37,6 +41,8 @@ from recsys_cli.registry.integrity import check_seal, seal
 LOCAL = frozenset({"file", "local"})
 S3 = frozenset({"s3", "s3a"})
 _CHUNK = 1 << 22
+# A local writer's temporary file beside its target: `<name>.tmp-<12 hex digits>`.
+_TEMPORARY = re.compile(r".+\.tmp-[0-9a-f]{12}")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,7 +117,8 @@ class Storage:
             entries = self.fs.ls(folder, detail=False)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted({posixpath.basename(str(e).rstrip("/")) for e in entries} - {""})
+        names = {posixpath.basename(str(e).rstrip("/")) for e in entries} - {""}
+        return sorted(n for n in names if not (self.local and _TEMPORARY.fullmatch(n)))
 
     @_reported
     def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
@@ -136,8 +143,13 @@ class Storage:
         self._parent(path)
         try:
             if self.local:
-                with open(path, "xb") as fh:  # O_CREAT | O_EXCL
-                    fh.write(data)
+                # Not open(path, "xb"): between that open and the write, a racing
+                # reader found the file empty and took it for a damaged record.
+                tmp = _write_temporary(path, data)
+                try:
+                    os.link(tmp, path)  # atomic, and refused when the name exists
+                finally:
+                    os.unlink(tmp)
             else:
                 self.fs.pipe_file(path, data, mode="create")  # If-None-Match: *
         except FileExistsError:
@@ -151,12 +163,7 @@ class Storage:
         """Write `data` at `path` so that a reader sees the old object or the new one, whole."""
         self._parent(path)
         if self.local:
-            tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            os.replace(_write_temporary(path, data), path)
         else:
             self.fs.pipe_file(path, data)  # one PUT: S3 never shows a partial object
         self._fresh(path)
@@ -282,3 +289,14 @@ def decode(storage: Storage, path: str, data: bytes, kind: str, **expected: Any)
         if record.get(key) != value:
             raise IntegrityError(f"{where}: records {key} {record.get(key)!r}, but its place says {value!r}")
     return record
+
+
+def _write_temporary(path: str, data: bytes) -> str:
+    """`data` in a new file beside `path` (same folder, so a link or rename to `path`
+    stays on one file system), flushed to disk; returns its path."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    with open(tmp, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp

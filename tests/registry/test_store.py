@@ -8,6 +8,7 @@ test_store_s3.py on an S3 server, through the same code."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -230,6 +231,47 @@ def test_a_tampered_package_is_refused_naming_the_file(where: Where, package: Pa
 
 def test_two_concurrent_pushes_get_distinct_versions(where: Where, package: Path) -> None:
     check_concurrent_pushes_get_distinct_versions(where, package)
+
+
+def test_a_file_being_created_is_absent_to_readers_never_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the bytes being written and the name appearing, a reader finds nothing
+    at the path and no entry in the folder (a half-written claim or marker read as
+    a damaged record); afterwards, the whole object."""
+    storage = Storage(str(tmp_path / "store"))
+    path = storage.path("claims", "1.json")
+    seen: list[tuple[bytes | None, list[str]]] = []
+    link = os.link
+
+    def watched(source: str, target: str) -> None:
+        seen.append((storage.read(path), storage.names(storage.path("claims"))))
+        link(source, target)
+
+    monkeypatch.setattr(os, "link", watched)
+    assert storage.create(path, b'{"version": 1}') is True
+    assert seen == [(None, [])]
+    assert storage.read(path) == b'{"version": 1}' and storage.names(storage.path("claims")) == ["1.json"]
+    assert storage.create(path, b'{"version": 2}') is False  # taken: the first stays, no file is left behind
+    assert storage.read(path) == b'{"version": 1}'
+    assert [p.name for p in (tmp_path / "store" / "claims").iterdir()] == ["1.json"]
+
+
+def test_a_first_push_beside_another_first_push_sees_no_registry_or_a_whole_one(
+    where: Where, package: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first pushes into one empty folder: while one is creating the registry's
+    marker, the other finds an empty folder (its own marker wins) or the whole
+    marker, never files without a marker or an unreadable one. Both versions land."""
+    link, raced = os.link, []
+
+    def racing(source: str, target: str) -> None:
+        if target.endswith("registry.json") and not raced:
+            raced.append(0)
+            raced.append(where.open().push(package)["version"])  # the other push, all the way through
+        link(source, target)
+
+    monkeypatch.setattr(os, "link", racing)
+    assert where.open().push(package)["version"] == 2
+    assert raced == [0, 1] and [r["version"] for r in where.open().versions("ease")] == [1, 2]
 
 
 def test_a_push_that_dies_midway_is_never_visible_and_gc_removes_it(where: Where, package: Path) -> None:
