@@ -21,17 +21,6 @@ GOOD_ROWS = [
 ]
 
 
-# The files that take minutes (each a few seconds for the rest): run first, so that
-# with a file per worker (`make test`) no worker is left running one alone at the end.
-LONGEST_FIRST = ("tests/reproduce/test_movielens.py", "tests/docs/test_tutorials.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest files' tests first, each file's order and the rest's kept."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
-
-
 @pytest.fixture
 def raw_dir(tmp_path: Path) -> Path:
     return tmp_path / "raw" / "generic"
