@@ -40,9 +40,10 @@ serve: setup
 	$(RECSYS) serve $(if $(RECSYS_API_KEY),,serve.auth=false) $(SERVE_ARGS)
 
 ## The suite on TEST_WORKERS processes (pytest-xdist; 0 = in this process). A test file
-## stays on one worker, so its module fixtures are built once.
+## stays on one worker, so its module fixtures are built once; files go out in collection
+## order (tests/conftest.py puts the ones that take minutes first), not by test count.
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 
 test-all: setup
 	$(PY) -m pytest -q -m "not gpu"

@@ -45,6 +45,8 @@ import pytest
 from tests.docs.conftest import write_movielens_sample
 from tests.s3 import new_bucket
 
+pytestmark = pytest.mark.minutes
+
 REPO = Path(__file__).resolve().parents[2]
 TUTORIALS = REPO / "docs" / "tutorials"
 VENV_BIN = Path(sys.executable).parent

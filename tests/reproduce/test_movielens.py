@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 from recsys_cli.cli import app
 from recsys_cli.config import DEFAULT_CONF_DIR
 
+pytestmark = pytest.mark.minutes
+
 ROOT = DEFAULT_CONF_DIR.parent
 EXPERIMENT = ROOT / "experiments" / "movielens100k_sasrec_ease_blend.yaml"
 
