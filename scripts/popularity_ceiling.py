@@ -1,0 +1,127 @@
+"""How far popularity alone can go on the P2 rolling-origin windows, future included.
+
+P2's bar asks for 1.35x the NDCG@10 of 30-day popularity. This script scores,
+on the very windows and users the benchmark evaluates (every warm user of each
+fold's validation and test window, items they rated before the window left out),
+rankings that no model can make because they read the window itself:
+
+- `window_popularity`: the films ranked by how many ratings they get inside the
+  window, the user's own included (an upper bound of any popularity signal);
+- `window_popularity_others`: the same counts without the user's own ratings, what
+  the rest of the site did in those 14 days;
+
+beside the one a model can make, `recent_popularity_30d` (the 30 days before the
+window). Every ranking is one score per film for all users, so what they reach is
+the ceiling of a non-personal list: where the window's own popularity stays under
+1.35x, the bar can only be met by knowing the user better than the window's crowd.
+
+    .venv/bin/python scripts/popularity_ceiling.py --data-dir bench_data/ml20
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import typer
+
+from recsys_cli.console import console, rows_table
+from recsys_cli.evaluation.metrics import per_user
+
+K = 10
+RANKINGS = ("recent_popularity_30d", "window_popularity_others", "window_popularity")
+
+
+def window_scores(events: pl.DataFrame, start: datetime, end: datetime, truth: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Per ranking, NDCG@10 of each of `truth`'s users (rows in `truth`'s user order)."""
+    users = truth.select("user_id").unique(maintain_order=True)
+    items = events.select("item_id").unique().sort("item_id").with_row_index("col")
+    index = lambda frame: frame.join(users.with_row_index("row"), on="user_id").join(items, on="item_id")  # noqa: E731
+
+    def matrix(frame: pl.DataFrame) -> sp.csr_matrix:
+        pairs = index(frame.select("user_id", "item_id").unique())
+        ones = np.ones(pairs.height)
+        return sp.csr_matrix((ones, (pairs["row"], pairs["col"])), shape=(users.height, items.height))
+
+    before = events.filter(pl.col("ts") < start)
+    inside = events.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    seen = matrix(before).toarray() > 0
+    own = matrix(inside).toarray()
+    recent = _counts(before.filter(pl.col("ts") >= start - timedelta(days=30)), items)
+    window = _counts(inside, items)
+    relevant = matrix(truth)
+    out = {}
+    for name, scores in (
+        ("recent_popularity_30d", np.broadcast_to(recent, own.shape)),
+        ("window_popularity_others", window - own),
+        ("window_popularity", np.broadcast_to(window, own.shape)),
+    ):
+        ranked = np.where(seen, -np.inf, scores)
+        # Best first; ties by item id, the same for every ranking.
+        top = np.argsort(-ranked, axis=1, kind="stable")[:, :K]
+        out[name] = per_user(top, relevant, K)["ndcg"]
+    return out
+
+
+def _counts(frame: pl.DataFrame, items: pl.DataFrame) -> np.ndarray:
+    counts = items.join(frame.group_by("item_id").len(), on="item_id", how="left").sort("col")
+    return counts["len"].fill_null(0).to_numpy().astype(np.float64)
+
+
+def main(
+    data_dir: Annotated[
+        Path, typer.Option(help="the benchmark's folder (scripts/bench_movielens.py --data-dir)")
+    ] = Path("bench_data/ml20"),
+    split: Annotated[str, typer.Option(help="the split folder under splits/movielens100k")] = "rolling_origin-ratings",
+    out: Annotated[Path | None, typer.Option(help="the JSON; default <data-dir>/popularity-ceiling.json")] = None,
+) -> None:
+    root = data_dir / "splits" / "movielens100k" / split
+    manifest = json.loads((root / "manifest.json").read_text())
+    events = (
+        pl.scan_parquet(data_dir / "lake" / "movielens100k" / "events" / "**" / "*.parquet")
+        .filter(pl.col("event_type") == "rating")
+        .select("user_id", "item_id", "ts")
+        .collect()
+    )
+    result: dict[str, Any] = {"split": str(root), "k": K, "windows": []}
+    pooled: dict[str, dict[str, list[float]]] = {"val": {}, "test": {}}
+    for fold in manifest["folds"]:
+        bounds = {
+            "val": (fold["val_start"], fold["test_start"]),
+            "test": (fold["test_start"], fold["test_end"]),
+        }
+        for part, (start, end) in bounds.items():
+            truth = pl.read_parquet(root / fold["name"] / f"{part}_targets.parquet").filter(~pl.col("cold"))
+            scores = window_scores(events, datetime.fromisoformat(start), datetime.fromisoformat(end), truth)
+            result["windows"].append(
+                {"fold": fold["name"], "part": part, "users": truth["user_id"].n_unique()}
+                | {name: float(v.mean()) for name, v in scores.items()}
+            )
+            for name, v in scores.items():
+                pooled[part].setdefault(name, []).append(float(v.mean()))
+    rows = []
+    for part in ("val", "test"):
+        means = {name: float(np.mean(v)) for name, v in pooled[part].items()}
+        base = means["recent_popularity_30d"]
+        result[f"mean_{part}"] = means
+        for name in RANKINGS:
+            rows.append([part, name, f"{means[name]:.4f}", f"{means[name] / base:.3f}x"])
+    console.print(
+        rows_table(
+            "Popularity on P2's windows, the window's own included (mean over folds, warm users)",
+            ["part", "ranking", "NDCG@10", "vs 30-day popularity"],
+            rows,
+        )
+    )
+    path = out or data_dir / "popularity-ceiling.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
