@@ -9,11 +9,18 @@ rankings that no model can make because they read the window itself:
   window, the user's own included (an upper bound of any popularity signal);
 - `window_popularity_others`: the same counts without the user's own ratings, what
   the rest of the site did in those 14 days;
+- `window_popularity_returning`: only the ratings of the window's other warm
+  users, the members the benchmark scores (most of a window's ratings come from
+  members who joined inside it);
 
-beside the one a model can make, `recent_popularity_30d` (the 30 days before the
-window). Every ranking is one score per film for all users, so what they reach is
-the ceiling of a non-personal list: where the window's own popularity stays under
-1.35x, the bar can only be met by knowing the user better than the window's crowd.
+beside two a model can make: `recent_popularity_30d` (the 30 days before the
+window) and `recent_popularity_30d_short_visits`, the same counted only over
+ratings made in short visits (a user's ratings cut wherever an hour passes
+without one, as seen before the window; at most 20 ratings a visit): what
+returning members do, not what new members rate when they join. Every ranking
+is one score per film for all users, so what they reach is the ceiling of a
+non-personal list: where the window's own popularity stays under 1.35x, the bar
+can only be met by knowing the user better than the window's crowd.
 
     .venv/bin/python scripts/popularity_ceiling.py --data-dir bench_data/ml20
 """
@@ -34,7 +41,15 @@ from recsys_cli.console import console, rows_table
 from recsys_cli.evaluation.metrics import per_user
 
 K = 10
-RANKINGS = ("recent_popularity_30d", "window_popularity_others", "window_popularity")
+RANKINGS = (
+    "recent_popularity_30d",
+    "recent_popularity_30d_short_visits",
+    "window_popularity_returning",
+    "window_popularity_others",
+    "window_popularity",
+)
+VISIT_GAP = timedelta(hours=1)  # a pause this long starts a new visit
+SHORT_VISIT = 20  # most ratings in a visit that counts as short
 
 
 def window_scores(events: pl.DataFrame, start: datetime, end: datetime, truth: pl.DataFrame) -> dict[str, np.ndarray]:
@@ -48,24 +63,41 @@ def window_scores(events: pl.DataFrame, start: datetime, end: datetime, truth: p
         ones = np.ones(pairs.height)
         return sp.csr_matrix((ones, (pairs["row"], pairs["col"])), shape=(users.height, items.height))
 
-    before = events.filter(pl.col("ts") < start)
+    before = with_visit_sizes(events.filter(pl.col("ts") < start))
     inside = events.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
     seen = matrix(before).toarray() > 0
     own = matrix(inside).toarray()
-    recent = _counts(before.filter(pl.col("ts") >= start - timedelta(days=30)), items)
+    month = before.filter(pl.col("ts") >= start - timedelta(days=30))
     window = _counts(inside, items)
+    returning = _counts(inside.join(users, on="user_id", how="semi"), items)
+    rankings = {
+        "recent_popularity_30d": _counts(month, items),
+        "recent_popularity_30d_short_visits": _counts(month.filter(pl.col("visit_size") <= SHORT_VISIT), items),
+        "window_popularity_returning": returning - own,
+        "window_popularity_others": window - own,
+        "window_popularity": window,
+    }
     relevant = matrix(truth)
     out = {}
-    for name, scores in (
-        ("recent_popularity_30d", np.broadcast_to(recent, own.shape)),
-        ("window_popularity_others", window - own),
-        ("window_popularity", np.broadcast_to(window, own.shape)),
-    ):
+    for name in RANKINGS:
+        scores = np.broadcast_to(rankings[name], own.shape)
         ranked = np.where(seen, -np.inf, scores)
         # Best first; ties by item id, the same for every ranking.
         top = np.argsort(-ranked, axis=1, kind="stable")[:, :K]
         out[name] = per_user(top, relevant, K)["ndcg"]
     return out
+
+
+def with_visit_sizes(events: pl.DataFrame) -> pl.DataFrame:
+    """Each rating with the number of ratings in its visit: a user's ratings in time
+    order, a new visit wherever `VISIT_GAP` passes without one."""
+    gap = pl.col("ts").diff().over("user_id", order_by="ts") >= VISIT_GAP
+    visit = gap.fill_null(True).cast(pl.UInt32).cum_sum().over("user_id", order_by="ts")
+    return (
+        events.with_columns(visit.alias("_visit"))
+        .with_columns(pl.len().over("user_id", "_visit").alias("visit_size"))
+        .drop("_visit")
+    )
 
 
 def _counts(frame: pl.DataFrame, items: pl.DataFrame) -> np.ndarray:

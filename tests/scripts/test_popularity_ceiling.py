@@ -63,3 +63,38 @@ def test_a_film_seen_before_the_window_is_never_listed() -> None:
     scores = ceiling.window_scores(events, START, END, truth)
     # "a" leads the past and the window alike, but u1 rated it before: b comes first
     assert all(np.allclose(v, [1.0]) for v in scores.values())
+
+
+def test_a_visit_ends_where_an_hour_passes_without_a_rating() -> None:
+    minutes = [0, 30, 89, 150, 151]  # gaps of 30, 59, 61 and 1 minutes
+    events = pl.DataFrame(
+        {
+            "user_id": ["u1"] * 5 + ["u2"],
+            "item_id": [f"i{j}" for j in range(6)],
+            "ts": [START + timedelta(minutes=m) for m in [*minutes, 10]],
+        }
+    )
+    sizes = ceiling.with_visit_sizes(events).sort("user_id", "ts")["visit_size"].to_list()
+    assert sizes == [3, 3, 3, 2, 2, 1]
+
+
+def test_returning_members_popularity_counts_only_the_scored_users_others() -> None:
+    # In the window three newcomers rate "b"; the scored users u1 and u2 both rate
+    # "d". The crowd's list opens with b; the returning members' list with d,
+    # which for each user is the other one's rating.
+    events = _events(
+        [
+            ("u1", "a", -3),
+            ("u2", "a", -2),
+            ("u1", "d", 2),
+            ("u2", "d", 3),
+            ("n1", "b", 1),
+            ("n2", "b", 1),
+            ("n3", "b", 1),
+        ]
+    )
+    truth = events.filter(pl.col("user_id").is_in(["u1", "u2"]), pl.col("ts") >= START)
+    scores = ceiling.window_scores(events, START, END, truth)
+    assert np.allclose(scores["window_popularity_returning"], [1.0, 1.0])
+    assert np.allclose(scores["window_popularity_others"], [1 / np.log2(3)] * 2)
+    assert np.allclose(scores["window_popularity"], [1 / np.log2(3)] * 2)
