@@ -77,12 +77,15 @@ def window_scores(events: pl.DataFrame, start: datetime, end: datetime, truth: p
         "window_popularity_others": window - own,
         "window_popularity": window,
     }
+    # Equal counts go by all-time popularity before the window (a fraction under one
+    # rating), as the benchmark's popularity models break them, then by item id.
+    alltime = _counts(before, items)
+    tie_break = alltime / (alltime.max(initial=0) + 1)
     relevant = matrix(truth)
     out = {}
     for name in RANKINGS:
-        scores = np.broadcast_to(rankings[name], own.shape)
+        scores = np.broadcast_to(rankings[name] + tie_break, own.shape)
         ranked = np.where(seen, -np.inf, scores)
-        # Best first; ties by item id, the same for every ranking.
         top = np.argsort(-ranked, axis=1, kind="stable")[:, :K]
         out[name] = per_user(top, relevant, K)["ndcg"]
     return out

@@ -17,9 +17,9 @@ END = START + timedelta(days=14)
 
 
 def _events(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
-    """(user, item, day relative to the window's start), and ten films rated long
-    ago (ids z0-z9, last in every tie) so that the catalogue fills a top 10."""
-    rows = rows + [("u9", f"z{j}", -100) for j in range(10)]
+    """(user, item, day relative to the window's start), and ten films first rated
+    after the window (ids z0-z9, last in every tie) so that the catalogue fills a top 10."""
+    rows = rows + [("u9", f"z{j}", 30) for j in range(10)]
     return pl.DataFrame(
         {
             "user_id": [u for u, _, _ in rows],
@@ -47,14 +47,15 @@ def test_the_window_ranks_what_is_rated_in_it_and_the_past_what_was() -> None:
     )
     truth = events.filter(pl.col("user_id") == "u1", pl.col("ts") >= START)
     scores = ceiling.window_scores(events, START, END, truth)
-    # u1's window films are c and d; the past's list opens with b, then a tie at
-    # zero broken by id (c, d): hits at ranks 2 and 3 of an ideal 1 and 2.
+    # u1's window films are c and d. The past month's list opens with b; its zeros
+    # go by all-time popularity (old and old2 rated once), then by id (c, d): hits at
+    # ranks 4 and 5, where 1 and 2 were possible.
     ideal = 1 + 1 / np.log2(3)
-    assert np.allclose(scores["recent_popularity_30d"], [(1 / np.log2(3) + 1 / np.log2(4)) / ideal])
+    assert np.allclose(scores["recent_popularity_30d"], [(1 / np.log2(5) + 1 / np.log2(6)) / ideal])
     # the window's own counts put d (3) and c (1) first: a perfect list
     assert np.allclose(scores["window_popularity"], [1.0])
-    # without u1's own ratings c falls to a zero, tied with b, which its id puts first
-    assert np.allclose(scores["window_popularity_others"], [(1 + 1 / np.log2(4)) / ideal])
+    # without u1's own ratings c falls to a zero, behind b, old and old2 by all time
+    assert np.allclose(scores["window_popularity_others"], [(1 + 1 / np.log2(6)) / ideal])
 
 
 def test_a_film_seen_before_the_window_is_never_listed() -> None:
