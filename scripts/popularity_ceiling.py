@@ -56,10 +56,10 @@ def window_scores(events: pl.DataFrame, start: datetime, end: datetime, truth: p
     """Per ranking, NDCG@10 of each of `truth`'s users (rows in `truth`'s user order)."""
     users = truth.select("user_id").unique(maintain_order=True)
     items = events.select("item_id").unique().sort("item_id").with_row_index("col")
-    index = lambda frame: frame.join(users.with_row_index("row"), on="user_id").join(items, on="item_id")  # noqa: E731
+    rows = users.with_row_index("row")
 
     def matrix(frame: pl.DataFrame) -> sp.csr_matrix:
-        pairs = index(frame.select("user_id", "item_id").unique())
+        pairs = frame.select("user_id", "item_id").unique().join(rows, on="user_id").join(items, on="item_id")
         ones = np.ones(pairs.height)
         return sp.csr_matrix((ones, (pairs["row"], pairs["col"])), shape=(users.height, items.height))
 
