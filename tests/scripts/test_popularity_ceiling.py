@@ -1,6 +1,7 @@
 """scripts/popularity_ceiling.py: one list of films for every user, ranked by the
-30 days before a window, by the window's own ratings, or by the window's ratings of
-everyone but the user; what a user rated before the window is never listed."""
+30 days before a window (all of it, or its short visits), by the window's own
+ratings, by the window's ratings of everyone but the user, or of the other scored
+users only; what a user rated before the window is never listed."""
 
 from __future__ import annotations
 
